@@ -1,0 +1,174 @@
+/**
+ * Adapter choice and device creation.
+ *
+ * WebGPU has no "list adapters" call, so `listAdapters` asks Dawn under each preference it understands
+ * (default, high-performance, low-power, fallback, each backend) and keeps the distinct answers.
+ * The choice: `--adapter NAME` / `ALIGNX_ADAPTER` (a case-insensitive substring of the description,
+ * or an index into the list), `--cpu` / `ALIGNX_CPU=1` (the CPU adapter, e.g. lavapipe), otherwise the
+ * best kind available: discrete GPU, then integrated, then anything else, then CPU.
+ */
+import { loadBinding, type Binding } from "./binding.ts";
+import { DeviceLostError, NoAdapterError, UnknownAdapterError } from "./errors.ts";
+
+export type AdapterKind = "discrete-gpu" | "integrated-gpu" | "cpu" | "unknown";
+
+export interface AdapterEntry {
+  adapter: GPUAdapter;
+  description: string;
+  vendor: string;
+  architecture: string;
+  backend: string;
+  kind: AdapterKind;
+}
+
+export interface DeviceOptions {
+  /** Substring of the adapter description, or an index into `listAdapters()`. */
+  adapter?: string;
+  /** Force the CPU adapter. */
+  cpu?: boolean;
+}
+
+/** Optional features enabled whenever the adapter offers them. */
+export const WANTED_FEATURES = ["shader-f16", "subgroups", "timestamp-query"] as const;
+
+/** Limits requested at the adapter's maximum. */
+const MAX_LIMITS = [
+  "maxBufferSize",
+  "maxStorageBufferBindingSize",
+  "maxUniformBufferBindingSize",
+  "maxStorageBuffersPerShaderStage",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupSizeZ",
+  "maxComputeWorkgroupsPerDimension",
+  "maxBindGroups",
+] as const;
+
+// Dawn's numeric enums, which bun-webgpu passes through unconverted (dawn.node gives strings).
+const BACKENDS = ["undefined", "null", "webgpu", "d3d11", "d3d12", "metal", "vulkan", "opengl", "opengles"];
+const KINDS: AdapterKind[] = ["unknown", "discrete-gpu", "integrated-gpu", "cpu", "unknown"];
+const KIND_RANK: Record<AdapterKind, number> = { "discrete-gpu": 0, "integrated-gpu": 1, unknown: 2, cpu: 3 };
+
+function describe(adapter: GPUAdapter): AdapterEntry {
+  const info = adapter.info as GPUAdapterInfo & { backendType?: number | string; adapterType?: number | string };
+  const backend = typeof info.backendType === "number" ? (BACKENDS[info.backendType] ?? "unknown") : (info.backendType ?? "unknown");
+  let kind: AdapterKind =
+    typeof info.adapterType === "number" ? (KINDS[info.adapterType] ?? "unknown") : ((info.adapterType as AdapterKind) ?? "unknown");
+  if (kind === "unknown" && /llvmpipe|swiftshader|lavapipe|warp/i.test(info.description + info.architecture)) kind = "cpu";
+  const description = info.description || `${info.vendor} ${info.architecture}`.trim() || "unnamed adapter";
+  return { adapter, description, vendor: info.vendor, architecture: info.architecture, backend, kind };
+}
+
+const QUERIES: GPURequestAdapterOptions[] = [
+  {},
+  { powerPreference: "high-performance" },
+  { powerPreference: "low-power" },
+  { forceFallbackAdapter: true },
+];
+
+/** Every adapter Dawn will hand out, best first. Silences Dawn's discovery warnings about missing backends. */
+export async function listAdapters(binding?: Binding): Promise<AdapterEntry[]> {
+  const b = binding ?? (await loadBinding());
+  const seen = new Map<string, AdapterEntry>();
+  for (const q of QUERIES) {
+    let a: GPUAdapter | null = null;
+    try {
+      a = await quietly(() => b.gpu.requestAdapter(q));
+    } catch {
+      a = null;
+    }
+    if (!a) continue;
+    const e = describe(a);
+    const key = `${e.backend}|${e.description}`;
+    if (!seen.has(key)) seen.set(key, e);
+  }
+  return [...seen.values()].sort((x, y) => KIND_RANK[x.kind] - KIND_RANK[y.kind]);
+}
+
+/** Dawn prints OpenGL/EGL discovery failures on stderr while looking for adapters; they mean nothing here. */
+async function quietly<T>(fn: () => Promise<T>): Promise<T> {
+  const write = process.stderr.write;
+  const origWarn = console.warn;
+  const skip = (s: unknown) => typeof s === "string" && /eglInitialize|BackendType::OpenGL|CheckEGL|^\s*$/.test(s);
+  process.stderr.write = ((chunk: unknown, ...rest: unknown[]) =>
+    skip(String(chunk)) ? true : (write as (...a: unknown[]) => boolean).call(process.stderr, chunk, ...rest)) as typeof write;
+  console.warn = (...a: unknown[]) => (a.some((x) => skip(String(x))) ? undefined : origWarn(...a));
+  try {
+    return await fn();
+  } finally {
+    process.stderr.write = write;
+    console.warn = origWarn;
+  }
+}
+
+export function resolveOptions(opts: DeviceOptions = {}): DeviceOptions {
+  const env = process.env;
+  return {
+    adapter: opts.adapter ?? (env.ALIGNX_ADAPTER || undefined),
+    cpu: opts.cpu ?? (env.ALIGNX_CPU === "1" || env.ALIGNX_CPU === "true"),
+  };
+}
+
+/** Pick the adapter the options ask for. Throws NoAdapterError or UnknownAdapterError (exit 2). */
+export async function chooseAdapter(opts: DeviceOptions = {}, binding?: Binding): Promise<AdapterEntry> {
+  const o = resolveOptions(opts);
+  const all = await listAdapters(binding);
+  if (all.length === 0) throw new NoAdapterError();
+  const names = all.map((e) => `${e.description} (${e.kind}, ${e.backend})`);
+  if (o.adapter !== undefined && o.adapter !== "") {
+    const want = o.adapter;
+    const byIndex = /^\d+$/.test(want) ? all[Number(want)] : undefined;
+    const hit = byIndex ?? all.find((e) => `${e.description} ${e.vendor} ${e.architecture}`.toLowerCase().includes(want.toLowerCase()));
+    if (!hit) throw new UnknownAdapterError(want, names);
+    return hit;
+  }
+  if (o.cpu) {
+    const cpu = all.find((e) => e.kind === "cpu");
+    if (!cpu) throw new UnknownAdapterError("cpu", names);
+    return cpu;
+  }
+  return all[0]!;
+}
+
+export interface DeviceHandle {
+  binding: Binding;
+  entry: AdapterEntry;
+  device: GPUDevice;
+  features: Set<string>;
+  /** Set once the device is lost; every later GPU call throws it. */
+  lost: DeviceLostError | undefined;
+  /** Resolves (never rejects) when the device is lost, so waits can race against it. */
+  lostPromise: Promise<DeviceLostError>;
+}
+
+/** Create the device: adapter maxima for buffer/workgroup limits, optional features when offered. */
+export async function openDevice(opts: DeviceOptions = {}): Promise<DeviceHandle> {
+  const binding = await loadBinding();
+  const entry = await chooseAdapter(opts, binding);
+  const { adapter } = entry;
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  const lim = adapter.limits as unknown as Record<string, number>;
+  for (const k of MAX_LIMITS) if (typeof lim[k] === "number" && lim[k] > 0) requiredLimits[k] = lim[k];
+  for (const k of binding.quirks.zeroLimits) requiredLimits[k] = 0;
+  const device = await adapter.requestDevice({
+    label: "alignx",
+    requiredFeatures,
+    requiredLimits: requiredLimits as GPUDeviceDescriptor["requiredLimits"],
+  });
+  const handle: DeviceHandle = {
+    binding,
+    entry,
+    device,
+    features: new Set([...device.features].map(String)),
+    lost: undefined,
+    lostPromise: undefined as unknown as Promise<DeviceLostError>,
+  };
+  handle.lostPromise = device.lost.then((info) => {
+    handle.lost = new DeviceLostError(String(info.reason ?? "unknown"), info.message);
+    return handle.lost;
+  });
+  return handle;
+}

@@ -1,0 +1,111 @@
+/**
+ * The GPU runtime in one object: device, buffer pool, pipeline cache, queue, profiler.
+ *
+ *   const gpu = await Gpu.open({ cpu: true });
+ *   const a = gpu.upload(new Float32Array([1, 2, 3]));
+ *   gpu.dispatch(kernel, "main", { x: a }, 1, { params: { n: 3 } });
+ *   const out = new Float32Array(await gpu.read(a));
+ *   gpu.release(a);
+ */
+import { chooseAdapter, listAdapters, openDevice, type AdapterEntry, type DeviceHandle, type DeviceOptions } from "./device.ts";
+import { fmtBytes } from "./errors.ts";
+import { PipelineCache, type KernelSource } from "./kernel.ts";
+import { BufferPool, STORAGE_USAGE, type PooledBuffer, type PoolStats } from "./pool.ts";
+import { Queue } from "./queue.ts";
+
+export { defineKernel, type KernelSource } from "./kernel.ts";
+export type { PooledBuffer, PoolStats } from "./pool.ts";
+export type { Binding, BufferRange } from "./queue.ts";
+export type { AdapterEntry, DeviceOptions } from "./device.ts";
+export { listAdapters, chooseAdapter };
+export * from "./errors.ts";
+
+export class Gpu {
+  readonly pool: BufferPool;
+  readonly pipelines: PipelineCache;
+  readonly queue: Queue;
+
+  private constructor(readonly handle: DeviceHandle) {
+    const d = handle.device;
+    this.pool = new BufferPool(d, d.limits.maxBufferSize);
+    this.pipelines = new PipelineCache(d);
+    this.queue = new Queue(handle, this.pool, this.pipelines);
+  }
+
+  static async open(opts: DeviceOptions = {}): Promise<Gpu> {
+    return new Gpu(await openDevice(opts));
+  }
+
+  get device(): GPUDevice {
+    return this.handle.device;
+  }
+  get adapter(): AdapterEntry {
+    return this.handle.entry;
+  }
+  get features(): Set<string> {
+    return this.handle.features;
+  }
+  get limits(): GPUSupportedLimits {
+    return this.handle.device.limits;
+  }
+
+  /** A pooled storage buffer of at least `bytes` bytes (contents undefined). */
+  alloc(bytes: number, label?: string): PooledBuffer {
+    return this.pool.acquire(bytes, STORAGE_USAGE, label);
+  }
+
+  release(b: PooledBuffer): void {
+    this.pool.release(b);
+  }
+
+  /** A pooled storage buffer holding a copy of `data`. */
+  upload(data: ArrayBufferView, label?: string): PooledBuffer {
+    const b = this.alloc(data.byteLength, label);
+    this.queue.write(b, data);
+    return b;
+  }
+
+  write(dst: PooledBuffer, data: ArrayBufferView, offset = 0): void {
+    this.queue.write(dst, data, offset);
+  }
+
+  dispatch(...args: Parameters<Queue["dispatch"]>): void {
+    this.queue.dispatch(...args);
+  }
+
+  copy(src: PooledBuffer, dst: PooledBuffer, bytes: number, srcOffset = 0, dstOffset = 0): void {
+    this.queue.copy(src, dst, bytes, srcOffset, dstOffset);
+  }
+
+  read(src: PooledBuffer, bytes?: number, offset?: number): Promise<ArrayBuffer> {
+    return this.queue.read(src, bytes, offset);
+  }
+
+  sync(): Promise<void> {
+    return this.queue.sync();
+  }
+
+  /** Compile a kernel entry point now and wait for Dawn's verdict (throws WgslError with file:line). */
+  async compile(source: KernelSource, entry: string, bindings: readonly string[] = [...source.storage.keys()], defines = {}, constants = {}): Promise<void> {
+    await this.pipelines.get(source, entry, bindings, defines, constants).ready;
+  }
+
+  /** Per-kernel GPU time while profiling is on. Returns whether timestamp queries made it possible. */
+  profile(on = true): boolean {
+    return this.queue.profiler.enable(on);
+  }
+
+  memory(): PoolStats {
+    return this.pool.stats();
+  }
+
+  describeMemory(): string {
+    const s = this.pool.stats();
+    return `live ${fmtBytes(s.liveBytes)} in ${s.liveBuffers} buffers, peak ${fmtBytes(s.peakBytes)}, cached ${fmtBytes(s.cachedBytes)}`;
+  }
+
+  destroy(): void {
+    this.pool.trim();
+    this.handle.device.destroy();
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * Kernels: WGSL text from `kernels/`, reflected, specialized and compiled once per specialization.
+ *
+ * A kernel file is imported as text (`import src from "../../kernels/x.wgsl" with { type: "text" }`) so
+ * `bun build --compile` carries it, and wrapped with `defineKernel("kernels/x.wgsl", src)`. It may hold
+ * several entry points (an op's forward and backward live in one file).
+ *
+ * Conventions every kernel follows (checked here, so a broken kernel fails loudly and early):
+ *   - storage buffers live in `@group(0)`; the caller binds them by variable name;
+ *   - scalar parameters live in one uniform struct at `@group(1) @binding(0)`, made only of 32-bit scalars
+ *     (u32/i32/f32); the caller passes them by field name, and they travel through the queue's uniform ring;
+ *   - specialization is either WGSL `override` constants (`constants`, no recompile of the text) or
+ *     `{{NAME}}` placeholders (`defines`, e.g. the element type), replaced within their line so WGSL
+ *     line numbers stay those of the file. A kernel using f16 gets `enable f16;` prepended on line 1.
+ */
+import { GpuError, WgslError } from "./errors.ts";
+
+export type ScalarType = "u32" | "i32" | "f32";
+
+export interface BindingInfo {
+  name: string;
+  binding: number;
+  access: "read" | "read_write";
+}
+
+export interface KernelSource {
+  /** Path shown in errors, relative to the repo root (`kernels/matmul.wgsl`). */
+  readonly file: string;
+  readonly code: string;
+  /** Storage bindings of group 0, by variable name. */
+  readonly storage: ReadonlyMap<string, BindingInfo>;
+  /** Fields of the uniform params struct (group 1, binding 0), in order; empty when the kernel has none. */
+  readonly params: readonly { name: string; type: ScalarType }[];
+  readonly entryPoints: readonly string[];
+}
+
+export type Defines = Record<string, string | number>;
+export type Constants = Record<string, number>;
+
+const BINDING_RE = /@group\((\d+)\)\s*@binding\((\d+)\)\s*var(?:<\s*(storage|uniform)\s*(?:,\s*(read|read_write)\s*)?>)?\s+(\w+)\s*:\s*([\w<>, ]+)/g;
+
+export function defineKernel(file: string, code: string): KernelSource {
+  const storage = new Map<string, BindingInfo>();
+  let paramsType: string | undefined;
+  for (const m of code.matchAll(BINDING_RE)) {
+    const [, group, binding, space, access, name, type] = m;
+    const line = lineOf(code, m.index!);
+    if (group === "0" && space === "storage") {
+      storage.set(name!, { name: name!, binding: Number(binding), access: access === "read_write" ? "read_write" : "read" });
+    } else if (group === "1" && binding === "0" && space === "uniform") {
+      paramsType = type!.trim();
+    } else {
+      throw new WgslError(file, line, 1, `binding '${name}' breaks the kernel convention: storage buffers in @group(0), one uniform params struct at @group(1) @binding(0)`);
+    }
+  }
+  const params: { name: string; type: ScalarType }[] = [];
+  if (paramsType) {
+    const sm = new RegExp(`struct\\s+${paramsType}\\s*\\{([^}]*)\\}`).exec(code);
+    if (!sm) throw new WgslError(file, 1, 1, `uniform params struct '${paramsType}' not found`);
+    for (const f of sm[1]!.split(/[,;\n]/)) {
+      const fm = /^\s*(?:@\w+(?:\([^)]*\))?\s*)*(\w+)\s*:\s*(\w+)\s*$/.exec(f);
+      if (!fm) {
+        if (f.trim() && !f.trim().startsWith("//")) throw new WgslError(file, lineOf(code, sm.index), 1, `cannot read params field '${f.trim()}'`);
+        continue;
+      }
+      const t = fm[2]!;
+      if (t !== "u32" && t !== "i32" && t !== "f32")
+        throw new WgslError(file, lineOf(code, sm.index), 1, `params field '${fm[1]}: ${t}' must be a 32-bit scalar (u32, i32, f32)`);
+      params.push({ name: fm[1]!, type: t });
+    }
+  }
+  const entryPoints = [...code.matchAll(/@compute[\s\S]*?fn\s+(\w+)/g)].map((m) => m[1]!);
+  if (entryPoints.length === 0) throw new WgslError(file, 1, 1, "no @compute entry point");
+  return { file, code, storage, params, entryPoints };
+}
+
+function lineOf(code: string, index: number): number {
+  let n = 1;
+  for (let i = 0; i < index; i++) if (code.charCodeAt(i) === 10) n++;
+  return n;
+}
+
+/** Replace `{{NAME}}` placeholders line-preservingly; prepend `enable f16;` on line 1 when f16 is used. */
+export function specialize(k: KernelSource, defines: Defines = {}): string {
+  let code = k.code.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
+    if (!(name in defines)) throw new WgslError(k.file, 1, 1, `placeholder {{${name}}} has no value (defines: ${Object.keys(defines).join(", ") || "none"})`);
+    const v = String(defines[name]);
+    if (v.includes("\n")) throw new GpuError(`define ${name} for ${k.file} must be one line`);
+    return v;
+  });
+  if (/\bf16\b/.test(code) && !/enable\s+f16\s*;/.test(code)) code = "enable f16; " + code;
+  return code;
+}
+
+/** Turn Dawn's WGSL error text (`:3:2 error: unresolved value 'y'`) into a WgslError naming the file. */
+export function wgslErrorFrom(file: string, entry: string, message: string): WgslError {
+  const m = /:(\d+):(\d+) error: ([^\n]*)/.exec(message);
+  if (m) {
+    const snippet = message.split("\n").slice(1, 3).join("\n");
+    return new WgslError(file, Number(m[1]), Number(m[2]), `error: ${m[3]}${snippet.trim() ? "\n" + snippet : ""}`);
+  }
+  return new WgslError(file, 1, 1, `${entry}: ${message.split("\n")[0]}`);
+}
+
+export interface CompiledKernel {
+  readonly key: string;
+  readonly source: KernelSource;
+  readonly entry: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly storageLayout: GPUBindGroupLayout;
+  /** Storage binding names in binding order, as this pipeline's layout has them. */
+  readonly bindingNames: readonly string[];
+  /** Resolves when Dawn has validated the module and pipeline; rejects with a WgslError. */
+  readonly ready: Promise<void>;
+  /** Numeric id for bind-group cache keys. */
+  readonly id: number;
+}
+
+/**
+ * The pipeline cache: one compiled pipeline per (file, entry point, defines, constants, bound names).
+ * Pipelines are created synchronously, so ops can record without awaiting; Dawn's verdict arrives through
+ * an error scope as `ready`, which the queue awaits at its next flush (or a caller awaits to compile eagerly).
+ */
+export class PipelineCache {
+  private cache = new Map<string, CompiledKernel>();
+  private modules = new Map<string, GPUShaderModule>();
+  private nextId = 1;
+  readonly paramsLayout: GPUBindGroupLayout;
+  compiles = 0;
+
+  constructor(private readonly device: GPUDevice) {
+    this.paramsLayout = device.createBindGroupLayout({
+      label: "params",
+      entries: [{ binding: 0, visibility: 4 /* COMPUTE */, buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: 0 } }],
+    });
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  get(source: KernelSource, entry: string, names: readonly string[], defines: Defines = {}, constants: Constants = {}): CompiledKernel {
+    const key = `${source.file}#${entry}|${JSON.stringify(defines)}|${JSON.stringify(constants)}|${names.join(",")}`;
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    if (!source.entryPoints.includes(entry))
+      throw new GpuError(`${source.file} has no entry point '${entry}' (it has: ${source.entryPoints.join(", ")})`);
+    const code = specialize(source, defines);
+    const modKey = `${source.file}|${JSON.stringify(defines)}`;
+    const d = this.device;
+    d.pushErrorScope("validation");
+    let module = this.modules.get(modKey);
+    if (!module) {
+      module = d.createShaderModule({ label: source.file, code });
+      this.modules.set(modKey, module);
+    }
+    const storageLayout = d.createBindGroupLayout({
+      label: `${source.file}#${entry}`,
+      entries: names.map((n) => {
+        const b = source.storage.get(n)!;
+        return { binding: b.binding, visibility: 4, buffer: { type: b.access === "read" ? "read-only-storage" : "storage" } };
+      }),
+    });
+    const layouts = [storageLayout];
+    if (source.params.length) layouts.push(this.paramsLayout);
+    const pipeline = d.createComputePipeline({
+      label: `${source.file}#${entry}`,
+      layout: d.createPipelineLayout({ bindGroupLayouts: layouts }),
+      compute: { module, entryPoint: entry, constants },
+    });
+    const ready = d.popErrorScope().then((err) => {
+      if (err) throw wgslErrorFrom(source.file, entry, err.message);
+    });
+    ready.catch(() => {}); // observed by the queue or by the caller; never an unhandled rejection
+    this.compiles++;
+    const ck: CompiledKernel = { key, source, entry, pipeline, storageLayout, bindingNames: names, ready, id: this.nextId++ };
+    this.cache.set(key, ck);
+    return ck;
+  }
+}
