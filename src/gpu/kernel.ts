@@ -58,7 +58,7 @@ export function defineKernel(file: string, code: string): KernelSource {
     const sm = new RegExp(`struct\\s+${paramsType}\\s*\\{([^}]*)\\}`).exec(code);
     if (!sm) throw new WgslError(file, 1, 1, `uniform params struct '${paramsType}' not found`);
     for (const f of sm[1]!.split(/[,;\n]/)) {
-      const fm = /^\s*(?:@\w+(?:\([^)]*\))?\s*)*(\w+)\s*:\s*(\w+)\s*$/.exec(f);
+      const fm = /^\s*(?:@\w+(?:\([^)]*\))?\s*)*(\w+)\s*:\s*([\w<>]+)\s*$/.exec(f);
       if (!fm) {
         if (f.trim() && !f.trim().startsWith("//")) throw new WgslError(file, lineOf(code, sm.index), 1, `cannot read params field '${f.trim()}'`);
         continue;

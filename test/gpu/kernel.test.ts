@@ -1,0 +1,95 @@
+import { describe, expect, test } from "bun:test";
+import { defineKernel, GpuError, WgslError } from "../../src/gpu/index.ts";
+import { sizeClass } from "../../src/gpu/pool.ts";
+import { getGpu } from "../helpers.ts";
+
+// Line 6 holds the error (an undeclared identifier); the f16 prefix must not shift line numbers.
+const BAD = `struct Params { n: u32 }
+@group(0) @binding(0) var<storage, read_write> x: array<{{T}}>;
+@group(1) @binding(0) var<uniform> p: Params;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) {
+  if (g.x < p.n) {
+    x[g.x] = undeclared_thing + {{T}}(1);
+  }
+}
+`;
+
+describe("kernels", () => {
+  test("a bad WGSL kernel reports its file and line (compiled eagerly)", async () => {
+    const gpu = await getGpu();
+    const k = defineKernel("kernels/test_bad.wgsl", BAD);
+    for (const T of ["f32", ...(gpu.features.has("shader-f16") ? ["f16"] : [])]) {
+      const err = await gpu.compile(k, "main", ["x"], { T }).catch((e) => e);
+      expect(err).toBeInstanceOf(WgslError);
+      expect(err.file).toBe("kernels/test_bad.wgsl");
+      expect(err.line).toBe(6);
+      expect(err.message).toContain("kernels/test_bad.wgsl:6:");
+      expect(err.message).toContain("undeclared_thing");
+    }
+  });
+
+  test("a bad kernel dispatched without compiling first fails at the next sync with file and line", async () => {
+    const gpu = await getGpu();
+    const k = defineKernel("kernels/test_bad2.wgsl", BAD);
+    const buf = gpu.alloc(256);
+    gpu.dispatch(k, "main", { x: buf }, 1, { params: { n: 64 }, defines: { T: "f32" } });
+    const err = await gpu.sync().catch((e) => e);
+    gpu.release(buf);
+    expect(err).toBeInstanceOf(WgslError);
+    expect(err.message).toStartWith("kernels/test_bad2.wgsl:6:");
+    // The queue recovers: the next batch runs normally.
+    await gpu.sync();
+  });
+
+  test("kernel conventions and call-site mistakes are reported before anything runs", async () => {
+    const gpu = await getGpu();
+    expect(() => defineKernel("kernels/x.wgsl", "@group(0) @binding(0) var<uniform> u: f32;\n@compute @workgroup_size(1) fn main() {}")).toThrow(
+      /kernels\/x\.wgsl:1:1: binding 'u' breaks the kernel convention/,
+    );
+    expect(() => defineKernel("kernels/y.wgsl", "struct P { v: vec2<f32> }\n@group(1) @binding(0) var<uniform> p: P;\n@compute @workgroup_size(1) fn main() {}")).toThrow(
+      /must be a 32-bit scalar/,
+    );
+    const k = defineKernel(
+      "kernels/ok.wgsl",
+      "struct P { n: u32, s: f32 }\n@group(0) @binding(0) var<storage, read_write> y: array<f32>;\n@group(1) @binding(0) var<uniform> p: P;\n@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { if (g.x < p.n) { y[g.x] = p.s; } }",
+    );
+    expect(k.params.map((f) => `${f.name}:${f.type}`)).toEqual(["n:u32", "s:f32"]);
+    const b = gpu.alloc(64);
+    expect(() => gpu.dispatch(k, "main", { nope: b }, 1, { params: { n: 1, s: 1 } })).toThrow(/no storage binding 'nope' \(it has: y\)/);
+    expect(() => gpu.dispatch(k, "main", { y: b }, 1, { params: { n: 1 } })).toThrow(/missing params\.s/);
+    expect(() => gpu.dispatch(k, "main", { y: b }, 1, { params: { n: 1.5, s: 1 } })).toThrow(/must be an integer/);
+    expect(() => gpu.dispatch(k, "main", { y: b }, 1, { params: { n: 1, s: 1, z: 2 } })).toThrow(/has no param 'z'/);
+    expect(() => gpu.dispatch(k, "nomain", { y: b }, 1, { params: { n: 1, s: 1 } })).toThrow(/no entry point 'nomain'/);
+    expect(() => gpu.dispatch(k, "main", { y: b }, 70000, { params: { n: 1, s: 1 } })).toThrow(GpuError);
+    gpu.release(b);
+    await gpu.sync();
+  });
+
+  test("pipelines are cached per specialization", async () => {
+    const gpu = await getGpu();
+    const k = defineKernel(
+      "kernels/spec.wgsl",
+      "@group(0) @binding(0) var<storage, read_write> y: array<f32>;\noverride V: f32 = 1.0;\n@compute @workgroup_size(1) fn main() { y[0] = V * {{S}}; }",
+    );
+    const b = gpu.alloc(4);
+    const before = gpu.pipelines.compiles;
+    for (let i = 0; i < 5; i++) {
+      gpu.dispatch(k, "main", { y: b }, 1, { defines: { S: "2.0" }, constants: { V: 3 } });
+      gpu.dispatch(k, "main", { y: b }, 1, { defines: { S: "5.0" }, constants: { V: 3 } });
+    }
+    expect(new Float32Array(await gpu.read(b))[0]).toBe(15);
+    gpu.dispatch(k, "main", { y: b }, 1, { defines: { S: "2.0" }, constants: { V: 4 } });
+    expect(new Float32Array(await gpu.read(b))[0]).toBe(8);
+    expect(gpu.pipelines.compiles - before).toBe(3);
+    gpu.release(b);
+  });
+
+  test("size classes: never smaller than asked, at most 25% slack above 4 KiB", () => {
+    for (let n = 1; n < 1 << 26; n = Math.ceil(n * 1.37) + 1) {
+      const c = sizeClass(n);
+      expect(c).toBeGreaterThanOrEqual(n);
+      if (n > 4096) expect(c / n).toBeLessThanOrEqual(1.25);
+      expect(c % 4).toBe(0);
+    }
+  });
+});

@@ -1,0 +1,70 @@
+import { describe, expect, test } from "bun:test";
+import { GpuError, GpuOutOfMemoryError } from "../../src/gpu/index.ts";
+import { BufferPool, parseBytes } from "../../src/gpu/pool.ts";
+import { getGpu, rng } from "../helpers.ts";
+
+describe("buffer pool", () => {
+  test("1000 alloc/free cycles of mixed sizes do not grow the pool", async () => {
+    const gpu = await getGpu();
+    const r = rng(7);
+    const sizes = Array.from({ length: 16 }, () => 4 + Math.floor(r() * 300_000));
+    const cycle = () => {
+      const held = sizes.map((s) => gpu.alloc(s));
+      for (const b of held.reverse()) gpu.release(b);
+    };
+    cycle(); // warm-up: fills the free lists
+    const s0 = gpu.memory();
+    for (let i = 0; i < 1000; i++) cycle();
+    const s1 = gpu.memory();
+    expect(s1.created).toBe(s0.created);
+    expect(s1.cachedBuffers).toBe(s0.cachedBuffers);
+    expect(s1.cachedBytes).toBe(s0.cachedBytes);
+    expect(s1.liveBuffers).toBe(s0.liveBuffers);
+  });
+
+  test("live and peak bytes, release twice, trim", async () => {
+    const gpu = await getGpu();
+    const pool = new BufferPool(gpu.device, gpu.limits.maxBufferSize);
+    const a = pool.acquire(1000);
+    const b = pool.acquire(5000);
+    expect(pool.stats().liveBuffers).toBe(2);
+    expect(pool.stats().liveBytes).toBe(a.size + b.size);
+    pool.release(a);
+    expect(() => pool.release(a)).toThrow(/released twice/);
+    expect(pool.stats().liveBytes).toBe(b.size);
+    expect(pool.stats().peakBytes).toBe(a.size + b.size);
+    const a2 = pool.acquire(900); // same class: reused
+    expect(a2.id).toBe(a.id);
+    pool.release(a2);
+    pool.release(b);
+    pool.trim();
+    expect(pool.stats()).toMatchObject({ liveBuffers: 0, liveBytes: 0, cachedBuffers: 0, cachedBytes: 0 });
+  });
+
+  test("out of memory names the request and what is live", async () => {
+    const gpu = await getGpu();
+    const pool = new BufferPool(gpu.device, gpu.limits.maxBufferSize, 1 << 20);
+    const a = pool.acquire(600_000);
+    const err = (() => {
+      try {
+        pool.acquire(600_000);
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err).toBeInstanceOf(GpuOutOfMemoryError);
+    expect(err!.message).toContain("requested 585.9 KiB");
+    expect(err!.message).toContain(`${(a.size / 1024).toFixed(1)} KiB live`);
+    expect(() => pool.acquire(gpu.limits.maxBufferSize + 1)).toThrow(/maxBufferSize/);
+    expect(() => pool.acquire(-1)).toThrow(GpuError);
+    pool.release(a);
+    pool.trim();
+  });
+
+  test("byte counts parse", () => {
+    expect(parseBytes("512M")).toBe(512 * 2 ** 20);
+    expect(parseBytes("1.5GiB")).toBe(1.5 * 2 ** 30);
+    expect(parseBytes("1000")).toBe(1000);
+    expect(() => parseBytes("lots")).toThrow(/cannot read 'lots'/);
+  });
+});

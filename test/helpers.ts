@@ -1,0 +1,32 @@
+// Shared by all test files: `bun test` runs them in one process, so they share one device.
+import { Gpu } from "../src/gpu/index.ts";
+
+let gpu: Promise<Gpu> | undefined;
+
+export function getGpu(): Promise<Gpu> {
+  gpu ??= Gpu.open();
+  return gpu;
+}
+
+/** A small seeded PRNG (mulberry32) so failures repeat; seed from the test name. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomF32(n: number, r: () => number, lo = -1, hi = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
+  return out;
+}
+
+/** Fill a pooled buffer with NaN so a kernel that skips an element cannot pass. */
+export function poison(g: Gpu, b: import("../src/gpu/index.ts").PooledBuffer): void {
+  g.write(b, new Float32Array(Math.ceil(b.size / 4)).fill(Number.NaN));
+}
