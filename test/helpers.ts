@@ -20,7 +20,7 @@ export function rng(seed: number): () => number {
   };
 }
 
-export function randomF32(n: number, r: () => number, lo = -1, hi = 1): Float32Array {
+export function randomF32(n: number, r: () => number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
   return out;

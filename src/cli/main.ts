@@ -26,6 +26,7 @@ cli
 
 cli.help();
 cli.version(pkg.version);
+cli.outputVersion = () => console.log(`alignx/${pkg.version} bun-${Bun.version} ${process.platform}-${process.arch}`);
 
 function fail(e: unknown): never {
   const code = typeof (e as { exitCode?: unknown })?.exitCode === "number" ? (e as { exitCode: number }).exitCode : 1;
@@ -35,32 +36,46 @@ function fail(e: unknown): never {
   process.exit(code === 2 || (e as Error)?.name === "CACError" ? 2 : code);
 }
 
+/** Global options (`--adapter NAME`, `--adapter=NAME`, `--cpu`) at the front of `args`, applied to the env. */
+function takeGlobalOptions(args: string[], where: string): void {
+  while (args[0]?.startsWith("-")) {
+    const opt = args.shift()!;
+    if (opt === "--cpu") process.env.ALIGNX_CPU = "1";
+    else if (opt === "--adapter" || opt.startsWith("--adapter=")) {
+      const v = opt === "--adapter" ? args.shift() : opt.slice("--adapter=".length);
+      if (v === undefined || v === "") throw new UsageError(`${where}--adapter needs a value`);
+      process.env.ALIGNX_ADAPTER = v;
+    } else if (opt === "--help" || opt === "-h") {
+      args.unshift(opt);
+      return;
+    } else throw new UsageError(`${where}unknown option ${opt}`);
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   // `run` passes everything after FILE to the script untouched, so it is parsed here, not by cac.
   const runAt = argv.indexOf("run");
-  if (runAt >= 0 && argv.slice(0, runAt).every((a, i, xs) => a.startsWith("-") || xs[i - 1] === "--adapter")) {
+  const before = argv.slice(0, runAt);
+  const isRun = runAt >= 0 && before.every((a, i) => a.startsWith("-") || before[i - 1] === "--adapter");
+  if (isRun) {
+    takeGlobalOptions(before, "");
+    if (before.length) throw new UsageError(`unexpected ${before[0]} before run`);
     const rest = argv.slice(runAt + 1);
-    const pre = argv.slice(0, runAt);
-    const ai = pre.indexOf("--adapter");
-    if (ai >= 0) process.env.ALIGNX_ADAPTER = pre[ai + 1] ?? "";
-    if (pre.includes("--cpu")) process.env.ALIGNX_CPU = "1";
-    while (rest[0]?.startsWith("-")) {
-      const opt = rest.shift()!;
-      if (opt === "--cpu") process.env.ALIGNX_CPU = "1";
-      else if (opt === "--adapter") process.env.ALIGNX_ADAPTER = rest.shift() ?? "";
-      else if (opt === "--help" || opt === "-h") {
-        cli.parse(["", "", "run", "--help"], { run: false });
-        return 0;
-      } else throw new UsageError(`alignx run: unknown option ${opt} (options go before FILE; the rest is the script's)`);
+    takeGlobalOptions(rest, "run: ");
+    if (rest[0] === "--help" || rest[0] === "-h") {
+      cli.parse(["", "", "run", "--help"], { run: false });
+      return 0;
     }
     const file = rest.shift();
-    if (!file) throw new UsageError("alignx run: missing FILE (usage: alignx run [--adapter NAME | --cpu] FILE.ts [args...])");
+    if (!file) throw new UsageError("run: missing FILE (usage: alignx run [--adapter NAME | --cpu] FILE.ts [args...])");
     return runScript(file, rest);
   }
   cli.parse(["", "", ...argv], { run: false });
   if (cli.options.help || cli.options.version) return 0;
   if (!cli.matchedCommand) {
     if (cli.args.length) throw new UsageError(`unknown command '${cli.args[0]}' (see alignx --help)`);
+    const unknown = Object.keys(cli.options).filter((k) => k !== "--" && !cli.globalCommand.hasOption(k));
+    if (unknown.length) throw new UsageError(`unknown option --${unknown[0]} (see alignx --help)`);
     cli.outputHelp();
     return 2;
   }

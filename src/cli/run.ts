@@ -13,7 +13,7 @@ export class UsageError extends Error {
 
 export async function runScript(file: string, args: string[]): Promise<number> {
   const path = resolve(file);
-  if (!existsSync(path)) throw new UsageError(`alignx run: no such file: ${file}`);
+  if (!existsSync(path)) throw new UsageError(`run: no such file: ${file}`);
   await installGlobals();
   process.argv = [process.argv[0]!, path, ...args];
   await import(pathToFileURL(path).href);

@@ -119,8 +119,9 @@ export async function chooseAdapter(opts: DeviceOptions = {}, binding?: Binding)
   const names = all.map((e) => `${e.description} (${e.kind}, ${e.backend})`);
   if (o.adapter !== undefined && o.adapter !== "") {
     const want = o.adapter;
-    const byIndex = /^\d+$/.test(want) ? all[Number(want)] : undefined;
-    const hit = byIndex ?? all.find((e) => `${e.description} ${e.vendor} ${e.architecture}`.toLowerCase().includes(want.toLowerCase()));
+    const hit = /^\d+$/.test(want)
+      ? all[Number(want)]
+      : all.find((e) => `${e.description} ${e.vendor} ${e.architecture}`.toLowerCase().includes(want.toLowerCase()));
     if (!hit) throw new UnknownAdapterError(want, names);
     return hit;
   }

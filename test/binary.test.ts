@@ -1,0 +1,77 @@
+// The single-file binary: `bun run build` → dist/alignx, run from an empty temp dir (no node_modules,
+// no src/ beside it) with only a user script copied in.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dir, "..");
+const BIN = join(ROOT, "dist/alignx");
+const SUPPORTED = process.platform === "linux" && process.arch === "x64";
+const BUILD_TIMEOUT_MS = 60_000;
+const SPAWN_TIMEOUT_MS = 30_000;
+
+async function sh(cmd: string[], cwd: string, timeout: number) {
+  const env: Record<string, string | undefined> = { ...process.env };
+  delete env.ALIGNX_ADAPTER;
+  delete env.ALIGNX_CPU;
+  const proc = Bun.spawn({ cmd, cwd, env, stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout, killSignal: "SIGKILL" });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (proc.signalCode) throw new Error(`${cmd.join(" ")}: killed by ${proc.signalCode} (timeout ${timeout} ms?)\n${stdout}\n${stderr}`);
+  return { code, stdout, stderr };
+}
+
+describe.skipIf(!SUPPORTED)("dist/alignx (bun build --compile)", () => {
+  let dir = "";
+
+  beforeAll(async () => {
+    const built = await sh([process.execPath, "run", "build"], ROOT, BUILD_TIMEOUT_MS);
+    if (built.code !== 0) throw new Error(`bun run build failed (${built.code}):\n${built.stdout}\n${built.stderr}`);
+    dir = mkdtempSync(join(tmpdir(), "alignx-bin-"));
+    copyFileSync(join(ROOT, "test/fixtures/user-script/square.ts"), join(dir, "square.ts"));
+  }, BUILD_TIMEOUT_MS + 10_000);
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("is built as one executable file", () => {
+    expect(existsSync(BIN)).toBe(true);
+    const st = statSync(BIN);
+    expect(st.isFile()).toBe(true);
+    expect(st.mode & 0o111).not.toBe(0);
+  });
+
+  test(
+    "info runs from an empty directory: adapter and self-test",
+    async () => {
+      expect(existsSync(join(dir, "node_modules"))).toBe(false);
+      const r = await sh([BIN, "info"], dir, SPAWN_TIMEOUT_MS);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^adapter\s+\S.*$/m);
+      const m = r.stdout.match(/^self-test\s+copy (\S+) GB\/s .*matmul (\S+) GFLOP\/s/m);
+      expect(m).not.toBeNull();
+      expect(Number(m![1])).toBeGreaterThan(0);
+      expect(Number(m![2])).toBeGreaterThan(0);
+      expect(Number.isFinite(Number(m![1])) && Number.isFinite(Number(m![2]))).toBe(true);
+    },
+    SPAWN_TIMEOUT_MS + 5_000,
+  );
+
+  test(
+    "run square.ts 5 computes the right sum with the binary's globals",
+    async () => {
+      const r = await sh([BIN, "run", "square.ts", "5"], dir, SPAWN_TIMEOUT_MS);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      let sum = 0n;
+      for (let i = 0n; i < 4096n; i++) sum += i * i + 5n;
+      expect(r.stdout.trim()).toBe(`square ok K=5 n=4096 sum=${sum} instanceof=true args=5`);
+    },
+    SPAWN_TIMEOUT_MS + 5_000,
+  );
+});

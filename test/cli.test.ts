@@ -1,0 +1,250 @@
+// End-to-end tests of the `alignx` command: each test spawns `bun src/cli/main.ts …` from the repo root
+// (or `bun --preload ./src/globals.ts SCRIPT`) with a hard timeout, and checks exit code and output.
+import { describe, expect, test } from "bun:test";
+import { join, resolve } from "node:path";
+import pkg from "../package.json" with { type: "json" };
+
+const ROOT = resolve(import.meta.dir, "..");
+const MAIN = join(ROOT, "src/cli/main.ts");
+const FIXTURES = "test/fixtures/user-script";
+const SPAWN_TIMEOUT_MS = 45_000;
+const TEST_TIMEOUT_MS = 60_000;
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a command from the repo root; SIGKILL after SPAWN_TIMEOUT_MS so nothing can hang the suite. */
+async function sh(cmd: string[], opts: { cwd?: string } = {}): Promise<Result> {
+  const env: Record<string, string | undefined> = { ...process.env };
+  // The choice of adapter must come from the command line of each test, not from the caller's shell.
+  delete env.ALIGNX_ADAPTER;
+  delete env.ALIGNX_CPU;
+  const proc = Bun.spawn({
+    cmd,
+    cwd: opts.cwd ?? ROOT,
+    env,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: SPAWN_TIMEOUT_MS,
+    killSignal: "SIGKILL",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (proc.signalCode) throw new Error(`${cmd.join(" ")}: killed by ${proc.signalCode} (timeout ${SPAWN_TIMEOUT_MS} ms?)\n${stdout}\n${stderr}`);
+  return { code, stdout, stderr };
+}
+
+const alignx = (...args: string[]) => sh([process.execPath, MAIN, ...args]);
+
+/** The line square.ts prints: x[i] = i*i + K for i < 4096, summed. */
+function squareLine(k: number, args: string[]): string {
+  const n = 4096;
+  let sum = 0n;
+  for (let i = 0n; i < BigInt(n); i++) sum += i * i + BigInt(k);
+  return `square ok K=${k} n=${n} sum=${sum} instanceof=true args=${args.join(",")}`;
+}
+
+describe("alignx info", () => {
+  test(
+    "prints the adapter and a self-test with positive copy and matmul speeds",
+    async () => {
+      const r = await alignx("info");
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^adapter\s+\S.*$/m);
+      const m = r.stdout.match(/^self-test\s+copy (\S+) GB\/s .*matmul (\S+) GFLOP\/s/m);
+      expect(m).not.toBeNull();
+      const copy = Number(m![1]);
+      const matmul = Number(m![2]);
+      expect(Number.isFinite(copy)).toBe(true);
+      expect(Number.isFinite(matmul)).toBe(true);
+      expect(copy).toBeGreaterThan(0);
+      expect(matmul).toBeGreaterThan(0);
+      expect(r.stdout).toMatch(/^status\s+ok/m);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "--json --no-selftest prints JSON with adapter, features and limits, and no self-test",
+    async () => {
+      const r = await alignx("info", "--json", "--no-selftest");
+      expect(r.code).toBe(0);
+      const j = JSON.parse(r.stdout) as {
+        adapter: { description: unknown };
+        features: unknown;
+        limits: { maxStorageBufferBindingSize: unknown };
+        selftest?: unknown;
+      };
+      expect(typeof j.adapter.description).toBe("string");
+      expect((j.adapter.description as string).length).toBeGreaterThan(0);
+      expect(Array.isArray(j.features)).toBe(true);
+      for (const f of j.features as unknown[]) expect(typeof f).toBe("string");
+      expect(typeof j.limits.maxStorageBufferBindingSize).toBe("number");
+      expect(j.limits.maxStorageBufferBindingSize as number).toBeGreaterThan(0);
+      expect(j.selftest).toBeUndefined();
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "--adapter no-such-gpu exits 2 and lists the available adapters",
+    async () => {
+      const r = await alignx("--adapter", "no-such-gpu", "info");
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toContain("no-such-gpu");
+      expect(r.stderr).toContain("[0]");
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
+
+describe("usage", () => {
+  test(
+    "an unknown command exits 2 and names it",
+    async () => {
+      const r = await alignx("frobnicate");
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain("frobnicate");
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "an unknown option exits 2",
+    async () => {
+      const r = await alignx("info", "--bogus");
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain("--bogus");
+      const g = await alignx("--bogus");
+      expect(g.code).toBe(2);
+      expect(g.stderr).toContain("unknown option --bogus");
+      const beforeRun = await alignx("--bogus", "run", `${FIXTURES}/square.ts`, "1");
+      expect(beforeRun.code).toBe(2);
+      expect(beforeRun.stderr).toContain("unknown option --bogus");
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "--adapter=NAME and an out-of-range index are honoured everywhere",
+    async () => {
+      for (const args of [
+        ["--adapter=no-such-gpu", "info", "--no-selftest"],
+        ["--adapter=no-such-gpu", "run", `${FIXTURES}/square.ts`, "1"],
+        ["run", "--adapter=no-such-gpu", `${FIXTURES}/square.ts`, "1"],
+        ["--adapter", "99", "info", "--no-selftest"],
+      ]) {
+        const r = await alignx(...args);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toContain("Available adapters");
+      }
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "--version prints the package.json version and exits 0",
+    async () => {
+      const r = await alignx("--version");
+      expect(r.code).toBe(0);
+      expect(r.stdout).toStartWith(`alignx/${pkg.version}`);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "--help exits 0 and lists the info and run commands",
+    async () => {
+      const r = await alignx("--help");
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^\s+info\s/m);
+      expect(r.stdout).toMatch(/^\s+run <file>/m);
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
+
+describe("alignx run", () => {
+  test(
+    "a missing file exits 2 and names the file",
+    async () => {
+      const r = await alignx("run", "no-such-script-3f9a.ts");
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain("no-such-script-3f9a.ts");
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "no file exits 2",
+    async () => {
+      const r = await alignx("run");
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain("missing FILE");
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "runs a plain-WebGPU user script with navigator.gpu and the GPU* globals, passing argv through",
+    async () => {
+      const r = await alignx("run", `${FIXTURES}/square.ts`, "7", "--flag");
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim()).toBe(squareLine(7, ["7", "--flag"]));
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "options before FILE are alignx's, everything after FILE (even --help) is the script's",
+    async () => {
+      const r = await alignx("--adapter", "0", "run", "--cpu", `${FIXTURES}/square.ts`, "11", "--help", "--cpu");
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim()).toBe(squareLine(11, ["11", "--help", "--cpu"]));
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "--adapter applies to the script's requestAdapter: an unknown adapter exits 2",
+    async () => {
+      const r = await alignx("--adapter", "no-such-gpu", "run", `${FIXTURES}/square.ts`, "1");
+      expect(r.code).toBe(2);
+      expect(r.stdout).not.toContain("square ok");
+      expect(r.stderr).toContain("[0]");
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "a script that throws exits 1 and prints the error",
+    async () => {
+      const r = await alignx("run", `${FIXTURES}/throws.ts`);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("boom from user script");
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
+
+describe("bun --preload ./src/globals.ts", () => {
+  test(
+    "gives a plain Bun script the same globals as alignx run",
+    async () => {
+      const r = await sh([process.execPath, "--preload", "./src/globals.ts", `${FIXTURES}/square.ts`, "7", "--flag"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim()).toBe(squareLine(7, ["7", "--flag"]));
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
