@@ -10,8 +10,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cac } from "cac";
 import naiveSrc from "./peers/naive_matmul.wgsl" with { type: "text" };
-import { defineKernel, Gpu, type PooledBuffer } from "../src/gpu/index.ts";
-import { COPY, grid1d, MATMUL } from "../src/gpu/selftest.ts";
+import { defineKernel, Gpu, grid1d, type PooledBuffer } from "../src/gpu/index.ts";
+import { COPY, MATMUL } from "../src/gpu/kernels.ts";
 
 const NAIVE = defineKernel("bench/peers/naive_matmul.wgsl", naiveSrc);
 

@@ -28,5 +28,5 @@ export function randomF32(n: number, r: () => number, lo = -1, hi = 1): Float32A
 
 /** Fill a pooled buffer with NaN so a kernel that skips an element cannot pass. */
 export function poison(g: Gpu, b: import("../src/gpu/index.ts").PooledBuffer): void {
-  g.write(b, new Float32Array(Math.ceil(b.size / 4)).fill(Number.NaN));
+  g.fill(b, Number.NaN);
 }

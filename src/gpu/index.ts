@@ -12,6 +12,8 @@ import { fmtBytes } from "./errors.ts";
 import { PipelineCache, type KernelSource } from "./kernel.ts";
 import { BufferPool, STORAGE_USAGE, type PooledBuffer, type PoolStats } from "./pool.ts";
 import { Queue } from "./queue.ts";
+import { grid1d } from "./grid.ts";
+import { COPY } from "./kernels.ts";
 
 export { defineKernel, type KernelSource } from "./kernel.ts";
 export type { PooledBuffer, PoolStats } from "./pool.ts";
@@ -19,6 +21,7 @@ export type { Binding, BufferRange } from "./queue.ts";
 export type { AdapterEntry, DeviceOptions } from "./device.ts";
 export { listAdapters, chooseAdapter };
 export * from "./errors.ts";
+export { grid1d, gridLimits } from "./grid.ts";
 
 export class Gpu {
   readonly pool: BufferPool;
@@ -63,6 +66,16 @@ export class Gpu {
     const b = this.alloc(data.byteLength, label);
     this.queue.write(b, data);
     return b;
+  }
+
+  /**
+   * Record a fill of the whole buffer (its class size, always a multiple of 16 bytes) with one f32 value,
+   * in order with other commands: how tests poison outputs with NaN without forcing a submit.
+   */
+  fill(dst: PooledBuffer, value: number): void {
+    const n4 = dst.size / 16;
+    const g = grid1d(n4);
+    this.queue.dispatch(COPY, "fill_vec4", { dst: { buffer: dst, size: dst.size } }, g.workgroups, { params: { n4, row: g.row, value }, name: "fill" });
   }
 
   write(dst: PooledBuffer, data: ArrayBufferView, offset = 0): void {

@@ -74,17 +74,26 @@ export function defineKernel(file: string, code: string): KernelSource {
   return { file, code, storage, params, entryPoints };
 }
 
+/** Order-independent cache key of a defines/constants object. */
+function canonical(o: Record<string, unknown>): string {
+  return JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k]]));
+}
+
 function lineOf(code: string, index: number): number {
   let n = 1;
   for (let i = 0; i < index; i++) if (code.charCodeAt(i) === 10) n++;
   return n;
 }
 
-/** Replace `{{NAME}}` placeholders line-preservingly; prepend `enable f16;` on line 1 when f16 is used. */
+/**
+ * Replace `{{NAME}}` / `{{NAME:default}}` placeholders line-preservingly (a default serves entry points that
+ * do not use the placeholder); prepend `enable f16;` on line 1 when f16 is used.
+ */
 export function specialize(k: KernelSource, defines: Defines = {}): string {
-  let code = k.code.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
-    if (!(name in defines)) throw new WgslError(k.file, 1, 1, `placeholder {{${name}}} has no value (defines: ${Object.keys(defines).join(", ") || "none"})`);
-    const v = String(defines[name]);
+  let code = k.code.replace(/\{\{(\w+)(?::([^}]*))?\}\}/g, (_, name: string, dflt: string | undefined) => {
+    if (!(name in defines) && dflt === undefined)
+      throw new WgslError(k.file, 1, 1, `placeholder {{${name}}} has no value (defines: ${Object.keys(defines).join(", ") || "none"})`);
+    const v = String(name in defines ? defines[name] : dflt);
     if (v.includes("\n")) throw new GpuError(`define ${name} for ${k.file} must be one line`);
     return v;
   });
@@ -140,13 +149,13 @@ export class PipelineCache {
   }
 
   get(source: KernelSource, entry: string, names: readonly string[], defines: Defines = {}, constants: Constants = {}): CompiledKernel {
-    const key = `${source.file}#${entry}|${JSON.stringify(defines)}|${JSON.stringify(constants)}|${names.join(",")}`;
+    const key = `${source.file}#${entry}|${canonical(defines)}|${canonical(constants)}|${names.join(",")}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
     if (!source.entryPoints.includes(entry))
       throw new GpuError(`${source.file} has no entry point '${entry}' (it has: ${source.entryPoints.join(", ")})`);
     const code = specialize(source, defines);
-    const modKey = `${source.file}|${JSON.stringify(defines)}`;
+    const modKey = `${source.file}|${canonical(defines)}`;
     const d = this.device;
     d.pushErrorScope("validation");
     let module = this.modules.get(modKey);

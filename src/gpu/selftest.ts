@@ -2,13 +2,12 @@
  * The one-second health check behind `alignx info`: copy bandwidth and matmul throughput on the chosen
  * adapter, each result checked on the host before it is reported (a fast wrong kernel is not a pass).
  */
-import copySrc from "../../kernels/copy.wgsl" with { type: "text" };
-import matmulSrc from "../../kernels/matmul.wgsl" with { type: "text" };
 import { GpuError } from "./errors.ts";
-import { defineKernel, type Gpu } from "./index.ts";
+import { grid1d } from "./grid.ts";
+import type { Gpu } from "./index.ts";
+import { COPY, MATMUL } from "./kernels.ts";
 
-export const COPY = defineKernel("kernels/copy.wgsl", copySrc);
-export const MATMUL = defineKernel("kernels/matmul.wgsl", matmulSrc);
+
 
 export interface SelfTest {
   copyGBps: number;
@@ -18,12 +17,6 @@ export interface SelfTest {
   timing: "gpu-timestamps" | "host";
 }
 
-/** Split `n` invocations of workgroup size 256 over a 2-D grid (x ≤ 65535). */
-export function grid1d(n: number, wg = 256): { workgroups: [number, number]; row: number } {
-  const groups = Math.max(1, Math.ceil(n / wg));
-  const x = Math.min(groups, 65535);
-  return { workgroups: [x, Math.ceil(groups / x)], row: x * wg };
-}
 
 /** Median time (ms) of `reps` runs of `body` after one warm-up, by GPU timestamps when offered. */
 async function timeIt(gpu: Gpu, name: string, reps: number, body: () => void): Promise<{ ms: number; timing: SelfTest["timing"] }> {

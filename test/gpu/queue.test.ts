@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { defineKernel, GpuValidationError } from "../../src/gpu/index.ts";
-import { COPY, grid1d, MATMUL } from "../../src/gpu/selftest.ts";
+import { defineKernel, GpuValidationError, grid1d } from "../../src/gpu/index.ts";
+import { COPY, MATMUL } from "../../src/gpu/kernels.ts";
 import { getGpu, poison, randomF32, rng } from "../helpers.ts";
 
 const ACC = defineKernel(

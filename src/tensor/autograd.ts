@@ -1,0 +1,244 @@
+/**
+ * Reverse-mode autograd, micrograd-style.
+ *
+ * Recording: an op computes its output, then calls `attach(out, { op, inputs, save, backward })`. When grad
+ * mode is on and some input requires grad, that makes a Node: the op's backward rule, an edge per input
+ * (the input's own Node, the input itself if it is a leaf, or null if it needs no gradient), and views of
+ * only the tensors the rule needs (`save(needs)` picks them, knowing which inputs need gradients).
+ *
+ * backward(root): order the Nodes reachable from root so each comes after every Node that consumes it,
+ * start with d(root)/d(root) = 1, and walk that order: run each Node's rule on its summed output gradient,
+ * add the results into its inputs' gradients (leaves: into `.grad`, in place). Rules run under noGrad, so
+ * gradients are plain tensors. Afterwards the saved tensors are freed unless `retainGraph`.
+ *
+ * Lifetime: a Node is reference-counted by the tensors it produced and by the Nodes that consume it; when
+ * the count reaches zero its saved views are released. So the graph of a released loss frees itself.
+ */
+import { clone, grid1d, TENSOR_KERNELS, Tensor, untracked } from "./tensor.ts";
+import { fmtShape, sameShape, TensorError, type Shape } from "./shape.ts";
+
+// ---- grad mode ----------------------------------------------------------------------------------------
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Run `fn` without recording: outputs do not require grad. Synchronous, like GPU recording. */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    const r = fn();
+    if (r && typeof (r as { then?: unknown }).then === "function")
+      throw new TensorError("noGrad(fn): fn returned a Promise; noGrad is synchronous (record inside, await after)");
+    return r;
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+// ---- the tape -----------------------------------------------------------------------------------------
+
+/**
+ * Given the gradient of the op's output and the saved views (in the order `save` returned them), return one
+ * gradient per input, shaped like that input; null where `needs[i]` is false. Returned tensors are handed
+ * over to the engine (fresh tensors or views; the engine releases them).
+ */
+export type BackwardRule = (g: Tensor, saved: readonly (Tensor | null)[], needs: readonly boolean[]) => (Tensor | null)[];
+
+export interface OpRecord {
+  op: string;
+  inputs: readonly Tensor[];
+  /** The tensors backward will read, chosen knowing which inputs need gradients. */
+  save?: (needs: readonly boolean[]) => (Tensor | null)[];
+  backward: BackwardRule;
+}
+
+export class Node {
+  /** Tensors produced by this Node plus Nodes consuming it. */
+  private refs = 1;
+  /** Set after a backward without retainGraph: running it again is an error. */
+  private freed = false;
+
+  constructor(
+    readonly op: string,
+    /** Per input: its producing Node, the leaf tensor itself, or null (needs no gradient). */
+    readonly next: readonly (Node | Tensor | null)[],
+    readonly inputShapes: readonly Shape[],
+    private saved: (Tensor | null)[],
+    private readonly rule: BackwardRule,
+  ) {
+    for (const n of next) if (n instanceof Node) n.refs++;
+  }
+
+  /** How many tensors this node keeps for its backward (0 once freed). */
+  get savedCount(): number {
+    return this.saved.filter((t) => t !== null).length;
+  }
+
+  ref(): void {
+    this.refs++;
+  }
+
+  unref(): void {
+    if (--this.refs > 0) return;
+    this.freeSaved();
+    for (const n of this.next) if (n instanceof Node) n.unref();
+  }
+
+  freeSaved(): void {
+    for (const t of this.saved) t?.release();
+    this.saved = [];
+    this.freed = true;
+  }
+
+  /** Run the rule; checks that it returned one correctly shaped gradient per needed input. */
+  apply(g: Tensor): (Tensor | null)[] {
+    if (this.freed)
+      throw new TensorError(
+        `backward through op '${this.op}' a second time: its saved tensors were freed by the first backward() ` +
+          "(to run backward through a graph twice, pass { retainGraph: true } to the first call)",
+      );
+    const needs = this.next.map((n) => n !== null);
+    const outs = this.rule(g, this.saved, needs);
+    for (let i = 0; i < this.next.length; i++) {
+      const o = outs[i] ?? null;
+      if (needs[i] && o === null) throw new TensorError(`internal: backward of '${this.op}' gave no gradient for input ${i}`);
+      if (o && !sameShape(o.shape, this.inputShapes[i]!))
+        throw new TensorError(`internal: backward of '${this.op}' gave a ${fmtShape(o.shape)} gradient for input ${i} of shape ${fmtShape(this.inputShapes[i]!)}`);
+    }
+    return outs;
+  }
+}
+
+/** Record `out` as the result of an op (no-op when grad mode is off or no input requires grad). */
+export function attach(out: Tensor, r: OpRecord): Tensor {
+  if (!gradEnabled) return out;
+  const needs = r.inputs.map((t) => t.requiresGrad);
+  if (!needs.some(Boolean)) return out;
+  const saved = untracked(() => (r.save?.(needs) ?? []).map((t) => (t ? t.detach() : null)));
+  const next = r.inputs.map((t, i) => (needs[i] ? (t.gradFn ?? t) : null));
+  const node = new Node(r.op, next, r.inputs.map((t) => t.shape), saved, r.backward);
+  out.requiresGrad = true;
+  out.gradFn = node;
+  return out;
+}
+
+// ---- backward -----------------------------------------------------------------------------------------
+
+export interface BackwardOptions {
+  /** Keep the saved tensors so backward can run through the graph again. */
+  retainGraph?: boolean;
+}
+
+/**
+ * Accumulate d(root)/d(leaf) into `leaf.grad` for every leaf that requires grad. `grad` (root's shape) is
+ * required when root is not a single element; it defaults to 1.
+ */
+export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}): void {
+  root.assertLive();
+  if (!root.requiresGrad)
+    throw new TensorError(`backward(): ${root} does not require grad (no input had requiresGrad, or it was computed under noGrad)`);
+  if (grad === undefined && root.size !== 1)
+    throw new TensorError(
+      `backward(): ${root} is not a scalar; pass the gradient of the output explicitly, ` +
+        `a tensor of shape ${fmtShape(root.shape)}, as backward(grad) (or reduce it first, e.g. .sum())`,
+    );
+  if (grad !== undefined && !(grad instanceof Tensor)) throw new TensorError(`backward(): the gradient must be a Tensor, got ${String(grad)}`);
+  if (grad && !sameShape(grad.shape, root.shape))
+    throw new TensorError(`backward(): gradient shape ${fmtShape(grad.shape)} does not match ${root}`);
+  untracked(() =>
+    noGrad(() => {
+      const g0 = grad ? grad.detach() : Tensor.ones(root.gpu, root.shape);
+      if (!root.gradFn) return accumulateLeaf(root, g0);
+      const order = topoOrder(root.gradFn);
+      const grads = new Map<Node, Tensor>([[root.gradFn, g0]]);
+      try {
+        for (const node of order) {
+          const g = grads.get(node);
+          if (!g) continue;
+          grads.delete(node);
+          let outs: (Tensor | null)[];
+          try {
+            outs = node.apply(g);
+          } finally {
+            g.release();
+          }
+          node.next.forEach((n, i) => {
+            const gi = outs[i];
+            if (!gi) return;
+            if (n === null) gi.release();
+            else if (n instanceof Node) {
+              const prev = grads.get(n);
+              grads.set(n, prev ? sumGrads(prev, gi) : gi);
+            } else accumulateLeaf(n, gi);
+          });
+          if (!opts.retainGraph) node.freeSaved();
+        }
+      } finally {
+        for (const g of grads.values()) g.release();
+      }
+    }),
+  );
+}
+
+/** Nodes reachable from `root`, each before the Nodes it feeds (root first). Iterative DFS post-order. */
+function topoOrder(root: Node): Node[] {
+  const post: Node[] = [];
+  const seen = new Set<Node>([root]);
+  const stack: [Node, number][] = [[root, 0]];
+  while (stack.length) {
+    const top = stack[stack.length - 1]!;
+    const [node, i] = top;
+    if (i < node.next.length) {
+      top[1]++;
+      const n = node.next[i];
+      if (n instanceof Node && !seen.has(n)) {
+        seen.add(n);
+        stack.push([n, 0]);
+      }
+    } else {
+      stack.pop();
+      post.push(node);
+    }
+  }
+  return post.reverse();
+}
+
+/** dst += src, in place (both f32, same size, distinct buffers). */
+function addInPlace(dst: Tensor, src: Tensor): void {
+  if (!dst.size) return;
+  const g = grid1d(dst.size);
+  dst.gpu.dispatch(TENSOR_KERNELS, "accumulate", { src: src.buffer, dst: dst.buffer }, g.workgroups, {
+    params: { n: dst.size, row: g.row, value: 0 },
+    name: "grad.accumulate",
+  });
+}
+
+/** a + b for two engine-owned gradients; reuses a's buffer when nothing else shares it. Consumes both. */
+function sumGrads(a: Tensor, b: Tensor): Tensor {
+  const dst = a.storage.refs === 1 && a.storage !== b.storage ? a : clone(a);
+  addInPlace(dst, b);
+  b.release();
+  if (dst !== a) a.release();
+  return dst;
+}
+
+/** Add an engine-owned gradient into `leaf.grad` (adopting it when it owns its buffer). Consumes `g`. */
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  if (leaf.released) return g.release(); // a released tensor has no .grad
+  if (!leaf.grad) {
+    leaf.grad = g.storage.refs === 1 ? g : clone(g);
+    if (leaf.grad !== g) g.release();
+    return;
+  }
+  if (leaf.grad.storage === g.storage) {
+    const c = clone(g);
+    g.release();
+    g = c;
+  }
+  addInPlace(leaf.grad, g);
+  g.release();
+}

@@ -1,0 +1,335 @@
+/**
+ * Tensor: a shape, a dtype and a reference-counted storage (one pooled GPU buffer), always contiguous
+ * row-major. Views (`reshape`, `detach`) are new Tensor objects sharing the storage; the buffer goes back to
+ * the pool exactly once, when the last view is released.
+ *
+ * Lifetime is explicit (bun-webgpu never frees GPU memory on garbage collection). Three ways to end it:
+ *   - `t.release()` (idempotent per view; a released view throws a clear error when used);
+ *   - `using t = ...` (Symbol.dispose calls release);
+ *   - `scope(() => { ... return kept })`: every tensor created inside and not returned is released at the
+ *     end. Scopes are synchronous, like recording GPU work is: read values (`await t.item()`) after them.
+ * A tensor owns its `.grad` and releases it with itself. An autograd node keeps its own views of the
+ * tensors its backward needs, so releasing an op's inputs or outputs early is always safe.
+ *
+ * Debugging: `debug.poison = true` fills every uninitialized allocation with NaN before an op writes it,
+ * so a kernel that skips an element cannot pass a test.
+ */
+import copySrc from "../../kernels/tensor.wgsl" with { type: "text" };
+import { defineKernel, type Gpu, type PooledBuffer } from "../gpu/index.ts";
+import { backward as runBackward, attach, type BackwardOptions, type Node } from "./autograd.ts";
+import { checkShape, fmtShape, inferShape, numel, TensorError, type Shape } from "./shape.ts";
+
+export { TensorError } from "./shape.ts";
+
+/** Element types. Storage, upload and readback handle all four; ops accept f32 only for now. */
+export type DType = "f32" | "f16" | "i32" | "u32";
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, f16: 2, i32: 4, u32: 4 };
+
+export const TENSOR_KERNELS = defineKernel("kernels/tensor.wgsl", copySrc);
+
+export const debug = {
+  /** Fill every uninitialized allocation with NaN (tests turn this on; costs one upload per allocation). */
+  poison: false,
+};
+
+import { grid1d } from "../gpu/grid.ts";
+export { grid1d, gridLimits } from "../gpu/grid.ts";
+
+/** One pooled buffer shared by every view of it. */
+export class Storage {
+  refs = 1;
+  constructor(
+    readonly gpu: Gpu,
+    readonly buffer: PooledBuffer,
+  ) {}
+  retain(): this {
+    if (this.refs <= 0) throw new TensorError(`storage #${this.buffer.id} was already returned to the pool`);
+    this.refs++;
+    return this;
+  }
+  release(): void {
+    if (this.refs <= 0) throw new TensorError(`storage #${this.buffer.id} released more often than retained`);
+    if (--this.refs === 0) this.gpu.release(this.buffer);
+  }
+}
+
+// ---- scopes -------------------------------------------------------------------------------------------
+
+const scopes: Set<Tensor>[] = [];
+let tracking = true;
+
+/**
+ * Run `fn`; release every tensor created during it except those in its result (a tensor, or arrays and
+ * plain objects holding tensors) and those passed to `keep()`. Kept tensors move to the enclosing scope.
+ */
+export function scope<T>(fn: () => T): T {
+  const mine = new Set<Tensor>();
+  scopes.push(mine);
+  let result: T;
+  try {
+    result = fn();
+    if (result && typeof (result as { then?: unknown }).then === "function")
+      throw new TensorError("scope(fn): fn returned a Promise; scopes are synchronous (record GPU work inside, await values after)");
+  } catch (e) {
+    scopes.pop();
+    for (const t of mine) t.release();
+    throw e;
+  }
+  scopes.pop();
+  const kept = new Set<Tensor>();
+  collect(result, kept, 0);
+  const parent = scopes[scopes.length - 1];
+  for (const t of mine) {
+    if (kept.has(t)) parent?.add(t);
+    else t.release();
+  }
+  return result;
+}
+
+function collect(v: unknown, out: Set<Tensor>, depth: number): void {
+  if (depth > 4 || v === null || typeof v !== "object") return;
+  if (v instanceof Tensor) out.add(v);
+  else if (Array.isArray(v)) for (const x of v) collect(x, out, depth + 1);
+  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collect(x, out, depth + 1);
+}
+
+/** Exempt tensors from every enclosing scope (e.g. parameters created inside one). Returns the first. */
+export function keep<T extends Tensor>(t: T, ...more: Tensor[]): T {
+  for (const x of [t, ...more]) for (const s of scopes) s.delete(x);
+  return t;
+}
+
+/** Run `fn` with scope tracking off: tensors it creates belong to the caller (autograd internals). */
+export function untracked<T>(fn: () => T): T {
+  const prev = tracking;
+  tracking = false;
+  try {
+    return fn();
+  } finally {
+    tracking = prev;
+  }
+}
+
+// ---- Tensor -------------------------------------------------------------------------------------------
+
+export interface TensorOptions {
+  dtype?: DType;
+  requiresGrad?: boolean;
+}
+
+type HostArray = Float32Array | Int32Array | Uint32Array;
+
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly size: number;
+  /** True for leaves the user marked, and for every output computed from such a tensor with grad on. */
+  requiresGrad = false;
+  /** Accumulated gradient (leaves only), owned by this tensor. */
+  grad: Tensor | null = null;
+  /** The autograd node that produced this tensor; null for leaves. */
+  gradFn: Node | null = null;
+  private _released = false;
+
+  /** Prefer the factories (`Tensor.fromArray`, `zeros`, ...). Takes over one reference of `storage`. */
+  constructor(
+    readonly storage: Storage,
+    shape: Shape,
+    readonly dtype: DType = "f32",
+  ) {
+    this.shape = Object.freeze(checkShape(shape));
+    this.size = numel(this.shape);
+    if (this.size * DTYPE_BYTES[dtype] > storage.buffer.bytes)
+      throw new TensorError(`tensor ${fmtShape(shape)} ${dtype} does not fit its storage of ${storage.buffer.bytes} bytes`);
+    if (tracking) scopes[scopes.length - 1]?.add(this);
+  }
+
+  // ---- factories ----
+
+  /** Uninitialized contents (NaN when `debug.poison` is on). */
+  static empty(gpu: Gpu, shape: Shape, opts: TensorOptions = {}): Tensor {
+    const dtype = opts.dtype ?? "f32";
+    const bytes = numel(checkShape(shape)) * DTYPE_BYTES[dtype];
+    const buf = gpu.alloc(bytes, "tensor");
+    if (debug.poison) gpu.fill(buf, Number.NaN);
+    return new Tensor(new Storage(gpu, buf), shape, dtype).setRequiresGrad(opts.requiresGrad ?? false);
+  }
+
+  static fromArray(gpu: Gpu, data: ArrayLike<number>, shape: Shape = [data.length], opts: TensorOptions = {}): Tensor {
+    const dtype = opts.dtype ?? "f32";
+    const n = numel(checkShape(shape));
+    if (data.length !== n) throw new TensorError(`fromArray: ${data.length} values do not fill shape ${fmtShape(shape)} (${n} elements)`);
+    const host = toHost(data, dtype);
+    const buf = gpu.alloc(host.byteLength, "tensor");
+    if (n) gpu.write(buf, host);
+    return new Tensor(new Storage(gpu, buf), shape, dtype).setRequiresGrad(opts.requiresGrad ?? false);
+  }
+
+  static full(gpu: Gpu, shape: Shape, value: number, opts: TensorOptions = {}): Tensor {
+    const dtype = opts.dtype ?? "f32";
+    if (dtype !== "f32") return Tensor.fromArray(gpu, new Array<number>(numel(shape)).fill(value), shape, opts);
+    const t = Tensor.empty(gpu, shape, { dtype });
+    if (t.size) {
+      const g = grid1d(t.size);
+      gpu.dispatch(TENSOR_KERNELS, "fill", { dst: t.buffer }, g.workgroups, { params: { n: t.size, row: g.row, value }, name: "fill" });
+    }
+    return t.setRequiresGrad(opts.requiresGrad ?? false);
+  }
+
+  static zeros(gpu: Gpu, shape: Shape, opts: TensorOptions = {}): Tensor {
+    return Tensor.full(gpu, shape, 0, opts);
+  }
+
+  static ones(gpu: Gpu, shape: Shape, opts: TensorOptions = {}): Tensor {
+    return Tensor.full(gpu, shape, 1, opts);
+  }
+
+  // ---- access ----
+
+  get gpu(): Gpu {
+    return this.storage.gpu;
+  }
+
+  /** The pooled buffer, for binding in a dispatch. Throws once this view is released. */
+  get buffer(): PooledBuffer {
+    this.assertLive();
+    return this.storage.buffer;
+  }
+
+  /** Throws a TensorError naming this tensor once it is released. */
+  assertLive(): void {
+    if (this._released) throw new TensorError(`${this} was released and cannot be used`);
+  }
+
+  get released(): boolean {
+    return this._released;
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get isLeaf(): boolean {
+    return this.gradFn === null;
+  }
+
+  /** The contents as float32 (converted from other dtypes). */
+  async toArray(): Promise<Float32Array> {
+    const raw = await this.data();
+    return raw instanceof Float32Array ? raw : Float32Array.from(raw);
+  }
+
+  /** The contents in the dtype's own typed array. */
+  async data(): Promise<HostArray> {
+    if (this.dtype === "f16") throw new TensorError(`toArray: f16 readback is not implemented yet (${this})`);
+    const bytes = await this.gpu.read(this.buffer, this.size * DTYPE_BYTES[this.dtype]);
+    return this.dtype === "i32" ? new Int32Array(bytes) : this.dtype === "u32" ? new Uint32Array(bytes) : new Float32Array(bytes);
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new TensorError(`item(): ${this} has ${this.size} elements, not 1`);
+    return (await this.toArray())[0]!;
+  }
+
+  // ---- views ----
+
+  /** The same storage seen with another shape (free: no copy). One dimension may be -1. */
+  reshape(...shape: number[] | [readonly number[]]): Tensor {
+    const target = inferShape("reshape", this.shape, (Array.isArray(shape[0]) ? shape[0] : shape) as number[]);
+    const from = this.shape;
+    this.assertLive();
+    const out = new Tensor(this.storage.retain(), target, this.dtype);
+    return attach(out, { op: "reshape", inputs: [this], backward: (g) => [g.reshape(from)] });
+  }
+
+  /** A view sharing storage, cut from the autograd graph (requiresGrad false). */
+  detach(): Tensor {
+    this.assertLive();
+    return new Tensor(this.storage.retain(), this.shape, this.dtype);
+  }
+
+  // ---- autograd ----
+
+  /** Mark (or unmark) a leaf as needing gradients. Returns this. */
+  setRequiresGrad(on = true): this {
+    if (!this.isLeaf) throw new TensorError(`setRequiresGrad: ${this} is not a leaf (only leaves' flag can be set; use detach())`);
+    if (on && this.dtype !== "f32" && this.dtype !== "f16") throw new TensorError(`setRequiresGrad: ${this.dtype} tensors cannot require gradients`);
+    this.requiresGrad = on;
+    return this;
+  }
+
+  /**
+   * Reverse-mode gradients of this tensor into every leaf's `.grad` (see autograd.ts): `t.backward()` for a
+   * one-element t, `t.backward(grad)` otherwise; options `{ retainGraph: true }` as the last argument.
+   */
+  backward(grad?: Tensor | BackwardOptions, opts: BackwardOptions = {}): void {
+    if (grad instanceof Tensor || grad === undefined) runBackward(this, grad, opts);
+    else runBackward(this, undefined, grad);
+  }
+
+  /** Release and forget `.grad`. */
+  zeroGrad(): void {
+    this.grad?.release();
+    this.grad = null;
+  }
+
+  // ---- lifetime ----
+
+  /** Give up this view: releases its `.grad`, its hold on its autograd node, and its storage reference. */
+  release(): void {
+    if (this._released) return;
+    this._released = true;
+    this.zeroGrad();
+    const fn = this.gradFn;
+    this.gradFn = null;
+    fn?.unref();
+    this.storage.release();
+  }
+
+  [Symbol.dispose](): void {
+    this.release();
+  }
+
+  toString(): string {
+    const extra = this._released ? ", released" : this.gradFn ? `, grad_fn=${this.gradFn.op}` : this.requiresGrad ? ", requires_grad" : "";
+    return `Tensor(${fmtShape(this.shape)}, ${this.dtype}${extra})`;
+  }
+}
+
+function toHost(data: ArrayLike<number>, dtype: DType): HostArray {
+  switch (dtype) {
+    case "f32":
+      return data instanceof Float32Array ? data : Float32Array.from(data);
+    case "i32":
+      return data instanceof Int32Array ? data : Int32Array.from(data);
+    case "u32":
+      return data instanceof Uint32Array ? data : Uint32Array.from(data);
+    case "f16":
+      throw new TensorError("fromArray: f16 upload is not implemented yet");
+  }
+}
+
+/** A copy with its own storage (one buffer-to-buffer copy). */
+export function clone(t: Tensor): Tensor {
+  const out = Tensor.empty(t.gpu, t.shape, { dtype: t.dtype });
+  const bytes = Math.ceil((t.size * DTYPE_BYTES[t.dtype]) / 4) * 4;
+  if (bytes) t.gpu.copy(t.buffer, out.buffer, bytes);
+  return out;
+}
+
+/** Check that `ts` share one Gpu and are f32 (what ops support today); throws naming the op. */
+export function checkOperands(op: string, ...ts: Tensor[]): Gpu {
+  const gpu = ts[0]!.gpu;
+  for (const t of ts) {
+    t.assertLive();
+    if (t.gpu !== gpu) throw new TensorError(`${op}: operands live on different GPU devices`);
+    if (t.dtype !== "f32") throw new TensorError(`${op}: ${t} has dtype ${t.dtype}; ops support f32 only so far`);
+  }
+  return gpu;
+}
+
+export const fromArray = Tensor.fromArray;
+export const empty = Tensor.empty;
+export const zeros = Tensor.zeros;
+export const ones = Tensor.ones;
+export const full = Tensor.full;

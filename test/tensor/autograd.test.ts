@@ -1,0 +1,189 @@
+// The autograd engine: a composite graph against central differences of its float64 reference, the rules
+// of backward (scalar roots, accumulation, retainGraph, noGrad, detach, shared inputs), and memory: graphs
+// free themselves, and a training-style loop keeps live buffers flat.
+import { describe, expect, test } from "bun:test";
+import { isGradEnabled, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+import { centralDiff, expectClose, getGpu, rng, uniform, upload } from "./helpers.ts";
+
+const silu64 = (v: number) => v / (1 + Math.exp(-v));
+
+/**
+ * loss = mean over rows of sum(tanh(x*w + b) / (x*x + 1)) seen as [2, 10]  +  0.1 * sum(mean_0(silu(x)^2))
+ * x [4,5], w [5], b [4,1]: x feeds three ops, w and b broadcast, and reshape, sum(axis), mean(axis),
+ * mean(all), pow, addScalar, mulScalar, div all sit on the path.
+ */
+function buildLoss(x: Tensor, w: Tensor, b: Tensor): Tensor {
+  return scope(() => {
+    const q = x.mul(w).add(b).tanh().div(x.mul(x).addScalar(1));
+    const r = q.reshape(20).reshape(2, 10).sum(1);
+    const s = x.silu().pow(2).mean(0);
+    return r.mean().add(s.sum().mulScalar(0.1));
+  });
+}
+
+function loss64(X: Float64Array, W: Float64Array, B: Float64Array): number {
+  let total = 0;
+  for (let i = 0; i < 4; i++)
+    for (let j = 0; j < 5; j++) {
+      const xv = X[i * 5 + j]!;
+      total += Math.tanh(xv * W[j]! + B[i]!) / (xv * xv + 1);
+    }
+  let s = 0;
+  for (let j = 0; j < 5; j++) {
+    let m = 0;
+    for (let i = 0; i < 4; i++) m += silu64(X[i * 5 + j]!) ** 2;
+    s += m / 4;
+  }
+  return total / 2 + 0.1 * s; // mean over the 2 rows of the [2, 10] view
+}
+
+describe("autograd", () => {
+  test("a composite graph's gradients match central differences of its float64 reference", async () => {
+    const gpu = await getGpu();
+    const r = rng(42);
+    const [X, W, B] = [uniform(r, 20, -2, 2), uniform(r, 5, -1.5, 1.5), uniform(r, 4, -1, 1)];
+    const x = upload(gpu, X, [4, 5], true);
+    const w = upload(gpu, W, [5], true);
+    const b = upload(gpu, B, [4, 1], true);
+    const loss = buildLoss(x, w, b);
+    expect(loss.shape).toEqual([]);
+    expectClose("loss", [await loss.item()], [loss64(X, W, B)]);
+    loss.backward();
+    expectClose("d loss / d x", await x.grad!.toArray(), centralDiff((v) => loss64(v, W, B), X));
+    expectClose("d loss / d w", await w.grad!.toArray(), centralDiff((v) => loss64(X, v, B), W));
+    expectClose("d loss / d b", await b.grad!.toArray(), centralDiff((v) => loss64(X, W, v), B));
+    for (const t of [x, w, b, loss]) t.release();
+  });
+
+  test("backward needs a scalar root or an explicit gradient, and a root that requires grad", async () => {
+    const gpu = await getGpu();
+    using x = Tensor.ones(gpu, [2, 3], { requiresGrad: true });
+    using y = x.mulScalar(2);
+    expect(() => y.backward()).toThrow(
+      "backward(): Tensor([2, 3], f32, grad_fn=mul_scalar) is not a scalar; pass the gradient of the output explicitly, a tensor of shape [2, 3], as backward(grad)",
+    );
+    using g = Tensor.ones(gpu, [3]);
+    expect(() => y.backward(g)).toThrow("backward(): gradient shape [3] does not match Tensor([2, 3], f32, grad_fn=mul_scalar)");
+    using c = Tensor.ones(gpu, [1]);
+    using d = c.exp();
+    expect(() => d.backward()).toThrow("backward(): Tensor([1], f32) does not require grad");
+    using g2 = Tensor.full(gpu, [2, 3], 0.5);
+    y.backward(g2); // explicit gradient: d(2x)/dx * 0.5
+    expect([...(await x.grad!.toArray())]).toEqual([1, 1, 1, 1, 1, 1]);
+    using s = Tensor.fromArray(gpu, [3], [], { requiresGrad: true });
+    s.backward(); // a leaf root: its own gradient is 1
+    expect(await s.grad!.item()).toBe(1);
+    expect(() => y.setRequiresGrad(false)).toThrow("is not a leaf");
+    using i = Tensor.fromArray(gpu, [1], [1], { dtype: "i32" });
+    expect(() => i.setRequiresGrad()).toThrow("i32 tensors cannot require gradients");
+  });
+
+  test("gradients accumulate into .grad across backward calls; a freed graph refuses a second pass", async () => {
+    const gpu = await getGpu();
+    using x = Tensor.fromArray(gpu, [1, -2, 3], [3], { requiresGrad: true });
+    using loss = x.mul(x).sum(); // d/dx = 2x
+    loss.backward({ retainGraph: true });
+    const g1 = x.grad!;
+    expect([...(await x.grad!.toArray())]).toEqual([2, -4, 6]);
+    loss.backward();
+    expect(x.grad).toBe(g1); // accumulated in place: the same tensor and buffer
+    expect([...(await x.grad!.toArray())]).toEqual([4, -8, 12]);
+    expect(() => loss.backward()).toThrow("backward through op 'sum' a second time: its saved tensors were freed");
+    x.zeroGrad();
+    expect(x.grad).toBeNull();
+    using loss2 = x.add(x).sum(); // one op using x twice: both gradients land in x.grad
+    loss2.backward();
+    expect([...(await x.grad!.toArray())]).toEqual([2, 2, 2]);
+  });
+
+  test("a tensor feeding several ops sums its gradients; detach cuts a path", async () => {
+    const gpu = await getGpu();
+    const X = [0.5, -1, 2];
+    using x = Tensor.fromArray(gpu, X, [3], { requiresGrad: true });
+    scope(() => x.exp().add(x.mulScalar(3)).sub(x.neg()).add(x.exp()).sum().backward()); // 2exp(x) + 4x
+    expectClose("fan-out", await x.grad!.toArray(), X.map((v) => 2 * Math.exp(v) + 4));
+    x.zeroGrad();
+    using d = x.detach();
+    expect(d.requiresGrad).toBe(false);
+    expect(d.storage).toBe(x.storage);
+    scope(() => d.mul(x).sum().backward()); // only the x path: gradient = d = x
+    expectClose("detach", await x.grad!.toArray(), X);
+  });
+
+  test("noGrad records nothing and restores the mode, even after a throw", async () => {
+    const gpu = await getGpu();
+    using x = Tensor.ones(gpu, [4], { requiresGrad: true });
+    const y = noGrad(() => {
+      expect(isGradEnabled()).toBe(false);
+      noGrad(() => {});
+      expect(isGradEnabled()).toBe(false);
+      return x.mul(x);
+    });
+    expect(isGradEnabled()).toBe(true);
+    expect(y.requiresGrad).toBe(false);
+    expect(y.gradFn).toBeNull();
+    y.release();
+    expect(() =>
+      noGrad(() => {
+        throw new Error("inside");
+      }),
+    ).toThrow("inside");
+    expect(isGradEnabled()).toBe(true);
+    using z = x.mul(x);
+    expect(z.gradFn!.op).toBe("mul");
+  });
+
+  test("saved tensors outlive their users' release, and a released graph frees its buffers", async () => {
+    const gpu = await getGpu();
+    const X = [0.25, -0.5, 1];
+    using x = Tensor.fromArray(gpu, X, [3], { requiresGrad: true });
+    const live0 = gpu.memory().liveBuffers;
+    const y = x.exp();
+    const z = scope(() => y.mul(y).sum()); // the scope releases the mul output; its node keeps what it needs
+    y.release(); // mul saved its own views of y
+    z.backward();
+    expectClose("d sum(exp(x)^2)", await x.grad!.toArray(), X.map((v) => 2 * Math.exp(2 * v)));
+    z.release();
+    expect(gpu.memory().liveBuffers).toBe(live0 + 1); // only x.grad
+    x.zeroGrad();
+    // Without any backward: releasing the root frees every saved tensor along the graph.
+    const loss = scope(() => x.exp().mul(x.tanh()).div(x.sigmoid().addScalar(1)).pow(2).mean());
+    expect(gpu.memory().liveBuffers).toBeGreaterThan(live0 + 1);
+    loss.release();
+    expect(gpu.memory().liveBuffers).toBe(live0);
+  });
+
+  test("200 steps of forward + backward + update keep live buffers and bytes flat", async () => {
+    const gpu = await getGpu();
+    const r = rng(5);
+    const x = upload(gpu, uniform(r, 5 * 13), [5, 1, 13]);
+    let w = upload(gpu, uniform(r, 7 * 13), [7, 13], true);
+    let b = upload(gpu, uniform(r, 7), [7, 1], true);
+    const start = gpu.memory();
+    let warm = start;
+    const losses: number[] = [];
+    for (let it = 0; it < 200; it++) {
+      const loss = scope(() => x.mul(w).add(b).silu().mean(2).pow(2).sum());
+      loss.backward();
+      if (it % 40 === 0 || it === 199) losses.push(await loss.item());
+      loss.release();
+      const [nw, nb] = scope(() => noGrad(() => [w.sub(w.grad!.mulScalar(0.05)), b.sub(b.grad!.mulScalar(0.05))]));
+      w.release();
+      b.release();
+      w = nw!.setRequiresGrad();
+      b = nb!.setRequiresGrad();
+      if (it === 9) {
+        await gpu.sync();
+        warm = gpu.memory();
+      }
+    }
+    await gpu.sync();
+    const end = gpu.memory();
+    expect(end.liveBuffers).toBe(warm.liveBuffers);
+    expect(end.liveBytes).toBe(warm.liveBytes);
+    expect(end.created).toBe(warm.created); // the pool served every step from its cache
+    expect(end.liveBuffers).toBe(start.liveBuffers);
+    expect(losses[losses.length - 1]!).toBeLessThan(losses[0]!); // and the steps did descend
+    for (const t of [x, w, b]) t.release();
+  });
+});

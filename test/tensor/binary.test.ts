@@ -1,0 +1,148 @@
+// add, sub, mul, div with NumPy broadcasting: forward against a float64 reference, each input's gradient
+// (summed over its broadcast dimensions) against float64 analytic gradients, on shapes that are not
+// multiples of the workgroup size, with every fresh tensor poisoned with NaN.
+import { describe, expect, test } from "bun:test";
+import { add, binary, div, gridLimits, mul, sub, Tensor, type BinaryOp } from "../../src/tensor/index.ts";
+import {
+  awayFromZero,
+  centralDiff,
+  expectClose,
+  getGpu,
+  numel,
+  refBroadcastShape,
+  rng,
+  seedOf,
+  sourceIndex,
+  uniform,
+  upload,
+  type Shape,
+} from "./helpers.ts";
+
+type F2 = (x: number, y: number) => number;
+/** float64 forward and partial derivatives. */
+const REF: Record<BinaryOp, { f: F2; dx: F2; dy: F2 }> = {
+  add: { f: (x, y) => x + y, dx: () => 1, dy: () => 1 },
+  sub: { f: (x, y) => x - y, dx: () => 1, dy: () => -1 },
+  mul: { f: (x, y) => x * y, dx: (_, y) => y, dy: (x) => x },
+  div: { f: (x, y) => x / y, dx: (_, y) => 1 / y, dy: (x, y) => -x / (y * y) },
+};
+const OPS = Object.keys(REF) as BinaryOp[];
+
+const CASES: [Shape, Shape][] = [
+  [[37], [37]], // same shape, one partial workgroup
+  [[3, 101], [3, 101]], // 303 elements: two workgroups, the last partial
+  [[5, 7], [7]], // row vector
+  [[6, 1], [1, 45]], // outer product: both operands broadcast
+  [[3, 1, 5], [4, 1]], // both broadcast, different ranks
+  [[2, 3, 4, 5], [3, 1, 5]],
+  [[], [2, 3]], // 0-d operand
+  [[9, 31], [1]],
+  [[2, 1, 3, 1, 5], [1, 4, 1, 6, 1]], // alternating broadcast: 5 dimensions survive coalescing
+];
+
+async function check(op: BinaryOp, aShape: Shape, bShape: Shape, needs: [boolean, boolean] = [true, true]): Promise<void> {
+  const gpu = await getGpu();
+  const what = `${op} ${JSON.stringify(aShape)} ${JSON.stringify(bShape)}`;
+  const r = rng(seedOf(what));
+  const A = uniform(r, numel(aShape));
+  const B = op === "div" ? awayFromZero(r, numel(bShape)) : uniform(r, numel(bShape));
+  const outShape = refBroadcastShape(aShape, bShape);
+  const n = numel(outShape);
+  const ia = sourceIndex(aShape, outShape);
+  const ib = sourceIndex(bShape, outShape);
+  const ref = new Float64Array(n);
+  for (let i = 0; i < n; i++) ref[i] = REF[op].f(A[ia[i]!]!, B[ib[i]!]!);
+
+  const a = upload(gpu, A, aShape, needs[0]);
+  const b = upload(gpu, B, bShape, needs[1]);
+  const out = binary(op, a, b);
+  expect(out.shape).toEqual(outShape);
+  expectClose(`${what} forward`, await out.toArray(), ref);
+
+  // d/d(inputs) of sum(out * R) for a random R: out.backward(R).
+  const R = uniform(r, n);
+  const ga = new Float64Array(A.length), magA = new Float64Array(A.length);
+  const gb = new Float64Array(B.length), magB = new Float64Array(B.length);
+  for (let i = 0; i < n; i++) {
+    const [x, y] = [A[ia[i]!]!, B[ib[i]!]!];
+    const ta = R[i]! * REF[op].dx(x, y);
+    const tb = R[i]! * REF[op].dy(x, y);
+    ga[ia[i]!] += ta;
+    magA[ia[i]!] += Math.abs(ta);
+    gb[ib[i]!] += tb;
+    magB[ib[i]!] += Math.abs(tb);
+  }
+  const Rt = upload(gpu, R, outShape);
+  out.backward(Rt);
+  if (needs[0]) {
+    expect(a.grad!.shape).toEqual([...aShape]);
+    expectClose(`${what} grad a`, await a.grad!.toArray(), ga, { mag: magA });
+  } else expect(a.grad).toBeNull();
+  if (needs[1]) {
+    expect(b.grad!.shape).toEqual([...bShape]);
+    expectClose(`${what} grad b`, await b.grad!.toArray(), gb, { mag: magB });
+  } else expect(b.grad).toBeNull();
+  for (const t of [a, b, out, Rt]) t.release();
+}
+
+describe("binary ops", () => {
+  for (const op of OPS)
+    test(`${op}: forward and both gradients on ${CASES.length} shape pairs`, async () => {
+      for (const [sa, sb] of CASES) {
+        await check(op, sa, sb);
+        await check(op, sb, sa);
+      }
+    });
+
+  test("only the inputs that require grad get one; a node saves only what their gradients read", async () => {
+    const gpu = await getGpu();
+    for (const op of OPS) {
+      await check(op, [4, 6], [6], [true, false]);
+      await check(op, [4, 6], [6], [false, true]);
+    }
+    const a = Tensor.ones(gpu, [3], { requiresGrad: true });
+    const b = Tensor.ones(gpu, [3]);
+    using m = mul(a, b);
+    expect(m.gradFn!.savedCount).toBe(1); // b only: d(a*b)/da = b
+    using s = add(a, b);
+    expect(s.gradFn!.savedCount).toBe(0);
+    using d = div(b, a);
+    expect(d.gradFn!.savedCount).toBe(2); // -(g/y)*(x/y) reads both
+    a.release();
+    b.release();
+  });
+
+  test("a 2-D grid of workgroups (x capped at 2) covers every element", async () => {
+    const prev = gridLimits.maxX;
+    gridLimits.maxX = 2;
+    try {
+      await check("mul", [3, 300], [300]); // 900 outputs: 4 workgroups on a 2x2 grid
+      await check("sub", [1100], [1100]);
+    } finally {
+      gridLimits.maxX = prev;
+    }
+  });
+
+  test("incompatible shapes fail at the call site, naming the op and both shapes", async () => {
+    const gpu = await getGpu();
+    using a = Tensor.zeros(gpu, [2, 3]);
+    using b = Tensor.zeros(gpu, [4]);
+    expect(() => add(a, b)).toThrow("add: shapes [2, 3] and [4] cannot be broadcast together (dimension -1: 3 vs 4)");
+    expect(() => div(b, a)).toThrow("div: shapes [4] and [2, 3] cannot be broadcast together");
+    using v = a.reshape(3, 2);
+    expect(() => sub(a, v)).toThrow("sub: shapes [2, 3] and [3, 2]");
+    using i = Tensor.fromArray(gpu, [1, 2, 3], [3], { dtype: "i32" });
+    expect(() => mul(a, i)).toThrow("mul: Tensor([3], i32) has dtype i32; ops support f32 only so far");
+  });
+
+  test("the float64 reference derivatives match central differences", () => {
+    const r = rng(7);
+    for (const op of OPS)
+      for (let k = 0; k < 20; k++) {
+        const v = Float64Array.of(r() * 4 - 2, (r() < 0.5 ? -1 : 1) * (0.5 + r()));
+        const fd = centralDiff((p) => REF[op].f(p[0]!, p[1]!), v);
+        expectClose(`${op} d/dx`, [REF[op].dx(v[0]!, v[1]!)], [fd[0]!], { rtol: 1e-6, atol: 1e-8 });
+        expectClose(`${op} d/dy`, [REF[op].dy(v[0]!, v[1]!)], [fd[1]!], { rtol: 1e-6, atol: 1e-8 });
+      }
+  });
+});

@@ -1,0 +1,139 @@
+// Shared by the tensor tests: one Gpu for every test file (the same lazy singleton as test/helpers.ts, so
+// `bun test` opens one device in all), NaN poisoning of every fresh tensor, seeded inputs, float64
+// references, and a comparison that names the first bad element.
+import { expect } from "bun:test";
+import type { Gpu } from "../../src/gpu/index.ts";
+import { debug, Tensor } from "../../src/tensor/index.ts";
+import { getGpu as sharedGpu } from "../helpers.ts";
+
+/** The shared device, with poisoning on: every uninitialized tensor starts as NaN. */
+export async function getGpu(): Promise<Gpu> {
+  debug.poison = true;
+  return sharedGpu();
+}
+
+export type Shape = readonly number[];
+
+export const numel = (s: Shape) => s.reduce((a, b) => a * b, 1);
+
+/** Uniform values in [lo, hi), rounded to f32 so the GPU and the float64 reference see the same inputs. */
+export function uniform(r: () => number, n: number, lo = -1, hi = 1): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.fround(lo + (hi - lo) * r());
+  return out;
+}
+
+/** Magnitudes in [lo, hi) with a random sign (divisors, values away from 0). */
+export function awayFromZero(r: () => number, n: number, lo = 0.5, hi = 2): Float64Array {
+  const out = uniform(r, n, lo, hi);
+  for (let i = 0; i < n; i++) if (r() < 0.5) out[i] = -out[i]!;
+  return out;
+}
+
+export function upload(gpu: Gpu, data: Float64Array, shape: Shape, requiresGrad = false): Tensor {
+  return Tensor.fromArray(gpu, Float32Array.from(data), shape, { requiresGrad });
+}
+
+// ---- a float64 broadcasting reference, written independently of src/tensor/shape.ts ----
+
+export function refBroadcastShape(a: Shape, b: Shape): number[] {
+  const n = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const da = i - (n - a.length) >= 0 ? a[i - (n - a.length)]! : 1;
+    const db = i - (n - b.length) >= 0 ? b[i - (n - b.length)]! : 1;
+    if (da !== db && da !== 1 && db !== 1) throw new Error(`reference: ${a} vs ${b}`);
+    out.push(Math.max(da, db));
+  }
+  return out;
+}
+
+/** For each element of `out` (row-major), the flat index of the element of `s` broadcast onto it. */
+export function sourceIndex(s: Shape, out: Shape): Int32Array {
+  const n = numel(out);
+  const idx = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    let rem = i;
+    let src = 0;
+    let mult = 1;
+    for (let d = out.length - 1; d >= 0; d--) {
+      const c = rem % out[d]!;
+      rem = Math.floor(rem / out[d]!);
+      const sd = d - (out.length - s.length);
+      if (sd >= 0) {
+        if (s[sd] !== 1) src += c * mult;
+        mult *= s[sd]!;
+      }
+    }
+    idx[i] = src;
+  }
+  return idx;
+}
+
+// ---- comparison ----
+
+export interface CloseOpts {
+  rtol?: number;
+  atol?: number;
+  /** Per-element scale the relative tolerance applies to (default |ref|): for sums, the sum of |terms|. */
+  mag?: ArrayLike<number>;
+}
+
+/**
+ * Every element within atol + rtol * max(|ref|, mag); NaN only where the reference is NaN. Failure names
+ * the first bad element and how many there are.
+ */
+export function expectClose(what: string, got: ArrayLike<number>, ref: ArrayLike<number>, o: CloseOpts = {}): void {
+  const rtol = o.rtol ?? 1e-4;
+  const atol = o.atol ?? 1e-6;
+  if (got.length !== ref.length) throw new Error(`${what}: ${got.length} values, expected ${ref.length}`);
+  let bad = 0;
+  let first = "";
+  for (let i = 0; i < ref.length; i++) {
+    const g = got[i]!;
+    const r = ref[i]!;
+    const scale = Math.max(Math.abs(r), o.mag ? Math.abs(o.mag[i]!) : 0);
+    const ok = Number.isNaN(r) ? Number.isNaN(g) : Math.abs(g - r) <= atol + rtol * scale;
+    if (!ok) {
+      if (!bad) first = `[${i}] got ${g}, expected ${r} (tolerance ${(atol + rtol * scale).toExponential(2)})`;
+      bad++;
+    }
+  }
+  if (bad) throw new Error(`${what}: ${bad} of ${ref.length} elements wrong; first ${first}`);
+  expect(bad).toBe(0);
+}
+
+/** Central differences of a float64 function, d f(x) / d x_i for every i. */
+export function centralDiff(f: (x: Float64Array) => number, x: Float64Array, h = 1e-6): Float64Array {
+  const g = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    const step = h * Math.max(1, Math.abs(v));
+    x[i] = v + step;
+    const up = f(x);
+    x[i] = v - step;
+    const down = f(x);
+    x[i] = v;
+    g[i] = (up - down) / (2 * step);
+  }
+  return g;
+}
+
+/** A small seeded PRNG (mulberry32) in [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A deterministic seed per test name, so a failure repeats. */
+export function seedOf(name: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
