@@ -33,7 +33,9 @@ export interface BindingQuirks {
 const LOADERS: Record<BindingName, () => Promise<Binding>> = {
   async "bun-webgpu"() {
     const lib = await import("bun-webgpu");
-    const gpu = lib.createGPUInstance() as unknown as GPU;
+    let gpu = lib.createGPUInstance() as unknown as GPU;
+    const toggles = dawnToggles();
+    if (toggles.length) gpu = await withToggles(gpu, toggles);
     return {
       name: "bun-webgpu",
       gpu,
@@ -72,6 +74,46 @@ const LOADERS: Record<BindingName, () => Promise<Binding>> = {
     };
   },
 };
+
+/** Dawn instance toggles from `ALIGNX_DAWN_TOGGLES` (comma-separated), e.g. `allow_unsafe_apis`. */
+export function dawnToggles(): string[] {
+  return (process.env.ALIGNX_DAWN_TOGGLES ?? "")
+    .split(",")
+    .map((t) => t.trim())
+    .filter(Boolean);
+}
+
+/**
+ * bun-webgpu creates its instance with a null descriptor, so Dawn's experimental features (the
+ * subgroup-matrix / tensor-core path among them) stay hidden. Re-create the instance through the same
+ * library's `wgpuCreateInstance` with a WGPUInstanceDescriptor whose chain holds a DawnTogglesDescriptor:
+ *   WGPUChainedStruct { next: ptr @0, sType: u32 @8 }            (16 bytes)
+ *   DawnTogglesDescriptor { chain @0, enabledCount: size_t @16, enabled: char** @24,
+ *                           disabledCount: size_t @32, disabled: char** @40 }   (48 bytes)
+ *   WGPUInstanceDescriptor { nextInChain: ptr @0, … zero }      (64 bytes reserved, rest zero)
+ * The buffers stay referenced for the life of the process (Dawn copies toggles at creation, but cheaply safe).
+ */
+const keepAlive: unknown[] = [];
+async function withToggles(base: GPU, toggles: string[]): Promise<GPU> {
+  const { ptr } = await import("bun:ffi");
+  const b = base as unknown as { lib: { wgpuCreateInstance(p: number): number }; constructor: new (p: number, lib: unknown) => GPU; destroy(): void };
+  const S_TYPE_DAWN_TOGGLES_DESCRIPTOR = 0x5000a;
+  const strings = toggles.map((t) => Buffer.from(t + "\0"));
+  const list = new BigUint64Array(strings.length);
+  strings.forEach((s, i) => (list[i] = BigInt(ptr(s))));
+  const tog = new DataView(new ArrayBuffer(48));
+  tog.setUint32(8, S_TYPE_DAWN_TOGGLES_DESCRIPTOR, true);
+  tog.setBigUint64(16, BigInt(strings.length), true);
+  tog.setBigUint64(24, BigInt(ptr(list)), true);
+  const desc = new DataView(new ArrayBuffer(64));
+  desc.setBigUint64(0, BigInt(ptr(tog.buffer)), true);
+  keepAlive.push(strings, list, tog, desc);
+  const instance = b.lib.wgpuCreateInstance(ptr(desc.buffer));
+  if (!instance) throw new Error(`Dawn refused an instance with toggles ${toggles.join(",")}`);
+  const gpu = new b.constructor(instance, b.lib);
+  b.destroy();
+  return gpu;
+}
 
 let loaded: Promise<Binding> | undefined;
 

@@ -6,6 +6,7 @@
  * The choice: `--adapter NAME` / `ALIGNX_ADAPTER` (a case-insensitive substring of the description,
  * or an index into the list), `--cpu` / `ALIGNX_CPU=1` (the CPU adapter, e.g. lavapipe), otherwise the
  * best kind available: discrete GPU, then integrated, then anything else, then CPU.
+ * Experimental features (subgroup matrices) appear only with `ALIGNX_DAWN_TOGGLES=allow_unsafe_apis`.
  */
 import { loadBinding, type Binding } from "./binding.ts";
 import { DeviceLostError, NoAdapterError, UnknownAdapterError } from "./errors.ts";
@@ -29,7 +30,7 @@ export interface DeviceOptions {
 }
 
 /** Optional features enabled whenever the adapter offers them. */
-export const WANTED_FEATURES = ["shader-f16", "subgroups", "timestamp-query"] as const;
+export const WANTED_FEATURES = ["shader-f16", "subgroups", "timestamp-query", "chromium-experimental-subgroup-matrix"] as const;
 
 /** Limits requested at the adapter's maximum. */
 const MAX_LIMITS = [

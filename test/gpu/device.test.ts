@@ -50,3 +50,20 @@ describe("device", () => {
     expect(String((err as Error).message)).toContain("GPU device lost");
   });
 });
+
+describe("Dawn toggles", () => {
+  test("ALIGNX_DAWN_TOGGLES=allow_unsafe_apis reaches Dawn (experimental features become visible)", async () => {
+    const script = `import { listAdapters } from "./src/gpu/device.ts";
+const a = (await listAdapters())[0];
+console.log(JSON.stringify([...a.adapter.features]));`;
+    const run = (env: Record<string, string>) => {
+      const p = Bun.spawnSync([process.execPath, "-e", script], { cwd: `${import.meta.dir}/../..`, env: { ...process.env, ...env }, timeout: 30_000 });
+      expect(p.exitCode).toBe(0);
+      return JSON.parse(p.stdout.toString().trim().split("\n").pop()!) as string[];
+    };
+    const plain = run({ ALIGNX_DAWN_TOGGLES: "" });
+    const unsafe = run({ ALIGNX_DAWN_TOGGLES: "allow_unsafe_apis" });
+    expect(plain.some((f) => f.startsWith("chromium-experimental"))).toBe(false);
+    expect(unsafe.some((f) => f.startsWith("chromium-experimental"))).toBe(true);
+  });
+});
