@@ -12,6 +12,7 @@ import { cac } from "cac";
 import naiveSrc from "./peers/naive_matmul.wgsl" with { type: "text" };
 import { defineKernel, Gpu, grid1d, type PooledBuffer } from "../src/gpu/index.ts";
 import { COPY, MATMUL } from "../src/gpu/kernels.ts";
+import { tfjsMatmul } from "./peers/tfjs.ts";
 
 const NAIVE = defineKernel("bench/peers/naive_matmul.wgsl", naiveSrc);
 
@@ -104,6 +105,27 @@ async function measure(gpu: Gpu, c: Case, reps: number): Promise<number> {
   }
 }
 
+/** Median host time of run + a full readback of `out`: the method the tfjs peer is timed with. */
+async function measureHost(gpu: Gpu, c: Case, reps: number): Promise<number> {
+  const { run, buffers } = c.setup(gpu);
+  const out = buffers[buffers.length - 1]!;
+  try {
+    run();
+    await gpu.read(out);
+    const samples: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      const t0 = performance.now();
+      run();
+      await gpu.read(out);
+      samples.push(performance.now() - t0);
+    }
+    samples.sort((x, y) => x - y);
+    return samples[Math.floor(samples.length / 2)]!;
+  } finally {
+    for (const b of buffers) gpu.release(b);
+  }
+}
+
 async function main(): Promise<void> {
   const cli = cac("bench");
   cli.option("--quick", "Small sizes and few repetitions (≤ 5 minutes on 2 CPU cores)");
@@ -156,6 +178,15 @@ async function main(): Promise<void> {
   const naive = matmulCase("naive", big, big, big);
   const naiveGflops = naive.flops! / ((await measure(gpu, naive, reps)) / 1e3) / 1e9;
   peers.push({ name: `naive-wgsl-matmul-${big}`, ours: matmulGflops, peer: naiveGflops, unit: "GFLOP/s", ratio: matmulGflops / naiveGflops });
+  // tfjs-backend-webgpu, host-timed with a full readback; ours timed the same way here.
+  try {
+    const tfjs = await tfjsMatmul(1024, reps);
+    const oursCase = matmulCase("v1", 1024, 1024, 1024);
+    const oursGflops = oursCase.flops! / ((await measureHost(gpu, oursCase, reps)) / 1e3) / 1e9;
+    peers.push({ name: "tfjs-matmul-1024", ours: oursGflops, peer: tfjs.gflops, unit: "GFLOP/s", ratio: oursGflops / tfjs.gflops });
+  } catch (e) {
+    console.error(`peer tfjs-matmul-1024 skipped: ${e instanceof Error ? e.message : e}`);
+  }
 
   const device = {
     description: gpu.adapter.description,

@@ -5,7 +5,8 @@
  *
  * On top of the binding's own globals it:
  *   - honours `ALIGNX_ADAPTER` / `ALIGNX_CPU` (and `--adapter` / `--cpu` of `alignx run`) in `requestAdapter`;
- *   - passes the limits bun-webgpu reports as 0 as 0 in `requestDevice` (it throws otherwise);
+ *   - passes the limits bun-webgpu reports as 0 as 0 in `requestDevice` (it throws otherwise), and converts
+ *     required features to strings as WebIDL does;
  *   - defines `GPUBuffer` (and a few other interface objects bun-webgpu lacks) for `instanceof` checks.
  */
 import { loadBinding, type Binding } from "./binding.ts";
@@ -24,6 +25,9 @@ const DUCK: Record<string, (x: Record<string, unknown>) => boolean> = {
 function patchAdapter(adapter: GPUAdapter, b: Binding): GPUAdapter {
   const request = adapter.requestDevice.bind(adapter);
   adapter.requestDevice = (desc?: GPUDeviceDescriptor) => {
+    // WebIDL converts each feature to a string (tfjs passes ['bgra8unorm-storage'], which browsers accept);
+    // bun-webgpu does not, so convert here.
+    if (desc?.requiredFeatures) desc = { ...desc, requiredFeatures: [...desc.requiredFeatures].map(String) as GPUFeatureName[] };
     if (desc?.requiredLimits) {
       const limits: Record<string, unknown> = { ...desc.requiredLimits };
       for (const k of b.quirks.zeroLimits) limits[k] = 0;
