@@ -39,9 +39,15 @@ export type Constants = Record<string, number>;
 
 const BINDING_RE = /@group\((\d+)\)\s*@binding\((\d+)\)\s*var(?:<\s*(storage|uniform)\s*(?:,\s*(read|read_write)\s*)?>)?\s+(\w+)\s*:\s*([\w<>, ]+)/g;
 
-export function defineKernel(file: string, code: string): KernelSource {
+/** The code with comments blanked out (newlines kept, so indices and line numbers still match). */
+function stripComments(code: string): string {
+  return code.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, (c) => c.replace(/[^\n]/g, " "));
+}
+
+export function defineKernel(file: string, source: string): KernelSource {
   const storage = new Map<string, BindingInfo>();
   let paramsType: string | undefined;
+  const code = stripComments(source);
   for (const m of code.matchAll(BINDING_RE)) {
     const [, group, binding, space, access, name, type] = m;
     const line = lineOf(code, m.index!);
@@ -60,7 +66,7 @@ export function defineKernel(file: string, code: string): KernelSource {
     for (const f of sm[1]!.split(/[,;\n]/)) {
       const fm = /^\s*(?:@\w+(?:\([^)]*\))?\s*)*(\w+)\s*:\s*([\w<>]+)\s*$/.exec(f);
       if (!fm) {
-        if (f.trim() && !f.trim().startsWith("//")) throw new WgslError(file, lineOf(code, sm.index), 1, `cannot read params field '${f.trim()}'`);
+        if (f.trim()) throw new WgslError(file, lineOf(code, sm.index), 1, `cannot read params field '${f.trim()}'`);
         continue;
       }
       const t = fm[2]!;
@@ -71,7 +77,7 @@ export function defineKernel(file: string, code: string): KernelSource {
   }
   const entryPoints = [...code.matchAll(/@compute[\s\S]*?fn\s+(\w+)/g)].map((m) => m[1]!);
   if (entryPoints.length === 0) throw new WgslError(file, 1, 1, "no @compute entry point");
-  return { file, code, storage, params, entryPoints };
+  return { file, code: source, storage, params, entryPoints };
 }
 
 /** Order-independent cache key of a defines/constants object. */

@@ -93,3 +93,21 @@ describe("kernels", () => {
     }
   });
 });
+
+describe("kernel reflection", () => {
+  test("comments are ignored: commas in field comments, commented-out bindings", () => {
+    const k = defineKernel(
+      "kernels/comments.wgsl",
+      `struct P {
+  n: u32,   // count, in elements
+  /* scale, applied last */ s: f32,
+}
+// @group(0) @binding(5) var<storage, read> ghost: array<f32>;
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(1) @binding(0) var<uniform> p: P;
+@compute @workgroup_size(1) fn main() { y[0] = p.s; }`,
+    );
+    expect(k.params.map((f) => f.name)).toEqual(["n", "s"]);
+    expect([...k.storage.keys()]).toEqual(["y"]);
+  });
+});

@@ -24,11 +24,11 @@ def gen(seed):
 
 
 def randn(g, *shape, scale=1.0):
-    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).float().double()
+    return (torch.randn(tuple(shape), generator=g, dtype=torch.float64) * scale).float().double()
 
 
 def rand(g, *shape, lo=0.0, hi=1.0):
-    return (lo + (hi - lo) * torch.rand(*shape, generator=g, dtype=torch.float64)).float().double()
+    return (lo + (hi - lo) * torch.rand(tuple(shape), generator=g, dtype=torch.float64)).float().double()
 
 
 def tensor_json(t):

@@ -1,0 +1,14 @@
+// Optimizers (the layer above src/tensor): AdamW, SGD, gradient-norm clipping, HF learning-rate schedules.
+export { Optimizer, OPTIM, type OptimizerStateDict, type ParamGroup, type ParamState, type ParamsInput, type GroupSpec, type NamedParams } from "./optimizer.ts";
+export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from "./adamw.ts";
+export { SGD, SGD_DEFAULTS, type SGDOptions } from "./sgd.ts";
+export { clipGradNorm, clipLimits } from "./clip.ts";
+export {
+  getConstantSchedule,
+  getConstantScheduleWithWarmup,
+  getCosineScheduleWithWarmup,
+  getLinearScheduleWithWarmup,
+  LambdaLR,
+  type LrSchedule,
+  type LrScalable,
+} from "./schedule.ts";
