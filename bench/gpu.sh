@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# bench/gpu.sh — the device check for an NVIDIA GPU server with no network (also what the `device` tool runs).
+#
+# Needs, in the repo root: dist/alignx.xz and dist/alignx-bench.xz (from `bun run build && bun run build:bench`,
+# then `xz -T0 -k dist/alignx dist/alignx-bench`), and optionally .gl/*.deb (the Vulkan loader .debs, when
+# the machine has none). Steps, each printed as it runs, all in well under 8 minutes:
+#   1. unpack the loader and the binaries; 2. `alignx info` on the GPU adapter (fails if only a CPU adapter);
+#   3. the kernel suite (`alignx-bench`, full sizes) with Dawn's experimental features on (subgroup matrices);
+#   4. the PyTorch counterparts on the same GPU (bench/torch_peer.py); 5. the ratio table.
+# Results go to $OUT (if set) or bench/results/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out="${OUT:-bench/results}"
+mkdir -p "$out"
+say() { echo "gpu.sh: $*"; }
+
+if compgen -G ".gl/*.deb" >/dev/null; then
+  say "unpacking the Vulkan loader from .gl/"
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1 &&
+  [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  say "using VK_DRIVER_FILES=$VK_DRIVER_FILES"
+fi
+for b in alignx alignx-bench; do
+  if [ -f "dist/$b.xz" ] && [ ! -x "dist/$b" ]; then xz -dkf "dist/$b.xz"; fi
+  [ -x "dist/$b" ] || { say "missing dist/$b(.xz): build it first"; exit 1; }
+done
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/gpu.sh: nvidia-smi: /'
+
+say "1/4 adapter"
+dist/alignx info --json > "$out/info.json"
+dist/alignx info
+if grep -q '"kind": "cpu"' "$out/info.json"; then say "only a CPU adapter: the GPU's Vulkan driver is not visible"; exit 1; fi
+
+say "2/4 kernel suite"
+ALIGNX_DAWN_TOGGLES=allow_unsafe_apis timeout 300 dist/alignx-bench --out "$out" | tee "$out/bench.txt"
+
+say "3/4 PyTorch on the same GPU"
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  timeout 120 python3 bench/torch_peer.py --n 4096 > "$out/torch.json"
+  cat "$out/torch.json"
+else
+  say "no CUDA PyTorch here: skipping the PyTorch peer"
+fi
+
+say "4/4 ratios"
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+ours = json.load(open(os.path.join(out, "latest.json")))
+print(f"device: {ours['device']['description']}")
+print(f"ceilings: copy {ours['ceilings']['copy_gbps']:.1f} GB/s, matmul {ours['ceilings']['matmul_gflops']:.1f} GFLOP/s")
+best = {}
+for k in ours["kernels"]:
+    if k.get("gflops") and k["name"].startswith("matmul"):
+        best[k["dtype"]] = max(best.get(k["dtype"], 0), k["gflops"])
+tp = os.path.join(out, "torch.json")
+if os.path.exists(tp):
+    t = json.load(open(tp))
+    for m in t["matmul"]:
+        o = best.get(m["dtype"])
+        if o:
+            print(f"{m['name']:28s} ours {o:10.1f}  torch {m['gflops']:10.1f} GFLOP/s  ratio {o / m['gflops']:.3f}")
+        else:
+            print(f"{m['name']:28s} torch {m['gflops']:10.1f} GFLOP/s  (no {m['dtype']} matmul of ours yet)")
+for p in ours["peers"]:
+    print(f"{p['name']:28s} ours {p['ours']:10.2f}  peer {p['peer']:10.2f} {p['unit']}  ratio {p['ratio']:.2f}")
+PY
