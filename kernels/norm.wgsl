@@ -1,0 +1,164 @@
+// Normalization over the last dimension (src/tensor/ops/norm.ts): RMSNorm as HF LlamaRMSNorm (and Gemma's,
+// weight applied as 1 + w) and LayerNorm as torch.nn.LayerNorm; forward and fused backward, all in f32.
+//
+// x is [rows, d] row-major (every leading dimension folded into rows). Per row r:
+//   mean = CENTER ? sum_j x[j] / d : 0                       (LayerNorm centers, RMSNorm does not)
+//   rstd = inverseSqrt(sum_j (x[j] - mean)^2 / d + eps)
+//   xhat = (x - mean) * rstd,   y = xhat * W + B
+// W and B are placeholders (defines W, B): W is `w[j]` (LLaMA, LayerNorm) or `(1.0 + w[j])` (Gemma),
+// B is `b[j]` (LayerNorm with a bias) or `0.0`.
+// `override CENTER` selects LayerNorm. stats[2r], stats[2r + 1] = mean, rstd are kept for backward.
+//
+//   norm_forward          one workgroup per row: WG invocations stride the row (neighbours read neighbouring
+//                         addresses), tree-reduce in workgroup memory; writes y and stats_out.
+//   norm_dx               one workgroup per row: with gw = g * W,
+//                         dx = rstd * (gw - [CENTER] mean_j(gw) - xhat * mean_j(gw * xhat)).
+//   norm_dparams_partial  one invocation per (row chunk c, column j), j fastest: over the chunk's `chunk`
+//                         rows (the last chunk ragged), part_out[(c*np + 0)*d + j] = sum g * xhat (dweight)
+//                         and, when np == 2, part_out[(c*np + 1)*d + j] = sum g (dbias).
+//   norm_dparams_sum      one invocation per column j: dst[j] = sum_c part[c*np*d + base + j] over `chunks`,
+//                         base = 0 (dweight) or d (dbias). Fixed summation order, no atomics: deterministic.
+// Per-row entry points take `gx` workgroups per grid row, per-element ones `row` invocations per grid row
+// (2-D grids: more than 65535 rows or columns fit). Limits: rows * d < 2^32 elements.
+// On a big GPU the row kernels run one 256-wide workgroup per row (d = 4096: 16 strided loads per invocation,
+// x read twice from L2 for LayerNorm's two-pass variance); the parameter gradient is spread over up to 256
+// row chunks so it fills the machine, then one short pass sums the chunks.
+
+struct Params {
+  rows: u32,
+  d: u32,
+  eps: f32,
+  gx: u32,
+  row: u32,
+  chunk: u32,
+  chunks: u32,
+  np: u32,
+  base: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> gout: array<f32>;
+@group(0) @binding(4) var<storage, read> stats: array<f32>;
+@group(0) @binding(5) var<storage, read> part: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(7) var<storage, read_write> stats_out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(9) var<storage, read_write> part_out: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dst: array<f32>;
+@group(1) @binding(0) var<uniform> p: Params;
+
+override CENTER: bool = false;
+const WG: u32 = 256u;
+var<workgroup> red: array<vec2f, WG>;
+
+// xhat of element k of row r, from the row's saved mean and rstd (backward).
+fn xhat_at(k: u32, r: u32) -> f32 {
+  return (x[k] - stats[2u * r]) * stats[2u * r + 1u];
+}
+
+// The sum of v over the workgroup, returned to every invocation. Call in uniform control flow.
+fn wg_sum(v: vec2f, lid: u32) -> vec2f {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      red[lid] += red[lid + s];
+    }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(WG)
+fn norm_forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.y * p.gx + wid.x;
+  if (r >= p.rows) {
+    return;
+  }
+  let base = r * p.d;
+  let n = f32(p.d);
+  var mean = 0.0;
+  if (CENTER) {
+    var s = 0.0;
+    for (var j = lid; j < p.d; j += WG) {
+      s += x[base + j];
+    }
+    mean = wg_sum(vec2f(s, 0.0), lid).x / n;
+  }
+  var ss = 0.0;
+  for (var j = lid; j < p.d; j += WG) {
+    let c = x[base + j] - mean;
+    ss += c * c;
+  }
+  let rstd = inverseSqrt(wg_sum(vec2f(ss, 0.0), lid).x / n + p.eps);
+  for (var j = lid; j < p.d; j += WG) {
+    let xhat = (x[base + j] - mean) * rstd;
+    y[base + j] = xhat * {{W:w[j]}} + {{B:0.0}};
+  }
+  if (lid == 0u) {
+    stats_out[2u * r] = mean;
+    stats_out[2u * r + 1u] = rstd;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn norm_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.y * p.gx + wid.x;
+  if (r >= p.rows) {
+    return;
+  }
+  let base = r * p.d;
+  var acc = vec2f(0.0, 0.0);
+  for (var j = lid; j < p.d; j += WG) {
+    let xhat = xhat_at(base + j, r);
+    let gw = gout[base + j] * {{W:w[j]}};
+    acc += vec2f(gw, gw * xhat);
+  }
+  let m = wg_sum(acc, lid) / f32(p.d);
+  let mgw = select(0.0, m.x, CENTER);
+  for (var j = lid; j < p.d; j += WG) {
+    let xhat = xhat_at(base + j, r);
+    let gw = gout[base + j] * {{W:w[j]}};
+    dx[base + j] = stats[2u * r + 1u] * (gw - mgw - xhat * m.y);
+  }
+}
+
+@compute @workgroup_size(256)
+fn norm_dparams_partial(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.row + gid.x;
+  if (i >= p.chunks * p.d) {
+    return;
+  }
+  let c = i / p.d;
+  let j = i - c * p.d;
+  let r1 = min(p.rows, (c + 1u) * p.chunk);
+  var sw = 0.0;
+  var sb = 0.0;
+  for (var r = c * p.chunk; r < r1; r++) {
+    let g = gout[r * p.d + j];
+    sw += g * xhat_at(r * p.d + j, r);
+    sb += g;
+  }
+  part_out[c * p.np * p.d + j] = sw;
+  if (p.np == 2u) {
+    part_out[(c * p.np + 1u) * p.d + j] = sb;
+  }
+}
+
+@compute @workgroup_size(256)
+fn norm_dparams_sum(@builtin(global_invocation_id) gid: vec3u) {
+  let j = gid.y * p.row + gid.x;
+  if (j >= p.d) {
+    return;
+  }
+  let stride = p.np * p.d;
+  var s = 0.0;
+  for (var c = 0u; c < p.chunks; c++) {
+    s += part[c * stride + p.base + j];
+  }
+  dst[j] = s;
+}

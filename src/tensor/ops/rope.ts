@@ -1,0 +1,138 @@
+/**
+ * Rotary position embedding as HF LLaMA applies it (LlamaRotaryEmbedding + apply_rotary_pos_emb, default
+ * rope_type): rotate-half convention, out = x * cos + rotate_half(x) * sin with rotate_half(x) = cat(-x2, x1),
+ * cos/sin of pos * inv_freq[i] repeated over both halves. Kernel: kernels/rope.wgsl.
+ *
+ *   rope(x [B, H, T, Dh], positions [B, T] or [T], { theta })              attention's layout
+ *   rope(x [B, T, H, Dh], positions, { theta, layout: "bthd", outLayout: "bhtd" })
+ *       a [B, T, H*Dh] projection viewed as [B, T, H, Dh], rotated AND transposed to [B, H, T, Dh] in one
+ *       pass (attention, written concurrently, takes [B, H, T, Dh]); any combination of the two layouts works.
+ *
+ * inv_freq = 1 / (theta ** (arange(0, Dh, 2) / Dh)) is computed on the host in float32 as HF does (each step
+ * correctly rounded to f32; see ropeInvFreq), not with WGSL's pow, whose error is implementation-defined and
+ * would be multiplied by the position (8192 * 1 ulp of inv_freq = 5e-4 rad). torch's own float32 pow is a
+ * 1-ulp one, so a few of its values are 1 ulp off ours (3 of the 792 in the goldens' survey of common Dh and
+ * theta; 63 of 4816 in a wider sweep): pass HF's buffer as `invFreq` where bit-identical angles matter.
+ * `invFreq` also serves rope scaling variants (e.g. Llama 3's rope_type "llama3" rescales inv_freq).
+ * The angle pos * inv_freq is formed in f32 in-kernel as HF forms it, and its sin/cos computed in-kernel to
+ * within ~1 ulp of torch's float32 sin/cos (kernels/rope.wgsl explains why not with WGSL's sin/cos).
+ * Backward: the inverse rotation (by -angle) of the output gradient, from outLayout back to layout.
+ * Positions given as host data are checked at the call site (integers, |angle| < 2^21); positions in a GPU
+ * tensor are not (the kernel stays in bounds; angles past 2^21 lose accuracy).
+ */
+import ropeSrc from "../../../kernels/rope.wgsl" with { type: "text" };
+import { defineKernel } from "../../gpu/index.ts";
+import { attach } from "../autograd.ts";
+import { fmtShape, sameShape, TensorError } from "../shape.ts";
+import { checkOperands, grid1d, Tensor } from "../tensor.ts";
+
+export const ROPE = defineKernel("kernels/rope.wgsl", ropeSrc);
+
+/** "bhtd": [B, H, T, Dh] (attention's); "bthd": [B, T, H, Dh] (a projection's output, reshaped). */
+export type RopeLayout = "bhtd" | "bthd";
+
+export interface RopeOptions {
+  /** rope_theta (HF `config.rope_theta`). Default 10000. */
+  theta?: number;
+  /** The layout of x. Default "bhtd". */
+  layout?: RopeLayout;
+  /** The layout of the result. Default: x's layout. */
+  outLayout?: RopeLayout;
+  /** Use these Dh/2 inverse frequencies instead of theta's (rope scaling). */
+  invFreq?: ArrayLike<number>;
+}
+
+/** The largest |angle| the kernel's sin/cos reduction is accurate for. */
+export const ROPE_MAX_ANGLE = 2 ** 21;
+
+/** HF's float32 inv_freq: 1.0 / (theta ** (arange(0, dh, 2).float() / dh)), every step rounded to f32. */
+export function ropeInvFreq(dh: number, theta = 10000): Float32Array {
+  const f = Math.fround;
+  const out = new Float32Array(dh / 2);
+  for (let i = 0; i < dh / 2; i++) out[i] = f(1 / f(Math.pow(f(theta), f(f(2 * i) / dh))));
+  return out;
+}
+
+interface Dims {
+  b: number;
+  h: number;
+  t: number;
+  dh: number;
+}
+
+const shapeOf = (l: RopeLayout, d: Dims) => (l === "bhtd" ? [d.b, d.h, d.t, d.dh] : [d.b, d.t, d.h, d.dh]);
+
+export function rope(x: Tensor, positions: Tensor | ArrayLike<number>, opts: RopeOptions = {}): Tensor {
+  const gpu = checkOperands("rope", x);
+  const layout = opts.layout ?? "bhtd";
+  const outLayout = opts.outLayout ?? layout;
+  for (const l of [layout, outLayout]) if (l !== "bhtd" && l !== "bthd") throw new TensorError(`rope: layout must be "bhtd" or "bthd", got ${String(l)}`);
+  if (x.rank !== 4) throw new TensorError(`rope: x must be ${layout === "bhtd" ? "[B, H, T, Dh]" : "[B, T, H, Dh]"}, got ${fmtShape(x.shape)}`);
+  const [b, h, t, dh] = layout === "bhtd" ? x.shape : [x.shape[0]!, x.shape[2]!, x.shape[1]!, x.shape[3]!];
+  const dims: Dims = { b: b!, h: h!, t: t!, dh: dh! };
+  if (dims.dh % 2) throw new TensorError(`rope: the head dimension must be even, got ${fmtShape(x.shape)} (Dh = ${dims.dh})`);
+  const theta = opts.theta ?? 10000;
+  if (!(Number.isFinite(theta) && theta > 0)) throw new TensorError(`rope: theta must be finite and > 0, got ${theta}`);
+  const inv = opts.invFreq ? Float32Array.from(opts.invFreq) : ropeInvFreq(dims.dh, theta);
+  if (inv.length !== dims.dh / 2) throw new TensorError(`rope: invFreq has ${inv.length} values; Dh = ${dims.dh} needs ${dims.dh / 2}`);
+
+  let pos: Tensor;
+  if (positions instanceof Tensor) {
+    positions.assertLive();
+    if (positions.gpu !== gpu) throw new TensorError("rope: x and positions live on different GPU devices");
+    if (positions.dtype !== "i32") throw new TensorError(`rope: positions must be int32, got ${positions}`);
+    if (!sameShape(positions.shape, [dims.t]) && !sameShape(positions.shape, [dims.b, dims.t]))
+      throw new TensorError(`rope: positions ${fmtShape(positions.shape)} must be [T] or [B, T] = [${dims.t}] or [${dims.b}, ${dims.t}] for x ${fmtShape(x.shape)} (${layout})`);
+    pos = positions.detach();
+  } else {
+    const n = positions.length;
+    if (n !== dims.t && n !== dims.b * dims.t)
+      throw new TensorError(`rope: ${n} positions for x ${fmtShape(x.shape)} (${layout}); expected T = ${dims.t} or B*T = ${dims.b * dims.t}`);
+    const maxInv = inv.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    for (let i = 0; i < n; i++) {
+      const v = positions[i]!;
+      if (!Number.isInteger(v) || Math.abs(v * maxInv) >= ROPE_MAX_ANGLE)
+        throw new TensorError(`rope: position ${v} at index ${i} must be an integer with |position * inv_freq| < 2^21`);
+    }
+    pos = Tensor.fromArray(gpu, positions, n === dims.t ? [dims.t] : [dims.b, dims.t], { dtype: "i32" });
+  }
+  const invT = Tensor.fromArray(gpu, inv, [inv.length]);
+  const out = rotate(x, layout, outLayout, dims, pos, invT, 1, "rope");
+  const r = attach(out, {
+    op: "rope",
+    inputs: [x],
+    save: () => [pos, invT],
+    backward: (g, [sp, si]) => [rotate(g, outLayout, layout, dims, sp!, si!, -1, "rope.backward")],
+  });
+  pos.release();
+  invT.release();
+  return r;
+}
+
+/** Rotate src (in layout `from`) by dir * angle into a new tensor in layout `to`. */
+function rotate(src: Tensor, from: RopeLayout, to: RopeLayout, d: Dims, pos: Tensor, invT: Tensor, dir: 1 | -1, name: string): Tensor {
+  const out = Tensor.empty(src.gpu, shapeOf(to, d));
+  const half = d.dh / 2;
+  const n = d.b * d.h * d.t * half;
+  if (n === 0) return out;
+  const rowT = from === "bhtd" ? d.dh : d.h * d.dh; // stride of t in src
+  const rowH = from === "bhtd" ? d.t * d.dh : d.dh; // stride of h in src
+  const g = grid1d(n);
+  src.gpu.dispatch(ROPE, "rope", { x: src.buffer, pos: pos.buffer, inv_freq: invT.buffer, out: out.buffer }, g.workgroups, {
+    params: {
+      n,
+      row: g.row,
+      half,
+      heads: d.h,
+      seq: d.t,
+      hmajor: to === "bhtd" ? 1 : 0,
+      sb: d.h * d.t * d.dh,
+      sh: rowH,
+      st: rowT,
+      pb: pos.rank === 2 ? d.t : 0,
+      dir,
+    },
+    name,
+  });
+  return out;
+}

@@ -1,0 +1,243 @@
+// rope: HF LLaMA's rotate-half rotary embedding. Against HF's float32 math (goldens from tools/goldens/rope.py):
+// inv_freq bit for bit, cos/sin (read back by rotating unit vectors) and the rotation to about one float32 ulp,
+// the gradient too; against a float64 reference (rotation by the float64 sin/cos of the same f32 angle) on
+// every layout pair, [T] and [B, T] positions, host and GPU positions, large positions, odd half sizes, a 2-D
+// grid; call-site errors; flat memory.
+import { describe, expect, test } from "bun:test";
+import { gridLimits, scope, Tensor } from "../../src/tensor/index.ts";
+import { rope, ropeInvFreq, type RopeLayout } from "../../src/tensor/ops/rope.ts";
+import { loadGoldens } from "./goldens.ts";
+import { centralDiff, expectClose, getGpu, rng, seedOf, uniform, upload } from "./helpers.ts";
+
+/** Per-test limit: the first test of a file compiles its pipelines, slow on a loaded CPU Vulkan driver. */
+const SLOW = 60_000;
+
+interface Case {
+  b: number;
+  h: number;
+  t: number;
+  dh: number;
+  theta?: number;
+  layout?: RopeLayout;
+  outLayout?: RopeLayout;
+  /** Positions [B, T] (per batch) or [T] (shared); default [T] = 0..T-1. */
+  pos?: number[];
+  gpuPositions?: boolean;
+}
+
+/** Flat index of (b, h, t, k) in a layout. */
+function at(l: RopeLayout, c: Case, b: number, h: number, t: number, k: number): number {
+  return l === "bhtd" ? ((b * c.h + h) * c.t + t) * c.dh + k : ((b * c.t + t) * c.h + h) * c.dh + k;
+}
+
+/** float64 rotation of X (layout `from`) by dir * angle into layout `to`; angle = fround(pos * inv_freq). */
+function refRotate(c: Case, X: Float64Array, from: RopeLayout, to: RopeLayout, pos: number[], dir: number) {
+  const inv = ropeInvFreq(c.dh, c.theta ?? 10000);
+  const half = c.dh / 2;
+  const out = new Float64Array(X.length);
+  const mag = new Float64Array(X.length);
+  for (let b = 0; b < c.b; b++)
+    for (let h = 0; h < c.h; h++)
+      for (let t = 0; t < c.t; t++) {
+        const p = pos.length === c.t ? pos[t]! : pos[b * c.t + t]!;
+        for (let i = 0; i < half; i++) {
+          const a = Math.fround(Math.fround(p) * inv[i]!);
+          const [co, s] = [Math.cos(a), dir * Math.sin(a)];
+          const x1 = X[at(from, c, b, h, t, i)]!;
+          const x2 = X[at(from, c, b, h, t, i + half)]!;
+          const o1 = at(to, c, b, h, t, i);
+          const o2 = at(to, c, b, h, t, i + half);
+          out[o1] = x1 * co - x2 * s;
+          out[o2] = x2 * co + x1 * s;
+          mag[o1] = mag[o2] = Math.abs(x1) + Math.abs(x2);
+        }
+      }
+  return { out, mag };
+}
+
+async function check(c: Case): Promise<void> {
+  const gpu = await getGpu();
+  const layout = c.layout ?? "bhtd";
+  const outLayout = c.outLayout ?? layout;
+  const what = `rope ${JSON.stringify(c)}`;
+  const r = rng(seedOf(what));
+  const shape = (l: RopeLayout) => (l === "bhtd" ? [c.b, c.h, c.t, c.dh] : [c.b, c.t, c.h, c.dh]);
+  const n = c.b * c.h * c.t * c.dh;
+  const X = uniform(r, n);
+  const pos = c.pos ?? Array.from({ length: c.t }, (_, i) => i);
+  const fwd = refRotate(c, X, layout, outLayout, pos, 1);
+  const x = upload(gpu, X, shape(layout), true);
+  const posT = c.gpuPositions ? Tensor.fromArray(gpu, pos, pos.length === c.t ? [c.t] : [c.b, c.t], { dtype: "i32" }) : null;
+  const y = rope(x, posT ?? pos, { theta: c.theta, layout, outLayout });
+  expect(y.shape).toEqual(shape(outLayout));
+  // Relative to |x1| + |x2|: our sin/cos are within ~1 ulp of the exact ones.
+  expectClose(`${what} forward`, await y.toArray(), fwd.out, { rtol: 5e-7, atol: 0, mag: fwd.mag });
+  const R = uniform(r, n);
+  const Rt = upload(gpu, R, shape(outLayout));
+  y.backward(Rt);
+  const bwd = refRotate(c, R, outLayout, layout, pos, -1);
+  expectClose(`${what} dx`, await x.grad!.toArray(), bwd.out, { rtol: 5e-7, atol: 0, mag: bwd.mag });
+  for (const t of [x, posT, y, Rt]) t?.release();
+}
+
+describe("rope", () => {
+  test("forward and gradient against float64, every layout pair", async () => {
+    for (const [layout, outLayout] of [["bhtd", "bhtd"], ["bthd", "bthd"], ["bthd", "bhtd"], ["bhtd", "bthd"]] as const) {
+      await check({ b: 2, h: 3, t: 5, dh: 8, layout, outLayout });
+      await check({ b: 1, h: 2, t: 7, dh: 6, layout, outLayout, theta: 500000 }); // half = 3
+    }
+  }, SLOW);
+
+  test("[B, T] and [T] positions, given on the host or as an i32 tensor; Dh up to 128", async () => {
+    const bt = [5, 6, 7, 8, 0, 1, 2, 100];
+    for (const gpuPositions of [false, true]) {
+      await check({ b: 2, h: 2, t: 4, dh: 16, pos: bt, gpuPositions });
+      await check({ b: 2, h: 2, t: 4, dh: 16, pos: [9, 3, 0, 4000], gpuPositions, layout: "bthd", outLayout: "bhtd" });
+      await check({ b: 1, h: 3, t: 3, dh: 128, pos: [0, 17, 8191], gpuPositions, theta: 500000 });
+    }
+  }, SLOW);
+
+  test("large positions and negative ones: the sin/cos range reduction", async () => {
+    const r = rng(99);
+    const big = Array.from({ length: 64 }, () => Math.floor(r() * 2_000_000) - 1000);
+    await check({ b: 1, h: 1, t: 64, dh: 2, pos: big }); // inv_freq = [1]: angle = position, up to 2^21
+    await check({ b: 1, h: 2, t: 64, dh: 64, pos: big.map((p) => p % 131072) });
+  }, SLOW);
+
+  test("a 2-D grid of workgroups (x capped at 2) covers every pair", async () => {
+    const prev = gridLimits.maxX;
+    gridLimits.maxX = 2;
+    try {
+      await check({ b: 2, h: 3, t: 30, dh: 10, layout: "bthd", outLayout: "bhtd" }); // 900 pairs: 2x2 grid
+    } finally {
+      gridLimits.maxX = prev;
+    }
+  }, SLOW);
+
+  test("matches HF's float32 math: inv_freq bit for bit, cos/sin and the rotation to ~1 ulp", async () => {
+    const gpu = await getGpu();
+    let worst = 0;
+    for (const c of loadGoldens("rope").filter((c) => !c.params.survey)) {
+      const [b, h, t, dh] = c.inputs.x!.shape as [number, number, number, number];
+      const theta = c.params.theta as number;
+      const posData = c.inputs.positions!.data;
+      expect([...ropeInvFreq(dh, theta)]).toEqual(c.outputs.inv_freq!.data);
+
+      // cos and sin, as the kernel computes them: rotate x = (1, 0) pairs into (cos, sin).
+      const unit = new Float32Array(b * t * dh).map((_, k) => (k % dh < dh / 2 ? 1 : 0));
+      using u = Tensor.fromArray(gpu, unit, [b, 1, t, dh]);
+      using pb = Tensor.fromArray(gpu, posData, [b, t], { dtype: "i32" });
+      using cs = rope(u, pb, { theta });
+      const got = await cs.toArray();
+      const [hfCos, hfSin] = [c.outputs.cos!.data, c.outputs.sin!.data];
+      for (let k = 0; k < got.length; k++) {
+        const row = Math.floor(k / dh) * dh;
+        const i = k % (dh / 2);
+        const ref = k % dh < dh / 2 ? hfCos[row + i]! : hfSin[row + i]!;
+        worst = Math.max(worst, Math.abs(got[k]! - ref));
+      }
+      expect(worst).toBeLessThanOrEqual(1.2e-7); // one float32 ulp of values in [0.5, 1)
+
+      const x = Tensor.fromArray(gpu, c.inputs.x!.data, [b, h, t, dh], { requiresGrad: true });
+      // [T] positions where every batch row has the same ones, [B, T] otherwise; and host positions.
+      const same = posData.every((p, k) => p === posData[k % t]);
+      const y = rope(x, same ? posData.slice(0, t) : posData, { theta });
+      const X = c.inputs.x!.data;
+      const mag = X.map((_, k) => Math.abs(X[k]!) + Math.abs(X[k % dh < dh / 2 ? k + dh / 2 : k - dh / 2]!));
+      expectClose(`${c.name} forward vs HF float32`, await y.toArray(), c.outputs.out!.data, { rtol: 3e-7, atol: 0, mag });
+      const up = Tensor.fromArray(gpu, c.upstream.out!.data, c.upstream.out!.shape);
+      y.backward(up);
+      const U = c.upstream.out!.data;
+      const umag = U.map((_, k) => Math.abs(U[k]!) + Math.abs(U[k % dh < dh / 2 ? k + dh / 2 : k - dh / 2]!));
+      expectClose(`${c.name} grad x vs HF float32 autograd`, await x.grad!.toArray(), c.grads.x!.data, { rtol: 3e-7, atol: 0, mag: umag });
+      for (const tt of [x, y, up]) tt.release();
+    }
+    console.log(`rope: largest |cos/sin - HF float32| = ${worst.toExponential(2)}`);
+  }, SLOW);
+
+  test("inv_freq over common (Dh, theta): within 1 ulp of torch's float32 everywhere, mostly bit-equal", () => {
+    const survey = loadGoldens("rope").find((c) => c.params.survey)!;
+    let equal = 0;
+    let total = 0;
+    for (const [key, hf] of Object.entries(survey.outputs)) {
+      const [dh, theta] = key.split("/").map(Number) as [number, number];
+      const ours = ropeInvFreq(dh, theta);
+      expect(ours.length).toBe(hf.data.length);
+      hf.data.forEach((v, i) => {
+        const ulp = 2 ** (Math.floor(Math.log2(v)) - 23);
+        expect(Math.abs(ours[i]! - v)).toBeLessThanOrEqual(ulp);
+        equal += ours[i] === v ? 1 : 0;
+        total++;
+      });
+    }
+    // ours is the correctly rounded float32 value; torch's CPU pow is a 1-ulp one (about 1% differ).
+    expect(equal / total).toBeGreaterThan(0.95);
+    console.log(`rope: inv_freq bit-equal to torch for ${equal} of ${total} (Dh, theta, i)`);
+  }, SLOW);
+
+  test("the float64 reference backward is the transpose of its forward (central differences)", () => {
+    const c: Case = { b: 1, h: 2, t: 3, dh: 6, layout: "bthd", outLayout: "bhtd" };
+    const r = rng(4);
+    const X = uniform(r, 36);
+    const R = uniform(r, 36);
+    const pos = [3, 1000, 7];
+    const loss = (v: Float64Array) => refRotate(c, v, "bthd", "bhtd", pos, 1).out.reduce((a, o, k) => a + o * R[k]!, 0);
+    expectClose("d loss / dx", refRotate(c, R, "bhtd", "bthd", pos, -1).out, centralDiff(loss, X), { rtol: 1e-7, atol: 1e-8 });
+  }, SLOW);
+
+  test("bad arguments fail at the call site, naming the op and the shapes", async () => {
+    const gpu = await getGpu();
+    using x = Tensor.zeros(gpu, [2, 3, 4, 8]);
+    expect(() => rope(x, [0, 1, 2])).toThrow("rope: 3 positions for x [2, 3, 4, 8] (bhtd); expected T = 4 or B*T = 8");
+    expect(() => rope(x, [0, 1, 2, 3], { layout: "bthd" })).toThrow("rope: 4 positions for x [2, 3, 4, 8] (bthd); expected T = 3 or B*T = 6");
+    using odd = Tensor.zeros(gpu, [1, 1, 2, 5]);
+    expect(() => rope(odd, [0, 1])).toThrow("rope: the head dimension must be even, got [1, 1, 2, 5] (Dh = 5)");
+    using x3 = Tensor.zeros(gpu, [3, 4, 8]);
+    expect(() => rope(x3, [0, 1, 2, 3])).toThrow("rope: x must be [B, H, T, Dh], got [3, 4, 8]");
+    using pf = Tensor.zeros(gpu, [4]);
+    expect(() => rope(x, pf)).toThrow("rope: positions must be int32, got Tensor([4], f32)");
+    using p3 = Tensor.fromArray(gpu, [0, 1, 2, 3, 4, 5], [3, 2], { dtype: "i32" });
+    expect(() => rope(x, p3)).toThrow("rope: positions [3, 2] must be [T] or [B, T] = [4] or [2, 4] for x [2, 3, 4, 8] (bhtd)");
+    expect(() => rope(x, [0, 1, 2, 2 ** 21])).toThrow("rope: position 2097152 at index 3 must be an integer with |position * inv_freq| < 2^21");
+    expect(() => rope(x, [0, 1, 2.5, 3])).toThrow("rope: position 2.5 at index 2");
+    expect(() => rope(x, [0, 1, 2, 3], { theta: 0 })).toThrow("rope: theta must be finite and > 0, got 0");
+    expect(() => rope(x, [0, 1, 2, 3], { invFreq: [1, 2] })).toThrow("rope: invFreq has 2 values; Dh = 8 needs 4");
+    expect(() => rope(x, [0, 1, 2, 3], { layout: "bhdt" as RopeLayout })).toThrow('rope: layout must be "bhtd" or "bthd", got bhdt');
+  }, SLOW);
+
+  test("invFreq overrides theta's frequencies (rope scaling)", async () => {
+    const gpu = await getGpu();
+    using x = Tensor.fromArray(gpu, [1, 1, 0, 0], [1, 1, 1, 4]);
+    using y = rope(x, [2], { invFreq: [0.25, Math.PI / 4] });
+    const got = await y.toArray();
+    expectClose("rotation by 0.5 and pi/2 rad", got, [Math.cos(0.5), Math.cos(Math.fround(Math.PI / 4) * 2), Math.sin(0.5), Math.sin(Math.fround(Math.PI / 4) * 2)], { rtol: 0, atol: 2e-7 });
+  }, SLOW);
+
+  test("50 steps of forward + backward keep live buffers and bytes flat", async () => {
+    const gpu = await getGpu();
+    const r = rng(5);
+    const x = upload(gpu, uniform(r, 2 * 5 * 3 * 8), [2, 5, 3, 8], true);
+    const posT = Tensor.fromArray(gpu, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11], [2, 5], { dtype: "i32" });
+    const start = gpu.memory();
+    let warm = start;
+    for (let it = 0; it < 50; it++) {
+      const loss = scope(() => {
+        const q = rope(x, posT, { layout: "bthd", outLayout: "bhtd" });
+        return rope(q, [0, 1, 2, 3, 4]).mul(q).sum();
+      });
+      loss.backward();
+      loss.release();
+      x.zeroGrad();
+      if (it === 4) {
+        await gpu.sync();
+        warm = gpu.memory();
+      }
+    }
+    await gpu.sync();
+    const end = gpu.memory();
+    expect(end.liveBuffers).toBe(warm.liveBuffers);
+    expect(end.liveBytes).toBe(warm.liveBytes);
+    expect(end.liveBuffers).toBe(start.liveBuffers);
+    for (const t of [x, posT]) t.release();
+  }, SLOW);
+});
