@@ -3,3 +3,4 @@ export * from "./tensor.ts";
 export * from "./shape.ts";
 export { backward, isGradEnabled, noGrad, Node, type BackwardOptions, type BackwardRule, type OpRecord } from "./autograd.ts";
 export * from "./ops/index.ts";
+export * from "./rng.ts";

@@ -5,10 +5,19 @@
 import { Tensor } from "../tensor.ts";
 import { add, div, mul, sub } from "./binary.ts";
 import { mean, sum } from "./reduce.ts";
+import { clamp, contiguous, expand, permute, slice, transpose } from "./shape_ops.ts";
+import { logSoftmax, softmax } from "./softmax.ts";
 import { addScalar, exp, gelu, log, mulScalar, neg, pow, rsqrt, sigmoid, silu, sqrt, tanh } from "./unary.ts";
 
 export * from "./binary.ts";
+export * from "./embedding.ts";
+export * from "./loss.ts";
+export * from "./norm.ts";
+export * from "./random.ts";
 export * from "./reduce.ts";
+export * from "./rope.ts";
+export * from "./shape_ops.ts";
+export * from "./softmax.ts";
 export * from "./unary.ts";
 
 declare module "../tensor.ts" {
@@ -31,10 +40,21 @@ declare module "../tensor.ts" {
     addScalar(s: number): Tensor;
     sum(axis?: number, keepdim?: boolean): Tensor;
     mean(axis?: number, keepdim?: boolean): Tensor;
+    softmax(): Tensor;
+    logSoftmax(): Tensor;
+    transpose(d0: number, d1: number): Tensor;
+    permute(perm: readonly number[]): Tensor;
+    slice(axis: number, start?: number, end?: number, step?: number): Tensor;
+    expand(shape: readonly number[]): Tensor;
+    contiguous(): Tensor;
+    clamp(min?: number, max?: number): Tensor;
   }
 }
 
-type OpMethod = "add" | "sub" | "mul" | "div" | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "sigmoid" | "silu" | "gelu" | "pow" | "mulScalar" | "addScalar" | "sum" | "mean";
+type OpMethod =
+  | "add" | "sub" | "mul" | "div" | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "sigmoid" | "silu" | "gelu" | "pow"
+  | "mulScalar" | "addScalar" | "sum" | "mean" | "softmax" | "logSoftmax" | "transpose" | "permute" | "slice" | "expand"
+  | "contiguous" | "clamp";
 
 const methods = {
   add(o: Tensor) { return add(this, o); },
@@ -55,5 +75,13 @@ const methods = {
   addScalar(s: number) { return addScalar(this, s); },
   sum(axis?: number, keepdim?: boolean) { return sum(this, axis, keepdim); },
   mean(axis?: number, keepdim?: boolean) { return mean(this, axis, keepdim); },
+  softmax() { return softmax(this); },
+  logSoftmax() { return logSoftmax(this); },
+  transpose(d0: number, d1: number) { return transpose(this, d0, d1); },
+  permute(perm: readonly number[]) { return permute(this, perm); },
+  slice(axis: number, start?: number, end?: number, step?: number) { return slice(this, axis, start, end, step); },
+  expand(shape: readonly number[]) { return expand(this, shape); },
+  contiguous() { return contiguous(this); },
+  clamp(min?: number, max?: number) { return clamp(this, min, max); },
 } satisfies { [K in OpMethod]: (this: Tensor, ...args: Parameters<Tensor[K]>) => Tensor };
 for (const [name, fn] of Object.entries(methods)) Object.defineProperty(Tensor.prototype, name, { value: fn, writable: true, configurable: true });
