@@ -5,6 +5,7 @@
 import { Tensor } from "../tensor.ts";
 import { add, div, mul, sub } from "./binary.ts";
 import { mean, sum } from "./reduce.ts";
+import { linear, matmul, type MatmulOptions } from "./matmul.ts";
 import { clamp, contiguous, expand, permute, slice, transpose } from "./shape_ops.ts";
 import { logSoftmax, softmax } from "./softmax.ts";
 import { addScalar, exp, gelu, log, mulScalar, neg, pow, rsqrt, sigmoid, silu, sqrt, tanh } from "./unary.ts";
@@ -12,6 +13,7 @@ import { addScalar, exp, gelu, log, mulScalar, neg, pow, rsqrt, sigmoid, silu, s
 export * from "./binary.ts";
 export * from "./embedding.ts";
 export * from "./loss.ts";
+export * from "./matmul.ts";
 export * from "./norm.ts";
 export * from "./random.ts";
 export * from "./reduce.ts";
@@ -48,13 +50,15 @@ declare module "../tensor.ts" {
     expand(shape: readonly number[]): Tensor;
     contiguous(): Tensor;
     clamp(min?: number, max?: number): Tensor;
+    matmul(other: Tensor, opts?: MatmulOptions): Tensor;
+    linear(w: Tensor, bias?: Tensor | null): Tensor;
   }
 }
 
 type OpMethod =
   | "add" | "sub" | "mul" | "div" | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "sigmoid" | "silu" | "gelu" | "pow"
   | "mulScalar" | "addScalar" | "sum" | "mean" | "softmax" | "logSoftmax" | "transpose" | "permute" | "slice" | "expand"
-  | "contiguous" | "clamp";
+  | "contiguous" | "clamp" | "matmul" | "linear";
 
 const methods = {
   add(o: Tensor) { return add(this, o); },
@@ -83,5 +87,7 @@ const methods = {
   expand(shape: readonly number[]) { return expand(this, shape); },
   contiguous() { return contiguous(this); },
   clamp(min?: number, max?: number) { return clamp(this, min, max); },
+  matmul(o: Tensor, opts?: MatmulOptions) { return matmul(this, o, opts); },
+  linear(w: Tensor, bias?: Tensor | null) { return linear(this, w, bias); },
 } satisfies { [K in OpMethod]: (this: Tensor, ...args: Parameters<Tensor[K]>) => Tensor };
 for (const [name, fn] of Object.entries(methods)) Object.defineProperty(Tensor.prototype, name, { value: fn, writable: true, configurable: true });

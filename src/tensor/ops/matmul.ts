@@ -1,0 +1,260 @@
+/**
+ * Matrix products: `matmul(a, b, { transA, transB })` (2-D and batched) and `linear(x, w, bias)` (HF/PyTorch
+ * `nn.Linear`: y = x · wᵀ + bias, weight [out, in]). Kernels: kernels/matmul_ops.wgsl, one templated source
+ * whose operand layouts (transposed or not, vec4-aligned or not) are `defines`; transposes are read in
+ * place, never copied.
+ *
+ * Batching: a [...batch, M, K] and b [...batch, K, N] with equal batch dimensions, or one of them 2-D and
+ * shared across the other's batch (a weight, as PyTorch broadcasts it), give [...batch, M, N].
+ *
+ * Backward, with op(X) = X or Xᵀ as the flags say and C = op(A) · op(B):
+ *   d op(A) = dC · op(B)ᵀ     d op(B) = op(A)ᵀ · dC
+ * each one product of the same kernel with the transposes folded into its flags. A 2-D operand shared by a
+ * batch gets the sum over the batch: when the batch can be folded into the reduction dimension (the other
+ * operand and dC flattened to [batch * M, ...]) that is one product; otherwise one batched product followed
+ * by a sum over the batch.
+ */
+import matmulSrc from "../../../kernels/matmul_ops.wgsl" with { type: "text" };
+import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
+import { attach } from "../autograd.ts";
+import { fmtShape, numel, sameShape, TensorError, type Shape } from "../shape.ts";
+import { checkOperands, Tensor } from "../tensor.ts";
+import { sum } from "./reduce.ts";
+
+export const MATMUL_OPS = defineKernel("kernels/matmul_ops.wgsl", matmulSrc);
+
+export const matmulConfig = {
+  /**
+   * Which entry point runs: `direct` (register-blocked, no workgroup memory: best on CPU Vulkan drivers),
+   * `tiled` (workgroup-memory tiling: what a real GPU wants), or `auto` (direct on CPU adapters, else tiled).
+   */
+  kernel: "auto" as "auto" | "direct" | "tiled",
+  /** Rows per invocation of the direct kernel (a multiple of 4; 8 measured best on lavapipe). */
+  tm: 8,
+  /** Workgroup shape of the direct kernel (WGSL overrides WG_X, WG_Y). */
+  wgx: 8,
+  wgy: 8,
+  /** Batches per dispatch, at most the device's workgroups per dimension (tests lower it to split batches). */
+  maxBatch: 65535,
+};
+
+export interface MatmulOptions {
+  /** Use aᵀ: a is [..., K, M]. */
+  transA?: boolean;
+  /** Use bᵀ: b is [..., N, K] (a weight in [out, in] layout). */
+  transB?: boolean;
+}
+
+/** The problem one kernel launch solves: `batch` products C[z] = op(A[z]) · op(B[z]) of M x K by K x N. */
+interface Problem {
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  /** Operands shared by every batch (a 2-D weight): batch stride 0. */
+  sharedA: boolean;
+  sharedB: boolean;
+  transA: boolean;
+  transB: boolean;
+}
+
+/** WGSL for operand `v`: its element type and loads (vec4 bindings when the contiguous size is a multiple of 4). */
+function access(v: string, vec: boolean): { T: string; LD: string; LD4: string } {
+  return vec
+    ? { T: "vec4<f32>", LD: `${v}[i >> 2u][i & 3u]`, LD4: `${v}[i >> 2u]` }
+    : { T: "f32", LD: `${v}[i]`, LD4: `vec4<f32>(${v}[i], ${v}[i + 1u], ${v}[i + 2u], ${v}[i + 3u])` };
+}
+
+function kernelFor(gpu: Gpu): "direct" | "tiled" {
+  if (matmulConfig.kernel !== "auto") return matmulConfig.kernel;
+  return gpu.adapter.kind === "cpu" ? "direct" : "tiled";
+}
+
+/** Record the launch(es) of `pr` into `out` ([batch, M, N] elements), reading a, b and optionally bias [N]. */
+function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor): void {
+  const { M, N, K, transA, transB } = pr;
+  if (M * N * pr.batch === 0) return;
+  const gpu = out.gpu;
+  // Contiguous dimension of each operand: k when A is not transposed / B is; else its outer size.
+  const aKc = !transA;
+  const bKc = transB;
+  // (An empty operand, K = 0, is never read: bind it as f32, which a 4-byte buffer satisfies.)
+  const aVec = (aKc ? K : M) % 4 === 0 && K > 0;
+  const bVec = (bKc ? K : N) % 4 === 0 && K > 0;
+  const cVec = N % 4 === 0;
+  const A = access("a", aVec);
+  const B = access("b", bVec);
+  const kind = kernelFor(gpu);
+  const tm = kind === "tiled" ? 4 : matmulConfig.tm;
+  if (tm % 4 !== 0 || tm < 4) throw new TensorError(`${name}: matmulConfig.tm must be a positive multiple of 4, got ${tm}`);
+  const defines = {
+    TM: tm,
+    A_T: A.T,
+    A_LD: A.LD,
+    A_LD4: A.LD4,
+    A_KC: String(aKc),
+    A_VEC: String(aVec),
+    B_T: B.T,
+    B_LD: B.LD,
+    B_LD4: B.LD4,
+    B_KC: String(bKc),
+    B_VEC: String(bVec),
+    C_T: cVec ? "vec4<f32>" : "f32",
+    C_ST: cVec ? "c[i >> 2u] = v;" : "for (var j = 0u; j < cols; j++) { c[i + j] = v[j]; }",
+    BIAS: bias ? "bias[n]" : "0.0",
+  };
+  const [wx, wy] = [matmulConfig.wgx, matmulConfig.wgy];
+  const [gx, gy] = kind === "tiled" ? [Math.ceil(N / 64), Math.ceil(M / 64)] : [Math.ceil(N / (4 * wx)), Math.ceil(M / (wy * tm))];
+  const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
+  if (gx > maxWg || gy > maxWg)
+    throw new TensorError(`${name}: a ${M} x ${N} output needs ${gx} x ${gy} workgroups; the device allows ${maxWg} per dimension`);
+  if (Math.max(pr.batch * M * N, (pr.sharedA ? 1 : pr.batch) * M * K, (pr.sharedB ? 1 : pr.batch) * K * N) >= 2 ** 32)
+    throw new TensorError(`${name}: operands of 2^32 or more elements are not supported`);
+  const bindings: Record<string, PooledBuffer> = { a: a.buffer, b: b.buffer, c: out.buffer };
+  if (bias) bindings.bias = bias.buffer;
+  const entry = kind === "tiled" ? "matmul_tiled" : "matmul";
+  const constants: Record<string, number> = kind === "tiled" ? {} : { WG_X: wx, WG_Y: wy };
+  const perDispatch = Math.max(1, Math.min(maxWg, matmulConfig.maxBatch));
+  const params = { M, N, K, sA: pr.sharedA ? 0 : M * K, sB: pr.sharedB ? 0 : K * N, batch0: 0 };
+  for (let z = 0; z < pr.batch; z += perDispatch) {
+    params.batch0 = z;
+    gpu.dispatch(MATMUL_OPS, entry, bindings, [gx, gy, Math.min(perDispatch, pr.batch - z)], { params: { ...params }, defines, constants, name });
+  }
+}
+
+const describe = (x: string, t: Tensor, trans: boolean) => `${x} ${fmtShape(t.shape)}${trans ? " (transposed)" : ""}`;
+
+/** Shapes of op(a) · op(b): the launch problem and the output shape. Throws naming `op` and both shapes. */
+function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): { pr: Problem; shape: number[] } {
+  const both = `${describe("a", a, transA)} and ${describe("b", b, transB)}`;
+  if (a.rank < 2 || b.rank < 2) throw new TensorError(`${op}: needs operands of rank >= 2 (matrices or batches of them), got ${both}`);
+  const [ra, ca] = a.shape.slice(-2) as [number, number];
+  const [rb, cb] = b.shape.slice(-2) as [number, number];
+  const [M, Ka] = transA ? [ca, ra] : [ra, ca];
+  const [Kb, N] = transB ? [cb, rb] : [rb, cb];
+  if (Ka !== Kb) throw new TensorError(`${op}: inner dimensions differ: ${both} (K = ${Ka} vs ${Kb})`);
+  const ba = a.shape.slice(0, -2);
+  const bb = b.shape.slice(0, -2);
+  let batchShape: Shape;
+  if (sameShape(ba, bb)) batchShape = ba;
+  else if (bb.length === 0) batchShape = ba;
+  else if (ba.length === 0) batchShape = bb;
+  else throw new TensorError(`${op}: batch dimensions differ: ${both} (they must be equal, or one operand 2-D)`);
+  const batch = numel(batchShape);
+  const pr = { M, N, K: Ka, batch, sharedA: ba.length === 0 && batch > 1, sharedB: bb.length === 0 && batch > 1, transA, transB };
+  return { pr, shape: [...batchShape, M, N] };
+}
+
+/** op(a) · op(b) as a new tensor, no autograd. */
+function product(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  checkOperands(op, a, b);
+  const { pr, shape } = plan(op, a, b, transA, transB);
+  const out = Tensor.empty(a.gpu, shape);
+  launch(op, pr, a, b, null, out);
+  return out;
+}
+
+/** Sum t [n, ...rest] over its first dimension, consuming t. */
+function sumFirst(t: Tensor, rest: Shape): Tensor {
+  const flat = t.reshape([numel(t.shape) / numel(rest), ...rest]);
+  t.release();
+  const s = sum(flat, 0);
+  flat.release();
+  return s;
+}
+
+/**
+ * Gradient of op(X) (X = A when `which` is "a"), in X's stored layout, from dC and the other operand.
+ * d op(A) = dC · op(B)ᵀ, so dA = dC · op(B)ᵀ, or its transpose op(B) · dCᵀ when A is stored transposed;
+ * likewise dB = op(A)ᵀ · dC, or dCᵀ · op(A) when B is stored transposed.
+ */
+function gradOf(which: "a" | "b", g: Tensor, other: Tensor, tA: boolean, tB: boolean, xShape: Shape): Tensor {
+  const name = `matmul.grad_${which}`;
+  const sharedX = xShape.length === 2 && other.rank > 2;
+  const one = (gg: Tensor, o: Tensor): Tensor =>
+    which === "a"
+      ? tA
+        ? product(name, o, gg, tB, true)
+        : product(name, gg, o, false, !tB)
+      : tB
+        ? product(name, gg, o, true, tA)
+        : product(name, o, gg, !tA, false);
+  if (!sharedX) return one(g, other);
+  // X is a 2-D weight shared by the batch. When `other` is not transposed relative to the flattening
+  // (A not transposed for dB; never for dA), fold the batch into the reduction: one 2-D product.
+  if (which === "b" && !tA) {
+    const K = xShape[tB ? 1 : 0]!;
+    const o2 = other.reshape(-1, K);
+    const g2 = g.reshape(-1, g.shape[g.rank - 1]!);
+    const r = one(g2, o2);
+    o2.release();
+    g2.release();
+    return r;
+  }
+  return sumFirst(one(g, other), xShape);
+}
+
+/**
+ * Matrix product op(a) · op(b), op = transpose where `transA` / `transB` say. a [...batch, M, K] (or
+ * [..., K, M] with transA), b [...batch, K, N] (or [..., N, K] with transB); batch dimensions equal, or one
+ * operand 2-D and shared across the batch. Returns [...batch, M, N].
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const tA = opts.transA ?? false;
+  const tB = opts.transB ?? false;
+  const out = product("matmul", a, b, tA, tB);
+  const [aShape, bShape] = [a.shape, b.shape];
+  return attach(out, {
+    op: "matmul",
+    inputs: [a, b],
+    save: (needs) => [needs[1] ? a : null, needs[0] ? b : null],
+    backward: (g, [sa, sb], needs) => [
+      needs[0] ? gradOf("a", g, sb!, tA, tB, aShape) : null,
+      needs[1] ? gradOf("b", g, sa!, tA, tB, bShape) : null,
+    ],
+  });
+}
+
+/**
+ * PyTorch `F.linear` / HF `nn.Linear`: y = x · wᵀ (+ bias). x [..., in] (any leading dimensions, or none),
+ * w [out, in], bias [out]. Returns [..., out]. The bias is added in the product's epilogue.
+ */
+export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
+  const op = "linear";
+  const ins = bias ? [x, w, bias] : [x, w];
+  checkOperands(op, ...ins);
+  const shapes = `x ${fmtShape(x.shape)}, w ${fmtShape(w.shape)}${bias ? `, bias ${fmtShape(bias.shape)}` : ""}`;
+  if (w.rank !== 2 || x.rank < 1) throw new TensorError(`${op}: needs x [..., in] and w [out, in], got ${shapes}`);
+  const [nOut, nIn] = w.shape as [number, number];
+  if (x.shape[x.rank - 1] !== nIn) throw new TensorError(`${op}: x's last dimension must equal w's in-features (w is [out, in]), got ${shapes}`);
+  if (bias && !sameShape(bias.shape, [nOut])) throw new TensorError(`${op}: bias must be [out] = [${nOut}], got ${shapes}`);
+  const lead = x.shape.slice(0, -1);
+  const rows = numel(lead);
+  const out = Tensor.empty(x.gpu, [...lead, nOut]);
+  const pr: Problem = { M: rows, N: nOut, K: nIn, batch: 1, sharedA: false, sharedB: false, transA: false, transB: true };
+  launch(op, pr, x, w, bias ?? null, out);
+  const xShape = x.shape;
+  return attach(out, {
+    op,
+    inputs: ins,
+    save: (needs) => [needs[1] ? x : null, needs[0] ? w : null],
+    backward: (g, [sx, sw], needs) => {
+      const g2 = g.reshape(rows, nOut);
+      let dx: Tensor | null = null;
+      if (needs[0]) {
+        const d = product(`${op}.grad_x`, g2, sw!, false, false);
+        dx = d.reshape(xShape);
+        d.release();
+      }
+      let dw: Tensor | null = null;
+      if (needs[1]) {
+        const x2 = sx!.reshape(rows, nIn);
+        dw = product(`${op}.grad_w`, g2, x2, true, false);
+        x2.release();
+      }
+      const db = needs[2] ? sum(g2, 0) : null;
+      g2.release();
+      return bias ? [dx, dw, db] : [dx, dw];
+    },
+  });
+}

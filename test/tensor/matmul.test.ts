@@ -1,0 +1,329 @@
+// matmul (NN, NT, TN, TT; 2-D, batched, a 2-D operand shared by a batch) and linear (with and without
+// bias, any leading dimensions): forward and every input's gradient against a float64 reference written
+// as plain loops over the stored layouts, on every kernel (direct with 4 and 8 rows per invocation, tiled),
+// with shapes that are and are not multiples of 4 / the block sizes; against PyTorch goldens; errors
+// naming the op and shapes; memory flat over repeated forward+backward. Fresh tensors are NaN-poisoned.
+import { afterEach, describe, expect, test } from "bun:test";
+import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+import { linear, matmul, matmulConfig } from "../../src/tensor/ops/matmul.ts";
+import { loadGoldens, type GoldenTensor } from "./goldens.ts";
+import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
+
+// First compiles of pipelines on a loaded CPU Vulkan driver can take seconds: explicit per-test timeouts.
+const SLOW = 120_000;
+
+type Kernel = { kernel: "direct" | "tiled"; tm: number };
+const KERNELS: Kernel[] = [
+  { kernel: "direct", tm: 4 },
+  { kernel: "direct", tm: 8 },
+  { kernel: "tiled", tm: 4 },
+];
+const DEFAULTS = { ...matmulConfig };
+afterEach(() => Object.assign(matmulConfig, DEFAULTS));
+
+const stored = (s: Shape, t: boolean): number[] => (t ? [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!] : [...s]);
+
+interface Ref {
+  shape: number[];
+  out: Float64Array;
+  magOut: Float64Array;
+  /** Gradients of sum(out * R) wrt a and b, and the sums of |terms| behind each element. */
+  da: Float64Array;
+  db: Float64Array;
+  magA: Float64Array;
+  magB: Float64Array;
+}
+
+/**
+ * float64 op(A) · op(B) for A, B in their stored layouts (op = transpose of the last two dimensions where
+ * the flag is set), and the gradients of sum(out * R), accumulated term by term into the stored layouts.
+ * Batch: equal batch dimensions, or one operand 2-D (index 0 for every batch).
+ */
+function reference(A: Float64Array, aShape: Shape, B: Float64Array, bShape: Shape, tA: boolean, tB: boolean, R: Float64Array | null): Ref {
+  const [ra, ca] = aShape.slice(-2) as [number, number];
+  const [rb, cb] = bShape.slice(-2) as [number, number];
+  const [M, K] = tA ? [ca, ra] : [ra, ca];
+  const N = tB ? rb : cb;
+  const batchShape = aShape.length > 2 ? aShape.slice(0, -2) : bShape.slice(0, -2);
+  const nb = numel(batchShape);
+  const aS = aShape.length === 2 ? 0 : M * K;
+  const bS = bShape.length === 2 ? 0 : K * N;
+  const r: Ref = {
+    shape: [...batchShape, M, N],
+    out: new Float64Array(nb * M * N),
+    magOut: new Float64Array(nb * M * N),
+    da: new Float64Array(A.length),
+    db: new Float64Array(B.length),
+    magA: new Float64Array(A.length),
+    magB: new Float64Array(B.length),
+  };
+  for (let z = 0; z < nb; z++)
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        const o = (z * M + m) * N + n;
+        for (let k = 0; k < K; k++) {
+          const ia = z * aS + (tA ? k * M + m : m * K + k);
+          const ib = z * bS + (tB ? n * K + k : k * N + n);
+          r.out[o] += A[ia]! * B[ib]!;
+          r.magOut[o] += Math.abs(A[ia]! * B[ib]!);
+          if (R) {
+            r.da[ia] += R[o]! * B[ib]!;
+            r.magA[ia] += Math.abs(R[o]! * B[ib]!);
+            r.db[ib] += R[o]! * A[ia]!;
+            r.magB[ib] += Math.abs(R[o]! * A[ia]!);
+          }
+        }
+      }
+  return r;
+}
+
+const TOL = { rtol: 1e-4, atol: 1e-6 }; // relative to the sum of |terms| of each element
+
+/** matmul forward and both gradients against the float64 reference. */
+async function checkMatmul(aShape: Shape, bShape: Shape, tA: boolean, tB: boolean): Promise<void> {
+  const gpu = await getGpu();
+  const what = `matmul${tA ? "T" : "N"}${tB ? "T" : "N"} ${JSON.stringify(aShape)} ${JSON.stringify(bShape)} (${matmulConfig.kernel}/${matmulConfig.tm})`;
+  const r = rng(seedOf(what));
+  const A = uniform(r, numel(aShape));
+  const B = uniform(r, numel(bShape));
+  const ref0 = reference(A, aShape, B, bShape, tA, tB, null);
+  const R = uniform(r, ref0.out.length);
+  const ref = reference(A, aShape, B, bShape, tA, tB, R);
+  const a = upload(gpu, A, aShape, true);
+  const b = upload(gpu, B, bShape, true);
+  const out = matmul(a, b, { transA: tA, transB: tB });
+  expect(out.shape).toEqual(ref.shape);
+  expectClose(`${what} forward`, await out.toArray(), ref.out, { ...TOL, mag: ref.magOut });
+  const Rt = upload(gpu, R, ref.shape);
+  out.backward(Rt);
+  expect(a.grad!.shape).toEqual([...aShape]);
+  expect(b.grad!.shape).toEqual([...bShape]);
+  expectClose(`${what} grad a`, await a.grad!.toArray(), ref.da, { ...TOL, mag: ref.magA });
+  expectClose(`${what} grad b`, await b.grad!.toArray(), ref.db, { ...TOL, mag: ref.magB });
+  for (const t of [a, b, out, Rt]) t.release();
+}
+
+const VARIANTS: [boolean, boolean][] = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+];
+
+// [M, N, K] of op(a) [M, K] · op(b) [K, N].
+const SHAPES_2D: [number, number, number][] = [
+  [1, 1, 1],
+  [37, 29, 20], // partial blocks everywhere; K % 4 == 0, M and N odd
+  [64, 64, 64], // every operand vec4-aligned, exact blocks
+  [13, 12, 300], // long K with a tail of 0; N % 4 == 0
+  [6, 5, 7], // K tail of 3
+  [9, 8, 3], // K < 4: the tail loop alone
+  [3, 4, 0], // empty reduction: zeros
+];
+
+function shapes(M: number, N: number, K: number, tA: boolean, tB: boolean, batchA: Shape = [], batchB: Shape = []): [number[], number[]] {
+  return [stored([...batchA, M, K], tA), stored([...batchB, K, N], tB)];
+}
+
+describe("matmul", () => {
+  for (const kc of KERNELS)
+    test(`2-D, every variant, ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
+      Object.assign(matmulConfig, kc);
+      for (const [M, N, K] of SHAPES_2D) for (const [tA, tB] of VARIANTS) await checkMatmul(...shapes(M, N, K, tA, tB), tA, tB);
+    }, SLOW);
+
+  for (const kc of KERNELS)
+    test(`batched and shared-operand batches, every variant, ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
+      Object.assign(matmulConfig, kc);
+      for (const [tA, tB] of VARIANTS) {
+        await checkMatmul(...shapes(3, 9, 7, tA, tB, [5], [5]), tA, tB); // [5, 3, 7] x [5, 7, 9]
+        await checkMatmul(...shapes(4, 8, 12, tA, tB, [2, 3], [2, 3]), tA, tB); // vec4 paths with batch offsets
+        await checkMatmul(...shapes(5, 6, 7, tA, tB, [2, 3], []), tA, tB); // 2-D b shared: weight gradient summed
+        await checkMatmul(...shapes(5, 6, 7, tA, tB, [], [4]), tA, tB); // 2-D a shared
+        await checkMatmul(...shapes(8, 4, 4, tA, tB, [3], []), tA, tB); // shared and vec4
+      }
+    }, SLOW);
+
+  test("a batch larger than one dispatch runs as several (batch0 offsets); another workgroup shape", async () => {
+    Object.assign(matmulConfig, { kernel: "direct", tm: 4, maxBatch: 2 });
+    for (const [tA, tB] of VARIANTS) {
+      await checkMatmul(...shapes(3, 5, 6, tA, tB, [5], [5]), tA, tB);
+      await checkMatmul(...shapes(3, 5, 6, tA, tB, [5], []), tA, tB);
+    }
+    Object.assign(matmulConfig, { wgx: 16, wgy: 2, maxBatch: 65535 });
+    await checkMatmul(...shapes(37, 70, 9, false, false, [2], [2]), false, false);
+  }, SLOW);
+
+  test("only the operand that requires grad gets one; a node saves only the other operand", async () => {
+    const gpu = await getGpu();
+    using a = Tensor.ones(gpu, [3, 4], { requiresGrad: true });
+    using b = Tensor.ones(gpu, [4, 2]);
+    using c = matmul(a, b);
+    expect(c.gradFn!.savedCount).toBe(1);
+    c.backward(Tensor.ones(gpu, [3, 2]));
+    expect(b.grad).toBeNull();
+    expect(Array.from(await a.grad!.toArray())).toEqual(new Array(12).fill(2));
+  });
+
+  test("mismatched shapes fail at the call site, naming the op and both shapes", async () => {
+    const gpu = await getGpu();
+    using a = Tensor.zeros(gpu, [2, 3]);
+    using b = Tensor.zeros(gpu, [4, 5]);
+    expect(() => matmul(a, b)).toThrow("matmul: inner dimensions differ: a [2, 3] and b [4, 5] (K = 3 vs 4)");
+    expect(() => matmul(a, b, { transA: true, transB: true })).toThrow(
+      "matmul: inner dimensions differ: a [2, 3] (transposed) and b [4, 5] (transposed) (K = 2 vs 5)",
+    );
+    using a3 = Tensor.zeros(gpu, [2, 2, 3]);
+    using b3 = Tensor.zeros(gpu, [3, 3, 4]);
+    expect(() => matmul(a3, b3)).toThrow("matmul: batch dimensions differ: a [2, 2, 3] and b [3, 3, 4] (they must be equal, or one operand 2-D)");
+    using v = Tensor.zeros(gpu, [3]);
+    expect(() => matmul(a, v)).toThrow("matmul: needs operands of rank >= 2 (matrices or batches of them), got a [2, 3] and b [3]");
+    using i = Tensor.fromArray(gpu, [1, 2, 3, 4, 5, 6], [3, 2], { dtype: "i32" });
+    expect(() => matmul(a, i)).toThrow("matmul: Tensor([3, 2], i32) has dtype i32");
+  });
+
+  test("the float64 reference gradients match central differences", () => {
+    const r = rng(11);
+    for (const [tA, tB] of VARIANTS) {
+      const [aShape, bShape] = shapes(2, 3, 4, tA, tB, [2], []);
+      const A = uniform(r, numel(aShape));
+      const B = uniform(r, numel(bShape));
+      const R = uniform(r, 2 * 2 * 3);
+      const ref = reference(A, aShape, B, bShape, tA, tB, R);
+      const loss = (x: Float64Array, y: Float64Array) => reference(x, aShape, y, bShape, tA, tB, null).out.reduce((s, v, i) => s + v * R[i]!, 0);
+      expectClose("d/da", ref.da, centralDiff((x) => loss(x, B), A), { rtol: 1e-6, atol: 1e-8 });
+      expectClose("d/db", ref.db, centralDiff((y) => loss(A, y), B), { rtol: 1e-6, atol: 1e-8 });
+    }
+  });
+});
+
+// ---- linear ----
+
+async function checkLinear(xShape: Shape, nOut: number, withBias: boolean): Promise<void> {
+  const gpu = await getGpu();
+  const nIn = xShape[xShape.length - 1]!;
+  const what = `linear x ${JSON.stringify(xShape)} w [${nOut}, ${nIn}]${withBias ? " + bias" : ""} (${matmulConfig.kernel}/${matmulConfig.tm})`;
+  const r = rng(seedOf(what));
+  const X = uniform(r, numel(xShape));
+  const W = uniform(r, nOut * nIn);
+  const Bv = uniform(r, nOut);
+  const rows = numel(xShape) / nIn;
+  // linear = x2 [rows, in] · wᵀ (+ bias): the matmul reference with transB, plus the bias terms.
+  const ref0 = reference(X, [rows, nIn], W, [nOut, nIn], false, true, null);
+  const R = uniform(r, ref0.out.length);
+  const ref = reference(X, [rows, nIn], W, [nOut, nIn], false, true, R);
+  const dBias = new Float64Array(nOut);
+  const magBias = new Float64Array(nOut);
+  if (withBias)
+    for (let i = 0; i < ref.out.length; i++) {
+      ref.out[i] += Bv[i % nOut]!;
+      ref.magOut[i] += Math.abs(Bv[i % nOut]!);
+      dBias[i % nOut] += R[i]!;
+      magBias[i % nOut] += Math.abs(R[i]!);
+    }
+  const x = upload(gpu, X, xShape, true);
+  const w = upload(gpu, W, [nOut, nIn], true);
+  const bias = withBias ? upload(gpu, Bv, [nOut], true) : null;
+  const y = linear(x, w, bias);
+  const yShape = [...xShape.slice(0, -1), nOut];
+  expect(y.shape).toEqual(yShape);
+  expectClose(`${what} forward`, await y.toArray(), ref.out, { ...TOL, mag: ref.magOut });
+  const Rt = upload(gpu, R, yShape);
+  y.backward(Rt);
+  expect(x.grad!.shape).toEqual([...xShape]);
+  expectClose(`${what} grad x`, await x.grad!.toArray(), ref.da, { ...TOL, mag: ref.magA });
+  expectClose(`${what} grad w`, await w.grad!.toArray(), ref.db, { ...TOL, mag: ref.magB });
+  if (bias) expectClose(`${what} grad bias`, await bias.grad!.toArray(), dBias, { ...TOL, mag: magBias });
+  for (const t of [x, w, y, Rt, bias]) t?.release();
+}
+
+describe("linear", () => {
+  for (const kc of KERNELS)
+    test(`x [..., in] · wᵀ (+ bias), ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
+      Object.assign(matmulConfig, kc);
+      for (const withBias of [true, false]) {
+        await checkLinear([2, 3, 10], 7, withBias); // leading dims, nothing aligned
+        await checkLinear([5, 16], 12, withBias); // vec4 loads and stores
+        await checkLinear([9], 5, withBias); // rank-1 x
+        await checkLinear([37, 20], 29, withBias);
+        await checkLinear([4, 300], 3, withBias); // long K
+      }
+    }, SLOW);
+
+  test("bad shapes fail at the call site, naming the op and the shapes", async () => {
+    const gpu = await getGpu();
+    using x = Tensor.zeros(gpu, [2, 5]);
+    using w = Tensor.zeros(gpu, [3, 4]);
+    using w5 = Tensor.zeros(gpu, [3, 5]);
+    using b = Tensor.zeros(gpu, [4]);
+    expect(() => linear(x, w)).toThrow("linear: x's last dimension must equal w's in-features (w is [out, in]), got x [2, 5], w [3, 4]");
+    expect(() => linear(x, w5, b)).toThrow("linear: bias must be [out] = [3], got x [2, 5], w [3, 5], bias [4]");
+    expect(() => linear(x, b)).toThrow("linear: needs x [..., in] and w [out, in], got x [2, 5], w [4]");
+  });
+});
+
+// ---- PyTorch goldens ----
+
+describe("PyTorch goldens", () => {
+  const cases = loadGoldens("matmul");
+  const dataOf = (t: GoldenTensor) => Float64Array.from(t.data);
+  for (const kc of KERNELS)
+    test(`${cases.length} cases from tools/goldens/matmul.py, ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
+      Object.assign(matmulConfig, kc);
+      const gpu = await getGpu();
+      for (const c of cases) {
+        const ins = Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, upload(gpu, dataOf(t), t.shape, true)]));
+        const out =
+          c.params.op === "linear"
+            ? linear(ins.x!, ins.w!, ins.bias)
+            : matmul(ins.a!, ins.b!, { transA: c.params.transA as boolean, transB: c.params.transB as boolean });
+        const want = c.outputs.out!;
+        expect(out.shape).toEqual(want.shape);
+        // Magnitude per element for the relative tolerance: the largest |value| in the tensor.
+        const mag = (d: ArrayLike<number>) => new Float64Array(d.length).fill(Math.max(...Array.from(d, Math.abs)));
+        expectClose(`${c.name} forward`, await out.toArray(), want.data, { ...TOL, mag: mag(want.data) });
+        const up = upload(gpu, dataOf(c.upstream.out!), want.shape);
+        out.backward(up);
+        for (const [k, g] of Object.entries(c.grads))
+          expectClose(`${c.name} grad ${k}`, await ins[k]!.grad!.toArray(), g.data, { ...TOL, mag: mag(g.data) });
+        for (const t of [...Object.values(ins), out, up]) t.release();
+      }
+    }, SLOW);
+});
+
+// ---- memory ----
+
+test("memory stays flat over 50 forward+backward iterations of matmul and linear", async () => {
+  const gpu = await getGpu();
+  await gpu.sync();
+  const start = gpu.memory();
+  const r = rng(5);
+  const x = upload(gpu, uniform(r, 2 * 3 * 6), [2, 3, 6], true);
+  const w = upload(gpu, uniform(r, 5 * 6), [5, 6], true);
+  const bias = upload(gpu, uniform(r, 5), [5], true);
+  const m = upload(gpu, uniform(r, 2 * 4 * 3), [2, 4, 3], true);
+  let warm = gpu.memory();
+  for (let it = 0; it < 50; it++) {
+    const loss = scope(() => {
+      const h = linear(x, w, bias); // [2, 3, 5]
+      const y = matmul(m, h); // [2, 4, 5]
+      const z = matmul(y, w); // shared 2-D b: [2, 4, 6]
+      return matmul(z, x, { transB: true }).sum(); // [2, 4, 3]
+    });
+    loss.backward();
+    loss.release();
+    noGrad(() => [x, w, bias, m].forEach((t) => t.zeroGrad()));
+    if (it === 4) {
+      await gpu.sync();
+      warm = gpu.memory();
+    }
+  }
+  await gpu.sync();
+  const end = gpu.memory();
+  expect(end.liveBuffers).toBe(warm.liveBuffers);
+  expect(end.liveBytes).toBe(warm.liveBytes);
+  for (const t of [x, w, bias, m]) t.release();
+  await gpu.sync();
+  expect(gpu.memory().liveBuffers).toBe(start.liveBuffers);
+  expect(gpu.memory().liveBytes).toBe(start.liveBytes);
+}, SLOW);
