@@ -30,3 +30,39 @@ export function randomF32(n: number, r: () => number, lo = -1, hi = 1): Float32A
 export function poison(g: Gpu, b: import("../src/gpu/index.ts").PooledBuffer): void {
   g.fill(b, Number.NaN);
 }
+
+export interface FlatMemoryReport {
+  start: import("../src/gpu/index.ts").PoolStats;
+  warm: import("../src/gpu/index.ts").PoolStats;
+  end: import("../src/gpu/index.ts").PoolStats;
+}
+
+/**
+ * Run `step` `steps` times and assert that, from the end of step `warmup - 1` on, the pool's live buffers,
+ * live bytes and created-buffer count do not change: a training-style loop must not leak or grow.
+ * Returns the three snapshots for extra assertions (e.g. end equals start once the caller releases).
+ */
+export async function expectFlatMemory(
+  gpu: Gpu,
+  steps: number,
+  step: (it: number) => void | Promise<void>,
+  { warmup = 5 }: { warmup?: number } = {},
+): Promise<FlatMemoryReport> {
+  const { expect } = await import("bun:test");
+  await gpu.sync();
+  const start = gpu.memory();
+  let warm = start;
+  for (let it = 0; it < steps; it++) {
+    await step(it);
+    if (it === warmup - 1) {
+      await gpu.sync();
+      warm = gpu.memory();
+    }
+  }
+  await gpu.sync();
+  const end = gpu.memory();
+  expect(end.liveBuffers).toBe(warm.liveBuffers);
+  expect(end.liveBytes).toBe(warm.liveBytes);
+  expect(end.created).toBe(warm.created);
+  return { start, warm, end };
+}

@@ -3,6 +3,7 @@
 // free themselves, and a training-style loop keeps live buffers flat.
 import { describe, expect, test } from "bun:test";
 import { isGradEnabled, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, rng, uniform, upload } from "./helpers.ts";
 
 const silu64 = (v: number) => v / (1 + Math.exp(-v));
@@ -159,29 +160,24 @@ describe("autograd", () => {
     const x = upload(gpu, uniform(r, 5 * 13), [5, 1, 13]);
     let w = upload(gpu, uniform(r, 7 * 13), [7, 13], true);
     let b = upload(gpu, uniform(r, 7), [7, 1], true);
-    const start = gpu.memory();
-    let warm = start;
     const losses: number[] = [];
-    for (let it = 0; it < 200; it++) {
-      const loss = scope(() => x.mul(w).add(b).silu().mean(2).pow(2).sum());
-      loss.backward();
-      if (it % 40 === 0 || it === 199) losses.push(await loss.item());
-      loss.release();
-      const [nw, nb] = scope(() => noGrad(() => [w.sub(w.grad!.mulScalar(0.05)), b.sub(b.grad!.mulScalar(0.05))]));
-      w.release();
-      b.release();
-      w = nw!.setRequiresGrad();
-      b = nb!.setRequiresGrad();
-      if (it === 9) {
-        await gpu.sync();
-        warm = gpu.memory();
-      }
-    }
-    await gpu.sync();
-    const end = gpu.memory();
-    expect(end.liveBuffers).toBe(warm.liveBuffers);
-    expect(end.liveBytes).toBe(warm.liveBytes);
-    expect(end.created).toBe(warm.created); // the pool served every step from its cache
+    // Flat live buffers, bytes and created count from step 10 on: the pool serves every step from its cache.
+    const { start, end } = await expectFlatMemory(
+      gpu,
+      200,
+      async (it) => {
+        const loss = scope(() => x.mul(w).add(b).silu().mean(2).pow(2).sum());
+        loss.backward();
+        if (it % 40 === 0 || it === 199) losses.push(await loss.item());
+        loss.release();
+        const [nw, nb] = scope(() => noGrad(() => [w.sub(w.grad!.mulScalar(0.05)), b.sub(b.grad!.mulScalar(0.05))]));
+        w.release();
+        b.release();
+        w = nw!.setRequiresGrad();
+        b = nb!.setRequiresGrad();
+      },
+      { warmup: 10 },
+    );
     expect(end.liveBuffers).toBe(start.liveBuffers);
     expect(losses[losses.length - 1]!).toBeLessThan(losses[0]!); // and the steps did descend
     for (const t of [x, w, b]) t.release();

@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { gridLimits, scope, Tensor } from "../../src/tensor/index.ts";
 import { embedding } from "../../src/tensor/ops/embedding.ts";
 import { loadGoldens } from "./goldens.ts";
+import { expectFlatMemory } from "../helpers.ts";
 import { expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
 
 /** Per-test limit: the first test of a file compiles its pipelines, slow on a loaded CPU Vulkan driver. */
@@ -170,22 +171,12 @@ describe("embedding", () => {
     const table = upload(gpu, uniform(r, 20 * 8), [20, 8], true);
     const idsGpu = Tensor.fromArray(gpu, randomIds(r, 30, 20), [3, 10], { dtype: "i32" });
     const idsHost = randomIds(r, 30, 20);
-    const start = gpu.memory();
-    let warm = start;
-    for (let it = 0; it < 50; it++) {
+    const { start, end } = await expectFlatMemory(gpu, 50, () => {
       const loss = scope(() => embedding(idsGpu, table).mul(embedding(idsHost, table, { shape: [3, 10] })).sum());
       loss.backward();
       loss.release();
       table.zeroGrad();
-      if (it === 4) {
-        await gpu.sync();
-        warm = gpu.memory();
-      }
-    }
-    await gpu.sync();
-    const end = gpu.memory();
-    expect(end.liveBuffers).toBe(warm.liveBuffers);
-    expect(end.liveBytes).toBe(warm.liveBytes);
+    });
     expect(end.liveBuffers).toBe(start.liveBuffers);
     for (const t of [table, idsGpu]) t.release();
   }, SLOW);

@@ -119,17 +119,7 @@ export function centralDiff(f: (x: Float64Array) => number, x: Float64Array, h =
   return g;
 }
 
-/** A small seeded PRNG (mulberry32) in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from "../helpers.ts";
 
 /** A deterministic seed per test name, so a failure repeats. */
 export function seedOf(name: string): number {

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { linear, matmul, matmulConfig } from "../../src/tensor/ops/matmul.ts";
 import { loadGoldens, type GoldenTensor } from "./goldens.ts";
+import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
 
 // First compiles of pipelines on a loaded CPU Vulkan driver can take seconds: explicit per-test timeouts.
@@ -302,8 +303,7 @@ test("memory stays flat over 50 forward+backward iterations of matmul and linear
   const w = upload(gpu, uniform(r, 5 * 6), [5, 6], true);
   const bias = upload(gpu, uniform(r, 5), [5], true);
   const m = upload(gpu, uniform(r, 2 * 4 * 3), [2, 4, 3], true);
-  let warm = gpu.memory();
-  for (let it = 0; it < 50; it++) {
+  await expectFlatMemory(gpu, 50, () => {
     const loss = scope(() => {
       const h = linear(x, w, bias); // [2, 3, 5]
       const y = matmul(m, h); // [2, 4, 5]
@@ -313,15 +313,7 @@ test("memory stays flat over 50 forward+backward iterations of matmul and linear
     loss.backward();
     loss.release();
     noGrad(() => [x, w, bias, m].forEach((t) => t.zeroGrad()));
-    if (it === 4) {
-      await gpu.sync();
-      warm = gpu.memory();
-    }
-  }
-  await gpu.sync();
-  const end = gpu.memory();
-  expect(end.liveBuffers).toBe(warm.liveBuffers);
-  expect(end.liveBytes).toBe(warm.liveBytes);
+  });
   for (const t of [x, w, bias, m]) t.release();
   await gpu.sync();
   expect(gpu.memory().liveBuffers).toBe(start.liveBuffers);

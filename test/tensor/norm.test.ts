@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { gridLimits, scope, Tensor } from "../../src/tensor/index.ts";
 import { layernorm, normLimits, rmsnorm } from "../../src/tensor/ops/norm.ts";
 import { loadGoldens } from "./goldens.ts";
+import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
 
 /** Per-test limit: the first test of a file compiles its pipelines, slow on a loaded CPU Vulkan driver. */
@@ -254,22 +255,12 @@ describe("norms", () => {
     const w1 = upload(gpu, uniform(r, 40), [40], true);
     const w2 = upload(gpu, uniform(r, 40), [40], true);
     const b2 = upload(gpu, uniform(r, 40), [40], true);
-    const start = gpu.memory();
-    let warm = start;
-    for (let it = 0; it < 50; it++) {
+    const { start, end } = await expectFlatMemory(gpu, 50, (it) => {
       const loss = scope(() => layernorm(rmsnorm(x, w1, { addUnitOffset: it % 2 === 1 }), w2, b2).mul(x).sum());
       loss.backward();
       loss.release();
       for (const t of [x, w1, w2, b2]) t.zeroGrad();
-      if (it === 4) {
-        await gpu.sync();
-        warm = gpu.memory();
-      }
-    }
-    await gpu.sync();
-    const end = gpu.memory();
-    expect(end.liveBuffers).toBe(warm.liveBuffers);
-    expect(end.liveBytes).toBe(warm.liveBytes);
+    });
     expect(end.liveBuffers).toBe(start.liveBuffers);
     for (const t of [x, w1, w2, b2]) t.release();
   }, SLOW);

@@ -13,6 +13,7 @@ import {
 } from "../../src/tensor/ops/random.ts";
 import { defaultGenerator, Generator, manualSeed, philox4x32_10 } from "../../src/tensor/rng.ts";
 import { gridLimits, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+import { expectFlatMemory } from "../helpers.ts";
 import { expectClose, getGpu, rng, seedOf, uniform, upload } from "./helpers.ts";
 
 // ---- an independent reference: Philox4x32-10 in BigInt, straight from the paper's round function ----
@@ -394,23 +395,14 @@ describe("dropout", () => {
     const gen = new Generator(5);
     using x = upload(gpu, uniform(r, 6 * 37), [6, 37]);
     let w = upload(gpu, uniform(r, 37), [37], true);
-    let warm = gpu.memory();
-    for (let it = 0; it < 50; it++) {
+    await expectFlatMemory(gpu, 50, () => {
       const loss = scope(() => dropout(x.mul(w), 0.2, gen).mul(randn(gpu, [6, 37], gen)).pow(2).mean());
       loss.backward();
       loss.release();
       const nw = scope(() => noGrad(() => w.sub(w.grad!.mulScalar(0.01))));
       w.release();
       w = nw.setRequiresGrad();
-      if (it === 4) {
-        await gpu.sync();
-        warm = gpu.memory();
-      }
-    }
-    await gpu.sync();
-    const end = gpu.memory();
-    expect(end.liveBuffers).toBe(warm.liveBuffers);
-    expect(end.liveBytes).toBe(warm.liveBytes);
+    });
     expect(gen.offset).toBe(100n);
     w.release();
   });

@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { gridLimits, scope, Tensor } from "../../src/tensor/index.ts";
 import { rope, ropeInvFreq, type RopeLayout } from "../../src/tensor/ops/rope.ts";
 import { loadGoldens } from "./goldens.ts";
+import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, rng, seedOf, uniform, upload } from "./helpers.ts";
 
 /** Per-test limit: the first test of a file compiles its pipelines, slow on a loaded CPU Vulkan driver. */
@@ -218,9 +219,7 @@ describe("rope", () => {
     const r = rng(5);
     const x = upload(gpu, uniform(r, 2 * 5 * 3 * 8), [2, 5, 3, 8], true);
     const posT = Tensor.fromArray(gpu, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11], [2, 5], { dtype: "i32" });
-    const start = gpu.memory();
-    let warm = start;
-    for (let it = 0; it < 50; it++) {
+    const { start, end } = await expectFlatMemory(gpu, 50, () => {
       const loss = scope(() => {
         const q = rope(x, posT, { layout: "bthd", outLayout: "bhtd" });
         return rope(q, [0, 1, 2, 3, 4]).mul(q).sum();
@@ -228,15 +227,7 @@ describe("rope", () => {
       loss.backward();
       loss.release();
       x.zeroGrad();
-      if (it === 4) {
-        await gpu.sync();
-        warm = gpu.memory();
-      }
-    }
-    await gpu.sync();
-    const end = gpu.memory();
-    expect(end.liveBuffers).toBe(warm.liveBuffers);
-    expect(end.liveBytes).toBe(warm.liveBytes);
+    });
     expect(end.liveBuffers).toBe(start.liveBuffers);
     for (const t of [x, posT]) t.release();
   }, SLOW);
