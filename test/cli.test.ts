@@ -107,6 +107,28 @@ describe("alignx info", () => {
   );
 });
 
+describe("no driver", () => {
+  test(
+    "with no Vulkan driver, info says what to install and exits 1 (Dawn's Null backend is not an adapter)",
+    async () => {
+      const proc = Bun.spawn({
+        cmd: [process.execPath, MAIN, "info"],
+        cwd: ROOT,
+        env: { ...process.env, VK_DRIVER_FILES: "/nonexistent/icd.json", VK_ICD_FILENAMES: "/nonexistent/icd.json" },
+        stdout: "pipe",
+        stderr: "pipe",
+        timeout: SPAWN_TIMEOUT_MS,
+      });
+      const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      expect(code).toBe(1);
+      expect(out).toBe("");
+      expect(err).toContain("No WebGPU adapter found");
+      expect(err).toContain("mesa-vulkan-drivers");
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
+
 describe("usage", () => {
   test(
     "an unknown command exits 2 and names it",

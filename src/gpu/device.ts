@@ -82,6 +82,8 @@ export async function listAdapters(binding?: Binding): Promise<AdapterEntry[]> {
     }
     if (!a) continue;
     const e = describe(a);
+    // Dawn's Null backend (offered when no real driver is found) accepts work and computes nothing.
+    if (e.backend === "null") continue;
     const key = `${e.backend}|${e.description}`;
     if (!seen.has(key)) seen.set(key, e);
   }
