@@ -10,6 +10,7 @@ import { clamp, contiguous, expand, permute, slice, transpose } from "./shape_op
 import { logSoftmax, softmax } from "./softmax.ts";
 import { addScalar, exp, gelu, log, mulScalar, neg, pow, rsqrt, sigmoid, silu, sqrt, tanh } from "./unary.ts";
 
+export * from "./attention.ts";
 export * from "./binary.ts";
 export * from "./embedding.ts";
 export * from "./loss.ts";

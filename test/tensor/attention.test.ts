@@ -1,0 +1,358 @@
+// Fused attention (src/tensor/ops/attention.ts): forward and dq/dk/dv against an explicit-softmax float64
+// reference (itself checked by central differences) over T in {1, 5, 17, 64}, Dh in {8, 16, 64},
+// Hq/Hkv in {2/2, 4/2, 4/1}, B in {1, 2}, causal or not, no / left / right key padding; against the PyTorch
+// goldens; odd block sizes; rows with no visible key (0, never NaN); no T x T buffer at T = 512; flat memory
+// over a training-style loop; shape errors. Every fresh tensor starts as NaN.
+import { describe, expect, test } from "bun:test";
+import { attention, type AttentionBlocks } from "../../src/tensor/ops/attention.ts";
+import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+import { loadGoldens } from "./goldens.ts";
+import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload } from "./helpers.ts";
+
+interface Dims {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  T: number;
+  Dh: number;
+}
+
+interface Ref {
+  out: Float64Array;
+  dq: Float64Array;
+  dk: Float64Array;
+  dv: Float64Array;
+  /** Per element: the sum of |terms| it is made of, the scale f32 rounding error is relative to. */
+  mag: { out: Float64Array; dq: Float64Array; dk: Float64Array; dv: Float64Array };
+  /** Per query row [B, Hq, T]: whether it sees any key. */
+  hasKey: boolean[];
+}
+
+/**
+ * float64 attention with an explicit softmax per query row, and the gradients of sum(out * G): with
+ * P = softmax(scale * q k^T), dP = G v^T, D_i = sum_j P_ij dP_ij, dS = P (dP - D):
+ * dq = scale dS k, dk = scale dS^T q (summed over the query heads of a kv head), dv = P^T G.
+ */
+function reference(Q: Float64Array, K: Float64Array, V: Float64Array, G: Float64Array, d: Dims, causal: boolean, mask: Float64Array | undefined, scale: number): Ref {
+  const { B, Hq, Hkv, T, Dh } = d;
+  const group = Hq / Hkv;
+  const z = (n: number) => new Float64Array(n);
+  const nq = B * Hq * T * Dh;
+  const nk = B * Hkv * T * Dh;
+  const r: Ref = { out: z(nq), dq: z(nq), dk: z(nk), dv: z(nk), mag: { out: z(nq), dq: z(nq), dk: z(nk), dv: z(nk) }, hasKey: [] };
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < Hq; h++) {
+      const kh = Math.floor(h / group);
+      for (let i = 0; i < T; i++) {
+        const qi = ((b * Hq + h) * T + i) * Dh;
+        const js: number[] = [];
+        for (let j = 0; j < T; j++) if ((!causal || j <= i) && (!mask || mask[b * T + j] !== 0)) js.push(j);
+        r.hasKey.push(js.length > 0);
+        if (!js.length) continue;
+        const kj = (j: number) => ((b * Hkv + kh) * T + j) * Dh;
+        const s = js.map((j) => {
+          let acc = 0;
+          for (let c = 0; c < Dh; c++) acc += Q[qi + c]! * K[kj(j) + c]!;
+          return acc * scale;
+        });
+        const m = Math.max(...s);
+        const e = s.map((x) => Math.exp(x - m));
+        const Z = e.reduce((a, x) => a + x, 0);
+        const P = e.map((x) => x / Z);
+        const dP = js.map((j) => {
+          let acc = 0;
+          for (let c = 0; c < Dh; c++) acc += G[qi + c]! * V[kj(j) + c]!;
+          return acc;
+        });
+        const D = P.reduce((a, p, n) => a + p * dP[n]!, 0);
+        js.forEach((j, n) => {
+          const p = P[n]!;
+          const ds = p * (dP[n]! - D);
+          const dsMag = p * (Math.abs(dP[n]!) + Math.abs(D));
+          for (let c = 0; c < Dh; c++) {
+            const [qc, kc] = [qi + c, kj(j) + c];
+            r.out[qc] += p * V[kc]!;
+            r.mag.out[qc] += p * Math.abs(V[kc]!);
+            r.dq[qc] += scale * ds * K[kc]!;
+            r.mag.dq[qc] += scale * dsMag * Math.abs(K[kc]!);
+            r.dk[kc] += scale * ds * Q[qc]!;
+            r.mag.dk[kc] += scale * dsMag * Math.abs(Q[qc]!);
+            r.dv[kc] += p * G[qc]!;
+            r.mag.dv[kc] += p * Math.abs(G[qc]!);
+          }
+        });
+      }
+    }
+  return r;
+}
+
+type Padding = "none" | "left" | "right";
+
+/** Key-padding mask [B, T]: batch 0 pads ceil(T/4) positions, batch 1 floor(T/2) (T = 1: all of batch 0). */
+function paddingMask(B: number, T: number, side: Padding): Float64Array | undefined {
+  if (side === "none") return undefined;
+  const m = new Float64Array(B * T).fill(1);
+  for (let b = 0; b < B; b++) {
+    const pad = b % 2 === 0 ? Math.ceil(T / 4) : Math.floor(T / 2);
+    for (let n = 0; n < pad; n++) m[b * T + (side === "left" ? n : T - 1 - n)] = 0;
+  }
+  return m;
+}
+
+interface Case {
+  d: Dims;
+  causal: boolean;
+  pad: Padding;
+  scale?: number;
+  blocks?: Partial<AttentionBlocks>;
+}
+
+const name = (c: Case) =>
+  `B${c.d.B} H${c.d.Hq}/${c.d.Hkv} T${c.d.T} Dh${c.d.Dh} ${c.causal ? "causal" : "full"} pad=${c.pad}` +
+  (c.scale !== undefined ? ` scale=${c.scale}` : "") +
+  (c.blocks ? ` blocks=${JSON.stringify(c.blocks)}` : "");
+
+/** Run one case on the GPU (forward, then backward of sum(out * G)) and compare with the reference. */
+async function check(c: Case): Promise<void> {
+  const gpu = await getGpu();
+  const { d } = c;
+  const what = name(c);
+  const r = rng(seedOf(what));
+  const qShape = [d.B, d.Hq, d.T, d.Dh];
+  const kShape = [d.B, d.Hkv, d.T, d.Dh];
+  const Q = uniform(r, numel(qShape), -2, 2); // wide enough that softmax rows are far from uniform
+  const K = uniform(r, numel(kShape), -2, 2);
+  const V = uniform(r, numel(kShape));
+  const G = uniform(r, numel(qShape));
+  const M = paddingMask(d.B, d.T, c.pad);
+  const scale = c.scale ?? 1 / Math.sqrt(d.Dh);
+  const ref = reference(Q, K, V, G, d, c.causal, M, scale);
+
+  const [q, k, v] = [upload(gpu, Q, qShape, true), upload(gpu, K, kShape, true), upload(gpu, V, kShape, true)];
+  const mask = M && upload(gpu, M, [d.B, d.T]);
+  const g = upload(gpu, G, qShape);
+  const out = attention(q, k, v, { causal: c.causal, keyPaddingMask: mask, scale: c.scale, blocks: c.blocks });
+  expect(out.shape).toEqual(qShape);
+  const tol = { rtol: 1e-3, atol: 1e-6 };
+  expectClose(`${what} forward`, await out.toArray(), ref.out, { ...tol, mag: ref.mag.out });
+  out.backward(g);
+  expectClose(`${what} dq`, await q.grad!.toArray(), ref.dq, { ...tol, mag: ref.mag.dq });
+  expectClose(`${what} dk`, await k.grad!.toArray(), ref.dk, { ...tol, mag: ref.mag.dk });
+  expectClose(`${what} dv`, await v.grad!.toArray(), ref.dv, { ...tol, mag: ref.mag.dv });
+  for (const t of [q, k, v, g, out, mask]) t?.release();
+}
+
+/** Tests that compile new pipelines: a cold compile on lavapipe takes about 1 s per kernel specialization. */
+const COMPILES = 120_000;
+
+const HEADS: [number, number][] = [
+  [2, 2],
+  [4, 2],
+  [4, 1],
+];
+
+describe("attention", () => {
+  test("the float64 reference's gradients match central differences (GQA, causal, padding, an empty row)", () => {
+    const d: Dims = { B: 2, Hq: 2, Hkv: 1, T: 4, Dh: 3 };
+    const r = rng(11);
+    const n = numel([d.B, d.Hq, d.T, d.Dh]);
+    const nk = numel([d.B, d.Hkv, d.T, d.Dh]);
+    const [Q, K, V, G] = [uniform(r, n, -2, 2), uniform(r, nk, -2, 2), uniform(r, nk), uniform(r, n)];
+    const M = Float64Array.of(1, 1, 1, 0, 0, 1, 1, 1); // batch 1, query 0: no visible key under causal
+    const ref = reference(Q, K, V, G, d, true, M, 0.7);
+    expect(ref.hasKey.filter((x) => !x).length).toBe(d.Hq);
+    const loss = (q: Float64Array, k: Float64Array, v: Float64Array) => reference(q, k, v, G, d, true, M, 0.7).out.reduce((a, o, i) => a + o * G[i]!, 0);
+    const tol = { rtol: 1e-6, atol: 1e-8 };
+    expectClose("dq", ref.dq, centralDiff((x) => loss(x, K, V), Q.slice()), tol);
+    expectClose("dk", ref.dk, centralDiff((x) => loss(Q, x, V), K.slice()), tol);
+    expectClose("dv", ref.dv, centralDiff((x) => loss(Q, K, x), V.slice()), tol);
+  });
+
+  // Every (T, Dh) pair, cycling heads and batch over them, each with every causal x padding combination.
+  [1, 5, 17, 64].forEach((T, ti) =>
+    test(`T=${T}: forward, dq, dk, dv for Dh 8/16/64, causal or not, no/left/right padding`, async () => {
+      for (const [di, Dh] of [8, 16, 64].entries()) {
+        const [Hq, Hkv] = HEADS[(ti + di) % 3]!;
+        const B = 1 + ((ti + di) % 2);
+        for (const causal of [true, false])
+          for (const pad of ["none", "left", "right"] as Padding[]) await check({ d: { B, Hq, Hkv, T, Dh }, causal, pad });
+      }
+    }, COMPILES),
+  );
+
+  test("block sizes that divide nothing: lanes with unequal or no columns, 1-query tiles, 256-wide workgroups", async () => {
+    // Dh 8 = 2 vec4 over 3 lanes: lane 2 owns none; tiles of 5 queries and 7 keys.
+    await check({ d: { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 8 }, causal: true, pad: "left", blocks: { bq: 5, bk: 7, tpr: 3 } });
+    // Dh 16 = 4 vec4 over 3 lanes (2, 1, 1 each); one query per forward/dQ workgroup, one per dK/dV tile.
+    await check({ d: { B: 1, Hq: 4, Hkv: 1, T: 23, Dh: 16 }, causal: false, pad: "right", scale: 0.5, blocks: { bq: 1, bk: 3, tpr: 3 } });
+    // 32 x 8 lanes = 256 invocations, tiles of 2 keys; in dK/dV 2 x 8 = 16 invocations load 32-query tiles.
+    await check({ d: { B: 2, Hq: 2, Hkv: 2, T: 64, Dh: 64 }, causal: true, pad: "right", blocks: { bq: 32, bk: 2, tpr: 8 } });
+  }, COMPILES);
+
+  test("Dh = 256 (Gemma) fits by shrinking the tiles to the device's workgroup memory", async () => {
+    await check({ d: { B: 1, Hq: 2, Hkv: 1, T: 19, Dh: 256 }, causal: true, pad: "right" });
+  }, COMPILES);
+
+  test("a query row with no visible key gives 0 and zero gradients, never NaN", async () => {
+    const gpu = await getGpu();
+    const d: Dims = { B: 2, Hq: 2, Hkv: 1, T: 5, Dh: 8 };
+    const r = rng(3);
+    const qShape = [d.B, d.Hq, d.T, d.Dh];
+    const kShape = [d.B, d.Hkv, d.T, d.Dh];
+    // batch 0: left padding of 3 (queries 0-2 see nothing under causal); batch 1: every key padded.
+    const M = Float64Array.of(0, 0, 0, 1, 1, 0, 0, 0, 0, 0);
+    for (const causal of [true, false]) {
+      const [Q, K, V, G] = [uniform(r, numel(qShape)), uniform(r, numel(kShape)), uniform(r, numel(kShape)), uniform(r, numel(qShape))];
+      const ref = reference(Q, K, V, G, d, causal, M, 1 / Math.sqrt(d.Dh));
+      const [q, k, v, g, mask] = [upload(gpu, Q, qShape, true), upload(gpu, K, kShape, true), upload(gpu, V, kShape, true), upload(gpu, G, qShape), upload(gpu, M, [d.B, d.T])];
+      const out = attention(q, k, v, { causal, keyPaddingMask: mask });
+      out.backward(g);
+      const [o, dq, dk, dv] = await Promise.all([out.toArray(), q.grad!.toArray(), k.grad!.toArray(), v.grad!.toArray()]);
+      for (const x of [o, dq, dk, dv]) expect(x.some(Number.isNaN)).toBe(false);
+      ref.hasKey.forEach((has, row) => {
+        if (has) return;
+        for (let c = 0; c < d.Dh; c++) {
+          expect(o[row * d.Dh + c]).toBe(0);
+          expect(dq[row * d.Dh + c]).toBe(0);
+        }
+      });
+      expect(ref.hasKey.filter((x) => !x).length).toBe(causal ? 2 * 3 + 2 * 5 : 2 * 5);
+      expectClose("masked rows: forward", o, ref.out, { rtol: 1e-3, mag: ref.mag.out });
+      expectClose("masked rows: dk", dk, ref.dk, { rtol: 1e-3, mag: ref.mag.dk });
+      expectClose("masked rows: dv", dv, ref.dv, { rtol: 1e-3, mag: ref.mag.dv });
+      for (const t of [q, k, v, g, mask, out]) t.release();
+    }
+  });
+
+  test("matches the PyTorch goldens (explicit float64 math) on rows that see a key", async () => {
+    const gpu = await getGpu();
+    for (const gc of loadGoldens("attention")) {
+      const [B, Hq, T, Dh] = gc.inputs.q!.shape as [number, number, number, number];
+      const d: Dims = { B, Hq, Hkv: gc.inputs.k!.shape[1]!, T, Dh };
+      const causal = gc.params.causal as boolean;
+      const scale = (gc.params.scale as number | undefined) ?? 1 / Math.sqrt(Dh);
+      const f64 = (n: string, src = gc.inputs) => Float64Array.from(src[n]!.data);
+      const M = gc.inputs.mask && f64("mask");
+      // The float64 reference on the same inputs supplies the rows with keys and the error scales.
+      const ref = reference(f64("q"), f64("k"), f64("v"), f64("out", gc.upstream), d, causal, M, scale);
+      const t = (n: string, grad = false) => upload(gpu, f64(n), gc.inputs[n]!.shape, grad);
+      const [q, k, v, mask] = [t("q", true), t("k", true), t("v", true), M && t("mask")];
+      const g = upload(gpu, f64("out", gc.upstream), gc.upstream.out!.shape);
+      const out = attention(q, k, v, { causal, keyPaddingMask: mask, scale: gc.params.scale as number | undefined });
+      out.backward(g);
+      const rows = (x: ArrayLike<number>) => Array.from(x).filter((_, e) => ref.hasKey[Math.floor(e / Dh)]);
+      const tol = { rtol: 1e-3, atol: 1e-6 };
+      expectClose(`${gc.name} out`, rows(await out.toArray()), rows(gc.outputs.out!.data), { ...tol, mag: rows(ref.mag.out) });
+      expectClose(`${gc.name} dq`, await q.grad!.toArray(), gc.grads.q!.data, { ...tol, mag: ref.mag.dq });
+      expectClose(`${gc.name} dk`, await k.grad!.toArray(), gc.grads.k!.data, { ...tol, mag: ref.mag.dk });
+      expectClose(`${gc.name} dv`, await v.grad!.toArray(), gc.grads.v!.data, { ...tol, mag: ref.mag.dv });
+      for (const x of [q, k, v, g, out, mask]) x?.release();
+    }
+  });
+
+  test("only the inputs that require grad get one", async () => {
+    const gpu = await getGpu();
+    const r = rng(8);
+    const shape = [1, 2, 6, 8];
+    const [Q, K, V, G] = [uniform(r, 96), uniform(r, 96), uniform(r, 96), uniform(r, 96)];
+    const d: Dims = { B: 1, Hq: 2, Hkv: 2, T: 6, Dh: 8 };
+    const ref = reference(Q, K, V, G, d, true, undefined, 1 / Math.sqrt(8));
+    for (const needs of [[true, false, false], [false, true, false], [false, false, true], [false, true, true]]) {
+      const [q, k, v] = [Q, K, V].map((x, i) => upload(gpu, x, shape, needs[i]));
+      using g = upload(gpu, G, shape);
+      using out = attention(q!, k!, v!);
+      out.backward(g);
+      const grads = [q!.grad, k!.grad, v!.grad];
+      for (const [i, want] of [ref.dq, ref.dk, ref.dv].entries()) {
+        if (!needs[i]) expect(grads[i]).toBeNull();
+        else expectClose(`needs ${needs} grad ${i}`, await grads[i]!.toArray(), want, { rtol: 1e-3 });
+      }
+      for (const t of [q, k, v]) t!.release();
+    }
+  });
+
+  test("T = 512: forward and backward each grow memory by less than one head's T*T*4-byte score matrix", async () => {
+    const gpu = await getGpu();
+    const T = 512;
+    const r = rng(5);
+    const [qShape, kShape] = [[1, 2, T, 16], [1, 1, T, 16]];
+    const [q, k, v] = [qShape, kShape, kShape].map((s) => upload(gpu, uniform(r, numel(s)), s, true)) as [Tensor, Tensor, Tensor];
+    const g = upload(gpu, uniform(r, numel(qShape)), qShape);
+    const mask = upload(gpu, paddingMask(1, T, "left")!, [1, T]);
+    await gpu.sync();
+    const base = gpu.memory().liveBytes;
+    gpu.pool.resetPeak();
+    const out = attention(q, k, v, { keyPaddingMask: mask });
+    const fwdPeak = gpu.memory().peakBytes - base;
+    const afterFwd = gpu.memory().liveBytes;
+    gpu.pool.resetPeak();
+    out.backward(g);
+    const bwdPeak = gpu.memory().peakBytes - afterFwd;
+    await gpu.sync();
+    expect(fwdPeak).toBeGreaterThan(0); // out and lse
+    expect(fwdPeak).toBeLessThan(T * T * 4);
+    expect(bwdPeak).toBeGreaterThan(0); // stats and the gradients
+    expect(bwdPeak).toBeLessThan(T * T * 4);
+    expect(Number.isFinite((await q.grad!.toArray())[0]!)).toBe(true);
+    for (const t of [q, k, v, g, mask, out]) t.release();
+  });
+
+  test("50 steps of forward + backward keep live buffers and bytes flat", async () => {
+    const gpu = await getGpu();
+    const r = rng(6);
+    const [qShape, kShape] = [[2, 4, 33, 16], [2, 2, 33, 16]];
+    const [q, k, v] = [qShape, kShape, kShape].map((s) => upload(gpu, uniform(r, numel(s)), s, true)) as [Tensor, Tensor, Tensor];
+    const g = upload(gpu, uniform(r, numel(qShape)), qShape);
+    const mask = upload(gpu, paddingMask(2, 33, "right")!, [2, 33]);
+    await gpu.sync();
+    const start = gpu.memory();
+    let warm = start;
+    for (let it = 0; it < 50; it++) {
+      scope(() => attention(q, k, v, { keyPaddingMask: mask }).backward(g));
+      for (const t of [q, k, v]) t.zeroGrad();
+      if (it === 4) {
+        await gpu.sync();
+        warm = gpu.memory();
+      }
+    }
+    await gpu.sync();
+    const end = gpu.memory();
+    expect(end.liveBuffers).toBe(warm.liveBuffers);
+    expect(end.liveBytes).toBe(warm.liveBytes);
+    expect(end.created).toBe(warm.created); // the pool served every step from its cache
+    expect(end.liveBytes).toBe(start.liveBytes);
+    for (const t of [q, k, v, g, mask]) t.release();
+  });
+
+  test("no autograd record under noGrad or without inputs that require grad", async () => {
+    const gpu = await getGpu();
+    using q = Tensor.ones(gpu, [1, 1, 3, 8], { requiresGrad: true });
+    using k = Tensor.ones(gpu, [1, 1, 3, 8]);
+    using a = noGrad(() => attention(q, k, k));
+    expect(a.requiresGrad).toBe(false);
+    using b = attention(k, k, k);
+    expect(b.gradFn).toBeNull();
+    expectClose("uniform attention", await b.toArray(), new Array(24).fill(1));
+  });
+
+  test("bad shapes, dtypes and block sizes fail at the call site, naming the op and the shapes", async () => {
+    const gpu = await getGpu();
+    using q = Tensor.zeros(gpu, [2, 4, 5, 8]);
+    using k = Tensor.zeros(gpu, [2, 2, 5, 8]);
+    using k3 = Tensor.zeros(gpu, [2, 3, 5, 8]);
+    using k6 = Tensor.zeros(gpu, [2, 2, 6, 8]);
+    using q3 = Tensor.zeros(gpu, [2, 4, 5, 6]);
+    using flat = Tensor.zeros(gpu, [8, 5, 8]);
+    using m = Tensor.ones(gpu, [2, 6]);
+    using mi = Tensor.fromArray(gpu, new Array(10).fill(1), [2, 5], { dtype: "i32" });
+    expect(() => attention(flat, k, k)).toThrow("attention: q, k and v must be 4-D [B, heads, T, Dh] (q [8, 5, 8], k [2, 2, 5, 8], v [2, 2, 5, 8])");
+    expect(() => attention(q, k3, k3)).toThrow("attention: query heads (4) must be a multiple of key/value heads (3)");
+    expect(() => attention(q, k6, k6)).toThrow("attention: k and v must match q in batch, sequence length and head dim");
+    expect(() => attention(q, k, k6)).toThrow("attention: k and v must have the same shape");
+    expect(() => attention(q3, q3, q3)).toThrow("attention: head dim 6 must be a multiple of 4");
+    expect(() => attention(q, k, k, { keyPaddingMask: m })).toThrow("attention: keyPaddingMask must be [B, T] = [2, 5] (q [2, 4, 5, 8], k [2, 2, 5, 8], v [2, 2, 5, 8], keyPaddingMask [2, 6])");
+    expect(() => attention(q, k, k, { keyPaddingMask: mi })).toThrow("attention: Tensor([2, 5], i32) has dtype i32");
+    expect(() => attention(q, k, k, { blocks: { bq: 0 } })).toThrow("attention: block size bq=0 must be a positive integer");
+    expect(() => attention(q, k, k, { blocks: { bk: 4096 } })).toThrow("attention: fwd tiles");
+  });
+});
