@@ -5,3 +5,5 @@ export { selfTest, type SelfTest } from "./gpu/selftest.ts";
 export * from "./tensor/index.ts";
 export * as optim from "./optim/index.ts";
 export * as io from "./io/index.ts";
+export * as nn from "./nn/index.ts";
+export * as data from "./data/index.ts";

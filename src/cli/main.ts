@@ -6,6 +6,7 @@
 import { cac } from "cac";
 import pkg from "../../package.json" with { type: "json" };
 import { info } from "./info.ts";
+import { parity } from "./parity.ts";
 import { runScript, UsageError } from "./run.ts";
 
 const cli = cac("alignx");
@@ -19,6 +20,17 @@ cli
   .action((o: { adapter?: string; cpu?: boolean; json?: boolean; selftest?: boolean }) =>
     info({ adapter: o.adapter === undefined ? undefined : String(o.adapter), cpu: o.cpu, json: o.json, selftest: o.selftest }),
   );
+
+cli
+  .command("parity", "One forward + loss + backward of a HF checkpoint on a batch; logits, loss and gradients to a .safetensors file")
+  .option("--model <dir>", "Checkpoint directory (config.json + *.safetensors)")
+  .option("--batch <file>", "BATCH.json: {input_ids, labels?, attention_mask?}")
+  .option("--out <file>", "Where to write OUT.safetensors")
+  .action((o: { adapter?: string; cpu?: boolean; model?: string; batch?: string; out?: string }) => {
+    for (const k of ["model", "batch", "out"] as const)
+      if (typeof o[k] !== "string" || o[k] === "") throw new UsageError(`parity: --${k} is required (see alignx parity --help)`);
+    return parity({ model: o.model!, batch: o.batch!, out: o.out!, adapter: o.adapter === undefined ? undefined : String(o.adapter), cpu: o.cpu });
+  });
 
 cli
   .command("run <file> [...args]", "Run a TypeScript/JavaScript file with navigator.gpu and the GPU* globals installed")

@@ -1,0 +1,494 @@
+/**
+ * LlamaModel: Hugging Face LlamaForCausalLM (and MistralForCausalLM, GemmaForCausalLM as src/io/hf_config.ts
+ * normalizes their configs) on the GPU ops of src/tensor, with HF parameter names, so HF checkpoints load and
+ * save as they are.
+ *
+ *   const model = await LlamaModel.fromPretrained(gpu, "path/to/checkpoint");   // or LlamaModel.fromConfig(gpu, cfg, {seed})
+ *   const { logits } = model.forward(inputIds, { attentionMask });              // logits [B, T, V]
+ *   const loss = model.loss(logits, labels ?? inputIds);                       // HF's shifted cross-entropy
+ *   loss.backward(); opt.step(); ...
+ *   await model.save("out/dir");                                               // config.json + model.safetensors
+ *
+ * The computation, as transformers does it (see tools/parity_reference.py, which re-implements HF in torch and
+ * against which test/nn/parity.test.ts checks logits, loss, hidden states and every gradient):
+ *   x = embed_tokens[input_ids]                   nn.Embedding(V, D, padding_idx = pad_token_id): the padding
+ *                                                 row gets no gradient from the lookup (it may from a tied head)
+ *       Gemma: x · fround(sqrt(D))                HF rounds the normalizer to the activation dtype
+ *   each layer:
+ *     h = RMSNorm(x)                              LLaMA w · x̂; Gemma (1 + w) · x̂; x̂ = x / sqrt(mean(x²) + eps)
+ *     q, k = RoPE(h Wqᵀ + bq, h Wkᵀ + bk)         rotate-half, angles pos · inv_freq in f32 (rope scaling:
+ *                                                 linear, dynamic, llama3 as transformers' modeling_rope_utils)
+ *     a = softmax(q kᵀ / sqrt(Dh) + mask) v       causal, key padding from attention_mask, GQA/MQA (kv heads
+ *                                                 shared by Hq / Hkv query heads each)
+ *     x = x + a Woᵀ + bo
+ *     h = RMSNorm(x);  x = x + (act(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ    act: silu, gelu, gelu_pytorch_tanh (Gemma)
+ *   logits = RMSNorm(x) · lm_headᵀ                lm_head = embed_tokens when tie_word_embeddings
+ * position_ids default to arange(T) for every row, whatever attention_mask says (HF's forward; only generate()
+ * derives positions from the mask). Pass `positionIds` for anything else.
+ *
+ * Differences from HF, all at positions that HF itself leaves undefined: a query that sees no key at all (a
+ * left-padding position: causal + padding masks hide every key) gets attention output 0 here; HF eager gives
+ * it uniform weights over all keys, sdpa gives it unmasked attention. Their logits are garbage in every
+ * implementation; keep them out of the loss with label -100 (HF does not do that for you).
+ * Not supported (a clear error): Mistral's sliding window when T exceeds it (the attention op has no window),
+ * attention dropout (HF applies it in training mode only; configs with attention_dropout > 0 get a warning).
+ *
+ * Memory: each decoder layer runs in its own scope(), so its intermediates are released when it returns; what
+ * backward needs stays alive only inside autograd nodes, and is freed as backward passes them.
+ * `memoryReport(config, {batch, seq})` estimates parameter, gradient, optimizer and activation bytes before
+ * a model is built.
+ */
+import type { Gpu } from "../gpu/index.ts";
+import {
+  checkParameters,
+  expectedParameters,
+  hfConfigJson,
+  openCheckpoint,
+  parseHfConfig,
+  readHfConfig,
+  type LlamaFamilyConfig,
+  type ParamSpec,
+  type WrittenCheckpoint,
+} from "../io/index.ts";
+import { attention } from "../tensor/ops/attention.ts";
+import { linear } from "../tensor/ops/matmul.ts";
+import {
+  add,
+  crossEntropy,
+  DEFAULT_SEED,
+  embedding,
+  gelu,
+  Generator,
+  isGradEnabled,
+  mul,
+  mulScalar,
+  randn,
+  rmsnorm,
+  rope,
+  ROPE_MAX_ANGLE,
+  ropeInvFreq,
+  scope,
+  silu,
+  Tensor,
+  TensorError,
+  transpose,
+  where,
+} from "../tensor/index.ts";
+import { checkBatch, checkIntMatrix, IGNORE_INDEX, labelCheck } from "./batch.ts";
+import { loadParameters, Module, torchDtypeOf, type SaveOptions } from "./module.ts";
+
+export interface ForwardOptions {
+  /** B × T, 1 = token, 0 = padding (masks keys; HF's attention_mask). */
+  attentionMask?: number[][];
+  /** Also return HF's hidden_states: [0] embeddings, [i] output of layer i (i < L), [L] the final norm's output. */
+  outputHiddenStates?: boolean;
+  /** Rotary positions: B × T, or one row of T shared by the batch. Default arange(T). */
+  positionIds?: number[][] | number[];
+}
+
+export interface ForwardOutput {
+  /** [B, T, V] */
+  logits: Tensor;
+  /** L + 1 tensors [B, T, D] when asked for (see ForwardOptions). */
+  hiddenStates?: Tensor[];
+}
+
+export interface InitOptions {
+  /** The generator the normal(0, initializer_range) weights are drawn from (default: a fresh one from `seed`). */
+  generator?: Generator;
+  seed?: number | bigint;
+  /** Mark parameters as requiring gradients (default true). */
+  requiresGrad?: boolean;
+}
+
+export interface LoadOptions {
+  /** Mark parameters as requiring gradients (default true: loaded to be trained). */
+  requiresGrad?: boolean;
+}
+
+type Act = (x: Tensor) => Tensor;
+
+export class LlamaModel extends Module {
+  /** Notes about the config that do not stop the model (e.g. attention dropout that is not applied). */
+  readonly warnings: string[];
+  private readonly act: Act;
+
+  private constructor(
+    gpu: Gpu,
+    readonly config: LlamaFamilyConfig,
+    params: Map<string, Tensor>,
+    requiresGrad: boolean,
+  ) {
+    super(gpu);
+    checkSupported(config);
+    this.warnings = [...config.warnings];
+    if (config.attentionDropout > 0) this.warnings.push(`attention_dropout ${config.attentionDropout} is not applied (alignx's attention has no dropout)`);
+    this.act = activation(config.hiddenAct);
+    for (const s of expectedParameters(config)) {
+      const t = params.get(s.name);
+      if (!t) throw new TensorError(`LlamaModel: parameter ${s.name} was not given`);
+      this.register(s.name, t, requiresGrad);
+    }
+  }
+
+  /** Parse a config.json object (or take a normalized config) into the config this class uses. */
+  static config(cfg: LlamaFamilyConfig | Record<string, unknown>, source = "config"): LlamaFamilyConfig {
+    return isNormalized(cfg) ? cfg : parseHfConfig(cfg, source);
+  }
+
+  /**
+   * A freshly initialized model, as HF's _init_weights: linear and embedding weights ~ normal(0,
+   * initializer_range) from the seeded GPU generator, biases 0, the embedding's padding row 0, norm weights 1
+   * (Gemma 0, since it applies 1 + w).
+   */
+  static fromConfig(gpu: Gpu, cfg: LlamaFamilyConfig | Record<string, unknown>, opts: InitOptions = {}): LlamaModel {
+    const config = LlamaModel.config(cfg);
+    checkSupported(config);
+    const gen = opts.generator ?? new Generator(opts.seed ?? DEFAULT_SEED);
+    const params = new Map<string, Tensor>();
+    const std = config.initializerRange;
+    try {
+      for (const s of expectedParameters(config)) {
+        let t: Tensor;
+        if (s.name.endsWith("norm.weight")) t = Tensor.full(gpu, s.shape, config.normWeightOffset ? 0 : 1);
+        else if (s.name.endsWith(".bias")) t = Tensor.zeros(gpu, s.shape);
+        else {
+          t = randn(gpu, s.shape, gen, { std });
+          if (s.name === "model.embed_tokens.weight" && config.padTokenId !== null) {
+            const d = s.shape[1]!;
+            gpu.write(t.buffer, new Float32Array(d), config.padTokenId * d * 4);
+          }
+        }
+        params.set(s.name, t);
+      }
+      return new LlamaModel(gpu, config, params, opts.requiresGrad ?? true);
+    } catch (e) {
+      for (const t of params.values()) t.release();
+      throw e;
+    }
+  }
+
+  /**
+   * Load a HF checkpoint directory (config.json + model.safetensors or shards). Every missing, unexpected
+   * or mis-shaped tensor is listed in one error before anything is uploaded; tensors then stream in one at a
+   * time (F16/BF16 widened to f32).
+   */
+  static async fromPretrained(gpu: Gpu, dir: string, opts: LoadOptions = {}): Promise<LlamaModel> {
+    const config = await readHfConfig(dir);
+    checkSupported(config);
+    const ckpt = await openCheckpoint(dir);
+    try {
+      checkParameters(config, ckpt.params(), ckpt.path);
+      const params = await loadParameters(gpu, ckpt, expectedParameters(config), opts);
+      return new LlamaModel(gpu, config, params, opts.requiresGrad ?? true);
+    } finally {
+      await ckpt.close();
+    }
+  }
+
+  /** Save as a HF checkpoint directory (config.json with torch_dtype set to match, weights; atomic). */
+  save(dir: string, opts: SaveOptions = {}): Promise<WrittenCheckpoint> {
+    return this.saveParams(dir, { "config.json": hfConfigJson(this.config, { torchDtype: torchDtypeOf(opts.dtype) }) }, opts);
+  }
+
+  /** HF parameter names and shapes of this model, in order. */
+  get specs(): ParamSpec[] {
+    return expectedParameters(this.config);
+  }
+
+  // ---- forward ----------------------------------------------------------------------------------------
+
+  forward(inputIds: number[][], opts: ForwardOptions = {}): ForwardOutput {
+    const c = this.config;
+    const batch = checkBatch("LlamaModel.forward", { inputIds, attentionMask: opts.attentionMask }, c.vocabSize);
+    const [B, T] = [inputIds.length, inputIds[0]!.length];
+    if (c.slidingWindow !== null && T > c.slidingWindow)
+      throw new TensorError(`LlamaModel.forward: sequence length ${T} exceeds sliding_window ${c.slidingWindow}; sliding-window attention is not implemented`);
+    const ids = Int32Array.from(inputIds.flat());
+    const pos = positions(opts.positionIds, B, T);
+    const invFreq = this.invFreq(pos.max + 1);
+    const maxInv = invFreq.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    if (Math.max(pos.max, -pos.min) * maxInv >= ROPE_MAX_ANGLE)
+      throw new TensorError(`LlamaModel.forward: position ${pos.max} is too large for the rotary kernel (|position × inv_freq| must stay below 2^21)`);
+    const mask = batch.attentionMask;
+    const padded = mask?.some((row) => row.includes(0)) ?? false;
+    const want = opts.outputHiddenStates ?? false;
+    const gpu = this.gpu;
+
+    return scope(() => {
+      const posT = Tensor.fromArray(gpu, pos.data, pos.shape, { dtype: "i32" });
+      const maskT = padded ? Tensor.fromArray(gpu, Float32Array.from(mask!.flat()), [B, T]) : undefined;
+      const hidden: Tensor[] = [];
+      let x = this.embed(ids, B, T);
+      for (let i = 0; i < c.numHiddenLayers; i++) {
+        if (want) hidden.push(x);
+        const prev = x;
+        x = scope(() => this.decoderLayer(i, prev, posT, maskT, invFreq));
+        if (!want) prev.release();
+      }
+      const h = rmsnorm(x, this.param("model.norm.weight"), this.normOpts);
+      x.release();
+      const logits = linear(h, this.lmHead);
+      if (!want) {
+        h.release();
+        return { logits };
+      }
+      hidden.push(h);
+      return { logits, hiddenStates: hidden };
+    });
+  }
+
+  /**
+   * HF's causal-LM loss: mean cross-entropy of logits[:, t] against labels[:, t + 1] over the positions whose
+   * label is not -100. `labels` is B × T (usually input_ids, with -100 where no loss is wanted; padding is
+   * NOT masked unless you say so, as in HF).
+   */
+  loss(logits: Tensor, labels: number[][]): Tensor {
+    const V = this.config.vocabSize;
+    if (logits.rank !== 3 || logits.shape[2] !== V) throw new TensorError(`LlamaModel.loss: logits must be [B, T, ${V}], got ${logits}`);
+    const [B, T] = logits.shape as [number, number, number];
+    checkIntMatrix("LlamaModel.loss", "labels", labels, labelCheck(V), [B, T]);
+    const targets = new Int32Array(B * T).fill(IGNORE_INDEX);
+    for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) targets[b * T + t] = labels[b]![t + 1]!;
+    return scope(() => crossEntropy(logits.reshape(B * T, V), targets, { ignoreIndex: IGNORE_INDEX }));
+  }
+
+  /** forward + loss in one call; labels default to input_ids. */
+  forwardLoss(inputIds: number[][], opts: ForwardOptions & { labels?: number[][] } = {}): ForwardOutput & { loss: Tensor } {
+    const out = this.forward(inputIds, opts);
+    try {
+      return { ...out, loss: this.loss(out.logits, opts.labels ?? inputIds) };
+    } catch (e) {
+      out.logits.release();
+      for (const h of out.hiddenStates ?? []) h.release();
+      throw e;
+    }
+  }
+
+  // ---- pieces -----------------------------------------------------------------------------------------
+
+  private get normOpts() {
+    return { eps: this.config.rmsNormEps, addUnitOffset: this.config.normWeightOffset === 1 };
+  }
+
+  private get lmHead(): Tensor {
+    return this.param(this.config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  }
+
+  /** HF's inverse frequencies for sequences up to `seqLen` (rope scaling applied), float32 as HF computes them. */
+  invFreq(seqLen: number): Float32Array {
+    return ropeInvFreqScaled(this.config, seqLen);
+  }
+
+  private embed(ids: Int32Array, B: number, T: number): Tensor {
+    const c = this.config;
+    const table = this.param("model.embed_tokens.weight");
+    let e = embedding(ids, table, { shape: [B, T] });
+    const pad = c.padTokenId;
+    if (pad !== null && table.requiresGrad && isGradEnabled() && ids.includes(pad)) {
+      // nn.Embedding(padding_idx): the lookup of the padding id passes no gradient to the table.
+      const cond = Tensor.fromArray(this.gpu, Float32Array.from(ids, (id) => (id === pad ? 0 : 1)), [B, T, 1]);
+      e = where(cond, e, e.detach());
+    }
+    if (c.normWeightOffset === 1) e = mulScalar(e, Math.fround(Math.sqrt(c.hiddenSize)));
+    return e;
+  }
+
+  private decoderLayer(i: number, x: Tensor, pos: Tensor, mask: Tensor | undefined, invFreq: Float32Array): Tensor {
+    const c = this.config;
+    const [B, T] = x.shape as [number, number, number];
+    const [Hq, Hkv, Dh] = [c.numAttentionHeads, c.numKeyValueHeads, c.headDim];
+    const p = `model.layers.${i}`;
+    const proj = (v: Tensor, name: string) => linear(v, this.param(`${p}.${name}.weight`), this.params.get(`${p}.${name}.bias`) ?? null);
+    const ropeOpts = { layout: "bthd", outLayout: "bhtd", invFreq } as const;
+
+    const h = rmsnorm(x, this.param(`${p}.input_layernorm.weight`), this.normOpts);
+    const q = rope(proj(h, "self_attn.q_proj").reshape(B, T, Hq, Dh), pos, ropeOpts);
+    const k = rope(proj(h, "self_attn.k_proj").reshape(B, T, Hkv, Dh), pos, ropeOpts);
+    const v = transpose(proj(h, "self_attn.v_proj").reshape(B, T, Hkv, Dh), 1, 2);
+    const a = attention(q, k, v, { causal: true, keyPaddingMask: mask, scale: Dh ** -0.5 });
+    const x1 = add(x, proj(transpose(a, 1, 2).reshape(B, T, Hq * Dh), "self_attn.o_proj"));
+    const h2 = rmsnorm(x1, this.param(`${p}.post_attention_layernorm.weight`), this.normOpts);
+    const m = mul(this.act(proj(h2, "mlp.gate_proj")), proj(h2, "mlp.up_proj"));
+    return add(x1, proj(m, "mlp.down_proj"));
+  }
+}
+
+// ---- helpers ----------------------------------------------------------------------------------------------
+
+function isNormalized(c: object): c is LlamaFamilyConfig {
+  return "modelType" in c && "hiddenSize" in c && "raw" in c;
+}
+
+/** What the GPU ops cannot do: a TensorError naming the field. */
+function checkSupported(c: LlamaFamilyConfig): void {
+  if (c.headDim % 4 !== 0) throw new TensorError(`LlamaModel: head_dim ${c.headDim} is not a multiple of 4, which the attention kernel needs`);
+}
+
+function activation(name: LlamaFamilyConfig["hiddenAct"]): Act {
+  switch (name) {
+    case "silu":
+      return silu;
+    case "gelu":
+      return (x) => gelu(x);
+    case "gelu_pytorch_tanh":
+      return (x) => gelu(x, "tanh");
+  }
+}
+
+function positions(p: ForwardOptions["positionIds"], B: number, T: number): { data: Int32Array; shape: number[]; max: number; min: number } {
+  let data: Int32Array;
+  let shape: number[];
+  if (p === undefined) {
+    data = Int32Array.from({ length: T }, (_, t) => t);
+    shape = [T];
+  } else if (p.length > 0 && !Array.isArray(p[0])) {
+    const row = p as number[];
+    if (row.length !== T) throw new TensorError(`LlamaModel.forward: positionIds has ${row.length} positions, the sequences ${T}`);
+    checkIntMatrix("LlamaModel.forward", "positionIds", [row], () => null);
+    data = Int32Array.from(row);
+    shape = [T];
+  } else {
+    checkIntMatrix("LlamaModel.forward", "positionIds", p, () => null, [B, T]);
+    data = Int32Array.from((p as number[][]).flat());
+    shape = [B, T];
+  }
+  let [max, min] = [-Infinity, Infinity];
+  for (const v of data) [max, min] = [Math.max(max, v), Math.min(min, v)];
+  return { data, shape, max, min };
+}
+
+/**
+ * transformers' rope init functions (modeling_rope_utils) for the rope_scaling types hf_config.ts accepts, with
+ * every step rounded to float32 as torch computes it. `seqLen` = max(position_ids) + 1 matters only for
+ * "dynamic" (NTK), which rescales the base past max_position_embeddings.
+ */
+export function ropeInvFreqScaled(c: Pick<LlamaFamilyConfig, "headDim" | "ropeTheta" | "ropeScaling" | "maxPositionEmbeddings">, seqLen: number): Float32Array {
+  const dim = c.headDim;
+  const rs = c.ropeScaling;
+  const f = Math.fround;
+  if (rs?.type === "dynamic" && seqLen > c.maxPositionEmbeddings) {
+    const base = c.ropeTheta * ((rs.factor * seqLen) / c.maxPositionEmbeddings - (rs.factor - 1)) ** (dim / (dim - 2));
+    return ropeInvFreq(dim, base);
+  }
+  const inv = ropeInvFreq(dim, c.ropeTheta);
+  if (rs?.type === "linear") return inv.map((v) => f(v / f(rs.factor)));
+  if (rs?.type !== "llama3") return inv;
+  const factor = f(rs.factor);
+  const old = rs.originalMaxPositionEmbeddings;
+  const lowWl = f(old / rs.lowFreqFactor);
+  const highWl = f(old / rs.highFreqFactor);
+  return inv.map((v) => {
+    const wavelen = f(f(2 * Math.PI) / v);
+    const invL = wavelen > lowWl ? f(v / factor) : v;
+    const smooth = f(f(f(f(old) / wavelen) - f(rs.lowFreqFactor)) / f(rs.highFreqFactor - rs.lowFreqFactor));
+    const smoothed = f(f(f(f(1 - smooth) * invL) / factor) + f(smooth * invL));
+    const medium = !(wavelen < highWl) && !(wavelen > lowWl);
+    return medium ? smoothed : invL;
+  });
+}
+
+// ---- memory estimate --------------------------------------------------------------------------------------
+
+export interface MemoryOptions {
+  batch: number;
+  seq: number;
+  /** Optimizer state per parameter: AdamW 2 tensors (default), SGD with momentum 1, none 0. */
+  optimizer?: "adamw" | "sgd" | "none";
+  /** false: inference under noGrad (no gradients, no optimizer, no saved activations). Default true. */
+  training?: boolean;
+  /** Bytes available (e.g. parseBytes(process.env.ALIGNX_GPU_MEMORY)); `fits` compares the total with it. */
+  budgetBytes?: number;
+  /** The device's limits (gpu.limits): single tensors must fit maxStorageBufferBindingSize / maxBufferSize. */
+  limits?: Pick<GPUSupportedLimits, "maxStorageBufferBindingSize" | "maxBufferSize">;
+}
+
+export interface MemoryReport {
+  parameters: number;
+  gradients: number;
+  optimizer: number;
+  /** Tensors autograd keeps from the forward for the backward (training), or the live working set (inference). */
+  activations: number;
+  /** Working memory on top at the peak: the logits' gradient and a few activation-sized gradients. */
+  transient: number;
+  /** Estimated peak bytes: everything above. */
+  total: number;
+  /** The largest single tensor (it must fit one GPU buffer binding). */
+  largest: { what: string; bytes: number };
+  /** Problems found: the total over budget, a tensor over the binding limit. Empty when it fits. */
+  problems: string[];
+  fits: boolean;
+  /** A short human-readable table. */
+  text: string;
+}
+
+/**
+ * Estimate the GPU bytes of training (or running) `config` on batches of `batch` × `seq` tokens, in f32: the
+ * parameters, their gradients, the optimizer state, the activations autograd saves (counted from what each op
+ * of LlamaModel.forward keeps for its backward), and the transient peak of the backward. An estimate: the
+ * buffer pool rounds each buffer up to a size class (at most 25% more, 256 bytes at least), and kernels'
+ * small per-row statistics are left out. test/nn/llama.test.ts compares it with a measured peak.
+ */
+export function memoryReport(cfg: LlamaFamilyConfig | Record<string, unknown>, o: MemoryOptions): MemoryReport {
+  const c = LlamaModel.config(cfg);
+  if (!(Number.isInteger(o.batch) && o.batch > 0 && Number.isInteger(o.seq) && o.seq > 0))
+    throw new TensorError(`memoryReport: batch and seq must be positive integers, got ${o.batch} and ${o.seq}`);
+  const F = 4;
+  const training = o.training ?? true;
+  const N = o.batch * o.seq;
+  const [D, I, V, L] = [c.hiddenSize, c.intermediateSize, c.vocabSize, c.numHiddenLayers];
+  const Q = c.numAttentionHeads * c.headDim;
+  const KV = c.numKeyValueHeads * c.headDim;
+  const nParams = expectedParameters(c).reduce((n, p) => n + p.shape.reduce((a, d) => a * d, 1), 0);
+  const parameters = nParams * F;
+  const gradients = training ? parameters : 0;
+  const optimizer = training ? parameters * ({ adamw: 2, sgd: 1, none: 0 }[o.optimizer ?? "adamw"] ?? 2) : 0;
+  // Saved per layer: the residual input and post-attention residual (norms), both norm outputs (projections),
+  // q, k, v after RoPE and the attention output (attention), the attention output re-laid-out (o_proj), the
+  // gate output, activation, up output and their product (activation, mul, down_proj).
+  const perLayer = N * (4 * D + 3 * Q + 2 * KV + 4 * I) + N * c.numAttentionHeads;
+  const head = N * (2 * D + V); // final norm input and output, the logits (kept by the loss)
+  const widest = Math.max(D, I, Q);
+  const activations = training ? F * (L * perLayer + head) : F * N * (2 * widest + Q + 2 * KV + V);
+  const transient = training ? F * (N * V + 4 * N * widest) : 0;
+  const total = parameters + gradients + optimizer + activations + transient;
+
+  const tensors: [string, number][] = [
+    ["embed_tokens [V, D]", V * D * F],
+    ["logits [B*T, V]", N * V * F],
+    ["MLP activation [B*T, I]", N * I * F],
+    ["q / attention output [B*T, Hq*Dh]", N * Q * F],
+  ];
+  const largest = tensors.reduce((a, b) => (b[1] > a[1] ? b : a));
+  const problems: string[] = [];
+  if (o.budgetBytes !== undefined && total > o.budgetBytes) problems.push(`estimated peak ${fmt(total)} exceeds the budget ${fmt(o.budgetBytes)}`);
+  if (o.limits) {
+    const lim = Math.min(o.limits.maxStorageBufferBindingSize, o.limits.maxBufferSize);
+    for (const [what, bytes] of tensors) if (bytes > lim) problems.push(`${what} needs ${fmt(bytes)}, over the device's largest buffer binding ${fmt(lim)}`);
+  }
+  const rows: [string, number][] = [
+    ["parameters", parameters],
+    ["gradients", gradients],
+    ["optimizer", optimizer],
+    ["activations", activations],
+    ["transient", transient],
+    ["total (est.)", total],
+  ];
+  const text = [
+    `${c.modelType}: ${(nParams / 1e6).toFixed(2)}M parameters, batch ${o.batch} × seq ${o.seq}${training ? ", training" : ", inference"} (f32)`,
+    ...rows.map(([k, v]) => `  ${k.padEnd(13)} ${fmt(v).padStart(10)}`),
+    `  largest tensor: ${largest[0]} ${fmt(largest[1])}`,
+    ...problems.map((p) => `  PROBLEM: ${p}`),
+  ].join("\n");
+  return { parameters, gradients, optimizer, activations, transient, total, largest: { what: largest[0], bytes: largest[1] }, problems, fits: problems.length === 0, text };
+}
+
+function fmt(b: number): string {
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (b >= 1024 && i < u.length - 1) {
+    b /= 1024;
+    i++;
+  }
+  return `${b.toFixed(i ? 2 : 0)} ${u[i]}`;
+}

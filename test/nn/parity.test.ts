@@ -1,0 +1,132 @@
+// PyTorch parity of LlamaModel: for each fixture under test/fixtures/parity (tiny LLaMA MHA with biases, LLaMA-3
+// GQA with llama3 rope scaling and tied embeddings, Mistral GQA, Gemma MQA with head_dim != hidden/heads), the
+// logits, loss, HF hidden_states and the gradient of every parameter against tools/parity_reference.py (a torch
+// re-implementation of HF LlamaForCausalLM, run in float64 on the same BF16 weights).
+//
+// Tolerances, each relative to the largest |reference| value of the tensor compared (max |got - ref| / max |ref|):
+// logits, hidden states 1e-4; loss 1e-4 (plain relative error); gradients 1e-3. Logits and hidden states are
+// compared only at positions that see at least one key: a left-padding position sees none, and there HF eager
+// and alignx differ by design (see src/nn/llama.ts); the fixtures' labels keep those positions out of the loss.
+// Also: the `parity` command on a fixture writes what the reference wrote (same names, shapes, values), and
+// rejects bad batch files naming the file, field and position.
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parity } from "../../src/cli/parity.ts";
+import { readBatch } from "../../src/nn/batch.ts";
+import { LlamaModel } from "../../src/nn/llama.ts";
+import { getGpu } from "../tensor/helpers.ts";
+import { FAMILIES, FIXTURES, readExpected, relMaxError, seesAKey } from "./parity_helpers.ts";
+
+const TOL = { logits: 1e-4, loss: 1e-4, hidden: 1e-4, grad: 1e-3 };
+const tmp = await mkdtemp(join(tmpdir(), "alignx-parity-"));
+afterAll(() => rm(tmp, { recursive: true, force: true }));
+
+describe("LlamaModel vs PyTorch (HF LlamaForCausalLM re-implementation)", () => {
+  for (const fam of FAMILIES) {
+    test(fam, async () => {
+      const gpu = await getGpu();
+      const dir = join(FIXTURES, fam);
+      const model = await LlamaModel.fromPretrained(gpu, dir);
+      const c = model.config;
+      const batch = await readBatch(join(dir, "batch.json"), c.vocabSize);
+      const ref = await readExpected(join(dir, "expected.safetensors"));
+      const [B, T] = [batch.inputIds.length, batch.inputIds[0]!.length];
+      const keep = seesAKey(batch.attentionMask, B, T);
+      const { logits, loss, hiddenStates } = model.forwardLoss(batch.inputIds, {
+        attentionMask: batch.attentionMask,
+        labels: batch.labels,
+        outputHiddenStates: true,
+      });
+      loss.backward();
+
+      expect(logits.shape).toEqual([B, T, c.vocabSize]);
+      const errs: Record<string, number> = {};
+      errs.logits = relMaxError(await logits.toArray(), ref.get("logits")!.data, c.vocabSize, keep);
+      const [got, want] = [await loss.item(), ref.get("loss")!.data[0]!];
+      errs.loss = Math.abs(got - want) / Math.abs(want);
+      expect(hiddenStates!.length).toBe(c.numHiddenLayers + 1);
+      errs.hidden = 0;
+      for (let i = 0; i <= c.numHiddenLayers; i++) {
+        const r = ref.get(`hidden_states.${i}`)!;
+        expect(hiddenStates![i]!.shape).toEqual(r.shape);
+        errs.hidden = Math.max(errs.hidden, relMaxError(await hiddenStates![i]!.toArray(), r.data, c.hiddenSize, keep));
+      }
+      // Every reference gradient has a parameter, and every parameter a gradient.
+      const refGrads = [...ref.keys()].filter((k) => k.startsWith("grad.")).sort();
+      expect(refGrads).toEqual([...model.params.keys()].map((n) => `grad.${n}`).sort());
+      errs.grad = 0;
+      let worst = "";
+      for (const [name, p] of model.params) {
+        const e = relMaxError(await p.grad!.toArray(), ref.get(`grad.${name}`)!.data);
+        if (e > errs.grad) [errs.grad, worst] = [e, name];
+      }
+      console.log(
+        `  ${fam.padEnd(8)} logits ${errs.logits!.toExponential(1)}  loss ${errs.loss!.toExponential(1)}  hidden ${errs.hidden!.toExponential(1)}  ` +
+          `grad ${errs.grad!.toExponential(1)} (${worst}); ${keep.filter((k) => !k).length} masked-out position(s) skipped`,
+      );
+      for (const k of Object.keys(TOL) as (keyof typeof TOL)[]) {
+        if (!(errs[k]! <= TOL[k])) throw new Error(`${fam}: ${k} error ${errs[k]} exceeds ${TOL[k]}${k === "grad" ? ` (${worst})` : ""}`);
+      }
+      logits.release();
+      loss.release();
+      for (const h of hiddenStates!) h.release();
+      model.release();
+    });
+  }
+});
+
+describe("parity command", () => {
+  test("writes logits, loss and grad.<name> that match the reference file", async () => {
+    const gpu = await getGpu();
+    const dir = join(FIXTURES, "gemma");
+    const out = join(tmp, "gemma.safetensors");
+    const lines: string[] = [];
+    const code = await parity({ model: dir, batch: join(dir, "batch.json"), out, gpu, log: (s) => lines.push(s) });
+    expect(code).toBe(0);
+    expect(lines.length).toBe(1);
+    expect(lines[0]).toMatch(/^parity: gemma .* loss \d\.\d+, max \|grad\| [\d.e-]+, [\d.]+ s -> /);
+    const got = await readExpected(out);
+    const batch = await readBatch(join(dir, "batch.json"), 80);
+    const ref = await readExpected(join(dir, "expected.safetensors"));
+    const refNames = [...ref.keys()].filter((k) => !k.startsWith("hidden_states.")).sort();
+    expect([...got.keys()].sort()).toEqual(refNames);
+    expect(got.get("loss")!.shape).toEqual([]);
+    for (const name of refNames) {
+      expect(got.get(name)!.shape).toEqual(ref.get(name)!.shape);
+      const keep = name === "logits" ? seesAKey(batch.attentionMask, 2, 8) : undefined;
+      const e = relMaxError(got.get(name)!.data, ref.get(name)!.data, name === "logits" ? 80 : 1, keep);
+      expect(e).toBeLessThanOrEqual(name.startsWith("grad.") ? TOL.grad : TOL.logits);
+    }
+  });
+
+  test("bad batch files: the error names the file, the field and the position; nothing leaks", async () => {
+    const gpu = await getGpu();
+    const dir = join(FIXTURES, "llama");
+    const live = gpu.memory().liveBuffers;
+    const cases: [string, unknown, RegExp][] = [
+      ["ragged", { input_ids: [[1, 2, 3], [1, 2]] }, /input_ids\[1\] has 2 values, but input_ids\[0\] has 3/],
+      ["range", { input_ids: [[1, 2, 3], [1, 80, 3]] }, /input_ids\[1\]\[1\] = 80 is not a token id in \[0, 80\)/],
+      ["float", { input_ids: [[1, 2.5]] }, /input_ids\[0\]\[1\] = 2\.5 is not an integer/],
+      ["mask", { input_ids: [[1, 2]], attention_mask: [[1, 2]] }, /attention_mask\[0\]\[1\] = 2 is not 0 or 1/],
+      ["maskshape", { input_ids: [[1, 2]], attention_mask: [[1, 1, 1]] }, /attention_mask\[0\] has 3 values, but input_ids rows have 2/],
+      ["labels", { input_ids: [[1, 2]], labels: [[1, -5]] }, /labels\[0\]\[1\] = -5 is not a token id in \[0, 80\) or -100/],
+      ["labelrows", { input_ids: [[1, 2]], labels: [[1, 2], [1, 2]] }, /labels has 2 rows, but input_ids has 1/],
+      ["unknown", { input_ids: [[1, 2]], attention_masks: [[1, 1]] }, /unknown field\(s\) "attention_masks"/],
+      ["missing", { labels: [[1, 2]] }, /input_ids is missing/],
+      ["empty", { input_ids: [] }, /input_ids is empty/],
+      ["notjson", "{input_ids:", /not valid JSON/],
+    ];
+    for (const [name, doc, re] of cases) {
+      const path = join(tmp, `${name}.json`);
+      await writeFile(path, typeof doc === "string" ? doc : JSON.stringify(doc));
+      const run = parity({ model: dir, batch: path, out: join(tmp, "never.safetensors"), gpu, log: () => {} });
+      await expect(run).rejects.toThrow(re);
+      await expect(parity({ model: dir, batch: path, out: join(tmp, "never.safetensors"), gpu, log: () => {} })).rejects.toThrow(path);
+    }
+    await expect(parity({ model: dir, batch: join(tmp, "nope.json"), out: join(tmp, "x.safetensors"), gpu, log: () => {} })).rejects.toThrow(/nope\.json: no such file/);
+    await expect(parity({ model: join(tmp, "nomodel"), batch: join(dir, "batch.json"), out: join(tmp, "x.safetensors"), gpu, log: () => {} })).rejects.toThrow(/nomodel/);
+    expect(gpu.memory().liveBuffers).toBe(live); // failed runs release the model they loaded
+  });
+});
