@@ -1,12 +1,17 @@
-// Sum and mean over one axis (src/tensor/ops/reduce.ts). The input is seen as [outer, n, inner] and the
-// output as [outer, inner], multiplied by `scale` (1 for sum, 1/n for mean).
+// Sum, mean and max over one axis (src/tensor/ops/reduce.ts). The input is seen as [outer, n, inner] and the
+// output as [outer, inner], multiplied by `scale` (1 for sum and max, 1/n for mean). The combining function
+// is the define COMBINE (default a + b; max passes a NaN-propagating max) starting from `init` (0, or -inf
+// for max, passed as a parameter since WGSL has no infinity literal).
 //
 //   sum_rows  inner == 1: one workgroup per output row; 256 invocations stride the row and tree-reduce in
 //             workgroup memory. Row r covers elements [r*n, min((r+1)*n, len)), so a long total sum can
 //             run as two passes over ragged chunks.
 //   sum_cols  inner > 1: one invocation per output walks its column; neighbouring invocations read
 //             neighbouring addresses.
-//   expand    the backward of both: out[o, k, j] = src[o, j] * scale over all len = outer*n*inner elements.
+//   expand    the backward of sum and mean: out[o, k, j] = src[o, j] * scale over all len = outer*n*inner.
+//   max_mask  max backward, step 1: dst[o, k, j] = 1 where src[o, k, j] equals the row's max aux0[o, j], else 0.
+//   max_grad  max backward, step 2: dst[o, k, j] = src (the mask) * aux0[o, j] (the gradient) / aux1[o, j] (the
+//             number of maxima): ties share the gradient evenly, as torch.amax.
 // Workgroups sit on a 2-D grid: `gx` workgroups per grid row (sum_rows), `row` invocations per grid row.
 
 struct Params {
@@ -17,14 +22,21 @@ struct Params {
   row: u32,
   gx: u32,
   scale: f32,
+  init: f32,
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> aux0: array<f32>;
+@group(0) @binding(3) var<storage, read> aux1: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, WG>;
+
+fn combine(a: f32, b: f32) -> f32 {
+  return {{COMBINE:a + b}};
+}
 
 @compute @workgroup_size(WG)
 fn sum_rows(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -34,15 +46,15 @@ fn sum_rows(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
   }
   let start = r * p.n;
   let end = min(start + p.n, p.len);
-  var acc = 0.0;
+  var acc = p.init;
   for (var k = start + lid; k < end; k += WG) {
-    acc += src[k];
+    acc = combine(acc, src[k]);
   }
   partial[lid] = acc;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (lid < s) {
-      partial[lid] += partial[lid + s];
+      partial[lid] = combine(partial[lid], partial[lid + s]);
     }
     workgroupBarrier();
   }
@@ -60,9 +72,9 @@ fn sum_cols(@builtin(global_invocation_id) gid: vec3u) {
   let o = i / p.inner;
   let j = i - o * p.inner;
   let base = o * p.n * p.inner + j;
-  var acc = 0.0;
+  var acc = p.init;
   for (var k = 0u; k < p.n; k++) {
-    acc += src[base + k * p.inner];
+    acc = combine(acc, src[base + k * p.inner]);
   }
   dst[i] = acc * p.scale;
 }
@@ -76,4 +88,26 @@ fn expand(@builtin(global_invocation_id) gid: vec3u) {
   let o = i / (p.n * p.inner);
   let j = i % p.inner;
   dst[i] = src[o * p.inner + j] * p.scale;
+}
+
+@compute @workgroup_size(256)
+fn max_mask(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.row + gid.x;
+  if (i >= p.len) {
+    return;
+  }
+  let o = i / (p.n * p.inner);
+  let j = i % p.inner;
+  let m = aux0[o * p.inner + j];
+  dst[i] = select(0.0, 1.0, src[i] == m || (src[i] != src[i] && m != m));
+}
+
+@compute @workgroup_size(256)
+fn max_grad(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.row + gid.x;
+  if (i >= p.len) {
+    return;
+  }
+  let oj = (i / (p.n * p.inner)) * p.inner + i % p.inner;
+  dst[i] = src[i] * aux0[oj] / aux1[oj];
 }

@@ -4,7 +4,7 @@
  */
 import { Tensor } from "../tensor.ts";
 import { add, div, mul, sub } from "./binary.ts";
-import { mean, sum } from "./reduce.ts";
+import { max, mean, sum } from "./reduce.ts";
 import { linear, matmul, type MatmulOptions } from "./matmul.ts";
 import { clamp, contiguous, expand, permute, slice, transpose } from "./shape_ops.ts";
 import { logSoftmax, softmax } from "./softmax.ts";
@@ -43,6 +43,7 @@ declare module "../tensor.ts" {
     addScalar(s: number): Tensor;
     sum(axis?: number, keepdim?: boolean): Tensor;
     mean(axis?: number, keepdim?: boolean): Tensor;
+    max(axis?: number, keepdim?: boolean): Tensor;
     softmax(): Tensor;
     logSoftmax(): Tensor;
     transpose(d0: number, d1: number): Tensor;
@@ -58,7 +59,7 @@ declare module "../tensor.ts" {
 
 type OpMethod =
   | "add" | "sub" | "mul" | "div" | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "sigmoid" | "silu" | "gelu" | "pow"
-  | "mulScalar" | "addScalar" | "sum" | "mean" | "softmax" | "logSoftmax" | "transpose" | "permute" | "slice" | "expand"
+  | "mulScalar" | "addScalar" | "sum" | "mean" | "max" | "softmax" | "logSoftmax" | "transpose" | "permute" | "slice" | "expand"
   | "contiguous" | "clamp" | "matmul" | "linear";
 
 const methods = {
@@ -80,6 +81,7 @@ const methods = {
   addScalar(s: number) { return addScalar(this, s); },
   sum(axis?: number, keepdim?: boolean) { return sum(this, axis, keepdim); },
   mean(axis?: number, keepdim?: boolean) { return mean(this, axis, keepdim); },
+  max(axis?: number, keepdim?: boolean) { return max(this, axis, keepdim); },
   softmax() { return softmax(this); },
   logSoftmax() { return logSoftmax(this); },
   transpose(d0: number, d1: number) { return transpose(this, d0, d1); },

@@ -1,5 +1,5 @@
 /**
- * Reductions: sum and mean, over one axis (optionally keeping it as size 1) or over everything; and
+ * Reductions: sum, mean and max, over one axis (optionally keeping it as size 1) or over everything; and
  * `sumTo`, which sums a broadcast gradient back down to an input's shape (binary ops' backward).
  * Kernels: kernels/reduce.wgsl. Every reduction is one or more passes of "[outer, n, inner] → [outer, inner]".
  */
@@ -16,8 +16,17 @@ const WG = 256;
 const TWO_PASS_ABOVE = 65536;
 const CHUNK = 4096;
 
-/** [outer, n, inner] → a new [outer * inner] tensor holding scale * the sum over n. */
-function reduceAxis(x: Tensor, outer: number, n: number, inner: number, scale: number, name: string): Tensor {
+/** How a reduction combines: its WGSL combine expression (of a and b) and its identity. */
+interface Combiner {
+  expr: string;
+  init: number;
+}
+const SUM: Combiner = { expr: "a + b", init: 0 };
+/** max that propagates NaN, as torch.max/amax do (a + b is NaN when either is). */
+const MAX: Combiner = { expr: "select(max(a, b), a + b, a != a || b != b)", init: -Infinity };
+
+/** [outer, n, inner] → a new [outer * inner] tensor holding scale * the combination over n. */
+function reduceAxis(x: Tensor, outer: number, n: number, inner: number, scale: number, name: string, c: Combiner = SUM): Tensor {
   const gpu = x.gpu;
   const out = Tensor.empty(gpu, [outer * inner]);
   if (outer * inner === 0) return out;
@@ -25,25 +34,27 @@ function reduceAxis(x: Tensor, outer: number, n: number, inner: number, scale: n
     if (outer === 1 && n > TWO_PASS_ABOVE) {
       const parts = Math.ceil(n / CHUNK);
       const partial = Tensor.empty(gpu, [parts]);
-      sumRows(x, partial, parts, CHUNK, n, 1, name);
-      sumRows(partial, out, 1, parts, parts, scale, name);
+      sumRows(x, partial, parts, CHUNK, n, 1, name, c);
+      sumRows(partial, out, 1, parts, parts, scale, name, c);
       partial.release();
-    } else sumRows(x, out, outer, n, outer * n, scale, name);
+    } else sumRows(x, out, outer, n, outer * n, scale, name, c);
   } else {
     const g = grid1d(outer * inner);
     gpu.dispatch(REDUCE, "sum_cols", { src: x.buffer, dst: out.buffer }, g.workgroups, {
-      params: { outer, n, inner, len: outer * n * inner, row: g.row, gx: 0, scale },
+      params: { outer, n, inner, len: outer * n * inner, row: g.row, gx: 0, scale, init: c.init },
+      defines: { COMBINE: c.expr },
       name,
     });
   }
   return out;
 }
 
-function sumRows(x: Tensor, out: Tensor, outer: number, n: number, len: number, scale: number, name: string): void {
+function sumRows(x: Tensor, out: Tensor, outer: number, n: number, len: number, scale: number, name: string, c: Combiner): void {
   const g = grid1d(outer * WG);
   const gx = g.workgroups[0];
   x.gpu.dispatch(REDUCE, "sum_rows", { src: x.buffer, dst: out.buffer }, g.workgroups, {
-    params: { outer, n, inner: 1, len, row: 0, gx, scale },
+    params: { outer, n, inner: 1, len, row: 0, gx, scale, init: c.init },
+    defines: { COMBINE: c.expr },
     name,
   });
 }
@@ -55,13 +66,33 @@ function expand(g: Tensor, shape: Shape, outer: number, n: number, inner: number
   if (len === 0) return out;
   const grid = grid1d(len);
   g.gpu.dispatch(REDUCE, "expand", { src: g.buffer, dst: out.buffer }, grid.workgroups, {
-    params: { outer, n, inner, len, row: grid.row, gx: 0, scale },
+    params: { outer, n, inner, len, row: grid.row, gx: 0, scale, init: 0 },
     name,
   });
   return out;
 }
 
-function reduce(op: "sum" | "mean", x: Tensor, axis: number | undefined, keepdim: boolean): Tensor {
+/** Backward of max: the gradient shared evenly by the elements equal to their row's max (torch.amax). */
+function maxBackward(g: Tensor, x: Tensor, m: Tensor, outer: number, n: number, inner: number): Tensor {
+  const gpu = g.gpu;
+  const len = outer * n * inner;
+  const mask = Tensor.empty(gpu, x.shape);
+  const out = Tensor.empty(gpu, x.shape);
+  if (len === 0) {
+    mask.release();
+    return out;
+  }
+  const grid = grid1d(len);
+  const params = { outer, n, inner, len, row: grid.row, gx: 0, scale: 1, init: 0 };
+  gpu.dispatch(REDUCE, "max_mask", { src: x.buffer, dst: mask.buffer, aux0: m.buffer }, grid.workgroups, { params, name: "max.backward" });
+  const count = reduceAxis(mask, outer, n, inner, 1, "max.backward");
+  gpu.dispatch(REDUCE, "max_grad", { src: mask.buffer, dst: out.buffer, aux0: g.buffer, aux1: count.buffer }, grid.workgroups, { params, name: "max.backward" });
+  mask.release();
+  count.release();
+  return out;
+}
+
+function reduce(op: "sum" | "mean" | "max", x: Tensor, axis: number | undefined, keepdim: boolean): Tensor {
   checkOperands(op, x);
   const shape = x.shape;
   let outer: number, n: number, inner: number, outShape: number[];
@@ -74,10 +105,17 @@ function reduce(op: "sum" | "mean", x: Tensor, axis: number | undefined, keepdim
     outShape = keepdim ? shape.map((d, i) => (i === ax ? 1 : d)) : shape.filter((_, i) => i !== ax);
   }
   const scale = op === "mean" ? 1 / n : 1;
-  if (op === "mean" && n === 0) throw new TensorError(`mean: cannot average over an empty axis of ${fmtShape(shape)}`);
-  const flat = reduceAxis(x, outer, n, inner, scale, op);
+  if (op !== "sum" && n === 0) throw new TensorError(`${op}: cannot ${op === "mean" ? "average" : "take the max"} over an empty axis of ${fmtShape(shape)}`);
+  const flat = reduceAxis(x, outer, n, inner, scale, op, op === "max" ? MAX : SUM);
   const out = flat.reshape(outShape);
   flat.release();
+  if (op === "max")
+    return attach(out, {
+      op,
+      inputs: [x],
+      save: () => [x, out],
+      backward: (g, [sx, sm]) => [maxBackward(g, sx!, sm!, outer, n, inner)],
+    });
   return attach(out, {
     op,
     inputs: [x],
@@ -93,6 +131,14 @@ export function sum(x: Tensor, axis?: number, keepdim = false): Tensor {
 /** Mean over `axis`, or over all elements when `axis` is omitted. */
 export function mean(x: Tensor, axis?: number, keepdim = false): Tensor {
   return reduce("mean", x, axis, keepdim);
+}
+
+/**
+ * Max over `axis`, or over all elements when `axis` is omitted: the values (torch.amax). NaN propagates.
+ * Backward shares the gradient evenly among elements tied for the max, as torch.amax does.
+ */
+export function max(x: Tensor, axis?: number, keepdim = false): Tensor {
+  return reduce("max", x, axis, keepdim);
 }
 
 /**
