@@ -27,12 +27,24 @@ export function isGradEnabled(): boolean {
 
 /** Run `fn` without recording: outputs do not require grad. Synchronous, like GPU recording. */
 export function noGrad<T>(fn: () => T): T {
+  return withGradMode(false, "noGrad", fn);
+}
+
+/**
+ * Run `fn` with recording on, even inside noGrad or a backward rule (torch.enable_grad): for code that runs a
+ * user function from a backward rule and differentiates it there (activation checkpointing).
+ */
+export function enableGrad<T>(fn: () => T): T {
+  return withGradMode(true, "enableGrad", fn);
+}
+
+function withGradMode<T>(on: boolean, name: string, fn: () => T): T {
   const prev = gradEnabled;
-  gradEnabled = false;
+  gradEnabled = on;
   try {
     const r = fn();
     if (r && typeof (r as { then?: unknown }).then === "function")
-      throw new TensorError("noGrad(fn): fn returned a Promise; noGrad is synchronous (record inside, await after)");
+      throw new TensorError(`${name}(fn): fn returned a Promise; ${name} is synchronous (record inside, await after)`);
     return r;
   } finally {
     gradEnabled = prev;

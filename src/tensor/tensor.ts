@@ -101,8 +101,20 @@ export function keep<T extends Tensor>(t: T, ...more: Tensor[]): T {
 
 /** Run `fn` with scope tracking off: tensors it creates belong to the caller (autograd internals). */
 export function untracked<T>(fn: () => T): T {
+  return withTracking(false, fn);
+}
+
+/**
+ * Run `fn` with scope tracking on, even inside `untracked` (autograd internals): for code that runs a user
+ * function from a backward rule and must release what it creates there with `scope` (activation checkpointing).
+ */
+export function tracked<T>(fn: () => T): T {
+  return withTracking(true, fn);
+}
+
+function withTracking<T>(on: boolean, fn: () => T): T {
   const prev = tracking;
-  tracking = false;
+  tracking = on;
   try {
     return fn();
   } finally {
