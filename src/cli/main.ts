@@ -5,6 +5,7 @@
  */
 import { cac } from "cac";
 import pkg from "../../package.json" with { type: "json" };
+import { generate } from "./generate.ts";
 import { info } from "./info.ts";
 import { parity } from "./parity.ts";
 import { runScript, UsageError } from "./run.ts";
@@ -31,6 +32,29 @@ cli
       if (typeof o[k] !== "string" || o[k] === "") throw new UsageError(`parity: --${k} is required (see alignx parity --help)`);
     return parity({ model: o.model!, batch: o.batch!, out: o.out!, adapter: o.adapter === undefined ? undefined : String(o.adapter), cpu: o.cpu });
   });
+
+cli
+  .command("generate", "Continue a prompt with a HF checkpoint and its tokenizer (KV cache; greedy or sampled)")
+  .option("--model <dir>", "Checkpoint directory (config.json, *.safetensors, tokenizer.json)")
+  .option("--prompt <text>", "The text to continue")
+  .option("--max-new-tokens <n>", "Tokens to generate at most (default 64)")
+  .option("--temperature <t>", "0 = greedy (default), else sampling temperature")
+  .option("--top-k <k>", "Sample from the k most likely tokens (0 = off)")
+  .option("--top-p <p>", "Nucleus sampling mass (1 = off)")
+  .option("--seed <s>", "Sampling seed (default 0)")
+  .action((o: { adapter?: string; cpu?: boolean; model?: string; prompt?: string; maxNewTokens?: string; temperature?: string; topK?: string; topP?: string; seed?: string }) =>
+    generate({
+      model: o.model === undefined ? "" : String(o.model),
+      prompt: o.prompt === undefined ? (undefined as unknown as string) : String(o.prompt),
+      maxNewTokens: o.maxNewTokens,
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      seed: o.seed,
+      adapter: o.adapter === undefined ? undefined : String(o.adapter),
+      cpu: o.cpu,
+    }),
+  );
 
 cli
   .command("run <file> [...args]", "Run a TypeScript/JavaScript file with navigator.gpu and the GPU* globals installed")

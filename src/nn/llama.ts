@@ -7,6 +7,7 @@
  *   const { logits } = model.forward(inputIds, { attentionMask });              // logits [B, T, V]
  *   const loss = model.loss(logits, labels ?? inputIds);                       // HF's shifted cross-entropy
  *   loss.backward(); opt.step(); ...
+ *   model.forwardCached(ids, cache, { attentionMask, lastTokenOnly: true });   // inference with a KvCache
  *   await model.save("out/dir");                                               // config.json + model.safetensors
  *
  * The computation, as transformers does it (see tools/parity_reference.py, which re-implements HF in torch and
@@ -33,6 +34,10 @@
  * Not supported (a clear error): Mistral's sliding window when T exceeds it (the attention op has no window),
  * attention dropout (HF applies it in training mode only; configs with attention_dropout > 0 get a warning).
  *
+ * Generation (src/nn/generate.ts) runs the same layers through `forwardCached`: only the attention differs
+ * (the new keys and values go into a KvCache; after the prefill, queries attend to the cache with the decode
+ * attention op), so both paths share every other line.
+ *
  * Memory: each decoder layer runs in its own scope(), so its intermediates are released when it returns; what
  * backward needs stays alive only inside autograd nodes, and is freed as backward passes them.
  * `memoryReport(config, {batch, seq})` estimates parameter, gradient, optimizer and activation bytes before
@@ -50,7 +55,9 @@ import {
   type ParamSpec,
   type WrittenCheckpoint,
 } from "../io/index.ts";
+import { checkpoint } from "../tensor/checkpoint.ts";
 import { attention } from "../tensor/ops/attention.ts";
+import { attentionDecode } from "../tensor/ops/attention_decode.ts";
 import { linear } from "../tensor/ops/matmul.ts";
 import {
   add,
@@ -62,6 +69,8 @@ import {
   isGradEnabled,
   mul,
   mulScalar,
+  narrow,
+  noGrad,
   randn,
   rmsnorm,
   rope,
@@ -75,6 +84,7 @@ import {
   where,
 } from "../tensor/index.ts";
 import { checkBatch, checkIntMatrix, IGNORE_INDEX, labelCheck } from "./batch.ts";
+import type { KvCache } from "./kv_cache.ts";
 import { loadParameters, Module, torchDtypeOf, type SaveOptions } from "./module.ts";
 
 export interface ForwardOptions {
@@ -84,6 +94,13 @@ export interface ForwardOptions {
   outputHiddenStates?: boolean;
   /** Rotary positions: B × T, or one row of T shared by the batch. Default arange(T). */
   positionIds?: number[][] | number[];
+}
+
+export interface CachedForwardOptions {
+  /** B × T for the new tokens, 1 = token, 0 = padding (left padding of a batched prompt). Default all 1. */
+  attentionMask?: number[][];
+  /** Logits of each row's last position only ([B, 1, V]): the LM head skips the others. Default false. */
+  lastTokenOnly?: boolean;
 }
 
 export interface ForwardOutput {
@@ -108,9 +125,21 @@ export interface LoadOptions {
 
 type Act = (x: Tensor) => Tensor;
 
+/** Layer `layer`'s attention on its rotated q [B, Hq, T, Dh] and k, v [B, Hkv, T, Dh] → [B, Hq, T, Dh]. */
+/** A layer's attention. `mask` is the forward's key-padding mask, passed explicitly so a checkpointed layer
+ * can keep it for its recompute; the cached path ignores it (its closure holds the cache's own mask). */
+type Attend = (layer: number, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null) => Tensor;
+
+type Positions = ReturnType<typeof positions>;
+
 export class LlamaModel extends Module {
   /** Notes about the config that do not stop the model (e.g. attention dropout that is not applied). */
   readonly warnings: string[];
+  /**
+   * Recompute each decoder layer during backward instead of keeping its activations (HF's
+   * `gradient_checkpointing_enable()`): activation memory of one layer instead of all, for one extra forward.
+   */
+  gradientCheckpointing = false;
   private readonly act: Act;
 
   private constructor(
@@ -199,32 +228,106 @@ export class LlamaModel extends Module {
   // ---- forward ----------------------------------------------------------------------------------------
 
   forward(inputIds: number[][], opts: ForwardOptions = {}): ForwardOutput {
-    const c = this.config;
-    const batch = checkBatch("LlamaModel.forward", { inputIds, attentionMask: opts.attentionMask }, c.vocabSize);
+    const op = "LlamaModel.forward";
+    const batch = checkBatch(op, { inputIds, attentionMask: opts.attentionMask }, this.config.vocabSize);
     const [B, T] = [inputIds.length, inputIds[0]!.length];
-    if (c.slidingWindow !== null && T > c.slidingWindow)
-      throw new TensorError(`LlamaModel.forward: sequence length ${T} exceeds sliding_window ${c.slidingWindow}; sliding-window attention is not implemented`);
+    this.checkWindow(op, T);
+    const mask = batch.attentionMask;
+    const padded = mask?.some((row) => row.includes(0)) ?? false;
+    return this.run(op, inputIds, positions(opts.positionIds, B, T), { hidden: opts.outputHiddenStates ?? false }, () => ({
+      mask: padded ? Tensor.fromArray(this.gpu, Float32Array.from(mask!.flat()), [B, T]) : null,
+      attend: (_layer, q, k, v, m) => attention(q, k, v, { causal: true, keyPaddingMask: m ?? undefined, scale: this.attnScale }),
+    }));
+  }
+
+  /**
+   * Inference with a KV cache (what generate() runs): `inputIds` are B × T new tokens per row, after the
+   * tokens `cache` holds; their keys and values are appended to it and their logits returned. Always under
+   * noGrad. Positions come from the cache (each row counts its own real tokens, so left padding shifts
+   * them as HF's generate does). The first call on an empty cache is the prefill: the same causal attention
+   * as forward() over the new tokens (padding from `attentionMask`); later calls attend to every cached
+   * slot with the decode attention op (any T >= 1). The cache advances only when the call succeeds.
+   */
+  forwardCached(inputIds: number[][], cache: KvCache, opts: CachedForwardOptions = {}): ForwardOutput {
+    const c = this.config;
+    const op = "LlamaModel.forwardCached";
+    const batch = checkBatch(op, { inputIds, attentionMask: opts.attentionMask }, c.vocabSize);
+    const [B, T] = [inputIds.length, inputIds[0]!.length];
+    if (cache.batch !== B || cache.layers !== c.numHiddenLayers || cache.kvHeads !== c.numKeyValueHeads || cache.headDim !== c.headDim)
+      throw new TensorError(
+        `${op}: the cache (batch ${cache.batch}, ${cache.layers} layers, ${cache.kvHeads} kv heads of ${cache.headDim}) does not fit ` +
+          `this model and batch (batch ${B}, ${c.numHiddenLayers} layers, ${c.numKeyValueHeads} kv heads of ${c.headDim})`,
+      );
+    this.checkWindow(op, cache.length + T);
+    const step = cache.plan(T, batch.attentionMask);
+    const scale = this.attnScale;
+    const out = noGrad(() =>
+      this.run(op, inputIds, positions(step.positionIds, B, T), { lastOnly: opts.lastTokenOnly ?? false }, () => {
+        cache.writeMask(step);
+        if (step.offset === 0) {
+          const maskT = step.padded ? Tensor.fromArray(this.gpu, Float32Array.from(step.mask.flat()), [B, T]) : undefined;
+          return {
+            mask: null,
+            attend: (layer, q, k, v) => {
+              cache.append(layer, step, k, v);
+              return attention(q, k, v, { causal: true, keyPaddingMask: maskT, scale });
+            },
+          };
+        }
+        return {
+          mask: null,
+          attend: (layer, q, k, v) => {
+            cache.append(layer, step, k, v);
+            const keyPaddingMask = step.padded ? cache.mask : undefined;
+            return attentionDecode(q, cache.keys(layer), cache.values(layer), { keyLength: step.offset + T, offset: step.offset, keyPaddingMask, scale });
+          },
+        };
+      }),
+    );
+    cache.commit(step);
+    return out;
+  }
+
+  /**
+   * The decoder on `inputIds` at positions `pos`, attention by `attend()` (called inside the forward's scope,
+   * so what it allocates is released with it). `lastOnly`: the final norm and LM head on the last position only.
+   */
+  private run(
+    op: string,
+    inputIds: number[][],
+    pos: Positions,
+    o: { hidden?: boolean; lastOnly?: boolean },
+    attend: () => { attend: Attend; mask: Tensor | null },
+  ): ForwardOutput {
+    const c = this.config;
+    const [B, T] = [inputIds.length, inputIds[0]!.length];
     const ids = Int32Array.from(inputIds.flat());
-    const pos = positions(opts.positionIds, B, T);
     const invFreq = this.invFreq(pos.max + 1);
     const maxInv = invFreq.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     if (Math.max(pos.max, -pos.min) * maxInv >= ROPE_MAX_ANGLE)
-      throw new TensorError(`LlamaModel.forward: position ${pos.max} is too large for the rotary kernel (|position × inv_freq| must stay below 2^21)`);
-    const mask = batch.attentionMask;
-    const padded = mask?.some((row) => row.includes(0)) ?? false;
-    const want = opts.outputHiddenStates ?? false;
+      throw new TensorError(`${op}: position ${pos.max} is too large for the rotary kernel (|position × inv_freq| must stay below 2^21)`);
+    const want = o.hidden ?? false;
     const gpu = this.gpu;
 
     return scope(() => {
       const posT = Tensor.fromArray(gpu, pos.data, pos.shape, { dtype: "i32" });
-      const maskT = padded ? Tensor.fromArray(gpu, Float32Array.from(mask!.flat()), [B, T]) : undefined;
+      const { attend: att, mask } = attend();
       const hidden: Tensor[] = [];
       let x = this.embed(ids, B, T);
+      const recompute = this.gradientCheckpointing && isGradEnabled();
       for (let i = 0; i < c.numHiddenLayers; i++) {
         if (want) hidden.push(x);
         const prev = x;
-        x = scope(() => this.decoderLayer(i, prev, posT, maskT, invFreq));
+        const layer = (h: Tensor, p: Tensor, m: Tensor | null) => this.decoderLayer(i, h, p, m, invFreq, att);
+        x = recompute
+          ? checkpoint((h, p, m) => layer(h!, p!, m ?? null), [prev, posT, mask], this.layerParams(i))
+          : scope(() => layer(prev, posT, mask));
         if (!want) prev.release();
+      }
+      if (o.lastOnly && T > 1) {
+        const all = x;
+        x = narrow(all, 1, T - 1, 1);
+        all.release();
       }
       const h = rmsnorm(x, this.param("model.norm.weight"), this.normOpts);
       x.release();
@@ -236,6 +339,11 @@ export class LlamaModel extends Module {
       hidden.push(h);
       return { logits, hiddenStates: hidden };
     });
+  }
+
+  private checkWindow(op: string, T: number): void {
+    const w = this.config.slidingWindow;
+    if (w !== null && T > w) throw new TensorError(`${op}: sequence length ${T} exceeds sliding_window ${w}; sliding-window attention is not implemented`);
   }
 
   /**
@@ -271,6 +379,10 @@ export class LlamaModel extends Module {
     return { eps: this.config.rmsNormEps, addUnitOffset: this.config.normWeightOffset === 1 };
   }
 
+  private get attnScale(): number {
+    return this.config.headDim ** -0.5;
+  }
+
   private get lmHead(): Tensor {
     return this.param(this.config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   }
@@ -294,7 +406,13 @@ export class LlamaModel extends Module {
     return e;
   }
 
-  private decoderLayer(i: number, x: Tensor, pos: Tensor, mask: Tensor | undefined, invFreq: Float32Array): Tensor {
+  /** The trainable parameters of decoder layer i (what a checkpointed layer's recompute differentiates). */
+  private layerParams(i: number): Tensor[] {
+    const prefix = `model.layers.${i}.`;
+    return [...this.params].filter(([name, t]) => name.startsWith(prefix) && t.requiresGrad).map(([, t]) => t);
+  }
+
+  private decoderLayer(i: number, x: Tensor, pos: Tensor, mask: Tensor | null, invFreq: Float32Array, attend: Attend): Tensor {
     const c = this.config;
     const [B, T] = x.shape as [number, number, number];
     const [Hq, Hkv, Dh] = [c.numAttentionHeads, c.numKeyValueHeads, c.headDim];
@@ -306,7 +424,7 @@ export class LlamaModel extends Module {
     const q = rope(proj(h, "self_attn.q_proj").reshape(B, T, Hq, Dh), pos, ropeOpts);
     const k = rope(proj(h, "self_attn.k_proj").reshape(B, T, Hkv, Dh), pos, ropeOpts);
     const v = transpose(proj(h, "self_attn.v_proj").reshape(B, T, Hkv, Dh), 1, 2);
-    const a = attention(q, k, v, { causal: true, keyPaddingMask: mask, scale: Dh ** -0.5 });
+    const a = attend(i, q, k, v, mask);
     const x1 = add(x, proj(transpose(a, 1, 2).reshape(B, T, Hq * Dh), "self_attn.o_proj"));
     const h2 = rmsnorm(x1, this.param(`${p}.post_attention_layernorm.weight`), this.normOpts);
     const m = mul(this.act(proj(h2, "mlp.gate_proj")), proj(h2, "mlp.up_proj"));

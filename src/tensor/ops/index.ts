@@ -11,6 +11,7 @@ import { logSoftmax, softmax } from "./softmax.ts";
 import { addScalar, exp, gelu, log, mulScalar, neg, pow, rsqrt, sigmoid, silu, sqrt, tanh } from "./unary.ts";
 
 export * from "./attention.ts";
+export * from "./attention_decode.ts";
 export * from "./binary.ts";
 export * from "./embedding.ts";
 export * from "./loss.ts";
