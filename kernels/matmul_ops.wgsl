@@ -1,13 +1,16 @@
 // Matrix products for the tensor ops (src/tensor/ops/matmul.ts): per batch z,
-//   C[z] = op(A[z]) · op(B[z]) (+ bias),   op(A) is [M, K], op(B) is [K, N], C is [M, N], all f32 row-major.
+//   C[z] = op(A[z]) · op(B[z]) (+ bias),   op(A) is [M, K], op(B) is [K, N], C is [M, N], all row-major.
+// Element types: each of A, B, bias and C is f32 or IEEE half, independently (X_T, BIAS_T, C_T name them;
+// the loads convert to f32, so every product accumulates in f32, and C_ST rounds once when it stores).
 //
 // Layout. Each operand is addressed through its "outer" dimension (m for A, n for B) and k: element (o, k)
 // of operand X sits at X[off + o * SO + k * SK], where X_KC says whether X is contiguous along k:
 //   A  (not transposed, stored [M, K]) KC: SO = K, SK = 1     A  (transposed, stored [K, M]): SO = 1, SK = M
 //   B  (not transposed, stored [K, N])   : SO = 1, SK = N     B  (transposed, stored [N, K]) KC: SO = K, SK = 1
 // so NN, NT, TN and TT are one source; no transposed copy is ever made. X_T is the binding's element type:
-// vec4<f32> when the contiguous dimension is a multiple of 4 (then 4 elements along it load as one vec4),
-// else f32; X_LD (one element at flat index i) and X_LD4 (4 consecutive elements from i) read either.
+// a vec4 of the element type when the contiguous dimension is a multiple of 4 (then 4 elements along it load
+// as one vec4), else a scalar; X_LD (one element at flat index i) and X_LD4 (4 consecutive elements from i)
+// read either and return f32 / vec4<f32>.
 // Batch z (batch0 + workgroup z) starts at A[z * sA], B[z * sB], C[z * M * N]; a stride of 0 shares the
 // operand across the batch (a 2-D weight). bias (BIAS: `bias[n]` or `0.0`) adds one value per column.
 // C_T / C_ST: vec4 stores when N % 4 == 0, else per-column scalar stores of the valid columns.
@@ -40,7 +43,7 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<{{A_T}}>;
 @group(0) @binding(1) var<storage, read> b: array<{{B_T}}>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<{{BIAS_T:f32}}>;
 @group(0) @binding(3) var<storage, read_write> c: array<{{C_T}}>;
 @group(1) @binding(0) var<uniform> p: Params;
 

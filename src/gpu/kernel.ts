@@ -103,7 +103,8 @@ export function specialize(k: KernelSource, defines: Defines = {}): string {
     if (v.includes("\n")) throw new GpuError(`define ${name} for ${k.file} must be one line`);
     return v;
   });
-  if (/\bf16\b/.test(code) && !/enable\s+f16\s*;/.test(code)) code = "enable f16; " + code;
+  const live = stripComments(code);
+  if (/\bf16\b/.test(live) && !/enable\s+f16\s*;/.test(live)) code = "enable f16; " + code;
   return code;
 }
 

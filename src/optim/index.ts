@@ -12,3 +12,4 @@ export {
   type LrSchedule,
   type LrScalable,
 } from "./schedule.ts";
+export { GradScaler, GRAD_SCALER_DEFAULTS, type GradScalerOptions, type GradScalerStateDict } from "./grad_scaler.ts";

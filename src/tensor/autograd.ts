@@ -222,6 +222,17 @@ function topoOrder(root: Node): Node[] {
 /** dst += src, in place (both f32, same size, distinct buffers). */
 function addInPlace(dst: Tensor, src: Tensor): void {
   if (!dst.size) return;
+  if (dst.dtype !== src.dtype) throw new TensorError(`backward: cannot add a ${src.dtype} gradient into a ${dst.dtype} one`);
+  if (dst.dtype === "f16") {
+    const words = Math.ceil(dst.size / 2);
+    const g = grid1d(words);
+    dst.gpu.dispatch(TENSOR_KERNELS, "accumulate_half", { src_words: src.buffer, dst_words: dst.buffer }, g.workgroups, {
+      params: { n: words, row: g.row, value: 0 },
+      name: "grad.accumulate",
+    });
+    return;
+  }
+  if (dst.dtype !== "f32") throw new TensorError(`backward: gradients of dtype ${dst.dtype} are not supported`);
   const g = grid1d(dst.size);
   dst.gpu.dispatch(TENSOR_KERNELS, "accumulate", { src: src.buffer, dst: dst.buffer }, g.workgroups, {
     params: { n: dst.size, row: g.row, value: 0 },

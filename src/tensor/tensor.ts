@@ -21,11 +21,17 @@ import { checkShape, fmtShape, inferShape, numel, TensorError, type Shape } from
 
 export { TensorError } from "./shape.ts";
 
-/** Element types. Storage, upload and readback handle all four; ops accept f32 only for now. */
+/**
+ * Element types. Storage, upload and readback handle all four. Ops take f32; f16 so far in cast, matmul/linear
+ * (f32 accumulation) and gradient accumulation (mixed precision: f16 compute, f32 master weights, GradScaler).
+ */
 export type DType = "f32" | "f16" | "i32" | "u32";
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, f16: 2, i32: 4, u32: 4 };
 
 export const TENSOR_KERNELS = defineKernel("kernels/tensor.wgsl", copySrc);
+
+/** The f32 whose bits 0x7e007e00 read as two f16 NaNs: what poisons an f16 tensor (an f32 NaN is 0x0000 + NaN). */
+const F16_NAN_PAIR = new Float32Array(new Uint32Array([0x7e007e00]).buffer)[0]!;
 
 export const debug = {
   /** Fill every uninitialized allocation with NaN (tests turn this on; costs one upload per allocation). */
@@ -129,7 +135,7 @@ export interface TensorOptions {
   requiresGrad?: boolean;
 }
 
-type HostArray = Float32Array | Int32Array | Uint32Array;
+type HostArray = Float32Array | Float16Array | Int32Array | Uint32Array;
 
 export class Tensor {
   readonly shape: readonly number[];
@@ -162,7 +168,7 @@ export class Tensor {
     const dtype = opts.dtype ?? "f32";
     const bytes = numel(checkShape(shape)) * DTYPE_BYTES[dtype];
     const buf = gpu.alloc(bytes, "tensor");
-    if (debug.poison) gpu.fill(buf, Number.NaN);
+    if (debug.poison) gpu.fill(buf, dtype === "f16" ? F16_NAN_PAIR : Number.NaN);
     return new Tensor(new Storage(gpu, buf), shape, dtype).setRequiresGrad(opts.requiresGrad ?? false);
   }
 
@@ -230,11 +236,11 @@ export class Tensor {
     return raw instanceof Float32Array ? raw : Float32Array.from(raw);
   }
 
-  /** The contents in the dtype's own typed array. */
+  /** The contents in the dtype's own typed array (f16: a Float16Array). */
   async data(): Promise<HostArray> {
-    if (this.dtype === "f16") throw new TensorError(`toArray: f16 readback is not implemented yet (${this})`);
     const bytes = await this.gpu.read(this.buffer, this.size * DTYPE_BYTES[this.dtype]);
-    return this.dtype === "i32" ? new Int32Array(bytes) : this.dtype === "u32" ? new Uint32Array(bytes) : new Float32Array(bytes);
+    const d = this.dtype;
+    return d === "i32" ? new Int32Array(bytes) : d === "u32" ? new Uint32Array(bytes) : d === "f16" ? new Float16Array(bytes) : new Float32Array(bytes);
   }
 
   /** The single value of a one-element tensor. */
@@ -317,7 +323,8 @@ function toHost(data: ArrayLike<number>, dtype: DType): HostArray {
     case "u32":
       return data instanceof Uint32Array ? data : Uint32Array.from(data);
     case "f16":
-      throw new TensorError("fromArray: f16 upload is not implemented yet");
+      // IEEE binary16, round to nearest even (as torch's .half()); odd counts are padded by the upload.
+      return data instanceof Float16Array ? data : Float16Array.from(data);
   }
 }
 

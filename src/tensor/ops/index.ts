@@ -13,6 +13,7 @@ import { addScalar, exp, gelu, log, mulScalar, neg, pow, rsqrt, sigmoid, silu, s
 export * from "./attention.ts";
 export * from "./attention_decode.ts";
 export * from "./binary.ts";
+export * from "./cast.ts";
 export * from "./embedding.ts";
 export * from "./loss.ts";
 export * from "./matmul.ts";

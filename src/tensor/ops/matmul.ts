@@ -13,12 +13,20 @@
  * batch gets the sum over the batch: when the batch can be folded into the reduction dimension (the other
  * operand and dC flattened to [batch * M, ...]) that is one product; otherwise one batched product followed
  * by a sum over the batch.
+ *
+ * Half precision (needs the device feature `shader-f16`): f16 operands are read as f16 and converted, every
+ * product accumulates in f32, and the result is stored as `outDtype`: by default the inputs' dtype (f16 in,
+ * f16 out, as under torch.autocast), or f32 on request (e.g. logits for a loss). Public operands (and a
+ * linear's bias) must share one dtype; backward products mix them freely (an f32 dC with an f16 operand),
+ * and each input's gradient comes out in that input's dtype. f16 gradient sums (a bias, a weight shared by a
+ * batch) reduce in f32 and round once.
  */
 import matmulSrc from "../../../kernels/matmul_ops.wgsl" with { type: "text" };
 import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, numel, sameShape, TensorError, type Shape } from "../shape.ts";
-import { checkOperands, Tensor } from "../tensor.ts";
+import { Tensor, type DType } from "../tensor.ts";
+import { cast } from "./cast.ts";
 import { sum } from "./reduce.ts";
 
 export const MATMUL_OPS = defineKernel("kernels/matmul_ops.wgsl", matmulSrc);
@@ -43,6 +51,8 @@ export interface MatmulOptions {
   transA?: boolean;
   /** Use bᵀ: b is [..., N, K] (a weight in [out, in] layout). */
   transB?: boolean;
+  /** The result's dtype (f32 or f16); default: the operands'. Accumulation is f32 either way. */
+  outDtype?: DType;
 }
 
 /** The problem one kernel launch solves: `batch` products C[z] = op(A[z]) · op(B[z]) of M x K by K x N. */
@@ -58,11 +68,26 @@ interface Problem {
   transB: boolean;
 }
 
-/** WGSL for operand `v`: its element type and loads (vec4 bindings when the contiguous size is a multiple of 4). */
-function access(v: string, vec: boolean): { T: string; LD: string; LD4: string } {
+/**
+ * WGSL for operand `v` of `dtype`: its binding's element type and loads, converted to f32 (vec4 bindings
+ * when the contiguous size is a multiple of 4).
+ */
+function access(v: string, vec: boolean, dtype: DType): { T: string; LD: string; LD4: string } {
+  const e = dtype === "f16" ? "f16" : "f32";
+  const f = (x: string) => (e === "f32" ? x : `f32(${x})`);
   return vec
-    ? { T: "vec4<f32>", LD: `${v}[i >> 2u][i & 3u]`, LD4: `${v}[i >> 2u]` }
-    : { T: "f32", LD: `${v}[i]`, LD4: `vec4<f32>(${v}[i], ${v}[i + 1u], ${v}[i + 2u], ${v}[i + 3u])` };
+    ? { T: `vec4<${e}>`, LD: f(`${v}[i >> 2u][i & 3u]`), LD4: e === "f32" ? `${v}[i >> 2u]` : `vec4<f32>(${v}[i >> 2u])` }
+    : { T: e, LD: f(`${v}[i]`), LD4: `vec4<f32>(${f(`${v}[i]`)}, ${f(`${v}[i + 1u]`)}, ${f(`${v}[i + 2u]`)}, ${f(`${v}[i + 3u]`)})` };
+}
+
+/** The C_T / C_ST defines: f32 accumulators v stored as `dtype`, as one vec4 or per valid column. */
+function store(vec: boolean, dtype: DType): { C_T: string; C_ST: string } {
+  const e = dtype === "f16" ? "f16" : "f32";
+  const cv = e === "f32" ? "v" : "vec4<f16>(v)";
+  const cs = e === "f32" ? "v[j]" : "f16(v[j])";
+  return vec
+    ? { C_T: `vec4<${e}>`, C_ST: `c[i >> 2u] = ${cv};` }
+    : { C_T: e, C_ST: `for (var j = 0u; j < cols; j++) { c[i + j] = ${cs}; }` };
 }
 
 function kernelFor(gpu: Gpu): "direct" | "tiled" {
@@ -82,8 +107,8 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
   const aVec = (aKc ? K : M) % 4 === 0 && K > 0;
   const bVec = (bKc ? K : N) % 4 === 0 && K > 0;
   const cVec = N % 4 === 0;
-  const A = access("a", aVec);
-  const B = access("b", bVec);
+  const A = access("a", aVec, a.dtype);
+  const B = access("b", bVec, b.dtype);
   const kind = kernelFor(gpu);
   const tm = kind === "tiled" ? 4 : matmulConfig.tm;
   if (tm % 4 !== 0 || tm < 4) throw new TensorError(`${name}: matmulConfig.tm must be a positive multiple of 4, got ${tm}`);
@@ -99,9 +124,9 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
     B_LD4: B.LD4,
     B_KC: String(bKc),
     B_VEC: String(bVec),
-    C_T: cVec ? "vec4<f32>" : "f32",
-    C_ST: cVec ? "c[i >> 2u] = v;" : "for (var j = 0u; j < cols; j++) { c[i + j] = v[j]; }",
-    BIAS: bias ? "bias[n]" : "0.0",
+    ...store(cVec, out.dtype),
+    BIAS: bias ? (bias.dtype === "f16" ? "f32(bias[n])" : "bias[n]") : "0.0",
+    BIAS_T: bias?.dtype === "f16" ? "f16" : "f32",
   };
   const [wx, wy] = [matmulConfig.wgx, matmulConfig.wgy];
   const [gx, gy] = kind === "tiled" ? [Math.ceil(N / 64), Math.ceil(M / 64)] : [Math.ceil(N / (4 * wx)), Math.ceil(M / (wy * tm))];
@@ -124,6 +149,23 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
 
 const describe = (x: string, t: Tensor, trans: boolean) => `${x} ${fmtShape(t.shape)}${trans ? " (transposed)" : ""}`;
 
+/**
+ * Check operands (and the result dtype) for `op`: live, one device, f32 or f16, f16 only where the device
+ * has shader-f16, and (for the public entry points, `same`) one dtype for all.
+ */
+function checkFloat(op: string, ts: readonly Tensor[], out: DType, same: boolean): void {
+  const gpu = ts[0]!.gpu;
+  for (const t of ts) {
+    t.assertLive();
+    if (t.gpu !== gpu) throw new TensorError(`${op}: operands live on different GPU devices`);
+    if (t.dtype !== "f32" && t.dtype !== "f16") throw new TensorError(`${op}: ${t} has dtype ${t.dtype}; matrix products take f32 or f16`);
+    if (same && t.dtype !== ts[0]!.dtype) throw new TensorError(`${op}: operands have different dtypes: ${ts.map(String).join(", ")}`);
+  }
+  if (out !== "f32" && out !== "f16") throw new TensorError(`${op}: outDtype must be f32 or f16, got ${out}`);
+  if ((out === "f16" || ts.some((t) => t.dtype === "f16")) && !gpu.features.has("shader-f16"))
+    throw new TensorError(`${op}: f16 needs the device feature shader-f16, which ${gpu.adapter.description} lacks`);
+}
+
 /** Shapes of op(a) · op(b): the launch problem and the output shape. Throws naming `op` and both shapes. */
 function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): { pr: Problem; shape: number[] } {
   const both = `${describe("a", a, transA)} and ${describe("b", b, transB)}`;
@@ -145,22 +187,27 @@ function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
   return { pr, shape: [...batchShape, M, N] };
 }
 
-/** op(a) · op(b) as a new tensor, no autograd. */
-function product(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
-  checkOperands(op, a, b);
+/** op(a) · op(b) as a new `dtype` tensor, no autograd (operand dtypes may differ). */
+function product(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean, dtype: DType): Tensor {
+  checkFloat(op, [a, b], dtype, false);
   const { pr, shape } = plan(op, a, b, transA, transB);
-  const out = Tensor.empty(a.gpu, shape);
+  const out = Tensor.empty(a.gpu, shape, { dtype });
   launch(op, pr, a, b, null, out);
   return out;
 }
 
-/** Sum t [n, ...rest] over its first dimension, consuming t. */
-function sumFirst(t: Tensor, rest: Shape): Tensor {
+/** Sum t [n, ...rest] over its first dimension in f32, consuming t; the result in `dtype`. */
+function sumFirst(t: Tensor, rest: Shape, dtype: DType): Tensor {
   const flat = t.reshape([numel(t.shape) / numel(rest), ...rest]);
   t.release();
-  const s = sum(flat, 0);
-  flat.release();
-  return s;
+  const wide = flat.dtype === "f32" ? flat : cast(flat, "f32");
+  if (wide !== flat) flat.release();
+  const s = sum(wide, 0);
+  wide.release();
+  if (dtype === "f32") return s;
+  const r = cast(s, dtype);
+  s.release();
+  return r;
 }
 
 /**
@@ -168,17 +215,17 @@ function sumFirst(t: Tensor, rest: Shape): Tensor {
  * d op(A) = dC · op(B)ᵀ, so dA = dC · op(B)ᵀ, or its transpose op(B) · dCᵀ when A is stored transposed;
  * likewise dB = op(A)ᵀ · dC, or dCᵀ · op(A) when B is stored transposed.
  */
-function gradOf(which: "a" | "b", g: Tensor, other: Tensor, tA: boolean, tB: boolean, xShape: Shape): Tensor {
+function gradOf(which: "a" | "b", g: Tensor, other: Tensor, tA: boolean, tB: boolean, xShape: Shape, xDtype: DType): Tensor {
   const name = `matmul.grad_${which}`;
   const sharedX = xShape.length === 2 && other.rank > 2;
-  const one = (gg: Tensor, o: Tensor): Tensor =>
+  const one = (gg: Tensor, o: Tensor, dt = xDtype): Tensor =>
     which === "a"
       ? tA
-        ? product(name, o, gg, tB, true)
-        : product(name, gg, o, false, !tB)
+        ? product(name, o, gg, tB, true, dt)
+        : product(name, gg, o, false, !tB, dt)
       : tB
-        ? product(name, gg, o, true, tA)
-        : product(name, o, gg, !tA, false);
+        ? product(name, gg, o, true, tA, dt)
+        : product(name, o, gg, !tA, false, dt);
   if (!sharedX) return one(g, other);
   // X is a 2-D weight shared by the batch. When `other` is not transposed relative to the flattening
   // (A not transposed for dB; never for dA), fold the batch into the reduction: one 2-D product.
@@ -191,38 +238,42 @@ function gradOf(which: "a" | "b", g: Tensor, other: Tensor, tA: boolean, tB: boo
     g2.release();
     return r;
   }
-  return sumFirst(one(g, other), xShape);
+  return sumFirst(one(g, other, "f32"), xShape, xDtype);
 }
 
 /**
  * Matrix product op(a) · op(b), op = transpose where `transA` / `transB` say. a [...batch, M, K] (or
  * [..., K, M] with transA), b [...batch, K, N] (or [..., N, K] with transB); batch dimensions equal, or one
- * operand 2-D and shared across the batch. Returns [...batch, M, N].
+ * operand 2-D and shared across the batch. Returns [...batch, M, N] in `outDtype` (default: a's dtype).
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const tA = opts.transA ?? false;
   const tB = opts.transB ?? false;
-  const out = product("matmul", a, b, tA, tB);
-  const [aShape, bShape] = [a.shape, b.shape];
+  const dtype = opts.outDtype ?? a.dtype;
+  checkFloat("matmul", [a, b], dtype, true);
+  const out = product("matmul", a, b, tA, tB, dtype);
+  const [aShape, bShape, aDtype, bDtype] = [a.shape, b.shape, a.dtype, b.dtype];
   return attach(out, {
     op: "matmul",
     inputs: [a, b],
     save: (needs) => [needs[1] ? a : null, needs[0] ? b : null],
     backward: (g, [sa, sb], needs) => [
-      needs[0] ? gradOf("a", g, sb!, tA, tB, aShape) : null,
-      needs[1] ? gradOf("b", g, sa!, tA, tB, bShape) : null,
+      needs[0] ? gradOf("a", g, sb!, tA, tB, aShape, aDtype) : null,
+      needs[1] ? gradOf("b", g, sa!, tA, tB, bShape, bDtype) : null,
     ],
   });
 }
 
 /**
  * PyTorch `F.linear` / HF `nn.Linear`: y = x · wᵀ (+ bias). x [..., in] (any leading dimensions, or none),
- * w [out, in], bias [out]. Returns [..., out]. The bias is added in the product's epilogue.
+ * w [out, in], bias [out], one dtype (f32 or f16). Returns [..., out] in `opts.outDtype` (default: x's
+ * dtype). The bias is added in the product's epilogue, before the result is rounded to its dtype.
  */
-export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
+export function linear(x: Tensor, w: Tensor, bias?: Tensor | null, opts: { outDtype?: DType } = {}): Tensor {
   const op = "linear";
   const ins = bias ? [x, w, bias] : [x, w];
-  checkOperands(op, ...ins);
+  const dtype = opts.outDtype ?? x.dtype;
+  checkFloat(op, ins, dtype, true);
   const shapes = `x ${fmtShape(x.shape)}, w ${fmtShape(w.shape)}${bias ? `, bias ${fmtShape(bias.shape)}` : ""}`;
   if (w.rank !== 2 || x.rank < 1) throw new TensorError(`${op}: needs x [..., in] and w [out, in], got ${shapes}`);
   const [nOut, nIn] = w.shape as [number, number];
@@ -230,10 +281,10 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   if (bias && !sameShape(bias.shape, [nOut])) throw new TensorError(`${op}: bias must be [out] = [${nOut}], got ${shapes}`);
   const lead = x.shape.slice(0, -1);
   const rows = numel(lead);
-  const out = Tensor.empty(x.gpu, [...lead, nOut]);
+  const out = Tensor.empty(x.gpu, [...lead, nOut], { dtype });
   const pr: Problem = { M: rows, N: nOut, K: nIn, batch: 1, sharedA: false, sharedB: false, transA: false, transB: true };
   launch(op, pr, x, w, bias ?? null, out);
-  const xShape = x.shape;
+  const [xShape, xDtype] = [x.shape, x.dtype];
   return attach(out, {
     op,
     inputs: ins,
@@ -242,17 +293,17 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
       const g2 = g.reshape(rows, nOut);
       let dx: Tensor | null = null;
       if (needs[0]) {
-        const d = product(`${op}.grad_x`, g2, sw!, false, false);
+        const d = product(`${op}.grad_x`, g2, sw!, false, false, sw!.dtype);
         dx = d.reshape(xShape);
         d.release();
       }
       let dw: Tensor | null = null;
       if (needs[1]) {
         const x2 = sx!.reshape(rows, nIn);
-        dw = product(`${op}.grad_w`, g2, x2, true, false);
+        dw = product(`${op}.grad_w`, g2, x2, true, false, x2.dtype);
         x2.release();
       }
-      const db = needs[2] ? sum(g2, 0) : null;
+      const db = needs[2] ? sumFirst(g2.detach(), [nOut], xDtype) : null;
       g2.release();
       return bias ? [dx, dw, db] : [dx, dw];
     },

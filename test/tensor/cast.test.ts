@@ -1,0 +1,218 @@
+// cast (f32 <-> f16, src/tensor/ops/cast.ts): bit-exact against an independent bit-level reference
+// (src/io/half.ts, itself checked against PyTorch in test/io/half.test.ts) on every f16 rounding boundary
+// (each tie between neighbouring halves, and one f32 ulp either side), subnormals, overflow and NaN;
+// f16 -> f32 on all 65536 bit patterns; odd element counts; gradients cast back to the input's dtype;
+// same-dtype casts as views; errors; PyTorch goldens (torch's .half() bits); memory flat.
+// Casts move halves as packed u32 words, so they need no shader-f16 and run on every device.
+import { describe, expect, test } from "bun:test";
+import { f16BitsToF32Bits, f32BitsToF16Bits } from "../../src/io/half.ts";
+import { scope, Tensor, TensorError } from "../../src/tensor/index.ts";
+import { cast, float, half } from "../../src/tensor/ops/cast.ts";
+import { expectFlatMemory } from "../helpers.ts";
+import { loadGoldens } from "./goldens.ts";
+import { getGpu, rng, seedOf, uniform } from "./helpers.ts";
+
+const SLOW = 120_000;
+
+/** Upload f32 bit patterns unchanged (a Float32Array view is passed through, NaN payloads included). */
+function f32FromBits(gpu: Awaited<ReturnType<typeof getGpu>>, bits: Uint32Array, requiresGrad = false): Tensor {
+  return Tensor.fromArray(gpu, new Float32Array(bits.buffer, bits.byteOffset, bits.length), [bits.length], { requiresGrad });
+}
+
+/** Upload f16 bit patterns unchanged. */
+function f16FromBits(gpu: Awaited<ReturnType<typeof getGpu>>, bits: Uint16Array, requiresGrad = false): Tensor {
+  return Tensor.fromArray(gpu, new Float16Array(bits.buffer, bits.byteOffset, bits.length), [bits.length], { dtype: "f16", requiresGrad });
+}
+
+async function bits16(t: Tensor): Promise<Uint16Array> {
+  const d = await t.data();
+  expect(d).toBeInstanceOf(Float16Array);
+  return new Uint16Array(d.buffer, d.byteOffset, d.length);
+}
+
+async function bits32(t: Tensor): Promise<Uint32Array> {
+  const d = await t.data();
+  expect(d).toBeInstanceOf(Float32Array);
+  return new Uint32Array(d.buffer, d.byteOffset, d.length);
+}
+
+const isNaN16 = (h: number) => (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
+
+/** Compare half bit patterns: equal, or both NaN (the kernel writes torch's quiet 0x7e00, half.ts keeps payloads). */
+function expectHalfBits(what: string, got: Uint16Array, src: Uint32Array): void {
+  let bad = 0;
+  let first = "";
+  for (let i = 0; i < src.length; i++) {
+    const want = f32BitsToF16Bits(src[i]!);
+    const ok = isNaN16(want) ? isNaN16(got[i]!) && (got[i]! & 0x8000) === (want & 0x8000) : got[i] === want;
+    if (!ok && !bad++) first = `[${i}] f32 0x${src[i]!.toString(16)}: got 0x${got[i]!.toString(16)}, expected 0x${want.toString(16)}`;
+  }
+  if (bad) throw new Error(`${what}: ${bad} of ${src.length} wrong; first ${first}`);
+}
+
+/** f32 bit patterns around every rounding boundary of the positive and negative halves. */
+function boundaryPatterns(): Uint32Array {
+  const out: number[] = [];
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let h = 0; h < 0x7c00; h++) {
+    // The exact midpoint between half h and h + 1 (an f32: halves have 11 significant bits), and its neighbours.
+    const lo = new Float32Array(new Uint32Array([f16BitsToF32Bits(h)]).buffer)[0]!;
+    const hi = new Float32Array(new Uint32Array([f16BitsToF32Bits(h + 1)]).buffer)[0]!;
+    f[0] = (lo + hi) / 2;
+    const mid = u[0]!;
+    for (const b of [mid - 1, mid, mid + 1]) out.push(b, (b | 0x80000000) >>> 0);
+  }
+  // Specials: ±0, ±inf, NaNs (quiet, signalling, negative), f32 subnormals, the largest finite f32, and the
+  // overflow threshold 65520 (= 0x477ff000) with its neighbours.
+  out.push(0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffc00123, 0x00000001, 0x807fffff, 0x7f7fffff);
+  out.push(0x477fefff, 0x477ff000, 0x477ff001, 0xc77ff000);
+  return Uint32Array.from(out);
+}
+
+describe("cast f32 -> f16", () => {
+  test("bit-exact round to nearest even at every boundary, subnormals, overflow, NaN", async () => {
+    const gpu = await getGpu();
+    const src = boundaryPatterns();
+    expect(src.length % 2).toBe(0);
+    const x = f32FromBits(gpu, src);
+    const y = cast(x, "f16");
+    expect(y.dtype).toBe("f16");
+    expect(y.shape).toEqual(x.shape);
+    expectHalfBits("boundaries", await bits16(y), src);
+    x.release();
+    y.release();
+  }, SLOW);
+
+  test("odd element counts (the last word's high half is padding) and several shapes", async () => {
+    const gpu = await getGpu();
+    const r = rng(seedOf("cast odd"));
+    for (const shape of [[1], [3], [5, 3], [2, 3, 43], [257]]) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      // Values spread over the whole f16 range, subnormals to overflow.
+      const vals = Float32Array.from({ length: n }, () => (r() < 0.5 ? -1 : 1) * 2 ** (-26 + 44 * r()));
+      const x = Tensor.fromArray(gpu, vals, shape);
+      const y = half(x);
+      expect(y.shape).toEqual(shape);
+      expectHalfBits(`shape [${shape}]`, await bits16(y), new Uint32Array(vals.buffer));
+      x.release();
+      y.release();
+    }
+  }, SLOW);
+});
+
+describe("cast f16 -> f32", () => {
+  test("exact on all 65536 half bit patterns (NaN payloads kept), and f16 -> f32 -> f16 is the identity", async () => {
+    const gpu = await getGpu();
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const x = f16FromBits(gpu, all);
+    const y = cast(x, "f32");
+    const got = await bits32(y);
+    for (let i = 0; i < 65536; i++) if (got[i] !== f16BitsToF32Bits(i)) throw new Error(`half 0x${i.toString(16)}: got f32 0x${got[i]!.toString(16)}`);
+    const z = cast(y, "f16");
+    const back = await bits16(z);
+    for (let i = 0; i < 65536; i++) if (!(back[i] === i || (isNaN16(i) && isNaN16(back[i]!)))) throw new Error(`round trip of 0x${i.toString(16)} gave 0x${back[i]!.toString(16)}`);
+    for (const t of [x, y, z]) t.release();
+  }, SLOW);
+
+  test("odd counts: element 2k + 1 comes from the high half of word k", async () => {
+    const gpu = await getGpu();
+    for (const n of [1, 3, 7]) {
+      const vals = Array.from({ length: n }, (_, i) => (i + 1) * (i % 2 ? -0.5 : 1.25));
+      const x = Tensor.fromArray(gpu, vals, [n], { dtype: "f16" });
+      const y = float(x);
+      expect(Array.from(await y.toArray())).toEqual(vals);
+      x.release();
+      y.release();
+    }
+  }, SLOW);
+});
+
+describe("cast autograd", () => {
+  test("f32 -> f16: the f16 upstream gradient comes back exactly as f32", async () => {
+    const gpu = await getGpu();
+    const r = rng(seedOf("cast grad 32"));
+    const x = Tensor.fromArray(gpu, Float32Array.from(uniform(r, 9)), [3, 3], { requiresGrad: true });
+    const y = cast(x, "f16");
+    expect(y.requiresGrad).toBe(true);
+    expect(y.gradFn?.op).toBe("cast");
+    const gv = Float16Array.from(uniform(r, 9, -4, 4));
+    const g = Tensor.fromArray(gpu, gv, [3, 3], { dtype: "f16" });
+    y.backward(g);
+    expect(x.grad!.dtype).toBe("f32");
+    expect(Array.from(await x.grad!.toArray())).toEqual(Array.from(gv));
+    for (const t of [x, y, g]) t.release();
+  }, SLOW);
+
+  test("f16 -> f32: the f32 upstream gradient is rounded to f16 like torch's .half()", async () => {
+    const gpu = await getGpu();
+    const r = rng(seedOf("cast grad 16"));
+    const x = Tensor.fromArray(gpu, uniform(r, 7), [7], { dtype: "f16", requiresGrad: true });
+    const y = cast(x, "f32");
+    const gv = Float32Array.from(uniform(r, 7, -1e5, 1e5)); // some beyond the f16 range: inf
+    gv[0] = 1e-7;
+    const g = Tensor.fromArray(gpu, gv, [7]);
+    y.backward(g);
+    expect(x.grad!.dtype).toBe("f16");
+    expectHalfBits("grad", await bits16(x.grad!), new Uint32Array(gv.buffer));
+    for (const t of [x, y, g]) t.release();
+  }, SLOW);
+
+  test("a cast to the same dtype is a view (no copy) whose gradient passes through", async () => {
+    const gpu = await getGpu();
+    const x = Tensor.fromArray(gpu, [1, 2, 3], [3], { requiresGrad: true });
+    const y = cast(x, "f32");
+    expect(y.storage).toBe(x.storage);
+    y.backward(Tensor.fromArray(gpu, [4, 5, 6], [3]));
+    expect(Array.from(await x.grad!.toArray())).toEqual([4, 5, 6]);
+    x.release();
+    y.release();
+    const h = Tensor.fromArray(gpu, [1.5], [1], { dtype: "f16" });
+    const h2 = half(h);
+    expect(h2.storage).toBe(h.storage);
+    expect(h2.dtype).toBe("f16");
+    h.release();
+    h2.release();
+  }, SLOW);
+
+  test("casts other than f32 <-> f16 throw naming the op", async () => {
+    const gpu = await getGpu();
+    const i = Tensor.fromArray(gpu, [1, 2], [2], { dtype: "i32" });
+    expect(() => cast(i, "f32")).toThrow(TensorError);
+    expect(() => cast(i, "f16")).toThrow(/cast: Tensor\(\[2\], i32\)/);
+    const x = Tensor.fromArray(gpu, [1, 2], [2]);
+    expect(() => cast(x, "u32")).toThrow(/only f32 <-> f16/);
+    i.release();
+    x.release();
+  }, SLOW);
+
+  test("memory stays flat over 50 forward + backward round trips", async () => {
+    const gpu = await getGpu();
+    const x = Tensor.fromArray(gpu, Float32Array.from(uniform(rng(5), 33)), [3, 11], { requiresGrad: true });
+    const g = Tensor.fromArray(gpu, Float32Array.from(uniform(rng(6), 33)), [3, 11]);
+    await expectFlatMemory(gpu, 50, () => {
+      scope(() => {
+        const y = float(half(x));
+        y.backward(g);
+      });
+      x.zeroGrad();
+    });
+    x.release();
+    g.release();
+  }, SLOW);
+});
+
+describe("PyTorch goldens", () => {
+  test("torch's .half() bits, and .float() of them (tools/goldens/amp.py)", async () => {
+    const gpu = await getGpu();
+    const c = loadGoldens("amp").find((k) => k.params.op === "cast")!;
+    const x = Tensor.fromArray(gpu, c.inputs.x!.data, c.inputs.x!.shape);
+    const h = half(x);
+    const want = c.outputs.bits!.data.map((b) => b & 0xffff);
+    expect(Array.from(await bits16(h))).toEqual(want);
+    // .float() of those halves is exact: the f32 with the same value.
+    const back = float(h);
+    expect(Array.from(await bits32(back))).toEqual(want.map(f16BitsToF32Bits));
+    for (const t of [x, h, back]) t.release();
+  }, SLOW);
+});
