@@ -3,3 +3,5 @@
 export * from "./module.ts";
 export * from "./batch.ts";
 export * from "./llama.ts";
+export * from "./kv_cache.ts";
+export * from "./generate.ts";
