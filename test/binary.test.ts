@@ -74,4 +74,21 @@ describe.skipIf(!SUPPORTED)("dist/alignx (bun build --compile)", () => {
     },
     SPAWN_TIMEOUT_MS + 5_000,
   );
+
+  test(
+    "parity on a tiny Gemma checkpoint matches the PyTorch reference's loss (kernels and model inside the binary)",
+    async () => {
+      const { cpSync } = await import("node:fs");
+      const { openSafetensors } = await import("../src/io/index.ts");
+      cpSync(join(ROOT, "test/fixtures/parity/gemma"), join(dir, "gemma"), { recursive: true });
+      const r = await sh([BIN, "parity", "--model", "gemma", "--batch", "gemma/batch.json", "--out", "out.safetensors"], dir, SPAWN_TIMEOUT_MS);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("parity: gemma");
+      const [ours, ref] = [await openSafetensors(join(dir, "out.safetensors")), await openSafetensors(join(dir, "gemma/expected.safetensors"))];
+      const a = (await ours.readF32("loss"))[0]!;
+      const b = (await ref.readF32("loss"))[0]!;
+      expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-4 * Math.abs(b));
+    },
+    SPAWN_TIMEOUT_MS + 5_000,
+  );
 });
