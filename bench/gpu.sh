@@ -3,10 +3,13 @@
 #
 # Needs, in the repo root: dist/alignx.xz and dist/alignx-bench.xz (from `bun run build && bun run build:bench`,
 # then `xz -T0 -k dist/alignx dist/alignx-bench`), and optionally .gl/*.deb (the Vulkan loader .debs, when
-# the machine has none). Steps, each printed as it runs, all in well under 8 minutes:
+# the machine has none). Steps, each printed as it runs (the bench is capped at 7 minutes, the rest takes ~1):
 #   1. unpack the loader and the binaries; 2. `alignx info` on the GPU adapter (fails if only a CPU adapter);
-#   3. the kernel suite (`alignx-bench`, full sizes) with Dawn's experimental features on (subgroup matrices);
-#   4. the PyTorch counterparts on the same GPU (bench/torch_peer.py); 5. the ratio table.
+#   3. the bench (`alignx-bench`, full sizes: ceilings, every op family, training of ~124M and ~1B LLaMA
+#      configs, peers; the PyTorch training peer bench/torch_train_peer.py runs from it when a python3 with CUDA
+#      torch is found) with Dawn's experimental features on (subgroup matrices);
+#   4. the PyTorch matmul counterparts on the same GPU (bench/torch_peer.py); 5. the ratio table.
+# Run only part of the bench with BENCH_ARGS, e.g. BENCH_ARGS="--no-train" or BENCH_ARGS="--only attention".
 # Results go to $OUT (if set) or bench/results/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,7 +39,9 @@ dist/alignx info
 if grep -q '"kind": "cpu"' "$out/info.json"; then say "only a CPU adapter: the GPU's Vulkan driver is not visible"; exit 1; fi
 
 say "2/4 kernel suite"
-ALIGNX_DAWN_TOGGLES=allow_unsafe_apis timeout 300 dist/alignx-bench --out "$out" | tee "$out/bench.txt"
+# shellcheck disable=SC2086 # BENCH_ARGS is a list of options
+# --deadline: past 6 minutes the bench skips what is left and still writes its JSON; timeout is the backstop.
+ALIGNX_DAWN_TOGGLES=allow_unsafe_apis timeout 420 dist/alignx-bench --out "$out" --deadline 360 ${BENCH_ARGS:-} | tee "$out/bench.txt"
 
 say "3/4 PyTorch on the same GPU"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
@@ -68,4 +73,9 @@ if os.path.exists(tp):
             print(f"{m['name']:28s} torch {m['gflops']:10.1f} GFLOP/s  (no {m['dtype']} matmul of ours yet)")
 for p in ours["peers"]:
     print(f"{p['name']:28s} ours {p['ours']:10.2f}  peer {p['peer']:10.2f} {p['unit']}  ratio {p['ratio']:.2f}")
+for t in ours.get("train", []):
+    print(f"train {t['config']:22s} {t['tokens_per_s']:10.1f} tokens/s  MFU {100 * t['mfu']:5.1f}%  peak {t['peak_bytes'] / 2**30:6.2f} GiB"
+          f" for {t['params'] / 1e6:.0f}M params ({t['peak_over_params']:.2f}x their bytes)")
+for s in ours.get("skipped", []):
+    print(f"skipped {s['what']}: {s['why']}")
 PY

@@ -1,193 +1,106 @@
 /**
- * `bun run bench [-- --quick] [--adapter NAME | --cpu] [--reps N]`: how close each kernel comes to this
- * device's measured ceilings, and how it compares with peers run in the same process on the same adapter.
+ * `bun run bench [-- --quick] [--adapter NAME | --cpu] [--reps N] [--only REGEX] [--no-train] [--no-peers]
+ *                [--steps N] [--deadline SECONDS] [--out DIR]`
+ * How close each op comes to this device's measured ceilings, what a training step does end to end, and how
+ * both compare with peers run in the same process (or, for PyTorch, the same run) on the same adapter.
  *
- * Ceilings are measured first (copy bandwidth, best matmul throughput). Each case is timed as the median of
- * N runs by GPU timestamp queries (host timing when the adapter has none) and reported in GFLOP/s or GB/s
- * with its % of the ceiling. Output: a table on stdout, bench/results/latest.json and a dated copy.
+ * METHOD
+ *  1. Ceilings first (suites/ceilings.ts): copy bandwidth (copy_vec4, read + write) and the best f32 matmul
+ *     GFLOP/s of the self-test kernel and of the matmul op (NN) at (big/2)³ and big³ (big = 1024 on a CPU
+ *     adapter, 4096 on a GPU), measured at the start and again at the end of the run; the better of the two
+ *     is the ceiling (on a shared machine one of them may land in a busy moment). f16 cases are reported
+ *     against this f32 ceiling too (they may exceed 100%); so may small cases that live in the host's caches.
+ *  2. Kernel cases (suites/kernels.ts): every op family through its exported op — matmul (NN/NT/TN,
+ *     batched, non-tile-multiple sizes; f16 when the adapter has shader-f16 AND the op takes f16 operands),
+ *     attention forward and backward (seq 128..2048 on a GPU, 128..256 with --quick or on a CPU), softmax,
+ *     rmsnorm fwd/bwd, cross-entropy fwd/bwd, embedding fwd/bwd, AdamW, elementwise add, sum.
+ *     Timing (lib/measure.ts): one untimed warm-up, then N repetitions; each repetition syncs the queue
+ *     before and after the op, and its sample is the SUM of the GPU timestamp durations of every kernel the
+ *     op recorded (a multi-kernel op — attention backward's prep + dQ + dK/dV, rmsnorm backward's dx +
+ *     dparams passes, a two-pass sum — is the sum of its kernels; `parts` in the JSON lists them). A backward
+ *     case runs its forward untimed before each repetition and times the backward alone. Without
+ *     timestamp-query the sample is the host wall time of the synced run. Reported: the median, GFLOP/s for
+ *     compute-bound cases (vs the matmul ceiling), GB/s for memory-bound ones (vs the copy ceiling), from
+ *     FLOP and byte counts stated per case (minimum traffic: every input read once, every output written
+ *     once); `floor_ms` gives both floors.
+ *  3. Training (suites/train.ts): LlamaModel.fromConfig + AdamW, tokens/s and MFU = 6·params·tokens / step
+ *     time / the measured matmul ceiling (not a datasheet peak), the pool's peak bytes vs parameter bytes.
+ *     Tiny configs on a CPU adapter; ~124M and ~1B (TinyLlama's shape) on a GPU.
+ *  4. Peers (suites/peers.ts; ratio = ours / peer, > 1 means faster): naive WGSL matmul vs the op NN at big³
+ *     ((big/2)³ with --quick on a CPU adapter), both by GPU timestamps; tfjs-backend-webgpu matmul 1024³
+ *     (host-timed with a readback, ours timed the same way); PyTorch training the same configs
+ *     (bench/torch_train_peer.py: CPU torch on a CPU adapter, CUDA torch on a GPU; tokens/s).
+ * Output: a table on stdout, DIR/latest.json and a dated copy (shape: lib/report.ts). The load average is
+ * recorded at the start and end: on a shared machine the figures move with it.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { loadavg } from "node:os";
 import { cac } from "cac";
-import naiveSrc from "./peers/naive_matmul.wgsl" with { type: "text" };
-import { defineKernel, Gpu, grid1d, type PooledBuffer } from "../src/gpu/index.ts";
-import { COPY, MATMUL } from "../src/gpu/kernels.ts";
+import { Gpu } from "../src/gpu/index.ts";
+import { timeOp, type Timing } from "./lib/measure.ts";
+import { printKernels, printPeers, printTrain, writeResult, type BenchResult, type KernelResult, type PeerResult, type Skipped, type TrainResult } from "./lib/report.ts";
+import { measureCeilings, type Timed } from "./suites/ceilings.ts";
+import { f16MatmulUnsupported, kernelCases, matmulCase } from "./suites/kernels.ts";
+import { naiveMatmul, oursHostMatmul } from "./suites/peers.ts";
+import { torchPeer, trainConfigs, trainOurs, trainTorch } from "./suites/train.ts";
 import { tfjsMatmul } from "./peers/tfjs.ts";
 
-const NAIVE = defineKernel("bench/peers/naive_matmul.wgsl", naiveSrc);
+const errText = (e: unknown) => (e instanceof Error ? e.message.split("\n")[0]! : String(e));
+const gflops = (flops: number, t: Timing) => flops / (t.ms / 1e3) / 1e9;
 
-interface Case {
-  name: string;
-  shape: number[];
-  dtype: string;
-  flops?: number;
-  bytes?: number;
-  /** Allocate inputs, return the recording function and the buffers to release. */
-  setup(gpu: Gpu): { run(): void; buffers: PooledBuffer[] };
-}
-
-export interface KernelResult {
-  name: string;
-  shape: number[];
-  dtype: string;
-  ms: number;
-  gflops?: number;
-  gbps?: number;
-  pct_of_ceiling: number;
-}
-
-function randomBuffer(gpu: Gpu, n: number, seed: number): PooledBuffer {
-  const a = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    a[i] = s / 2 ** 32 - 0.5;
+/** A case's row: its rate against the ceiling it is bound by, and both floors. */
+function result(c: Timed["c"], t: Timing, ceil: { copy_gbps: number; matmul_gflops: number }): KernelResult {
+  const r: KernelResult = { name: c.name, shape: c.shape, dtype: c.dtype, ms: t.ms, pct_of_ceiling: 0 };
+  if (c.bound === "compute") {
+    r.gflops = gflops(c.flops, t);
+    r.pct_of_ceiling = (100 * r.gflops) / ceil.matmul_gflops;
+  } else {
+    r.gbps = c.bytes / (t.ms / 1e3) / 1e9;
+    r.pct_of_ceiling = (100 * r.gbps) / ceil.copy_gbps;
   }
-  return gpu.upload(a);
-}
-
-function copyCase(n4: number): Case {
-  return {
-    name: "copy_vec4",
-    shape: [n4 * 4],
-    dtype: "f32",
-    bytes: 32 * n4,
-    setup(gpu) {
-      const src = gpu.alloc(16 * n4);
-      const dst = gpu.alloc(16 * n4);
-      const g = grid1d(n4);
-      return { buffers: [src, dst], run: () => gpu.dispatch(COPY, "copy_vec4", { src, dst }, g.workgroups, { params: { n4, row: g.row, value: 0 }, name: "copy_vec4" }) };
-    },
-  };
-}
-
-function matmulCase(kind: "v1" | "naive", M: number, N: number, K: number): Case {
-  return {
-    name: kind === "v1" ? "matmul_nn_v1" : "matmul_naive",
-    shape: [M, N, K],
-    dtype: "f32",
-    flops: 2 * M * N * K,
-    setup(gpu) {
-      const a = randomBuffer(gpu, M * K, 1);
-      const b = randomBuffer(gpu, K * N, 2);
-      const c = gpu.alloc(M * N * 4);
-      const name = kind === "v1" ? "matmul_nn_v1" : "matmul_naive";
-      const run =
-        kind === "v1"
-          ? () => gpu.dispatch(MATMUL, "matmul_nn_v1", { a, b, c }, [Math.ceil(N / 32), Math.ceil(M / 64)], { params: { M, N, K }, name })
-          : () => gpu.dispatch(NAIVE, "matmul_naive", { a, b, c }, [Math.ceil(N / 16), Math.ceil(M / 16)], { params: { M, N, K }, name });
-      return { buffers: [a, b, c], run };
-    },
-  };
-}
-
-async function measure(gpu: Gpu, c: Case, reps: number): Promise<number> {
-  const { run, buffers } = c.setup(gpu);
-  try {
-    run();
-    await gpu.sync(); // warm-up: compile and first touch
-    const useTs = gpu.profile(true);
-    const samples: number[] = [];
-    for (let r = 0; r < reps; r++) {
-      gpu.queue.profiler.reset();
-      const t0 = performance.now();
-      run();
-      await gpu.sync();
-      const host = performance.now() - t0;
-      const k = gpu.queue.profiler.report().find((e) => e.name === c.name);
-      samples.push(useTs && k && k.ms > 0 ? k.ms : host);
-    }
-    gpu.profile(false);
-    samples.sort((x, y) => x - y);
-    return samples[Math.floor(samples.length / 2)]!;
-  } finally {
-    for (const b of buffers) gpu.release(b);
-  }
-}
-
-/** Median host time of run + a full readback of `out`: the method the tfjs peer is timed with. */
-async function measureHost(gpu: Gpu, c: Case, reps: number): Promise<number> {
-  const { run, buffers } = c.setup(gpu);
-  const out = buffers[buffers.length - 1]!;
-  try {
-    run();
-    await gpu.read(out);
-    const samples: number[] = [];
-    for (let r = 0; r < reps; r++) {
-      const t0 = performance.now();
-      run();
-      await gpu.read(out);
-      samples.push(performance.now() - t0);
-    }
-    samples.sort((x, y) => x - y);
-    return samples[Math.floor(samples.length / 2)]!;
-  } finally {
-    for (const b of buffers) gpu.release(b);
-  }
+  r.floor_ms = { flops: (c.flops / (ceil.matmul_gflops * 1e9)) * 1e3, bytes: (c.bytes / (ceil.copy_gbps * 1e9)) * 1e3 };
+  r.parts = t.parts;
+  r.timing = t.method;
+  return r;
 }
 
 async function main(): Promise<void> {
+  const t0 = performance.now();
   const cli = cac("bench");
   cli.option("--quick", "Small sizes and few repetitions (≤ 5 minutes on 2 CPU cores)");
-  cli.option("--reps <n>", "Repetitions per case (median reported)");
+  cli.option("--reps <n>", "Repetitions per kernel case (median reported)");
+  cli.option("--steps <n>", "Timed training steps per config (median reported)");
+  cli.option("--only <regex>", "Run only the kernel cases whose name matches (ceilings always run)");
+  cli.option("--no-train", "Skip the training configs (and their PyTorch peers)");
+  cli.option("--no-peers", "Skip the peers");
+  cli.option("--deadline <s>", "After this many seconds, skip what is left (results are still written)");
   cli.option("--adapter <name>", "Adapter (substring or index)");
   cli.option("--cpu", "Use the CPU adapter");
   cli.option("--out <dir>", "Results folder", { default: "bench/results" });
   cli.help();
   const { options: o } = cli.parse();
   if (o.help) return;
+  const loadStart = loadavg();
   const gpu = await Gpu.open({ adapter: o.adapter === undefined ? undefined : String(o.adapter), cpu: o.cpu });
-  const cpu = gpu.adapter.kind === "cpu";
+  const onGpu = gpu.adapter.kind !== "cpu";
   const quick = Boolean(o.quick);
   const reps = Number(o.reps ?? (quick ? 3 : 7));
-  const big = cpu ? 1024 : 4096;
-
-  // Ceilings first: the best this device does at a plain copy and at our best matmul.
-  const copyN4 = ((cpu ? 32 : 512) << 20) / 16;
-  const copyMs = await measure(gpu, copyCase(copyN4), reps);
-  const copyGbps = (32 * copyN4) / (copyMs / 1e3) / 1e9;
-  const mmBig = matmulCase("v1", big, big, big);
-  const mmMs = await measure(gpu, mmBig, reps);
-  const matmulGflops = mmBig.flops! / (mmMs / 1e3) / 1e9;
-
-  const cases: Case[] = [
-    copyCase(cpu ? (1 << 20) / 16 : (64 << 20) / 16),
-    matmulCase("v1", 256, 256, 256),
-    matmulCase("v1", 1023, 1024, 1021),
-    ...(quick ? [] : [matmulCase("v1", 2048, 2048, 2048)]),
-  ];
-  const kernels: KernelResult[] = [
-    { name: "copy_vec4", shape: [copyN4 * 4], dtype: "f32", ms: copyMs, gbps: copyGbps, pct_of_ceiling: 100 },
-    { name: "matmul_nn_v1", shape: [big, big, big], dtype: "f32", ms: mmMs, gflops: matmulGflops, pct_of_ceiling: 100 },
-  ];
-  for (const c of cases) {
-    const ms = await measure(gpu, c, reps);
-    const r: KernelResult = { name: c.name, shape: c.shape, dtype: c.dtype, ms, pct_of_ceiling: 0 };
-    if (c.flops) {
-      r.gflops = c.flops / (ms / 1e3) / 1e9;
-      r.pct_of_ceiling = (100 * r.gflops) / matmulGflops;
-    } else if (c.bytes) {
-      r.gbps = c.bytes / (ms / 1e3) / 1e9;
-      r.pct_of_ceiling = (100 * r.gbps) / copyGbps;
-    }
-    kernels.push(r);
-  }
-
-  // Peers, same adapter, same process: ratio > 1 means we are faster.
-  const peers: { name: string; ours: number; peer: number; unit: string; ratio: number }[] = [];
-  const naive = matmulCase("naive", big, big, big);
-  const naiveGflops = naive.flops! / ((await measure(gpu, naive, reps)) / 1e3) / 1e9;
-  peers.push({ name: `naive-wgsl-matmul-${big}`, ours: matmulGflops, peer: naiveGflops, unit: "GFLOP/s", ratio: matmulGflops / naiveGflops });
-  // tfjs-backend-webgpu, host-timed with a full readback; ours timed the same way here.
-  try {
-    const tfjs = await tfjsMatmul(1024, reps);
-    const oursCase = matmulCase("v1", 1024, 1024, 1024);
-    const oursGflops = oursCase.flops! / ((await measureHost(gpu, oursCase, reps)) / 1e3) / 1e9;
-    peers.push({ name: "tfjs-matmul-1024", ours: oursGflops, peer: tfjs.gflops, unit: "GFLOP/s", ratio: oursGflops / tfjs.gflops });
-  } catch (e) {
-    console.error(`peer tfjs-matmul-1024 skipped: ${e instanceof Error ? e.message : e}`);
-  }
-
+  const steps = Number(o.steps ?? (quick ? 2 : 3));
+  const only = o.only === undefined ? null : new RegExp(String(o.only));
+  const big = onGpu ? 4096 : 1024;
+  const deadline = o.deadline === undefined ? Infinity : Number(o.deadline);
+  const late = () => (performance.now() - t0) / 1e3 > deadline;
+  const skipped: Skipped[] = [];
+  const phases: Record<string, number> = {};
+  let mark = performance.now();
+  const phase = (name: string) => {
+    const now = performance.now();
+    phases[name] = (now - mark) / 1e3;
+    mark = now;
+  };
+  const skip = (what: string, why: string) => {
+    skipped.push({ what, why });
+    console.error(`skipped ${what}: ${why}`);
+  };
   const device = {
     description: gpu.adapter.description,
     vendor: gpu.adapter.vendor,
@@ -197,24 +110,114 @@ async function main(): Promise<void> {
     features: [...gpu.features],
     timing: gpu.features.has("timestamp-query") ? "gpu-timestamps" : "host",
   };
-  const result = { date: new Date().toISOString(), quick, reps, device, ceilings: { copy_gbps: copyGbps, matmul_gflops: matmulGflops }, kernels, peers, train: [] };
-
-  const fmt = (x: number | undefined, d = 2) => (x === undefined ? "" : x.toFixed(d));
   console.log(`device   ${device.description} (${device.kind}, ${device.backend}), timing by ${device.timing}`);
-  console.log(`ceilings copy ${fmt(copyGbps)} GB/s, matmul ${fmt(matmulGflops)} GFLOP/s (matmul_nn_v1 ${big}³)`);
-  console.log(`\n${"kernel".padEnd(16)} ${"shape".padEnd(18)} dtype ${"ms".padStart(10)} ${"GFLOP/s".padStart(9)} ${"GB/s".padStart(8)} ${"% ceil".padStart(7)}`);
-  for (const k of kernels)
-    console.log(`${k.name.padEnd(16)} ${k.shape.join("x").padEnd(18)} ${k.dtype.padEnd(5)} ${fmt(k.ms, 3).padStart(10)} ${fmt(k.gflops).padStart(9)} ${fmt(k.gbps).padStart(8)} ${fmt(k.pct_of_ceiling, 1).padStart(7)}`);
-  console.log(`\n${"peer".padEnd(26)} ${"ours".padStart(9)} ${"peer".padStart(9)} unit     ratio`);
-  for (const p of peers) console.log(`${p.name.padEnd(26)} ${fmt(p.ours).padStart(9)} ${fmt(p.peer).padStart(9)} ${p.unit.padEnd(8)} ${fmt(p.ratio)}x`);
+  console.log(`load     ${loadStart.map((x) => x.toFixed(2)).join(", ")} (1, 5, 15 min) at start`);
 
-  const dir = String(o.out);
-  mkdirSync(dir, { recursive: true });
-  const json = JSON.stringify(result, null, 2) + "\n";
-  writeFileSync(join(dir, "latest.json"), json);
-  const dated = join(dir, `${result.date.replace(/[:.]/g, "-")}.json`);
-  writeFileSync(dated, json);
-  console.log(`\nwrote ${join(dir, "latest.json")} and ${dated}`);
+  // 1. Ceilings (again at the end: the better of the two is kept).
+  const first = await measureCeilings(gpu, big, reps);
+  console.log(`ceilings copy ${first.copy_gbps.toFixed(2)} GB/s, matmul ${first.matmul_gflops.toFixed(2)} GFLOP/s (${first.matmul_what}) at start`);
+  const measured: Timed[] = [...first.rows];
+  phase("ceilings");
+
+  // 2. Kernel cases.
+  const f16Why = await f16MatmulUnsupported(gpu);
+  if (f16Why) skip("f16 matmul cases", f16Why);
+  for (const c of kernelCases({ gpu: onGpu, quick }, f16Why === null)) {
+    if (only && !only.test(c.name)) continue;
+    const label = `${c.name} ${c.shape.join("x")} ${c.dtype}`;
+    if (late()) {
+      skip(label, `past the --deadline of ${deadline} s`);
+      continue;
+    }
+    try {
+      measured.push({ c, t: await timeOp(gpu, c.setup(gpu), reps) });
+    } catch (e) {
+      skip(label, errText(e));
+      await gpu.sync().catch(() => {});
+    }
+    gpu.pool.trim(); // each case's buffers go back to the device, not into the pool's cache
+  }
+  phase("kernels");
+
+  // 3. Training, 4. peers.
+  const peers: PeerResult[] = [];
+  const train: TrainResult[] = [];
+  if (o.train !== false) {
+    for (const c of trainConfigs(onGpu, quick)) {
+      if (late()) {
+        skip(`train ${c.name}`, `past the --deadline of ${deadline} s`);
+        continue;
+      }
+      try {
+        const r = await trainOurs(gpu, c, steps);
+        train.push(r);
+        if (o.peers !== false) {
+          const t = trainTorch(c, steps, onGpu, onGpu ? 300 : 150);
+          if ("what" in t) skip(t.what, t.why);
+          else peers.push(torchPeer(r, t));
+        }
+      } catch (e) {
+        skip(`train ${c.name}`, errText(e));
+        await gpu.sync().catch(() => {});
+      }
+    }
+    phase("train");
+  }
+  if (o.peers !== false && late()) skip("naive-wgsl-matmul, tfjs-matmul-1024", `past the --deadline of ${deadline} s`);
+  else if (o.peers !== false) {
+    // The naive kernel is slow (≈ 1 GFLOP/s on lavapipe): --quick on a CPU adapter compares at (big/2)³.
+    // Ours is measured again right before it, so both see the same load.
+    const nn = quick && !onGpu ? big / 2 : big;
+    const oursNn = gflops(2 * nn ** 3, await timeOp(gpu, matmulCase(nn, nn, nn).setup(gpu), reps));
+    const naiveNn = gflops(2 * nn ** 3, await timeOp(gpu, naiveMatmul(gpu, nn), reps));
+    peers.push({ name: `naive-wgsl-matmul-${nn}`, ours: oursNn, peer: naiveNn, unit: "GFLOP/s", ratio: oursNn / naiveNn });
+    try {
+      const tfjs = await tfjsMatmul(1024, reps);
+      const ours = await oursHostMatmul(gpu, 1024, reps);
+      peers.push({ name: "tfjs-matmul-1024", ours, peer: tfjs.gflops, unit: "GFLOP/s", ratio: ours / tfjs.gflops });
+    } catch (e) {
+      skip("tfjs-matmul-1024", errText(e));
+    }
+    phase("peers");
+  }
+
+  const last = late() ? first : await measureCeilings(gpu, big, reps);
+  phase("ceilings_again");
+  const ceilings = { copy_gbps: Math.max(first.copy_gbps, last.copy_gbps), matmul_gflops: Math.max(first.matmul_gflops, last.matmul_gflops) };
+  const ceilingKernels = {
+    copy: `copy_vec4 ${first.rows[0]!.c.bytes / 2} B`,
+    matmul: first.matmul_gflops >= last.matmul_gflops ? first.matmul_what : last.matmul_what,
+    runs: (last === first ? [first] : [first, last]).map((x) => ({ copy_gbps: x.copy_gbps, matmul_gflops: x.matmul_gflops, matmul: x.matmul_what })),
+  };
+  if (last !== first) console.log(`ceilings copy ${last.copy_gbps.toFixed(2)} GB/s, matmul ${last.matmul_gflops.toFixed(2)} GFLOP/s (${last.matmul_what}) at end`);
+  console.log(`ceilings copy ${ceilings.copy_gbps.toFixed(2)} GB/s, matmul ${ceilings.matmul_gflops.toFixed(2)} GFLOP/s: the better of the two, used below`);
+
+  const kernels = measured.map((m) => result(m.c, m.t, ceilings));
+  for (const t of train) t.mfu = (6 * t.params * t.tokens_per_step) / (t.step_ms / 1e3) / (ceilings.matmul_gflops * 1e9);
+  printKernels(kernels);
+  if (train.length) printTrain(train);
+  if (peers.length) printPeers(peers);
+
+  const out: BenchResult = {
+    date: new Date().toISOString(),
+    quick,
+    reps,
+    load: { start: loadStart, end: loadavg() },
+    device,
+    ceilings,
+    ceiling_kernels: ceilingKernels,
+    kernels,
+    peers,
+    train,
+    skipped,
+    runtime_s: (performance.now() - t0) / 1e3,
+    phases_s: phases,
+  };
+  const dated = writeResult(String(o.out), out);
+  console.log(`\nload     ${out.load.end.map((x) => x.toFixed(2)).join(", ")} at end; runtime ${out.runtime_s.toFixed(1)} s (${Object.entries(phases)
+      .map(([k, v]) => `${k} ${v.toFixed(0)} s`)
+      .join(", ")})`);
+  console.log(`wrote ${String(o.out)}/latest.json and ${dated}`);
   gpu.destroy();
 }
 

@@ -1,0 +1,112 @@
+/**
+ * The result document (issue 5's JSON) and the table printed on stdout.
+ *
+ *   { date, quick, reps, load, device, ceilings: { copy_gbps, matmul_gflops }, ceiling_kernels,
+ *     kernels: [{ name, shape, dtype, ms, gflops | gbps, pct_of_ceiling, floor_ms, parts, timing }],
+ *     peers:   [{ name, ours, peer, unit, ratio }],            ratio = ours / peer (> 1: we are faster)
+ *     train:   [{ config, tokens_per_s, mfu, params, tokens_per_step, step_ms, peak_bytes, param_bytes,
+ *                 peak_over_params, estimate_bytes, dispatches_per_step, loss }],
+ *     skipped: [{ what, why }], runtime_s, phases_s }
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export interface KernelResult {
+  name: string;
+  shape: number[];
+  dtype: string;
+  ms: number;
+  gflops?: number;
+  gbps?: number;
+  pct_of_ceiling: number;
+  /** The two floors at the ceilings: FLOPs / matmul ceiling, bytes / copy ceiling (ms). */
+  floor_ms?: { flops: number; bytes: number };
+  /** Kernels whose GPU time was summed into `ms`. */
+  parts?: string[];
+  timing?: string;
+}
+
+export interface PeerResult {
+  name: string;
+  ours: number;
+  peer: number;
+  unit: string;
+  ratio: number;
+}
+
+export interface TrainResult {
+  config: string;
+  tokens_per_s: number;
+  /** 6 · params · tokens / step time / ceilings.matmul_gflops (the measured matmul ceiling, not a datasheet peak). */
+  mfu: number;
+  params: number;
+  tokens_per_step: number;
+  step_ms: number;
+  /** Pool peak (class sizes of live buffers) during a training step, parameters and AdamW state included. */
+  peak_bytes: number;
+  param_bytes: number;
+  peak_over_params: number;
+  /** memoryReport()'s estimate of the same step. */
+  estimate_bytes: number;
+  /** Kernel launches per training step (uploads and copies not counted). */
+  dispatches_per_step: number;
+  loss?: number;
+}
+
+export interface Skipped {
+  what: string;
+  why: string;
+}
+
+export interface BenchResult {
+  date: string;
+  quick: boolean;
+  reps: number;
+  /** os.loadavg() at the start and end of the run (1, 5, 15 minutes): other processes share this machine. */
+  load: { start: number[]; end: number[] };
+  device: Record<string, unknown>;
+  ceilings: { copy_gbps: number; matmul_gflops: number };
+  /** What gave each ceiling, and both measurements (start and end of the run). */
+  ceiling_kernels: { copy: string; matmul: string; runs: { copy_gbps: number; matmul_gflops: number; matmul: string }[] };
+  kernels: KernelResult[];
+  peers: PeerResult[];
+  train: TrainResult[];
+  skipped: Skipped[];
+  runtime_s: number;
+  /** Seconds per phase (ceilings, kernels, train with its PyTorch peers, other peers). */
+  phases_s: Record<string, number>;
+}
+
+const fmt = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? "" : x.toFixed(d));
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
+export function printKernels(ks: KernelResult[]): void {
+  console.log(`\n${"kernel".padEnd(22)} ${"shape".padEnd(20)} dtype ${"ms".padStart(10)} ${"GFLOP/s".padStart(9)} ${"GB/s".padStart(8)} ${"% ceil".padStart(7)}`);
+  for (const k of ks)
+    console.log(
+      `${k.name.padEnd(22)} ${k.shape.join("x").padEnd(20)} ${k.dtype.padEnd(5)} ${fmt(k.ms, 3).padStart(10)} ${fmt(k.gflops).padStart(9)} ${fmt(k.gbps).padStart(8)} ${fmt(k.pct_of_ceiling, 1).padStart(7)}`,
+    );
+}
+
+export function printPeers(ps: PeerResult[]): void {
+  console.log(`\n${"peer".padEnd(30)} ${"ours".padStart(10)} ${"peer".padStart(10)} unit      ratio`);
+  for (const p of ps) console.log(`${p.name.padEnd(30)} ${fmt(p.ours).padStart(10)} ${fmt(p.peer).padStart(10)} ${p.unit.padEnd(9)} ${fmt(p.ratio)}x`);
+}
+
+export function printTrain(ts: TrainResult[]): void {
+  console.log(`\n${"train".padEnd(14)} ${"params".padStart(12)} ${"tok/step".padStart(8)} ${"step ms".padStart(10)} ${"tokens/s".padStart(10)} ${"MFU %".padStart(6)} ${"peak".padStart(11)} ${"params".padStart(11)} peak/params  estimate  dispatches`);
+  for (const t of ts)
+    console.log(
+      `${t.config.padEnd(14)} ${String(t.params).padStart(12)} ${String(t.tokens_per_step).padStart(8)} ${fmt(t.step_ms, 1).padStart(10)} ${fmt(t.tokens_per_s, 1).padStart(10)} ${fmt(100 * t.mfu, 1).padStart(6)} ${mib(t.peak_bytes).padStart(11)} ${mib(t.param_bytes).padStart(11)} ${fmt(t.peak_over_params).padStart(11)}  ${mib(t.estimate_bytes).padStart(9)}  ${t.dispatches_per_step.toFixed(0).padStart(10)}`,
+    );
+}
+
+/** Write latest.json and a dated copy; returns the dated path. */
+export function writeResult(dir: string, r: BenchResult): string {
+  mkdirSync(dir, { recursive: true });
+  const json = JSON.stringify(r, null, 2) + "\n";
+  writeFileSync(join(dir, "latest.json"), json);
+  const dated = join(dir, `${r.date.replace(/[:.]/g, "-")}.json`);
+  writeFileSync(dated, json);
+  return dated;
+}
