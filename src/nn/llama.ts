@@ -310,7 +310,9 @@ export class LlamaModel extends Module {
     const gpu = this.gpu;
 
     return scope(() => {
+      // Positions and the rotary frequencies go up once per forward, shared by every layer's q and k.
       const posT = Tensor.fromArray(gpu, pos.data, pos.shape, { dtype: "i32" });
+      const invT = Tensor.fromArray(gpu, invFreq, [invFreq.length]);
       const { attend: att, mask } = attend();
       const hidden: Tensor[] = [];
       let x = this.embed(ids, B, T);
@@ -318,10 +320,10 @@ export class LlamaModel extends Module {
       for (let i = 0; i < c.numHiddenLayers; i++) {
         if (want) hidden.push(x);
         const prev = x;
-        const layer = (h: Tensor, p: Tensor, m: Tensor | null) => this.decoderLayer(i, h, p, m, invFreq, att);
+        const layer = (h: Tensor, p: Tensor, m: Tensor | null, f: Tensor) => this.decoderLayer(i, h, p, m, f, att);
         x = recompute
-          ? checkpoint((h, p, m) => layer(h!, p!, m ?? null), [prev, posT, mask], this.layerParams(i))
-          : scope(() => layer(prev, posT, mask));
+          ? checkpoint((h, p, m, f) => layer(h!, p!, m ?? null, f!), [prev, posT, mask, invT], this.layerParams(i))
+          : scope(() => layer(prev, posT, mask, invT));
         if (!want) prev.release();
       }
       if (o.lastOnly && T > 1) {
@@ -412,7 +414,7 @@ export class LlamaModel extends Module {
     return [...this.params].filter(([name, t]) => name.startsWith(prefix) && t.requiresGrad).map(([, t]) => t);
   }
 
-  private decoderLayer(i: number, x: Tensor, pos: Tensor, mask: Tensor | null, invFreq: Float32Array, attend: Attend): Tensor {
+  private decoderLayer(i: number, x: Tensor, pos: Tensor, mask: Tensor | null, invFreq: Tensor, attend: Attend): Tensor {
     const c = this.config;
     const [B, T] = x.shape as [number, number, number];
     const [Hq, Hkv, Dh] = [c.numAttentionHeads, c.numKeyValueHeads, c.headDim];

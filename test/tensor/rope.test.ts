@@ -231,4 +231,16 @@ describe("rope", () => {
     expect(end.liveBuffers).toBe(start.liveBuffers);
     for (const t of [x, posT]) t.release();
   }, SLOW);
+  test("invFreq given as a device tensor gives the same bits as the host array", async () => {
+    const gpu = await getGpu();
+    const r = rng(41);
+    const x = upload(gpu, uniform(r, 2 * 3 * 5 * 8), [2, 3, 5, 8]);
+    const inv = ropeInvFreq(8, 500000);
+    const invT = Tensor.fromArray(gpu, inv, [4]);
+    const a = rope(x, [0, 1, 2, 3, 4], { invFreq: inv });
+    const b = rope(x, [0, 1, 2, 3, 4], { invFreq: invT });
+    expect(Array.from(await b.toArray())).toEqual(Array.from(await a.toArray()));
+    expect(() => rope(x, [0, 1, 2, 3, 4], { invFreq: Tensor.fromArray(gpu, [1, 2], [2]) })).toThrow("rope: invFreq has 2 values; Dh = 8 needs 4");
+    for (const t of [x, invT, a, b]) t.release();
+  });
 });

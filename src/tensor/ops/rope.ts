@@ -38,8 +38,11 @@ export interface RopeOptions {
   layout?: RopeLayout;
   /** The layout of the result. Default: x's layout. */
   outLayout?: RopeLayout;
-  /** Use these Dh/2 inverse frequencies instead of theta's (rope scaling). */
-  invFreq?: ArrayLike<number>;
+  /**
+   * Use these Dh/2 inverse frequencies instead of theta's (rope scaling). A host array is uploaded per call; a
+   * f32 Tensor of Dh/2 values (uploaded once by the caller, e.g. once per forward for every layer) is used as is.
+   */
+  invFreq?: ArrayLike<number> | Tensor;
 }
 
 /** The largest |angle| the kernel's sin/cos reduction is accurate for. */
@@ -73,8 +76,15 @@ export function rope(x: Tensor, positions: Tensor | ArrayLike<number>, opts: Rop
   if (dims.dh % 2) throw new TensorError(`rope: the head dimension must be even, got ${fmtShape(x.shape)} (Dh = ${dims.dh})`);
   const theta = opts.theta ?? 10000;
   if (!(Number.isFinite(theta) && theta > 0)) throw new TensorError(`rope: theta must be finite and > 0, got ${theta}`);
-  const inv = opts.invFreq ? Float32Array.from(opts.invFreq) : ropeInvFreq(dims.dh, theta);
-  if (inv.length !== dims.dh / 2) throw new TensorError(`rope: invFreq has ${inv.length} values; Dh = ${dims.dh} needs ${dims.dh / 2}`);
+  const given = opts.invFreq;
+  if (given instanceof Tensor) {
+    given.assertLive();
+    if (given.gpu !== gpu || given.dtype !== "f32" || given.rank !== 1)
+      throw new TensorError(`rope: an invFreq tensor must be a 1-D f32 tensor on x's device, got ${given}`);
+  }
+  const inv = given instanceof Tensor ? null : given ? Float32Array.from(given) : ropeInvFreq(dims.dh, theta);
+  const invLength = given instanceof Tensor ? given.size : inv!.length;
+  if (invLength !== dims.dh / 2) throw new TensorError(`rope: invFreq has ${invLength} values; Dh = ${dims.dh} needs ${dims.dh / 2}`);
 
   let pos: Tensor;
   if (positions instanceof Tensor) {
@@ -88,7 +98,8 @@ export function rope(x: Tensor, positions: Tensor | ArrayLike<number>, opts: Rop
     const n = positions.length;
     if (n !== dims.t && n !== dims.b * dims.t)
       throw new TensorError(`rope: ${n} positions for x ${fmtShape(x.shape)} (${layout}); expected T = ${dims.t} or B*T = ${dims.b * dims.t}`);
-    const maxInv = inv.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    // With a device-side invFreq the caller bounds the angles (it knows the frequencies); check integers here.
+    const maxInv = inv ? inv.reduce((m, v) => Math.max(m, Math.abs(v)), 0) : 0;
     for (let i = 0; i < n; i++) {
       const v = positions[i]!;
       if (!Number.isInteger(v) || Math.abs(v * maxInv) >= ROPE_MAX_ANGLE)
@@ -96,7 +107,7 @@ export function rope(x: Tensor, positions: Tensor | ArrayLike<number>, opts: Rop
     }
     pos = Tensor.fromArray(gpu, positions, n === dims.t ? [dims.t] : [dims.b, dims.t], { dtype: "i32" });
   }
-  const invT = Tensor.fromArray(gpu, inv, [inv.length]);
+  const invT = given instanceof Tensor ? given.detach() : Tensor.fromArray(gpu, inv!, [inv!.length]);
   const out = rotate(x, layout, outLayout, dims, pos, invT, 1, "rope");
   const r = attach(out, {
     op: "rope",
