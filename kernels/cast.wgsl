@@ -10,12 +10,14 @@
 //                   storage must round its size up to 4 bytes (the pool's buffers always do).
 //   f16_to_f32   dst (n f32) = src (n halves, packed as above). Exact, subnormals included; NaN keeps its
 //                   sign and payload. One invocation per element.
+//   accumulate_f16  y16 += x16 for two packed half tensors (autograd summing f16 gradients): each half widened
+//                   exactly, added in f32, rounded back as f32_to_f16 does (so an overflow is a true inf,
+//                   which the GradScaler's check sees). One invocation per word.
 //
 // Both stream over contiguous memory (consecutive invocations on consecutive words), on the 2-D grid of
 // src/gpu/grid.ts (`row` invocations per grid row), 256 per workgroup. `n` is the element count; `words`
 // the number of invocations (ceil(n / 2) for f32_to_f16, n for f16_to_f32). Limits: n < 2^32.
-// Halves travel as u32 words, so this file never names the WGSL half type (src/gpu/kernel.ts prepends the
-// `enable` whenever the text, comments included, has that word): casts need no device feature.
+// Halves travel as u32 words, so this file never uses the WGSL half type: casts need no device feature.
 
 struct Params {
   n: u32,
@@ -97,4 +99,17 @@ fn f16_to_f32(@builtin(global_invocation_id) gid: vec3u) {
     return;
   }
   y32[i] = f16_value(x16[i >> 1u] >> (16u * (i & 1u)));
+}
+
+@compute @workgroup_size(256)
+fn accumulate_f16(@builtin(global_invocation_id) gid: vec3u) {
+  let w = gid.y * p.row + gid.x;
+  if (w >= p.words) {
+    return;
+  }
+  let a = y16[w];
+  let b = x16[w];
+  let lo = f16_bits(bitcast<u32>(f16_value(a & 0xffffu) + f16_value(b & 0xffffu)));
+  let hi = f16_bits(bitcast<u32>(f16_value(a >> 16u) + f16_value(b >> 16u)));
+  y16[w] = lo | (hi << 16u);
 }

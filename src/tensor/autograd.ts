@@ -14,6 +14,7 @@
  * Lifetime: a Node is reference-counted by the tensors it produced and by the Nodes that consume it; when
  * the count reaches zero its saved views are released. So the graph of a released loss frees itself.
  */
+import { CAST } from "./ops/cast.ts";
 import { clone, grid1d, TENSOR_KERNELS, Tensor, untracked } from "./tensor.ts";
 import { fmtShape, sameShape, TensorError, type Shape } from "./shape.ts";
 
@@ -226,8 +227,8 @@ function addInPlace(dst: Tensor, src: Tensor): void {
   if (dst.dtype === "f16") {
     const words = Math.ceil(dst.size / 2);
     const g = grid1d(words);
-    dst.gpu.dispatch(TENSOR_KERNELS, "accumulate_half", { src_words: src.buffer, dst_words: dst.buffer }, g.workgroups, {
-      params: { n: words, row: g.row, value: 0 },
+    dst.gpu.dispatch(CAST, "accumulate_f16", { x16: src.buffer, y16: dst.buffer }, g.workgroups, {
+      params: { n: dst.size, words, row: g.row },
       name: "grad.accumulate",
     });
     return;

@@ -315,4 +315,17 @@ describe("f16 gradients fan in", () => {
     y.release();
     x.release();
   });
+
+  test("summing f16 gradients rounds like a cast: an overflow is a true inf (what the GradScaler looks for)", async () => {
+    const gpu = await getGpu();
+    const x = Tensor.fromArray(gpu, [1, 1, 1], [3], { dtype: "f16", requiresGrad: true });
+    const y = cast(x, "f32").add(cast(x, "f32"));
+    // 40000 + 40000 overflows f16 (max 65504); 1 + 2^-11 (a tie) rounds to even, 1; 1 + 3*2^-11 rounds up.
+    y.backward(Tensor.fromArray(gpu, [40000, 0.5 + 2 ** -12, 0.5 + 3 * 2 ** -12], [3]));
+    const g = Array.from(await x.grad!.toArray());
+    expect(g[0]).toBe(Infinity);
+    expect(g.slice(1)).toEqual([1, 1 + 2 ** -9]);
+    y.release();
+    x.release();
+  });
 });
