@@ -525,4 +525,17 @@ describe("runtime tensors", () => {
     a.release();
     ids.release();
   });
+
+  test("saveTensors: an f16 runtime tensor is saved as F16 with its exact bits", async () => {
+    const gpu = await getGpu();
+    const vals = Float32Array.from([1, -2.5, 65504, 6.103515625e-5, 0.1, -0]);
+    const h = Tensor.fromArray(gpu, vals, [6], { dtype: "f16" });
+    const path = tmp();
+    await saveTensors(path, { h });
+    const f = await openSafetensors(path);
+    expect(f.entry("h").dtype).toBe("F16");
+    expect(new Uint16Array((await f.readTensor("h")).data.buffer)).toEqual(f32ToF16(vals));
+    await f.close();
+    h.release();
+  });
 });
