@@ -31,6 +31,11 @@ export interface KernelSource {
   readonly storage: ReadonlyMap<string, BindingInfo>;
   /** Fields of the uniform params struct (group 1, binding 0), in order; empty when the kernel has none. */
   readonly params: readonly { name: string; type: ScalarType }[];
+  /**
+   * Every params field set to 0: entries of one file share its struct, so a dispatch spreads this first and
+   * sets the fields its entry reads (`{ ...K.zeroParams, n, row }`). Missing fields stay an error otherwise.
+   */
+  readonly zeroParams: Readonly<Record<string, number>>;
   readonly entryPoints: readonly string[];
 }
 
@@ -77,7 +82,8 @@ export function defineKernel(file: string, source: string): KernelSource {
   }
   const entryPoints = [...code.matchAll(/@compute[\s\S]*?fn\s+(\w+)/g)].map((m) => m[1]!);
   if (entryPoints.length === 0) throw new WgslError(file, 1, 1, "no @compute entry point");
-  return { file, code: source, storage, params, entryPoints };
+  const zeroParams = Object.freeze(Object.fromEntries(params.map((f) => [f.name, 0])));
+  return { file, code: source, storage, params, zeroParams, entryPoints };
 }
 
 /** Order-independent cache key of a defines/constants object. */

@@ -20,19 +20,17 @@ import { grid1d, Tensor, untracked } from "../tensor/tensor.ts";
 
 export const OPTIM = defineKernel("kernels/optim.wgsl", kernelSrc);
 
-/** Every field of the kernels' shared params struct, zero: a dispatch overrides what its entry reads. */
-const ZERO_PARAMS: Record<string, number> = Object.fromEntries(OPTIM.params.map((f) => [f.name, 0]));
 
 /** Record one elementwise optimizer-kernel dispatch over `n` elements. */
 export function dispatchElementwise(gpu: Gpu, entry: string, name: string, n: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>): void {
   if (n === 0) return;
   const g = grid1d(n);
-  gpu.dispatch(OPTIM, entry, bindings, g.workgroups, { params: { ...ZERO_PARAMS, ...params, n, row: g.row }, name });
+  gpu.dispatch(OPTIM, entry, bindings, g.workgroups, { params: { ...OPTIM.zeroParams, ...params, n, row: g.row }, name });
 }
 
 /** Record one dispatch of any optim kernel entry with an explicit workgroup count. */
 export function dispatchRaw(gpu: Gpu, entry: string, name: string, workgroups: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>): void {
-  gpu.dispatch(OPTIM, entry, bindings, workgroups, { params: { ...ZERO_PARAMS, ...params }, name });
+  gpu.dispatch(OPTIM, entry, bindings, workgroups, { params: { ...OPTIM.zeroParams, ...params }, name });
 }
 
 export type NamedParams = readonly Tensor[] | Readonly<Record<string, Tensor>>;

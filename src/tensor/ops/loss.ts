@@ -154,7 +154,7 @@ export function maskedMean(x: Tensor, mask: Tensor): Tensor {
 
 /** kernels/loss.wgsl's params with the fields an entry does not read set to 0. */
 function lossParams(p: Record<string, number>): Record<string, number> {
-  return { b: 0, t: 0, d: 0, rows: 0, cols: 0, depth: 0, lr: 0, lk: 0, rk: 0, rc: 0, row: 0, ...p };
+  return { ...LOSS.zeroParams, ...p };
 }
 
 // ---- L2 normalization and cosine similarity -----------------------------------------------------------

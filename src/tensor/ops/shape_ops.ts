@@ -49,12 +49,6 @@ export interface View {
 
 // ---- launching ----------------------------------------------------------------------------------------
 
-function zeroParams(): Record<string, number> {
-  const p: Record<string, number> = {};
-  for (const f of SHAPE_OPS.params) p[f.name] = 0;
-  return p;
-}
-
 /**
  * Params of an entry that walks `shape` with up to three strided operands (a, b, c): coalesced sizes and
  * strides, offsets. Throws naming `op` when more than MAX_RANK dimensions survive coalescing.
@@ -63,7 +57,7 @@ function walkParams(op: string, shape: Shape, strides: (readonly number[])[], of
   const c = coalesce(shape, strides);
   if (c.sizes.length > MAX_RANK)
     throw new TensorError(`${op}: ${fmtShape(shape)} needs ${c.sizes.length} dimensions after merging contiguous ones; kernels handle ${MAX_RANK}`);
-  const p = zeroParams();
+  const p: Record<string, number> = { ...SHAPE_OPS.zeroParams };
   p.n = numel(shape);
   p.rank = c.sizes.length;
   "abc".split("").forEach((k, j) => (p[`${k}_off`] = offsets[j] ?? 0));
@@ -315,7 +309,7 @@ export function indexSelect(x: Tensor, axis: number, ids: Tensor): Tensor {
   const m = ids.size;
   const outShape = withAxis(x.shape, ax, m);
   const out = Tensor.empty(gpu, outShape, { dtype: x.dtype });
-  const params = () => ({ ...zeroParams(), n: outer * m * inner, inner, m, rows, bad: 0x7fc00000 });
+  const params = () => ({ ...SHAPE_OPS.zeroParams, n: outer * m * inner, inner, m, rows, bad: 0x7fc00000 });
   dispatch(gpu, "index_select", "indexSelect", { src: x.buffer, ids: ids.buffer, dst: out.buffer }, params(), WGSL_TYPE[x.dtype]);
   const xShape = x.shape;
   return attach(out, {
@@ -369,7 +363,7 @@ export function clamp(x: Tensor, min?: number, max?: number): Tensor {
   const gpu = checkOperands("clamp", x);
   if (min === undefined && max === undefined) throw new TensorError("clamp: at least one of min and max must be given");
   for (const v of [min, max]) if (v !== undefined && (typeof v !== "number" || Number.isNaN(v))) throw new TensorError(`clamp: bounds must be numbers, got ${v}`);
-  const params = () => ({ ...zeroParams(), n: x.size, lo: min ?? -Infinity, hi: max ?? Infinity });
+  const params = () => ({ ...SHAPE_OPS.zeroParams, n: x.size, lo: min ?? -Infinity, hi: max ?? Infinity });
   const out = Tensor.empty(gpu, x.shape);
   dispatch(gpu, "clamp_fwd", "clamp", { x: x.buffer, out: out.buffer }, params());
   return attach(out, {
