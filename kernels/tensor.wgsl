@@ -1,5 +1,6 @@
-// Tensor core helpers: fill a tensor with one value (zeros/ones/full), and accumulate a gradient in place
-// (`dst += src`, how autograd sums gradients into `.grad` without reallocating it).
+// Tensor core helper: accumulate an f32 gradient in place (`dst += src`, how autograd sums gradients into
+// `.grad` without reallocating it). Fills (zeros/ones/full) use the runtime's fill (kernels/copy.wgsl); f16
+// gradients are summed by kernels/cast.wgsl's accumulate_f16.
 // One invocation per element over a 2-D grid (`row` = invocations per grid row), so sizes beyond
 // 65535 workgroups still fit. Both buffers hold `n` f32 elements.
 
@@ -12,14 +13,6 @@ struct Params {
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
-
-@compute @workgroup_size(256)
-fn fill(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.row + gid.x;
-  if (i < p.n) {
-    dst[i] = p.value;
-  }
-}
 
 @compute @workgroup_size(256)
 fn accumulate(@builtin(global_invocation_id) gid: vec3u) {

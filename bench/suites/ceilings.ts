@@ -22,7 +22,7 @@ export function copyKernel(gpu: Gpu, n4: number): Prepared {
   const src = gpu.alloc(16 * n4);
   const dst = gpu.alloc(16 * n4);
   const g = grid1d(n4);
-  return raw(gpu, [src, dst], () => gpu.dispatch(COPY, "copy_vec4", { src, dst }, g.workgroups, { params: { n4, row: g.row, value: 0 }, name: "copy_vec4" }));
+  return raw(gpu, [src, dst], () => gpu.dispatch(COPY, "copy_vec4", { src, dst }, g.workgroups, { params: { ...COPY.zeroParams, n4, row: g.row }, name: "copy_vec4" }));
 }
 
 /** The self-test kernel: C = A·B, N a multiple of 4. */

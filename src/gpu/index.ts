@@ -75,7 +75,17 @@ export class Gpu {
   fill(dst: PooledBuffer, value: number): void {
     const n4 = dst.size / 16;
     const g = grid1d(n4);
-    this.queue.dispatch(COPY, "fill_vec4", { dst: { buffer: dst, size: dst.size } }, g.workgroups, { params: { n4, row: g.row, value }, name: "fill" });
+    this.queue.dispatch(COPY, "fill_vec4", { dst: { buffer: dst, size: dst.size } }, g.workgroups, { params: { ...COPY.zeroParams, n4, row: g.row, value }, name: "fill" });
+  }
+
+  /** Like `fill`, with an exact 32-bit word (integers, two packed halves, a NaN with its payload). */
+  fillBits(dst: PooledBuffer, word: number): void {
+    const n4 = dst.size / 16;
+    const g = grid1d(n4);
+    this.queue.dispatch(COPY, "fill_bits", { dst_bits: { buffer: dst, size: dst.size } }, g.workgroups, {
+      params: { ...COPY.zeroParams, n4, row: g.row, bits: word >>> 0 },
+      name: "fill",
+    });
   }
 
   write(dst: PooledBuffer, data: ArrayBufferView, offset = 0): void {

@@ -50,7 +50,7 @@ export async function selfTest(gpu: Gpu, opts: { copyMiB?: number; matmul?: numb
   const b = gpu.alloc(bytes, "selftest-dst");
   const g = grid1d(n4);
   const copy = await timeIt(gpu, "copy", reps, () =>
-    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0 }, name: "copy" }),
+    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { ...COPY.zeroParams, n4, row: g.row }, name: "copy" }),
   );
   const back = new Float32Array(await gpu.read(b));
   for (let i = 0; i < src.length; i += 997) if (back[i] !== src[i]) throw new GpuError(`self-test: copy kernel wrong at element ${i}: ${back[i]} != ${src[i]}`);

@@ -30,8 +30,8 @@ export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, f16: 2, i3
 
 export const TENSOR_KERNELS = defineKernel("kernels/tensor.wgsl", copySrc);
 
-/** The f32 whose bits 0x7e007e00 read as two f16 NaNs: what poisons an f16 tensor (an f32 NaN is 0x0000 + NaN). */
-const F16_NAN_PAIR = new Float32Array(new Uint32Array([0x7e007e00]).buffer)[0]!;
+/** Poison words: an f32 NaN, and two f16 NaNs for f16 tensors (an f32 NaN's low half is +0 as f16). */
+const NAN_WORD = { f32: 0x7fc00000, f16: 0x7e007e00 } as const;
 
 export const debug = {
   /** Fill every uninitialized allocation with NaN (tests turn this on; costs one upload per allocation). */
@@ -128,6 +128,24 @@ function withTracking<T>(on: boolean, fn: () => T): T {
   }
 }
 
+/** The 32-bit word whose every element is `value` in `dtype` (an f16 word holds two halves). */
+function fillWord(value: number, dtype: DType): number {
+  switch (dtype) {
+    case "f32":
+      return new Uint32Array(new Float32Array([value]).buffer)[0]!;
+    case "f16": {
+      const h = new Uint16Array(new Float16Array([value]).buffer)[0]!;
+      return (h | (h << 16)) >>> 0;
+    }
+    case "i32":
+    case "u32": {
+      const [lo, hi] = dtype === "i32" ? [-(2 ** 31), 2 ** 31 - 1] : [0, 2 ** 32 - 1];
+      if (!Number.isInteger(value) || value < lo || value > hi) throw new TensorError(`full: ${value} is not a ${dtype} value`);
+      return value >>> 0;
+    }
+  }
+}
+
 // ---- Tensor -------------------------------------------------------------------------------------------
 
 export interface TensorOptions {
@@ -168,7 +186,7 @@ export class Tensor {
     const dtype = opts.dtype ?? "f32";
     const bytes = numel(checkShape(shape)) * DTYPE_BYTES[dtype];
     const buf = gpu.alloc(bytes, "tensor");
-    if (debug.poison) gpu.fill(buf, dtype === "f16" ? F16_NAN_PAIR : Number.NaN);
+    if (debug.poison) gpu.fillBits(buf, dtype === "f16" ? NAN_WORD.f16 : NAN_WORD.f32);
     return new Tensor(new Storage(gpu, buf), shape, dtype).setRequiresGrad(opts.requiresGrad ?? false);
   }
 
@@ -184,12 +202,10 @@ export class Tensor {
 
   static full(gpu: Gpu, shape: Shape, value: number, opts: TensorOptions = {}): Tensor {
     const dtype = opts.dtype ?? "f32";
-    if (dtype !== "f32") return Tensor.fromArray(gpu, new Array<number>(numel(shape)).fill(value), shape, opts);
+    const word = fillWord(value, dtype);
     const t = Tensor.empty(gpu, shape, { dtype });
-    if (t.size) {
-      const g = grid1d(t.size);
-      gpu.dispatch(TENSOR_KERNELS, "fill", { dst: t.buffer }, g.workgroups, { params: { n: t.size, row: g.row, value }, name: "fill" });
-    }
+    // One in-order fill of the whole pooled buffer with the 32-bit word that holds `value` in this dtype.
+    if (t.size) gpu.fillBits(t.buffer, word);
     return t.setRequiresGrad(opts.requiresGrad ?? false);
   }
 

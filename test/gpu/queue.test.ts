@@ -18,11 +18,11 @@ describe("queue", () => {
     const a = gpu.upload(randomF32(4 * n4, rng(1)));
     const b = gpu.alloc(16 * n4);
     const g = grid1d(n4);
-    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0 } });
+    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 } });
     await gpu.sync();
     const s0 = gpu.queue.stats();
     for (let i = 0; i < 200; i++)
-      gpu.dispatch(COPY, i % 2 ? "copy_vec4" : "fill_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: i } });
+      gpu.dispatch(COPY, i % 2 ? "copy_vec4" : "fill_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: i, bits: 0 } });
     expect(gpu.queue.stats().pendingCommands).toBe(200);
     expect(gpu.queue.stats().submits).toBe(s0.submits);
     await gpu.sync();
@@ -43,7 +43,7 @@ describe("queue", () => {
       const b = gpu.alloc(16 * n4);
       poison(gpu, b);
       const g = grid1d(n4);
-      gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0 } });
+      gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 } });
       const out = new Float32Array(await gpu.read(b));
       expect(out.length).toBe(src.length);
       expect(out).toEqual(src);
@@ -86,9 +86,9 @@ describe("queue", () => {
     const b = gpu.alloc(16 * n4);
     const c = gpu.alloc(16 * n4);
     const g = grid1d(n4);
-    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0 } });
+    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 } });
     gpu.write(a, fresh); // must not overtake the copy above
-    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: c }, g.workgroups, { params: { n4, row: g.row, value: 0 } });
+    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: c }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 } });
     expect(new Float32Array(await gpu.read(b))).toEqual(old);
     expect(new Float32Array(await gpu.read(c))).toEqual(fresh);
     for (const x of [a, b, c]) gpu.release(x);
@@ -118,9 +118,9 @@ describe("queue", () => {
     const a = gpu.alloc(1024);
     const b = gpu.alloc(1024);
     const g = grid1d(64);
-    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4: 64, row: g.row, value: 0 }, name: "fine-op" });
+    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4: 64, row: g.row, value: 0, bits: 0 }, name: "fine-op" });
     // The same buffer bound read-only and writable in one dispatch: a usage conflict Dawn rejects.
-    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: a }, g.workgroups, { params: { n4: 64, row: g.row, value: 0 }, name: "aliasing-op" });
+    gpu.dispatch(COPY, "copy_vec4", { src: a, dst: a }, g.workgroups, { params: { n4: 64, row: g.row, value: 0, bits: 0 }, name: "aliasing-op" });
     const err = await gpu.sync().catch((e) => e);
     expect(err).toBeInstanceOf(GpuValidationError);
     expect(err.message).toContain("op 'aliasing-op'");
@@ -137,8 +137,8 @@ describe("queue", () => {
     const a = gpu.alloc(16 * n4);
     const b = gpu.alloc(16 * n4);
     const g = grid1d(n4);
-    for (let i = 0; i < 3; i++) gpu.dispatch(COPY, "fill_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: i }, name: "fill" });
-    gpu.dispatch(COPY, "copy_vec4", { src: b, dst: a }, g.workgroups, { params: { n4, row: g.row, value: 0 }, name: "copy" });
+    for (let i = 0; i < 3; i++) gpu.dispatch(COPY, "fill_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: i, bits: 0 }, name: "fill" });
+    gpu.dispatch(COPY, "copy_vec4", { src: b, dst: a }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 }, name: "copy" });
     const out = new Float32Array(await gpu.read(a));
     expect(out[4 * n4 - 1]).toBe(2);
     await gpu.sync();

@@ -128,4 +128,16 @@ describe("tensor", () => {
     expect(gpu.memory().liveBuffers).toBe(live0);
     expect(() => scope(async () => 1)).toThrow("scope(fn): fn returned a Promise");
   });
+  test("full fills every dtype with exact bits (integers that look like NaN, f16 pairs), on odd sizes", async () => {
+    const gpu = await getGpu();
+    using a = full(gpu, [7], -1, { dtype: "i32" });
+    expect(Array.from(await a.data())).toEqual(Array(7).fill(-1));
+    using b = full(gpu, [5], 0xffc00001, { dtype: "u32" });
+    expect(Array.from(await b.data())).toEqual(Array(5).fill(0xffc00001));
+    using c = full(gpu, [3], 0.1, { dtype: "f16" });
+    expect(Array.from(await c.toArray())).toEqual(Array(3).fill(Math.fround(Number(new Float16Array([0.1])[0]))));
+    using d = full(gpu, [9], -0, { dtype: "f32" });
+    expect(Array.from(await d.toArray()).every((v) => Object.is(v, -0))).toBe(true);
+    expect(() => full(gpu, [2], 1.5, { dtype: "i32" })).toThrow("full: 1.5 is not a i32 value");
+  });
 });
