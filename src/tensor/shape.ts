@@ -108,3 +108,23 @@ export function coalesce(shape: Shape, strides: readonly (readonly number[])[]):
   }
   return { sizes, strides: st };
 }
+
+/** Dimensions the strided kernels (binary.wgsl, shape_ops.wgsl) walk after coalescing. */
+export const MAX_RANK = 6;
+
+/**
+ * The params of a kernel that walks `shape` with strided operands named by `operands` (e.g. "ab" or "abc"):
+ * n, rank, coalesced sizes s0..s5 and per-operand strides a0..a5, b0..b5, …. Throws naming `op` when more
+ * than MAX_RANK dimensions survive coalescing.
+ */
+export function stridedParams(op: string, shape: Shape, strides: (readonly number[])[], operands: string): Record<string, number> {
+  const c = coalesce(shape, strides);
+  if (c.sizes.length > MAX_RANK)
+    throw new TensorError(`${op}: ${fmtShape(shape)} needs ${c.sizes.length} dimensions after merging contiguous ones; kernels handle ${MAX_RANK}`);
+  const p: Record<string, number> = { n: numel(shape), rank: c.sizes.length };
+  for (let d = 0; d < MAX_RANK; d++) {
+    p[`s${d}`] = c.sizes[d] ?? 1;
+    [...operands].forEach((k, j) => (p[`${k}${d}`] = c.strides[j]?.[d] ?? 0));
+  }
+  return p;
+}

@@ -145,4 +145,10 @@ describe("binary ops", () => {
         expectClose(`${op} d/dy`, [REF[op].dy(v[0]!, v[1]!)], [fd[1]!], { rtol: 1e-6, atol: 1e-8 });
       }
   });
+  test("a broadcast that needs more than 6 dimensions after merging is refused at the call site", async () => {
+    const gpu = await getGpu();
+    using a = Tensor.zeros(gpu, [2, 1, 2, 1, 2, 1, 2]);
+    using b = Tensor.zeros(gpu, [1, 2, 1, 2, 1, 2, 1]);
+    expect(() => add(a, b)).toThrow("add: [2, 2, 2, 2, 2, 2, 2] needs 7 dimensions after merging contiguous ones; kernels handle 6");
+  });
 });

@@ -9,12 +9,11 @@
 import binarySrc from "../../../kernels/binary.wgsl" with { type: "text" };
 import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
-import { broadcastShapes, broadcastStrides, coalesce, fmtShape, sameShape, TensorError, type Shape } from "../shape.ts";
+import { broadcastShapes, broadcastStrides, sameShape, stridedParams, type Shape } from "../shape.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
 import { sumTo } from "./reduce.ts";
 
 export const BINARY = defineKernel("kernels/binary.wgsl", binarySrc);
-const MAX_RANK = 6;
 
 interface BinaryDef {
   /** Forward: out = f(x, y). */
@@ -50,17 +49,8 @@ function launch(
   const n = out.size;
   if (n === 0) return;
   const strides = [bind.a, bind.b].map((t) => (t ? broadcastStrides(t.shape, outShape) : outShape.map(() => 0)));
-  const c = coalesce(outShape, strides);
-  if (c.sizes.length > MAX_RANK)
-    throw new TensorError(`${name}: broadcasting ${fmtShape(outShape)} needs ${c.sizes.length} dimensions after merging; kernels handle ${MAX_RANK}`);
-  const params: Record<string, number> = { n, row: 0, rank: c.sizes.length };
-  for (let d = 0; d < MAX_RANK; d++) {
-    params[`s${d}`] = c.sizes[d] ?? 1;
-    params[`a${d}`] = c.strides[0]![d] ?? 0;
-    params[`b${d}`] = c.strides[1]![d] ?? 0;
-  }
   const g = grid1d(n);
-  params.row = g.row;
+  const params = { ...stridedParams(name, outShape, strides, "ab"), row: g.row };
   const bindings: Record<string, PooledBuffer> = { out: out.buffer };
   if (bind.a) bindings.a = bind.a.buffer;
   if (bind.b) bindings.b = bind.b.buffer;

@@ -31,12 +31,11 @@
 import shapeSrc from "../../../kernels/shape_ops.wgsl" with { type: "text" };
 import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
-import { broadcastShapes, broadcastStrides, coalesce, fmtShape, normalizeAxis, numel, stridesOf, TensorError, type Shape } from "../shape.ts";
+import { broadcastShapes, broadcastStrides, fmtShape, normalizeAxis, numel, stridedParams, stridesOf, TensorError, type Shape } from "../shape.ts";
 import { checkOperands, grid1d, Tensor, type DType } from "../tensor.ts";
 import { sumTo } from "./reduce.ts";
 
 export const SHAPE_OPS = defineKernel("kernels/shape_ops.wgsl", shapeSrc);
-const MAX_RANK = 6;
 /** WGSL element type per dtype the copying ops accept. */
 const WGSL_TYPE: Partial<Record<DType, string>> = { f32: "f32", i32: "i32", u32: "u32" };
 
@@ -54,17 +53,8 @@ export interface View {
  * strides, offsets. Throws naming `op` when more than MAX_RANK dimensions survive coalescing.
  */
 function walkParams(op: string, shape: Shape, strides: (readonly number[])[], offsets: number[] = []): Record<string, number> {
-  const c = coalesce(shape, strides);
-  if (c.sizes.length > MAX_RANK)
-    throw new TensorError(`${op}: ${fmtShape(shape)} needs ${c.sizes.length} dimensions after merging contiguous ones; kernels handle ${MAX_RANK}`);
-  const p: Record<string, number> = { ...SHAPE_OPS.zeroParams };
-  p.n = numel(shape);
-  p.rank = c.sizes.length;
+  const p: Record<string, number> = { ...SHAPE_OPS.zeroParams, ...stridedParams(op, shape, strides, "abc") };
   "abc".split("").forEach((k, j) => (p[`${k}_off`] = offsets[j] ?? 0));
-  for (let d = 0; d < MAX_RANK; d++) {
-    p[`s${d}`] = c.sizes[d] ?? 1;
-    "abc".split("").forEach((k, j) => (p[`${k}${d}`] = c.strides[j]?.[d] ?? 0));
-  }
   return p;
 }
 
