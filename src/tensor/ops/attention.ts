@@ -19,7 +19,7 @@
  */
 import attentionSrc from "../../../kernels/attention.wgsl" with { type: "text" };
 import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
-import { attach } from "../autograd.ts";
+import { attach, isGradEnabled } from "../autograd.ts";
 import { fmtShape, TensorError } from "../shape.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
 
@@ -160,8 +160,12 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const f: Flags = { causal: opts.causal ?? true, hasMask: !!mask, scale: opts.scale ?? 1 / Math.sqrt(d.Dh) };
   if (!Number.isFinite(f.scale)) throw new TensorError(`attention: scale must be finite, got ${f.scale}`);
   if (d.B * d.Hq > 65535) throw new TensorError(`attention: B * Hq = ${d.B * d.Hq} exceeds 65535 (workgroups per grid dimension)`);
-  // Plan all three kernels before allocating anything: a block size that does not fit throws here.
-  const [fwd, dq, dkdv] = (["fwd", "dq", "dkdv"] as const).map((kind) => plan(gpu, kind, d.Dh / 4, opts.blocks)) as [Launch, Launch, Launch];
+  // Plan the kernels before allocating anything (a block size that does not fit throws here); the backward
+  // ones only when a backward can follow (not under noGrad, not in inference).
+  const training = isGradEnabled() && [q, k, v].some((t) => t.requiresGrad);
+  const fwd = plan(gpu, "fwd", d.Dh / 4, opts.blocks);
+  const dq = training ? plan(gpu, "dq", d.Dh / 4, opts.blocks) : undefined;
+  const dkdv = training ? plan(gpu, "dkdv", d.Dh / 4, opts.blocks) : undefined;
   const out = Tensor.empty(gpu, q.shape);
   const lse = Tensor.empty(gpu, [d.B, d.Hq, d.T]);
   if (out.size) launch(gpu, fwd, d, f, { q: q.buffer, k: k.buffer, v: v.buffer, mask: (mask ?? q).buffer, out: out.buffer, lse: lse.buffer });
@@ -169,7 +173,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     op: "attention",
     inputs: [q, k, v],
     save: () => [q, k, v, out, lse, mask ?? null],
-    backward: (g, [sq, sk, sv, so, slse, smask], needs) => attentionBackward(g, { q: sq!, k: sk!, v: sv!, o: so!, lse: slse!, mask: smask }, needs, d, f, dq, dkdv),
+    backward: (g, [sq, sk, sv, so, slse, smask], needs) => attentionBackward(g, { q: sq!, k: sk!, v: sv!, o: so!, lse: slse!, mask: smask }, needs, d, f, dq!, dkdv!),
   });
   lse.release();
   return res;
