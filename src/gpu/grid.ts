@@ -13,3 +13,12 @@ export function grid1d(n: number, wg = 256): { workgroups: [number, number]; row
   const x = Math.min(groups, gridLimits.maxX);
   return { workgroups: [x, Math.ceil(groups / x)], row: x * wg };
 }
+
+/**
+ * Launch geometry of a one-workgroup-per-row kernel: `rows` workgroups on a 2-D grid. Kernels compute their
+ * row as `wid.y * gx + wid.x` and return when it is >= rows.
+ */
+export function rowGrid(rows: number): { workgroups: [number, number]; gx: number } {
+  const { workgroups } = grid1d(rows, 1);
+  return { workgroups, gx: workgroups[0] };
+}

@@ -21,7 +21,7 @@ export type { Binding, BufferRange } from "./queue.ts";
 export type { AdapterEntry, DeviceOptions } from "./device.ts";
 export { listAdapters, chooseAdapter };
 export * from "./errors.ts";
-export { grid1d, gridLimits } from "./grid.ts";
+export { grid1d, gridLimits, rowGrid } from "./grid.ts";
 
 export class Gpu {
   readonly pool: BufferPool;

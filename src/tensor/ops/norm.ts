@@ -14,6 +14,7 @@ import normSrc from "../../../kernels/norm.wgsl" with { type: "text" };
 import { defineKernel, type Binding } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, TensorError } from "../shape.ts";
+import { rowGrid } from "../../gpu/grid.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
 
 export const NORM = defineKernel("kernels/norm.wgsl", normSrc);
@@ -73,8 +74,8 @@ function norm(k: NormKind, x: Tensor, w: Tensor, b: Tensor | null, eps: number):
   if (rows > 0) {
     const bind: Record<string, Binding> = { x: x.buffer, w: w.buffer, y: y.buffer, stats_out: stats.buffer };
     if (b) bind.b = b.buffer;
-    const grid = grid1d(rows * WG, WG);
-    gpu.dispatch(NORM, "norm_forward", bind, grid.workgroups, { params: { ...prm, gx: grid.workgroups[0] }, defines, constants, name: k.op });
+    const grid = rowGrid(rows);
+    gpu.dispatch(NORM, "norm_forward", bind, grid.workgroups, { params: { ...prm, gx: grid.gx }, defines, constants, name: k.op });
   }
   const xShape = x.shape;
   const out = attach(y, {
@@ -87,9 +88,9 @@ function norm(k: NormKind, x: Tensor, w: Tensor, b: Tensor | null, eps: number):
       if (rows === 0) return needs.map((n, i) => (n ? Tensor.zeros(gpu, i === 0 ? xShape : [d]) : null));
       if (needs[0]) {
         const dx = Tensor.empty(gpu, xShape);
-        const grid = grid1d(rows * WG, WG);
+        const grid = rowGrid(rows);
         gpu.dispatch(NORM, "norm_dx", { x: sx!.buffer, w: sw!.buffer, gout: g.buffer, stats: sstats!.buffer, dx: dx.buffer }, grid.workgroups, {
-          params: { ...prm, gx: grid.workgroups[0] },
+          params: { ...prm, gx: grid.gx },
           defines,
           constants,
           name: `${k.op}.dx`,

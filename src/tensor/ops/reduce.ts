@@ -7,6 +7,7 @@ import reduceSrc from "../../../kernels/reduce.wgsl" with { type: "text" };
 import { defineKernel } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, normalizeAxis, numel, sameShape, TensorError, type Shape } from "../shape.ts";
+import { rowGrid } from "../../gpu/grid.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
 
 export const REDUCE = defineKernel("kernels/reduce.wgsl", reduceSrc);
@@ -50,8 +51,8 @@ function reduceAxis(x: Tensor, outer: number, n: number, inner: number, scale: n
 }
 
 function sumRows(x: Tensor, out: Tensor, outer: number, n: number, len: number, scale: number, name: string, c: Combiner): void {
-  const g = grid1d(outer * WG);
-  const gx = g.workgroups[0];
+  const g = rowGrid(outer);
+  const gx = g.gx;
   x.gpu.dispatch(REDUCE, "sum_rows", { src: x.buffer, dst: out.buffer }, g.workgroups, {
     params: { outer, n, inner: 1, len, row: 0, gx, scale, init: c.init },
     defines: { COMBINE: c.expr },

@@ -12,7 +12,8 @@
 import softmaxSrc from "../../../kernels/softmax.wgsl" with { type: "text" };
 import { defineKernel, type Binding, type Gpu } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
-import { checkOperands, grid1d, Tensor } from "../tensor.ts";
+import { rowGrid } from "../../gpu/grid.ts";
+import { checkOperands, Tensor } from "../tensor.ts";
 
 export const SOFTMAX = defineKernel("kernels/softmax.wgsl", softmaxSrc);
 
@@ -37,9 +38,9 @@ export interface RowLaunchOptions {
 /** Record one dispatch of a kernels/softmax.wgsl entry: one workgroup per row (nothing for 0 rows). */
 export function dispatchRows(gpu: Gpu, entry: string, bindings: Record<string, Binding>, rows: number, n: number, o: RowLaunchOptions): void {
   if (rows === 0) return;
-  const g = grid1d(rows * ROW_WG, ROW_WG);
+  const g = rowGrid(rows);
   gpu.dispatch(SOFTMAX, entry, bindings, g.workgroups, {
-    params: { rows, n, gx: g.workgroups[0], ignore: o.ignore ?? 0, eps: o.eps ?? 0, nan: Number.NaN },
+    params: { rows, n, gx: g.gx, ignore: o.ignore ?? 0, eps: o.eps ?? 0, nan: Number.NaN },
     defines: o.defines,
     name: o.name,
   });
