@@ -9,16 +9,7 @@ export function getGpu(): Promise<Gpu> {
 }
 
 /** A small seeded PRNG (mulberry32) so failures repeat; seed from the test name. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from "../src/tensor/rng.ts";
 
 export function randomF32(n: number, r: () => number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
   const out = new Float32Array(n);

@@ -25,7 +25,7 @@
  * `useCache: false` recomputes the full forward over the whole sequence each step instead (slow; the
  * reference the cached path is tested against).
  */
-import { narrow, noGrad, scope, TensorError, type Tensor } from "../tensor/index.ts";
+import { mulberry32, narrow, noGrad, scope, TensorError, type Tensor } from "../tensor/index.ts";
 import { KvCache } from "./kv_cache.ts";
 import type { LlamaModel } from "./llama.ts";
 
@@ -212,17 +212,6 @@ export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rand:
   return last; // u within rounding of 1
 }
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One 32-bit seed per (seed, row) (murmur3's finalizer over both). */
 function mixSeed(seed: number, row: number): number {

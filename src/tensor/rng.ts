@@ -127,3 +127,15 @@ export function philox4x32_10(counter: readonly number[], key: readonly number[]
   }
   return [c0, c1, c2, c3];
 }
+
+/** mulberry32: a small seeded host PRNG, uniform in [0, 1) (host-side sampling, test inputs). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
