@@ -43,6 +43,7 @@
  * `memoryReport(config, {batch, seq})` estimates parameter, gradient, optimizer and activation bytes before
  * a model is built.
  */
+import { join } from "node:path";
 import type { Gpu } from "../gpu/index.ts";
 import {
   checkParameters,
@@ -132,6 +133,18 @@ type Attend = (layer: number, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | nu
 
 type Positions = ReturnType<typeof positions>;
 
+/** Files of a HF checkpoint directory besides config.json and the weights that a saved copy keeps. */
+export const COMPANION_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "tokenizer.model",
+  "vocab.json",
+  "merges.txt",
+  "added_tokens.json",
+  "generation_config.json",
+] as const;
+
 export class LlamaModel extends Module {
   /** Notes about the config that do not stop the model (e.g. attention dropout that is not applied). */
   readonly warnings: string[];
@@ -140,6 +153,8 @@ export class LlamaModel extends Module {
    * `gradient_checkpointing_enable()`): activation memory of one layer instead of all, for one extra forward.
    */
   gradientCheckpointing = false;
+  /** The checkpoint directory this model was loaded from (fromPretrained), whose companion files save() copies. */
+  sourceDir: string | undefined;
   private readonly act: Act;
 
   private constructor(
@@ -209,15 +224,31 @@ export class LlamaModel extends Module {
     try {
       checkParameters(config, ckpt.params(), ckpt.path);
       const params = await loadParameters(gpu, ckpt, expectedParameters(config), opts);
-      return new LlamaModel(gpu, config, params, opts.requiresGrad ?? true);
+      const model = new LlamaModel(gpu, config, params, opts.requiresGrad ?? true);
+      model.sourceDir = dir;
+      return model;
     } finally {
       await ckpt.close();
     }
   }
 
-  /** Save as a HF checkpoint directory (config.json with torch_dtype set to match, weights; atomic). */
-  save(dir: string, opts: SaveOptions = {}): Promise<WrittenCheckpoint> {
-    return this.saveParams(dir, { "config.json": hfConfigJson(this.config, { torchDtype: torchDtypeOf(opts.dtype) }) }, opts);
+  /**
+   * Save as a HF checkpoint directory (config.json with torch_dtype set to match, weights; atomic). A model
+   * loaded with fromPretrained carries its tokenizer and generation files along (COMPANION_FILES found in
+   * the source directory), so the result loads in HF and in `alignx generate` as the original did;
+   * `opts.files` adds or overrides files.
+   */
+  async save(dir: string, opts: SaveOptions = {}): Promise<WrittenCheckpoint> {
+    const companions: Record<string, Uint8Array> = {};
+    if (this.sourceDir)
+      for (const name of COMPANION_FILES) {
+        const f = Bun.file(join(this.sourceDir, name));
+        if (await f.exists()) companions[name] = new Uint8Array(await f.arrayBuffer());
+      }
+    return this.saveParams(dir, { "config.json": hfConfigJson(this.config, { torchDtype: torchDtypeOf(opts.dtype) }) }, {
+      ...opts,
+      files: { ...companions, ...opts.files },
+    });
   }
 
   /** HF parameter names and shapes of this model, in order. */
