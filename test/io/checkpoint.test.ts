@@ -2,6 +2,7 @@
 // against its config.json; writeCheckpoint's single-file and sharded layouts read back; and every way an
 // index and its shards can disagree, reported together.
 import { afterAll, describe, expect, test } from "bun:test";
+import { expectError } from "./helpers.ts";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,15 +28,6 @@ function copyTiny(): string {
 const readIndex = (d: string) => JSON.parse(readFileSync(join(d, INDEX_FILE), "utf8")) as { metadata: { total_size: number }; weight_map: Record<string, string> };
 const writeIndex = (d: string, ix: unknown) => writeFileSync(join(d, INDEX_FILE), JSON.stringify(ix, null, 2));
 
-async function expectError(p: Promise<unknown>): Promise<CheckpointError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof CheckpointError) return e;
-    throw new Error(`expected a CheckpointError, got ${e}`);
-  }
-  throw new Error("expected a CheckpointError, got success");
-}
 
 describe("the PyTorch-written sharded tiny LLaMA", () => {
   test("opens from the directory or the index file, maps every name to its shard, matches config.json", async () => {

@@ -2,6 +2,7 @@
 // byte, round trips of every dtype, a table of corrupt files (each failing with its message, file, byte
 // offset and tensor, never a crash), lazy reading of a 3 GB sparse file, and upload to / save from the GPU.
 import { afterAll, describe, expect, test } from "bun:test";
+import { expectError } from "./helpers.ts";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { open, truncate } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -37,15 +38,6 @@ const hexOf = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLengt
 const bytesOf = (d: ArrayBufferView) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 const num = (v: number | string) => (v === "nan" ? Number.NaN : v === "inf" ? Infinity : v === "-inf" ? -Infinity : (v as number));
 
-async function expectError(p: Promise<unknown>): Promise<CheckpointError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof CheckpointError) return e;
-    throw new Error(`expected a CheckpointError, got ${e}`);
-  }
-  throw new Error("expected a CheckpointError, got success");
-}
 
 describe("the PyTorch-written fixture", () => {
   test("every tensor reads back with its dtype, shape, bytes and values; metadata too", async () => {
