@@ -20,6 +20,9 @@ export interface AdapterEntry {
   architecture: string;
   backend: string;
   kind: AdapterKind;
+  /** Subgroup sizes the adapter may use (0 when it does not say). */
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
 }
 
 export interface DeviceOptions {
@@ -53,13 +56,14 @@ const KINDS: AdapterKind[] = ["unknown", "discrete-gpu", "integrated-gpu", "cpu"
 const KIND_RANK: Record<AdapterKind, number> = { "discrete-gpu": 0, "integrated-gpu": 1, unknown: 2, cpu: 3 };
 
 function describe(adapter: GPUAdapter): AdapterEntry {
-  const info = adapter.info as GPUAdapterInfo & { backendType?: number | string; adapterType?: number | string };
+  const info = adapter.info as GPUAdapterInfo & { backendType?: number | string; adapterType?: number | string; subgroupMinSize?: number; subgroupMaxSize?: number };
   const backend = typeof info.backendType === "number" ? (BACKENDS[info.backendType] ?? "unknown") : (info.backendType ?? "unknown");
   let kind: AdapterKind =
     typeof info.adapterType === "number" ? (KINDS[info.adapterType] ?? "unknown") : ((info.adapterType as AdapterKind) ?? "unknown");
   if (kind === "unknown" && /llvmpipe|swiftshader|lavapipe|warp/i.test(info.description + info.architecture)) kind = "cpu";
   const description = info.description || `${info.vendor} ${info.architecture}`.trim() || "unnamed adapter";
-  return { adapter, description, vendor: info.vendor, architecture: info.architecture, backend, kind };
+  const sub = { subgroupMinSize: Number(info.subgroupMinSize ?? 0) || 0, subgroupMaxSize: Number(info.subgroupMaxSize ?? 0) || 0 };
+  return { adapter, description, vendor: info.vendor, architecture: info.architecture, backend, kind, ...sub };
 }
 
 const QUERIES: GPURequestAdapterOptions[] = [

@@ -15,7 +15,7 @@ import { Queue } from "./queue.ts";
 import { grid1d } from "./grid.ts";
 import { COPY } from "./kernels.ts";
 
-export { defineKernel, type KernelSource } from "./kernel.ts";
+export { defineKernel, defineLibrary, type KernelSource, type WgslPart } from "./kernel.ts";
 export type { PooledBuffer, PoolStats } from "./pool.ts";
 export type { Binding, BufferRange } from "./queue.ts";
 export type { AdapterEntry, DeviceOptions } from "./device.ts";

@@ -11,7 +11,10 @@
  *     (u32/i32/f32); the caller passes them by field name, and they travel through the queue's uniform ring;
  *   - specialization is either WGSL `override` constants (`constants`, no recompile of the text) or
  *     `{{NAME}}` placeholders (`defines`, e.g. the element type), replaced within their line so WGSL
- *     line numbers stay those of the file. A kernel using f16 gets `enable f16;` prepended on line 1.
+ *     line numbers stay those of the file. A kernel using f16 gets `enable f16;` prepended on line 1;
+ *   - code shared by several kernel files (WGSL has no include) lives in a library file, `defineLibrary`,
+ *     and is appended after the kernel's own text (`defineKernel(file, src, [LIB])`): the kernel's lines keep
+ *     their numbers, and an error in the appended part names the library file and its own line.
  */
 import { GpuError, WgslError } from "./errors.ts";
 
@@ -23,10 +26,19 @@ export interface BindingInfo {
   access: "read" | "read_write";
 }
 
+/** A piece of WGSL with the file it came from: a kernel's own text, or a library appended to it. */
+export interface WgslPart {
+  readonly file: string;
+  readonly code: string;
+}
+
 export interface KernelSource {
   /** Path shown in errors, relative to the repo root (`kernels/matmul.wgsl`). */
   readonly file: string;
+  /** The kernel's text followed by its libraries' (one line break between parts). */
   readonly code: string;
+  /** Where each part starts in `code`: line numbers map back to (file, line) through these. */
+  readonly parts: readonly { file: string; firstLine: number }[];
   /** Storage bindings of group 0, by variable name. */
   readonly storage: ReadonlyMap<string, BindingInfo>;
   /** Fields of the uniform params struct (group 1, binding 0), in order; empty when the kernel has none. */
@@ -49,41 +61,66 @@ function stripComments(code: string): string {
   return code.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, (c) => c.replace(/[^\n]/g, " "));
 }
 
-export function defineKernel(file: string, source: string): KernelSource {
+/** WGSL shared by kernel files (helpers, bindings, a params struct); it has no entry point of its own. */
+export function defineLibrary(file: string, source: string): WgslPart {
+  if (/\benable\s+\w+\s*;/.test(stripComments(source))) throw new WgslError(file, 1, 1, "a library cannot hold enable directives (they must come first: put them in the kernel file)");
+  return { file, code: source };
+}
+
+/** (file, line) of line `line` of a kernel's combined code. */
+export function locate(k: Pick<KernelSource, "parts">, line: number): { file: string; line: number } {
+  let part = k.parts[0]!;
+  for (const p of k.parts) if (p.firstLine <= line) part = p;
+  return { file: part.file, line: line - part.firstLine + 1 };
+}
+
+export function defineKernel(file: string, source: string, libraries: readonly WgslPart[] = []): KernelSource {
   const storage = new Map<string, BindingInfo>();
   let paramsType: string | undefined;
-  const code = stripComments(source);
+  const parts = [{ file, firstLine: 1 }];
+  let full = source;
+  for (const lib of libraries) {
+    full += "\n";
+    parts.push({ file: lib.file, firstLine: lineOf(full, full.length) });
+    full += lib.code;
+  }
+  const where = (index: number) => locate({ parts }, lineOf(code, index));
+  const err = (index: number, msg: string) => {
+    const w = where(index);
+    return new WgslError(w.file, w.line, 1, msg);
+  };
+  const code = stripComments(full);
   for (const m of code.matchAll(BINDING_RE)) {
     const [, group, binding, space, access, name, type] = m;
-    const line = lineOf(code, m.index!);
     if (group === "0" && space === "storage") {
       storage.set(name!, { name: name!, binding: Number(binding), access: access === "read_write" ? "read_write" : "read" });
     } else if (group === "1" && binding === "0" && space === "uniform") {
       paramsType = type!.trim();
     } else {
-      throw new WgslError(file, line, 1, `binding '${name}' breaks the kernel convention: storage buffers in @group(0), one uniform params struct at @group(1) @binding(0)`);
+      throw err(m.index!, `binding '${name}' breaks the kernel convention: storage buffers in @group(0), one uniform params struct at @group(1) @binding(0)`);
     }
   }
   const params: { name: string; type: ScalarType }[] = [];
   if (paramsType) {
     const sm = new RegExp(`struct\\s+${paramsType}\\s*\\{([^}]*)\\}`).exec(code);
     if (!sm) throw new WgslError(file, 1, 1, `uniform params struct '${paramsType}' not found`);
+    const structAt = sm.index;
     for (const f of sm[1]!.split(/[,;\n]/)) {
       const fm = /^\s*(?:@\w+(?:\([^)]*\))?\s*)*(\w+)\s*:\s*([\w<>]+)\s*$/.exec(f);
       if (!fm) {
-        if (f.trim()) throw new WgslError(file, lineOf(code, sm.index), 1, `cannot read params field '${f.trim()}'`);
+        if (f.trim()) throw err(structAt, `cannot read params field '${f.trim()}'`);
         continue;
       }
       const t = fm[2]!;
       if (t !== "u32" && t !== "i32" && t !== "f32")
-        throw new WgslError(file, lineOf(code, sm.index), 1, `params field '${fm[1]}: ${t}' must be a 32-bit scalar (u32, i32, f32)`);
+        throw err(structAt, `params field '${fm[1]}: ${t}' must be a 32-bit scalar (u32, i32, f32)`);
       params.push({ name: fm[1]!, type: t });
     }
   }
   const entryPoints = [...code.matchAll(/@compute[\s\S]*?fn\s+(\w+)/g)].map((m) => m[1]!);
   if (entryPoints.length === 0) throw new WgslError(file, 1, 1, "no @compute entry point");
   const zeroParams = Object.freeze(Object.fromEntries(params.map((f) => [f.name, 0])));
-  return { file, code: source, storage, params, zeroParams, entryPoints };
+  return { file, code: full, parts, storage, params, zeroParams, entryPoints };
 }
 
 /** Order-independent cache key of a defines/constants object. */
@@ -114,14 +151,18 @@ export function specialize(k: KernelSource, defines: Defines = {}): string {
   return code;
 }
 
-/** Turn Dawn's WGSL error text (`:3:2 error: unresolved value 'y'`) into a WgslError naming the file. */
-export function wgslErrorFrom(file: string, entry: string, message: string): WgslError {
+/**
+ * Turn Dawn's WGSL error text (`:3:2 error: unresolved value 'y'`) into a WgslError naming the file (the
+ * kernel's, or the library's the line falls in) and the line within it.
+ */
+export function wgslErrorFrom(k: Pick<KernelSource, "file" | "parts">, entry: string, message: string): WgslError {
   const m = /:(\d+):(\d+) error: ([^\n]*)/.exec(message);
   if (m) {
     const snippet = message.split("\n").slice(1, 3).join("\n");
-    return new WgslError(file, Number(m[1]), Number(m[2]), `error: ${m[3]}${snippet.trim() ? "\n" + snippet : ""}`);
+    const w = locate(k, Number(m[1]));
+    return new WgslError(w.file, w.line, Number(m[2]), `error: ${m[3]}${snippet.trim() ? "\n" + snippet : ""}`);
   }
-  return new WgslError(file, 1, 1, `${entry}: ${message.split("\n")[0]}`);
+  return new WgslError(k.file, 1, 1, `${entry}: ${message.split("\n")[0]}`);
 }
 
 export interface CompiledKernel {
@@ -191,7 +232,7 @@ export class PipelineCache {
       compute: { module, entryPoint: entry, constants },
     });
     const ready = d.popErrorScope().then((err) => {
-      if (err) throw wgslErrorFrom(source.file, entry, err.message);
+      if (err) throw wgslErrorFrom(source, entry, err.message);
     });
     ready.catch(() => {}); // observed by the queue or by the caller; never an unhandled rejection
     this.compiles++;

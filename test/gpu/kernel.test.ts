@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { defineKernel, GpuError, WgslError } from "../../src/gpu/index.ts";
+import { defineKernel, defineLibrary, GpuError, WgslError } from "../../src/gpu/index.ts";
 import { sizeClass } from "../../src/gpu/pool.ts";
 import { getGpu } from "../helpers.ts";
 
@@ -26,6 +26,33 @@ describe("kernels", () => {
       expect(err.message).toContain("kernels/test_bad.wgsl:6:");
       expect(err.message).toContain("undeclared_thing");
     }
+  });
+
+  test("a library appended to kernels: bindings and params reflected, errors name the library's file and line", async () => {
+    const gpu = await getGpu();
+    // The library declares the bindings and a helper; line 3 of the library holds an error in the bad one.
+    const LIB = `struct Params { n: u32, scale: f32 }\n@group(0) @binding(0) var<storage, read_write> x: array<f32>;\n@group(1) @binding(0) var<uniform> p: Params;\nfn twice(v: f32) -> f32 { return {{TWICE:2.0 * v}}; }\n`;
+    const lib = defineLibrary("kernels/lib_test.wgsl", LIB);
+    const k = defineKernel("kernels/uses_lib.wgsl", `// two lines of the kernel\n@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { if (g.x < p.n) { x[g.x] = twice(x[g.x]) * p.scale; } }`, [lib]);
+    expect([...k.storage.keys()]).toEqual(["x"]);
+    expect(k.params.map((f) => f.name)).toEqual(["n", "scale"]);
+    const buf = gpu.upload(new Float32Array([1, 2, 3, 4]));
+    gpu.dispatch(k, "main", { x: buf }, 1, { params: { n: 3, scale: 0.5 } });
+    expect([...new Float32Array(await gpu.read(buf, 16))]).toEqual([1, 2, 3, 4]);
+    gpu.release(buf);
+    // An error inside the library (its line 4) is reported against the library, not the kernel.
+    const err = await gpu.compile(k, "main", ["x"], { TWICE: "2.0 * undeclared_in_lib" }).catch((e) => e);
+    expect(err).toBeInstanceOf(WgslError);
+    expect(err.file).toBe("kernels/lib_test.wgsl");
+    expect(err.line).toBe(4);
+    // An error on the kernel's own line 2 still names the kernel.
+    const k2 = defineKernel("kernels/uses_lib2.wgsl", `// one line\n@compute @workgroup_size(1) fn main() { x[0] = nope; }`, [lib]);
+    const err2 = await gpu.compile(k2, "main").catch((e) => e);
+    expect(err2.message).toStartWith("kernels/uses_lib2.wgsl:2:");
+    // A convention break inside a library names the library's line; enable directives belong to the kernel.
+    const badLib = defineLibrary("kernels/lib_bad.wgsl", "fn f() {}\n@group(2) @binding(0) var<storage, read> y: array<f32>;\n");
+    expect(() => defineKernel("kernels/k.wgsl", "@compute @workgroup_size(1) fn main() {}", [badLib])).toThrow("kernels/lib_bad.wgsl:2:");
+    expect(() => defineLibrary("kernels/lib_enable.wgsl", "enable subgroups;\nfn f() {}")).toThrow("kernels/lib_enable.wgsl:1:");
   });
 
   test("a bad kernel dispatched without compiling first fails at the next sync with file and line", async () => {

@@ -20,19 +20,15 @@ import { cast } from "../../src/tensor/ops/cast.ts";
 import { linear, matmul, matmulConfig } from "../../src/tensor/ops/matmul.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { loadGoldens } from "./goldens.ts";
-import { expectClose, getGpu, numel, rng, seedOf, uniform, type Shape } from "./helpers.ts";
+import { expectClose, getGpu, MATMUL_KERNELS as KERNELS, matmulKernelRuns, numel, rng, seedOf, uniform, type Shape } from "./helpers.ts";
 
 const SLOW = 120_000;
 const gpu = await getGpu();
 const HAS_F16 = gpu.features.has("shader-f16");
 const testF16 = HAS_F16 ? test : test.skip;
+/** testF16 for a matmul kernel: skipped (by name) where that kernel cannot run. */
+const testF16K = (kc: (typeof KERNELS)[number]) => (HAS_F16 && matmulKernelRuns(gpu, kc) ? test : test.skip);
 
-type Kernel = { kernel: "direct" | "tiled"; tm: number };
-const KERNELS: Kernel[] = [
-  { kernel: "direct", tm: 4 },
-  { kernel: "direct", tm: 8 },
-  { kernel: "tiled", tm: 4 },
-];
 const DEFAULTS = { ...matmulConfig };
 afterEach(() => Object.assign(matmulConfig, DEFAULTS));
 
@@ -142,7 +138,7 @@ const CASES: { name: string; a: Shape; b: Shape }[] = [
 
 describe("f16 matmul", () => {
   for (const kc of KERNELS)
-    testF16(
+    testF16K(kc)(
       `f16 operands, f32 accumulation, f16 result and f16 gradients: every layout, ${kc.kernel} kernel (${kc.tm} rows)`,
       async () => {
         Object.assign(matmulConfig, kc);
@@ -175,7 +171,7 @@ describe("f16 matmul", () => {
     );
 
   for (const kc of KERNELS)
-    testF16(
+    testF16K(kc)(
       `outDtype f32: the f32 result carries only f32 accumulation error; gradients stay f16 (${kc.kernel}, ${kc.tm} rows)`,
       async () => {
         Object.assign(matmulConfig, kc);
@@ -204,7 +200,7 @@ describe("f16 matmul", () => {
     );
 
   for (const kc of KERNELS)
-    testF16(`accumulation is f32: 1 + 2048 terms of 2^-12 gives 1.5, not 1 (${kc.kernel}, ${kc.tm} rows)`, async () => {
+    testF16K(kc)(`accumulation is f32: 1 + 2048 terms of 2^-12 gives 1.5, not 1 (${kc.kernel}, ${kc.tm} rows)`, async () => {
       Object.assign(matmulConfig, kc);
       const K = 2049;
       const A = new Float64Array(3 * K).fill(2 ** -12);
@@ -284,7 +280,7 @@ describe("PyTorch goldens", () => {
   // torch 1.13 has no CPU f16 matmul: the fixture rounds float64 products once to f16 (tools/goldens/amp.py).
   // Ours accumulates in f32, which can land on the neighbouring half: one f16 ulp is 2^-10 relative.
   for (const kc of KERNELS)
-    testF16(`f16 linear and matmul cases from tools/goldens/amp.py (${kc.kernel}, ${kc.tm} rows)`, async () => {
+    testF16K(kc)(`f16 linear and matmul cases from tools/goldens/amp.py (${kc.kernel}, ${kc.tm} rows)`, async () => {
       Object.assign(matmulConfig, kc);
       for (const c of loadGoldens("amp").filter((k) => k.params.op !== "cast")) {
         const ins = Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, up16(t.data, t.shape, true)]));

@@ -4,6 +4,7 @@
 import { expect } from "bun:test";
 import type { Gpu } from "../../src/gpu/index.ts";
 import { debug, Tensor } from "../../src/tensor/index.ts";
+import { subgroupKernelFits, type MatmulKernel } from "../../src/tensor/ops/matmul.ts";
 import { getGpu as sharedGpu } from "../helpers.ts";
 
 /** The shared device, with poisoning on: every uninitialized tensor starts as NaN. */
@@ -127,3 +128,17 @@ export function seedOf(name: string): number {
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
   return h >>> 0;
 }
+
+/**
+ * The matrix-product kernels every matmul/linear test runs on (src/tensor/ops/matmul.ts `matmulConfig`):
+ * direct with 4 and 8 rows per invocation, tiled, and subgroup where the device has 8-lane subgroups
+ * (`runs` says which run here; a test of one that cannot run is skipped, by name).
+ */
+export type MatmulKernelConfig = { kernel: MatmulKernel; tm: number };
+export const MATMUL_KERNELS: readonly MatmulKernelConfig[] = [
+  { kernel: "direct", tm: 4 },
+  { kernel: "direct", tm: 8 },
+  { kernel: "tiled", tm: 4 },
+  { kernel: "subgroup", tm: 8 },
+];
+export const matmulKernelRuns = (gpu: Gpu, k: MatmulKernelConfig): boolean => k.kernel !== "subgroup" || subgroupKernelFits(gpu);

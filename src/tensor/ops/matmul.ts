@@ -21,22 +21,30 @@
  * and each input's gradient comes out in that input's dtype. f16 gradient sums (a bias, a weight shared by a
  * batch) reduce in f32 and round once.
  */
+import commonSrc from "../../../kernels/matmul_common.wgsl" with { type: "text" };
 import matmulSrc from "../../../kernels/matmul_ops.wgsl" with { type: "text" };
-import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
+import subgroupSrc from "../../../kernels/matmul_subgroup.wgsl" with { type: "text" };
+import { defineKernel, defineLibrary, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, numel, sameShape, TensorError, type Shape } from "../shape.ts";
 import { Tensor, type DType } from "../tensor.ts";
 import { cast } from "./cast.ts";
 import { sum } from "./reduce.ts";
 
-export const MATMUL_OPS = defineKernel("kernels/matmul_ops.wgsl", matmulSrc);
+const MATMUL_COMMON = defineLibrary("kernels/matmul_common.wgsl", commonSrc);
+export const MATMUL_OPS = defineKernel("kernels/matmul_ops.wgsl", matmulSrc, [MATMUL_COMMON]);
+export const MATMUL_SUBGROUP = defineKernel("kernels/matmul_subgroup.wgsl", subgroupSrc, [MATMUL_COMMON]);
+
+export type MatmulKernel = "direct" | "tiled" | "subgroup";
 
 export const matmulConfig = {
   /**
-   * Which entry point runs: `direct` (register-blocked, no workgroup memory: best on CPU Vulkan drivers),
-   * `tiled` (workgroup-memory tiling: what a real GPU wants), or `auto` (direct on CPU adapters, else tiled).
+   * Which entry point runs: `direct` (register-blocked, no workgroup memory: for CPU Vulkan drivers),
+   * `subgroup` (direct's idea with 8-lane subgroup broadcasts sharing the loads of A: CPU drivers with 8-wide
+   * subgroups), `tiled` (workgroup-memory tiling: what a real GPU wants), or `auto` (`subgroupKernelFits`
+   * → subgroup; other CPU adapters → direct; else tiled).
    */
-  kernel: "auto" as "auto" | "direct" | "tiled",
+  kernel: "auto" as "auto" | MatmulKernel,
   /** Rows per invocation of the direct kernel (a multiple of 4; 8 measured best on lavapipe). */
   tm: 8,
   /** Workgroup shape of the direct kernel (WGSL overrides WG_X, WG_Y). */
@@ -90,9 +98,19 @@ function store(vec: boolean, dtype: DType): { C_T: string; C_ST: string } {
     : { C_T: e, C_ST: `for (var j = 0u; j < cols; j++) { c[i + j] = ${cs}; }` };
 }
 
-function kernelFor(gpu: Gpu): "direct" | "tiled" {
-  if (matmulConfig.kernel !== "auto") return matmulConfig.kernel;
-  return gpu.adapter.kind === "cpu" ? "direct" : "tiled";
+/** Whether `matmul_sg` can run here: the subgroups feature, and subgroups of exactly 8 lanes. */
+export function subgroupKernelFits(gpu: Gpu): boolean {
+  const a = gpu.adapter;
+  return gpu.features.has("subgroups") && a.subgroupMinSize === 8 && a.subgroupMaxSize === 8;
+}
+
+function kernelFor(name: string, gpu: Gpu): MatmulKernel {
+  const k = matmulConfig.kernel;
+  if (k === "subgroup" && !subgroupKernelFits(gpu))
+    throw new TensorError(`${name}: the subgroup matmul kernel needs 8-lane subgroups; ${gpu.adapter.description} has ${gpu.features.has("subgroups") ? `${gpu.adapter.subgroupMinSize}..${gpu.adapter.subgroupMaxSize}` : "no subgroups feature"}`);
+  if (k !== "auto") return k;
+  if (gpu.adapter.kind !== "cpu") return "tiled";
+  return subgroupKernelFits(gpu) ? "subgroup" : "direct";
 }
 
 /** Record the launch(es) of `pr` into `out` ([batch, M, N] elements), reading a, b and optionally bias [N]. */
@@ -109,8 +127,8 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
   const cVec = N % 4 === 0;
   const A = access("a", aVec, a.dtype);
   const B = access("b", bVec, b.dtype);
-  const kind = kernelFor(gpu);
-  const tm = kind === "tiled" ? 4 : matmulConfig.tm;
+  const kind = kernelFor(name, gpu);
+  const tm = kind === "tiled" ? 4 : kind === "subgroup" ? 8 : matmulConfig.tm;
   if (tm % 4 !== 0 || tm < 4) throw new TensorError(`${name}: matmulConfig.tm must be a positive multiple of 4, got ${tm}`);
   const defines = {
     TM: tm,
@@ -129,7 +147,8 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
     BIAS_T: bias?.dtype === "f16" ? "f16" : "f32",
   };
   const [wx, wy] = [matmulConfig.wgx, matmulConfig.wgy];
-  const [gx, gy] = kind === "tiled" ? [Math.ceil(N / 64), Math.ceil(M / 64)] : [Math.ceil(N / (4 * wx)), Math.ceil(M / (wy * tm))];
+  const [gx, gy] =
+    kind === "tiled" ? [Math.ceil(N / 64), Math.ceil(M / 64)] : kind === "subgroup" ? [Math.ceil(N / 32), Math.ceil(M / 8)] : [Math.ceil(N / (4 * wx)), Math.ceil(M / (wy * tm))];
   const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (gx > maxWg || gy > maxWg)
     throw new TensorError(`${name}: a ${M} x ${N} output needs ${gx} x ${gy} workgroups; the device allows ${maxWg} per dimension`);
@@ -137,13 +156,13 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
     throw new TensorError(`${name}: operands of 2^32 or more elements are not supported`);
   const bindings: Record<string, PooledBuffer> = { a: a.buffer, b: b.buffer, c: out.buffer };
   if (bias) bindings.bias = bias.buffer;
-  const entry = kind === "tiled" ? "matmul_tiled" : "matmul";
-  const constants: Record<string, number> = kind === "tiled" ? {} : { WG_X: wx, WG_Y: wy };
+  const [source, entry] = kind === "subgroup" ? [MATMUL_SUBGROUP, "matmul_sg"] : [MATMUL_OPS, kind === "tiled" ? "matmul_tiled" : "matmul"];
+  const constants: Record<string, number> = kind === "direct" ? { WG_X: wx, WG_Y: wy } : {};
   const perDispatch = Math.max(1, Math.min(maxWg, matmulConfig.maxBatch));
   const params = { M, N, K, sA: pr.sharedA ? 0 : M * K, sB: pr.sharedB ? 0 : K * N, batch0: 0 };
   for (let z = 0; z < pr.batch; z += perDispatch) {
     params.batch0 = z;
-    gpu.dispatch(MATMUL_OPS, entry, bindings, [gx, gy, Math.min(perDispatch, pr.batch - z)], { params: { ...params }, defines, constants, name });
+    gpu.dispatch(source, entry, bindings, [gx, gy, Math.min(perDispatch, pr.batch - z)], { params: { ...params }, defines, constants, name });
   }
 }
 
