@@ -10,7 +10,8 @@
 // `override CENTER` selects LayerNorm. stats[2r], stats[2r + 1] = mean, rstd are kept for backward.
 //
 //   norm_forward          one workgroup per row: WG invocations stride the row (neighbours read neighbouring
-//                         addresses), tree-reduce in workgroup memory; writes y and stats_out.
+//                         addresses) and reduce with wg_reduce (kernels/row_reduce.wgsl, appended: WG and
+//                         the reduction per adapter); writes y and stats_out.
 //   norm_dx               one workgroup per row: with gw = g * W,
 //                         dx = rstd * (gw - [CENTER] mean_j(gw) - xhat * mean_j(gw * xhat)).
 //   norm_dparams_partial  one invocation per (row chunk c, column j), j fastest: over the chunk's `chunk`
@@ -20,7 +21,7 @@
 //                         base = 0 (dweight) or d (dbias). Fixed summation order, no atomics: deterministic.
 // Per-row entry points take `gx` workgroups per grid row, per-element ones `row` invocations per grid row
 // (2-D grids: more than 65535 rows or columns fit). Limits: rows * d < 2^32 elements.
-// On a big GPU the row kernels run one 256-wide workgroup per row (d = 4096: 16 strided loads per invocation,
+// On a big GPU the row kernels run one 256-wide workgroup per row (8-wide on lavapipe) (d = 4096: 16 strided loads per invocation,
 // x read twice from L2 for LayerNorm's two-pass variance); the parameter gradient is spread over up to 256
 // row chunks so it fills the machine, then one short pass sums the chunks.
 
@@ -50,27 +51,9 @@ struct Params {
 @group(1) @binding(0) var<uniform> p: Params;
 
 override CENTER: bool = false;
-const WG: u32 = 256u;
-var<workgroup> red: array<vec2f, WG>;
-
 // xhat of element k of row r, from the row's saved mean and rstd (backward).
 fn xhat_at(k: u32, r: u32) -> f32 {
   return (x[k] - stats[2u * r]) * stats[2u * r + 1u];
-}
-
-// The sum of v over the workgroup, returned to every invocation. Call in uniform control flow.
-fn wg_sum(v: vec2f, lid: u32) -> vec2f {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      red[lid] += red[lid + s];
-    }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier();
-  return total;
 }
 
 @compute @workgroup_size(WG)
@@ -87,14 +70,14 @@ fn norm_forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_ind
     for (var j = lid; j < p.d; j += WG) {
       s += x[base + j];
     }
-    mean = wg_sum(vec2f(s, 0.0), lid).x / n;
+    mean = wg_reduce(vec2f(s, 0.0), lid, RED_SUM).x / n;
   }
   var ss = 0.0;
   for (var j = lid; j < p.d; j += WG) {
     let c = x[base + j] - mean;
     ss += c * c;
   }
-  let rstd = inverseSqrt(wg_sum(vec2f(ss, 0.0), lid).x / n + p.eps);
+  let rstd = inverseSqrt(wg_reduce(vec2f(ss, 0.0), lid, RED_SUM).x / n + p.eps);
   for (var j = lid; j < p.d; j += WG) {
     let xhat = (x[base + j] - mean) * rstd;
     y[base + j] = xhat * {{W:w[j]}} + {{B:0.0}};
@@ -118,7 +101,7 @@ fn norm_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
     let gw = gout[base + j] * {{W:w[j]}};
     acc += vec2f(gw, gw * xhat);
   }
-  let m = wg_sum(acc, lid) / f32(p.d);
+  let m = wg_reduce(acc, lid, RED_SUM) / f32(p.d);
   let mgw = select(0.0, m.x, CENTER);
   for (var j = lid; j < p.d; j += WG) {
     let xhat = xhat_at(base + j, r);

@@ -18,8 +18,9 @@
 //   clip_scale    pass 3: gs *= min(1, max_norm / (total[0] + 1e-6)), read on the GPU (no host round-trip).
 //
 // Launch: elementwise entries run one invocation per element on a 2-D grid (`row` invocations per grid row,
-// see src/gpu/grid.ts); sumsq runs `groups` (<= 65535) workgroups; norm_finish runs one. Workgroups are
-// 256 wide; neighbouring invocations touch neighbouring addresses. The params struct is shared by every
+// see src/gpu/grid.ts), 256 per workgroup; sumsq runs `groups` (<= 65535) workgroups and norm_finish one,
+// WG wide (kernels/row_reduce.wgsl, appended: 256 on GPUs, 8 on lavapipe). Neighbouring invocations touch
+// neighbouring addresses. The params struct is shared by every
 // entry point: a dispatch passes the fields its entry reads and zeros for the rest.
 
 struct Params {
@@ -57,13 +58,11 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> total: array<f32>;
 @group(1) @binding(0) var<uniform> params: Params;
 
-const WG: u32 = 256u;
-
 fn flat(gid: vec3u) -> u32 {
   return gid.y * params.row + gid.x;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(256)
 fn adamw(@builtin(global_invocation_id) gid: vec3u) {
   let i = flat(gid);
   if (i >= params.n) {
@@ -83,7 +82,7 @@ fn sgd_direction(i: u32) -> f32 {
   return g[i] + params.weight_decay * p[i];
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3u) {
   let i = flat(gid);
   if (i >= params.n) {
@@ -92,7 +91,7 @@ fn sgd(@builtin(global_invocation_id) gid: vec3u) {
   p[i] = p[i] - params.lr * sgd_direction(i);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(256)
 fn sgd_momentum(@builtin(global_invocation_id) gid: vec3u) {
   let i = flat(gid);
   if (i >= params.n) {
@@ -111,21 +110,6 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3u) {
   p[i] = p[i] - params.lr * step;
 }
 
-var<workgroup> scratch: array<f32, WG>;
-
-// Tree-reduce each invocation's `x` over the workgroup; every invocation gets the sum.
-fn workgroup_sum(lid: u32, x: f32) -> f32 {
-  scratch[lid] = x;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      scratch[lid] += scratch[lid + s];
-    }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&scratch[0]);
-}
-
 @compute @workgroup_size(WG)
 fn sumsq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   var acc = 0.0;
@@ -133,7 +117,7 @@ fn sumsq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid
     let x = gs[k];
     acc += x * x;
   }
-  let s = workgroup_sum(lid, acc);
+  let s = wg_reduce(vec2f(acc, 0.0), lid, RED_SUM).x;
   if (lid == 0u) {
     partial[params.base + wid.x] = s;
   }
@@ -145,13 +129,13 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
   for (var k = lid; k < params.groups; k += WG) {
     acc += partial[k];
   }
-  let s = workgroup_sum(lid, acc);
+  let s = wg_reduce(vec2f(acc, 0.0), lid, RED_SUM).x;
   if (lid == 0u) {
     total[0] = sqrt(s);
   }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(256)
 fn clip_scale(@builtin(global_invocation_id) gid: vec3u) {
   let i = flat(gid);
   if (i >= params.n) {

@@ -1,10 +1,11 @@
 // Sum, mean and max over one axis (src/tensor/ops/reduce.ts). The input is seen as [outer, n, inner] and the
 // output as [outer, inner], multiplied by `scale` (1 for sum and max, 1/n for mean). The combining function
 // is the define COMBINE (default a + b; max passes a NaN-propagating max) starting from `init` (0, or -inf
-// for max, passed as a parameter since WGSL has no infinity literal).
+// for max, passed as a parameter since WGSL has no infinity literal); RED_OP names the same operation for
+// the workgroup step (RED_SUM or RED_MAX of kernels/row_reduce.wgsl, appended to this file).
 //
-//   sum_rows  inner == 1: one workgroup per output row; 256 invocations stride the row and tree-reduce in
-//             workgroup memory. Row r covers elements [r*n, min((r+1)*n, len)), so a long total sum can
+//   sum_rows  inner == 1: one workgroup per output row; WG invocations (256 on GPUs, 8 on lavapipe) stride
+//             the row, then wg_reduce. Row r covers elements [r*n, min((r+1)*n, len)), so a long total sum can
 //             run as two passes over ragged chunks.
 //   sum_cols  inner > 1: one invocation per output walks its column; neighbouring invocations read
 //             neighbouring addresses.
@@ -31,9 +32,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> aux1: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
-const WG: u32 = 256u;
-var<workgroup> partial: array<f32, WG>;
-
 fn combine(a: f32, b: f32) -> f32 {
   return {{COMBINE:a + b}};
 }
@@ -50,16 +48,9 @@ fn sum_rows(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
   for (var k = start + lid; k < end; k += WG) {
     acc = combine(acc, src[k]);
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      partial[lid] = combine(partial[lid], partial[lid + s]);
-    }
-    workgroupBarrier();
-  }
+  let total = wg_reduce(vec2f(acc, 0.0), lid, {{RED_OP:RED_SUM}}).x;
   if (lid == 0u) {
-    dst[r] = partial[0] * p.scale;
+    dst[r] = total * p.scale;
   }
 }
 

@@ -2,7 +2,7 @@
 // log_softmax, their backward, l2_normalize, and cross-entropy fused with log-softmax.
 //
 // Layout: the input is `rows` contiguous rows of `n` f32 (the last axis). Launch: ONE WORKGROUP PER ROW,
-// WG = 256 invocations striding the row (coalesced: neighbouring invocations read neighbouring addresses),
+// WG invocations (256 on GPUs, 8 on lavapipe: kernels/row_reduce.wgsl, appended, reduces) striding the row (coalesced: neighbouring invocations read neighbouring addresses),
 // so rows of any length work (1, 7, 300, 5000, ...; shorter than WG leaves invocations idle). Workgroups sit
 // on a 2-D grid, `gx` per grid row: row r = wid.y * gx + wid.x (rows > 65535 are fine).
 //
@@ -21,7 +21,7 @@
 //                for invalid targets.
 //
 // Limits: n * rows < 2^32 elements; f32 accumulation (sums of up to n / WG terms per invocation, then a
-// tree). Values of +-inf are not special-cased: a row of all -inf gives NaN, as in PyTorch.
+// tree or a subgroup reduction). Values of +-inf are not special-cased: a row of all -inf gives NaN, as in PyTorch.
 
 struct Params {
   rows: u32,
@@ -40,33 +40,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
-const WG: u32 = 256u;
 const LOWEST: f32 = -0x1.fffffep+127f; // the most negative finite f32
-var<workgroup> red: array<vec2f, WG>;
-
-// Merge two partial results: plain sums, or online softmax pairs (max m, sum of exp(x - m)).
-fn merge(u: vec2f, v: vec2f, online: bool) -> vec2f {
-  if (!online) {
-    return u + v;
-  }
-  let m = max(u.x, v.x);
-  return vec2f(m, u.y * exp(u.x - m) + v.y * exp(v.x - m));
-}
-
-// Tree-reduce every invocation's `v` over the workgroup; every invocation gets the total.
-fn wg_reduce(v: vec2f, lid: u32, online: bool) -> vec2f {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (lid < k) {
-      red[lid] = merge(red[lid], red[lid + k], online);
-    }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier(); // `red` may be reused right after
-  return total;
-}
 
 // (max, sum of exp(x - max)) over a[base .. base + n).
 fn row_max_sum(base: u32, lid: u32) -> vec2f {
@@ -81,7 +55,7 @@ fn row_max_sum(base: u32, lid: u32) -> vec2f {
       s += exp(x - m);
     }
   }
-  return wg_reduce(vec2f(m, s), lid, true);
+  return wg_reduce(vec2f(m, s), lid, RED_SOFTMAX);
 }
 
 @compute @workgroup_size(WG)
@@ -112,7 +86,7 @@ fn row_sum_map(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
     {{LOAD:}}
     acc += {{TERM:vec2f(0.0)}};
   }
-  let s = wg_reduce(acc, lid, false);
+  let s = wg_reduce(acc, lid, RED_SUM);
   for (var i = base + lid; i < base + p.n; i += WG) {
     {{LOAD:}}
     out[i] = {{MAP:0.0}};
@@ -151,7 +125,7 @@ fn ce_mean(@builtin(local_invocation_index) lid: u32) {
       acc += vec2f(rowloss[r], 1.0);
     }
   }
-  let total = wg_reduce(acc, lid, false);
+  let total = wg_reduce(acc, lid, RED_SUM);
   if (lid == 0u) {
     out[0] = select(total.x / total.y, p.nan, total.y == 0.0);
     stats[2u * p.rows] = total.y;

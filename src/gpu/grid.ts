@@ -22,3 +22,4 @@ export function rowGrid(rows: number): { workgroups: [number, number]; gx: numbe
   const { workgroups } = grid1d(rows, 1);
   return { workgroups, gx: workgroups[0] };
 }
+

@@ -22,6 +22,7 @@ export type { AdapterEntry, DeviceOptions } from "./device.ts";
 export { listAdapters, chooseAdapter };
 export * from "./errors.ts";
 export { grid1d, gridLimits, rowGrid } from "./grid.ts";
+export { ROW_REDUCE, rowConfig, rowLaunch, type RowLaunch } from "./row_reduce.ts";
 
 export class Gpu {
   readonly pool: BufferPool;

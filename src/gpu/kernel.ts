@@ -12,6 +12,10 @@
  *   - specialization is either WGSL `override` constants (`constants`, no recompile of the text) or
  *     `{{NAME}}` placeholders (`defines`, e.g. the element type), replaced within their line so WGSL
  *     line numbers stay those of the file. A kernel using f16 gets `enable f16;` prepended on line 1;
+ *   - `//#if NAME`, `//#else`, `//#endif` lines choose code by a define (true unless absent, 0, false or
+ *     empty); the lines left out become blank lines, so line numbers stay those of the file. This is how a
+ *     kernel keeps a variant that needs a device feature (subgroups) without breaking devices that lack it;
+ *   - a kernel whose specialized code calls subgroup builtins gets `enable subgroups;` on line 1 (as f16);
  *   - code shared by several kernel files (WGSL has no include) lives in a library file, `defineLibrary`,
  *     and is appended after the kernel's own text (`defineKernel(file, src, [LIB])`): the kernel's lines keep
  *     their numbers, and an error in the appended part names the library file and its own line.
@@ -134,12 +138,43 @@ function lineOf(code: string, index: number): number {
   return n;
 }
 
+const truthy = (v: string | number | undefined): boolean => v !== undefined && v !== 0 && v !== "0" && v !== "false" && v !== "";
+
+/** Resolve `//#if NAME` / `//#else` / `//#endif` (nestable), blanking the lines that are left out. */
+function conditionals(k: KernelSource, defines: Defines): string {
+  const lines = k.code.split("\n");
+  const stack: { keep: boolean; line: number; sawElse: boolean }[] = [];
+  const live = () => stack.every((f) => f.keep);
+  const fail = (i: number, msg: string) => {
+    const w = locate(k, i + 1);
+    return new WgslError(w.file, w.line, 1, msg);
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^\s*\/\/#(if|else|endif)\b\s*(\w*)\s*$/.exec(lines[i]!);
+    if (m) {
+      if (m[1] === "if") {
+        if (!m[2]) throw fail(i, "//#if needs a define name");
+        stack.push({ keep: truthy(defines[m[2]]), line: i, sawElse: false });
+      } else if (m[1] === "else") {
+        const top = stack[stack.length - 1];
+        if (!top || top.sawElse) throw fail(i, "//#else without a matching //#if");
+        top.keep = !top.keep;
+        top.sawElse = true;
+      } else if (!stack.pop()) throw fail(i, "//#endif without a matching //#if");
+      lines[i] = "";
+    } else if (!live()) lines[i] = "";
+  }
+  if (stack.length) throw fail(stack[stack.length - 1]!.line, "//#if without //#endif");
+  return lines.join("\n");
+}
+
 /**
- * Replace `{{NAME}}` / `{{NAME:default}}` placeholders line-preservingly (a default serves entry points that
- * do not use the placeholder); prepend `enable f16;` on line 1 when f16 is used.
+ * Resolve `//#if` blocks, then replace `{{NAME}}` / `{{NAME:default}}` placeholders line-preservingly (a
+ * default serves entry points that do not use the placeholder); prepend `enable f16;` / `enable subgroups;`
+ * on line 1 when the code uses them.
  */
 export function specialize(k: KernelSource, defines: Defines = {}): string {
-  let code = k.code.replace(/\{\{(\w+)(?::([^}]*))?\}\}/g, (_, name: string, dflt: string | undefined) => {
+  let code = conditionals(k, defines).replace(/\{\{(\w+)(?::([^}]*))?\}\}/g, (_, name: string, dflt: string | undefined) => {
     if (!(name in defines) && dflt === undefined)
       throw new WgslError(k.file, 1, 1, `placeholder {{${name}}} has no value (defines: ${Object.keys(defines).join(", ") || "none"})`);
     const v = String(name in defines ? defines[name] : dflt);
@@ -148,6 +183,7 @@ export function specialize(k: KernelSource, defines: Defines = {}): string {
   });
   const live = stripComments(code);
   if (/\bf16\b/.test(live) && !/enable\s+f16\s*;/.test(live)) code = "enable f16; " + code;
+  if (/\bsubgroup[A-Z]\w*\s*\(|\bsubgroup_(invocation_id|size)\b/.test(live) && !/enable\s+subgroups\s*;/.test(live)) code = "enable subgroups; " + code;
   return code;
 }
 

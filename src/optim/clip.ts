@@ -7,7 +7,7 @@
  */
 import { TensorError } from "../tensor/shape.ts";
 import { Tensor, untracked } from "../tensor/tensor.ts";
-import { dispatchElementwise, dispatchRaw } from "./optimizer.ts";
+import { dispatchElementwise, dispatchReduce } from "./optimizer.ts";
 
 /** Geometry of the `sumsq` pass (tests lower it to exercise several workgroups and the strided loop on small sizes). */
 export const clipLimits = {
@@ -44,10 +44,10 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number)
   const norm = Tensor.empty(gpu, []);
   let base = 0;
   grads.forEach((g, i) => {
-    dispatchRaw(gpu, "sumsq", "clip_grad_norm.sumsq", groups[i]!, { gs: g.buffer, partial: partial.buffer }, { n: g.size, base, groups: groups[i]! });
+    dispatchReduce(gpu, "sumsq", "clip_grad_norm.sumsq", groups[i]!, { gs: g.buffer, partial: partial.buffer }, { n: g.size, base, groups: groups[i]! });
     base += groups[i]!;
   });
-  dispatchRaw(gpu, "norm_finish", "clip_grad_norm.norm", 1, { partial: partial.buffer, total: norm.buffer }, { groups: count });
+  dispatchReduce(gpu, "norm_finish", "clip_grad_norm.norm", 1, { partial: partial.buffer, total: norm.buffer }, { groups: count });
   partial.release();
   if (maxNorm !== Infinity)
     for (const g of grads) dispatchElementwise(gpu, "clip_scale", "clip_grad_norm.scale", g.size, { gs: g.buffer, total: norm.buffer }, { max_norm: maxNorm });

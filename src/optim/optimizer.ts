@@ -14,11 +14,11 @@
  * recorded before the step and backwarded after it sees the new values (torch would raise a version error).
  */
 import kernelSrc from "../../kernels/optim.wgsl" with { type: "text" };
-import { defineKernel, type Gpu, type PooledBuffer } from "../gpu/index.ts";
+import { defineKernel, ROW_REDUCE, rowLaunch, type Gpu, type PooledBuffer } from "../gpu/index.ts";
 import { fmtShape, sameShape, TensorError } from "../tensor/shape.ts";
 import { grid1d, Tensor, untracked } from "../tensor/tensor.ts";
 
-export const OPTIM = defineKernel("kernels/optim.wgsl", kernelSrc);
+export const OPTIM = defineKernel("kernels/optim.wgsl", kernelSrc, [ROW_REDUCE]);
 
 
 /** Record one elementwise optimizer-kernel dispatch over `n` elements. */
@@ -28,9 +28,9 @@ export function dispatchElementwise(gpu: Gpu, entry: string, name: string, n: nu
   gpu.dispatch(OPTIM, entry, bindings, g.workgroups, { params: { ...OPTIM.zeroParams, ...params, n, row: g.row }, name });
 }
 
-/** Record one dispatch of any optim kernel entry with an explicit workgroup count. */
-export function dispatchRaw(gpu: Gpu, entry: string, name: string, workgroups: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>): void {
-  gpu.dispatch(OPTIM, entry, bindings, workgroups, { params: { ...OPTIM.zeroParams, ...params }, name });
+/** Record one dispatch of a reducing optim kernel entry (sumsq, norm_finish) with an explicit workgroup count. */
+export function dispatchReduce(gpu: Gpu, entry: string, name: string, workgroups: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>): void {
+  gpu.dispatch(OPTIM, entry, bindings, workgroups, { params: { ...OPTIM.zeroParams, ...params }, ...rowLaunch(gpu), name });
 }
 
 export type NamedParams = readonly Tensor[] | Readonly<Record<string, Tensor>>;

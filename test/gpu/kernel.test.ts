@@ -55,6 +55,58 @@ describe("kernels", () => {
     expect(() => defineLibrary("kernels/lib_enable.wgsl", "enable subgroups;\nfn f() {}")).toThrow("kernels/lib_enable.wgsl:1:");
   });
 
+  test("//#if blocks choose code by a define, keep line numbers, and report unbalanced directives", async () => {
+    const gpu = await getGpu();
+    const src = [
+      "@group(0) @binding(0) var<storage, read_write> x: array<f32>;", // 1
+      "fn v() -> f32 {", // 2
+      "//#if BIG", // 3
+      "  return 100.0;", // 4
+      "//#else", // 5
+      "//#if NESTED", // 6
+      "  return 7.0;", // 7
+      "//#else", // 8
+      "  return 3.0;", // 9
+      "//#endif", // 10
+      "//#endif", // 11
+      "}", // 12
+      "@compute @workgroup_size(1) fn main() { x[0] = v(); }", // 13
+    ].join("\n");
+    const k = defineKernel("kernels/cond.wgsl", src);
+    const run = async (defines: Record<string, string | number>) => {
+      const b = gpu.alloc(16);
+      gpu.dispatch(k, "main", { x: b }, 1, { defines });
+      const v = new Float32Array(await gpu.read(b, 4))[0];
+      gpu.release(b);
+      return v;
+    };
+    expect(await run({ BIG: 1 })).toBe(100);
+    expect(await run({ BIG: 0, NESTED: "true" })).toBe(7);
+    expect(await run({ NESTED: "" })).toBe(3);
+    expect(await run({ BIG: "false", NESTED: 0 })).toBe(3);
+    // Line numbers survive: an error on line 13 of the file after a blanked block.
+    const bad = defineKernel("kernels/cond_bad.wgsl", src.replace("x[0] = v();", "x[0] = v() + nope;"));
+    const err = await gpu.compile(bad, "main", ["x"], { BIG: 1 }).catch((e) => e);
+    expect(err.message).toStartWith("kernels/cond_bad.wgsl:13:");
+    // Unbalanced directives name their line.
+    const unclosed = defineKernel("kernels/cond_open.wgsl", "//#if A\n@compute @workgroup_size(1) fn main() {}");
+    expect(() => gpu.compile(unclosed, "main", [])).toThrow("kernels/cond_open.wgsl:1:1: //#if without //#endif");
+    const stray = defineKernel("kernels/cond_stray.wgsl", "@compute @workgroup_size(1) fn main() {}\n//#endif");
+    expect(() => gpu.compile(stray, "main", [])).toThrow("kernels/cond_stray.wgsl:2:1: //#endif without a matching //#if");
+  });
+
+  test("a kernel calling subgroup builtins gets enable subgroups; where the device has them", async () => {
+    const gpu = await getGpu();
+    if (!gpu.features.has("subgroups")) return;
+    const k = defineKernel("kernels/sg.wgsl", "@group(0) @binding(0) var<storage, read_write> x: array<u32>;\n@compute @workgroup_size(1) fn main(@builtin(subgroup_size) n: u32) { x[0] = n + subgroupAdd(0u); }");
+    const b = gpu.alloc(16);
+    gpu.dispatch(k, "main", { x: b }, 1);
+    const n = new Uint32Array(await gpu.read(b, 4))[0];
+    gpu.release(b);
+    expect(n).toBeGreaterThanOrEqual(gpu.adapter.subgroupMinSize || 1);
+    expect(n).toBeLessThanOrEqual(gpu.adapter.subgroupMaxSize || 128);
+  });
+
   test("a bad kernel dispatched without compiling first fails at the next sync with file and line", async () => {
     const gpu = await getGpu();
     const k = defineKernel("kernels/test_bad2.wgsl", BAD);

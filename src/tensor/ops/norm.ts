@@ -11,15 +11,13 @@
  * over chunks of rows, then the chunks in a fixed order; no atomics).
  */
 import normSrc from "../../../kernels/norm.wgsl" with { type: "text" };
-import { defineKernel, type Binding } from "../../gpu/index.ts";
+import { defineKernel, ROW_REDUCE, rowLaunch, type Binding } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, TensorError } from "../shape.ts";
 import { rowGrid } from "../../gpu/grid.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
 
-export const NORM = defineKernel("kernels/norm.wgsl", normSrc);
-
-const WG = 256;
+export const NORM = defineKernel("kernels/norm.wgsl", normSrc, [ROW_REDUCE]);
 
 /** How the parameter gradient is split over rows; tests lower `minChunk` to exercise ragged chunks. */
 export const normLimits = {
@@ -64,8 +62,9 @@ function norm(k: NormKind, x: Tensor, w: Tensor, b: Tensor | null, eps: number):
       throw new TensorError(`${k.op}: ${name} ${fmtShape(t.shape)} does not match the last dimension of x ${fmtShape(x.shape)} (expected [${d}])`);
   if (!(Number.isFinite(eps) && eps >= 0)) throw new TensorError(`${k.op}: eps must be finite and >= 0, got ${eps}`);
   const rows = x.size / d;
-  const defines = { W: k.unit ? "(1.0 + w[j])" : "w[j]", B: b ? "b[j]" : "0.0" };
-  const constants = { CENTER: k.center ? 1 : 0 };
+  const rl = rowLaunch(gpu);
+  const defines = { W: k.unit ? "(1.0 + w[j])" : "w[j]", B: b ? "b[j]" : "0.0", ...rl.defines };
+  const constants = { CENTER: k.center ? 1 : 0, ...rl.constants };
   if (x.size >= 2 ** 32) throw new TensorError(`${k.op}: x ${fmtShape(x.shape)} exceeds the kernels' 2^32-element indexing`);
   const prm: Params = { rows, d, eps, gx: 0, row: 0, chunk: 0, chunks: 0, np: b ? 2 : 1, base: 0 };
 
@@ -120,7 +119,7 @@ function paramGrads(
   sstats: Tensor,
   prm: Params,
   want: [boolean, boolean],
-  defines: Record<string, string>,
+  defines: Record<string, string | number>,
   constants: Record<string, number>,
 ): [Tensor | null, Tensor | null] {
   const gpu = g.gpu;

@@ -4,15 +4,14 @@
  * Kernels: kernels/reduce.wgsl. Every reduction is one or more passes of "[outer, n, inner] → [outer, inner]".
  */
 import reduceSrc from "../../../kernels/reduce.wgsl" with { type: "text" };
-import { defineKernel } from "../../gpu/index.ts";
+import { defineKernel, ROW_REDUCE, rowLaunch } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, normalizeAxis, numel, sameShape, TensorError, type Shape } from "../shape.ts";
 import { rowGrid } from "../../gpu/grid.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
 
-export const REDUCE = defineKernel("kernels/reduce.wgsl", reduceSrc);
+export const REDUCE = defineKernel("kernels/reduce.wgsl", reduceSrc, [ROW_REDUCE]);
 
-const WG = 256;
 /** A total sum longer than this runs as two passes (chunks of CHUNK, then the partial sums). */
 const TWO_PASS_ABOVE = 65536;
 const CHUNK = 4096;
@@ -21,10 +20,15 @@ const CHUNK = 4096;
 interface Combiner {
   expr: string;
   init: number;
+  /** The same operation for the workgroup step (kernels/row_reduce.wgsl). */
+  red: "RED_SUM" | "RED_MAX";
 }
-const SUM: Combiner = { expr: "a + b", init: 0 };
-/** max that propagates NaN, as torch.max/amax do (a + b is NaN when either is). */
-const MAX: Combiner = { expr: "select(max(a, b), a + b, a != a || b != b)", init: -Infinity };
+const SUM: Combiner = { expr: "a + b", init: 0, red: "RED_SUM" };
+/**
+ * max that propagates NaN, as torch.max/amax do (a + b is NaN when either is). `a != a` does not work as a
+ * NaN test on lavapipe (folded away); is_nan (kernels/row_reduce.wgsl) tests the bits.
+ */
+const MAX: Combiner = { expr: "select(max(a, b), a + b, is_nan(a) || is_nan(b))", init: -Infinity, red: "RED_MAX" };
 
 /** [outer, n, inner] → a new [outer * inner] tensor holding scale * the combination over n. */
 function reduceAxis(x: Tensor, outer: number, n: number, inner: number, scale: number, name: string, c: Combiner = SUM): Tensor {
@@ -53,9 +57,11 @@ function reduceAxis(x: Tensor, outer: number, n: number, inner: number, scale: n
 function sumRows(x: Tensor, out: Tensor, outer: number, n: number, len: number, scale: number, name: string, c: Combiner): void {
   const g = rowGrid(outer);
   const gx = g.gx;
+  const rl = rowLaunch(x.gpu);
   x.gpu.dispatch(REDUCE, "sum_rows", { src: x.buffer, dst: out.buffer }, g.workgroups, {
     params: { outer, n, inner: 1, len, row: 0, gx, scale, init: c.init },
-    defines: { COMBINE: c.expr },
+    defines: { COMBINE: c.expr, RED_OP: c.red, ...rl.defines },
+    constants: rl.constants,
     name,
   });
 }

@@ -10,15 +10,13 @@
  * where m is the row's max and s = sum(exp(x - m)).
  */
 import softmaxSrc from "../../../kernels/softmax.wgsl" with { type: "text" };
-import { defineKernel, type Binding, type Gpu } from "../../gpu/index.ts";
+import { defineKernel, ROW_REDUCE, rowLaunch, type Binding, type Gpu } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { rowGrid } from "../../gpu/grid.ts";
 import { checkOperands, Tensor } from "../tensor.ts";
 
-export const SOFTMAX = defineKernel("kernels/softmax.wgsl", softmaxSrc);
+export const SOFTMAX = defineKernel("kernels/softmax.wgsl", softmaxSrc, [ROW_REDUCE]);
 
-/** Invocations per workgroup (one workgroup per row); must match WG in kernels/softmax.wgsl. */
-export const ROW_WG = 256;
 
 /** The last axis as rows: `rows` rows of `n` elements (a 0-d tensor is one row of one). */
 export function lastAxisRows(x: Tensor): { rows: number; n: number } {
@@ -35,13 +33,19 @@ export interface RowLaunchOptions {
   eps?: number;
 }
 
+/** Constants and defines of a kernels/softmax.wgsl dispatch: the row reduction's (rowLaunch) plus `defines`. */
+export function launch(gpu: Gpu, defines: Record<string, string> = {}) {
+  const rl = rowLaunch(gpu);
+  return { constants: rl.constants, defines: { ...defines, ...rl.defines } };
+}
+
 /** Record one dispatch of a kernels/softmax.wgsl entry: one workgroup per row (nothing for 0 rows). */
 export function dispatchRows(gpu: Gpu, entry: string, bindings: Record<string, Binding>, rows: number, n: number, o: RowLaunchOptions): void {
   if (rows === 0) return;
   const g = rowGrid(rows);
   gpu.dispatch(SOFTMAX, entry, bindings, g.workgroups, {
     params: { rows, n, gx: g.gx, ignore: o.ignore ?? 0, eps: o.eps ?? 0, nan: Number.NaN },
-    defines: o.defines,
+    ...launch(gpu, o.defines),
     name: o.name,
   });
 }
