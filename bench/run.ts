@@ -36,6 +36,7 @@
 import { loadavg } from "node:os";
 import { cac } from "cac";
 import { Gpu } from "../src/gpu/index.ts";
+import { tuneMatmul } from "../src/tensor/ops/matmul.ts";
 import { timeOp, type Timing } from "./lib/measure.ts";
 import { printKernels, printPeers, printTrain, writeResult, type BenchResult, type KernelResult, type PeerResult, type Skipped, type TrainResult } from "./lib/report.ts";
 import { measureCeilings, type Timed } from "./suites/ceilings.ts";
@@ -112,6 +113,15 @@ async function main(): Promise<void> {
   };
   console.log(`device   ${device.description} (${device.kind}, ${device.backend}), timing by ${device.timing}`);
   console.log(`load     ${loadStart.map((x) => x.toFixed(2)).join(", ")} (1, 5, 15 min) at start`);
+
+  // 0. Autotune the matmul variants (read from the per-adapter cache when this adapter was tuned before).
+  const cachedBefore = new Set(gpu.tuner.all().keys());
+  const autotune = await tuneMatmul(gpu);
+  for (const [key, r] of Object.entries(autotune)) {
+    const times = Object.entries(r.ms).map(([k, ms]) => `${k} ${ms.toFixed(2)}`).join(", ");
+    console.log(`autotune ${key.split("/").slice(0, 3).join("/")}: ${r.choice} (ms: ${times})${cachedBefore.has(key) ? ` [cached ${r.tunedAt}]` : ""}`);
+  }
+  phase("autotune");
 
   // 1. Ceilings (again at the end: the better of the two is kept).
   const first = await measureCeilings(gpu, big, reps);
@@ -206,6 +216,7 @@ async function main(): Promise<void> {
     device,
     ceilings,
     ceiling_kernels: ceilingKernels,
+    autotune,
     kernels,
     peers,
     train,

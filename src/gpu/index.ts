@@ -7,6 +7,7 @@
  *   const out = new Float32Array(await gpu.read(a));
  *   gpu.release(a);
  */
+import { Autotuner } from "./autotune.ts";
 import { chooseAdapter, listAdapters, openDevice, type AdapterEntry, type DeviceHandle, type DeviceOptions } from "./device.ts";
 import { fmtBytes } from "./errors.ts";
 import { PipelineCache, type KernelSource } from "./kernel.ts";
@@ -22,6 +23,7 @@ export type { AdapterEntry, DeviceOptions } from "./device.ts";
 export { listAdapters, chooseAdapter };
 export * from "./errors.ts";
 export { grid1d, gridLimits, rowGrid } from "./grid.ts";
+export { Autotuner, cacheDir, hashText, type Candidate, type TuneResult } from "./autotune.ts";
 export { ROW_REDUCE, rowConfig, rowLaunch, type RowLaunch } from "./row_reduce.ts";
 
 export class Gpu {
@@ -34,6 +36,13 @@ export class Gpu {
     this.pool = new BufferPool(d, d.limits.maxBufferSize);
     this.pipelines = new PipelineCache(d);
     this.queue = new Queue(handle, this.pool, this.pipelines);
+  }
+
+  private tunerInstance: Autotuner | undefined;
+
+  /** Kernel-variant choices timed on this adapter and cached on disk (src/gpu/autotune.ts). */
+  get tuner(): Autotuner {
+    return (this.tunerInstance ??= new Autotuner(this));
   }
 
   static async open(opts: DeviceOptions = {}): Promise<Gpu> {

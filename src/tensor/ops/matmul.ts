@@ -24,7 +24,7 @@
 import commonSrc from "../../../kernels/matmul_common.wgsl" with { type: "text" };
 import matmulSrc from "../../../kernels/matmul_ops.wgsl" with { type: "text" };
 import subgroupSrc from "../../../kernels/matmul_subgroup.wgsl" with { type: "text" };
-import { defineKernel, defineLibrary, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
+import { defineKernel, defineLibrary, hashText, type Gpu, type PooledBuffer, type TuneResult } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, numel, sameShape, TensorError, type Shape } from "../shape.ts";
 import { Tensor, type DType } from "../tensor.ts";
@@ -104,17 +104,83 @@ export function subgroupKernelFits(gpu: Gpu): boolean {
   return gpu.features.has("subgroups") && a.subgroupMinSize === 8 && a.subgroupMaxSize === 8;
 }
 
-function kernelFor(name: string, gpu: Gpu): MatmulKernel {
+/** One kernel variant: an entry point and, for `direct`, its rows per invocation. */
+export interface MatmulVariant {
+  kernel: MatmulKernel;
+  tm: number;
+}
+
+export const variantName = (v: MatmulVariant): string => (v.kernel === "direct" ? `direct-tm${v.tm}` : v.kernel);
+
+/** The variants that can run on this device: what `tuneMatmul` times. */
+export function matmulVariants(gpu: Gpu): MatmulVariant[] {
+  const v: MatmulVariant[] = [
+    { kernel: "direct", tm: 8 },
+    { kernel: "direct", tm: 4 },
+    { kernel: "tiled", tm: 4 },
+  ];
+  if (subgroupKernelFits(gpu)) v.push({ kernel: "subgroup", tm: 8 });
+  return v;
+}
+
+/** The default where nothing is tuned: tiled on GPUs; on CPU adapters subgroup where it fits, else direct. */
+function heuristic(gpu: Gpu): MatmulVariant {
+  if (gpu.adapter.kind !== "cpu") return { kernel: "tiled", tm: 4 };
+  return subgroupKernelFits(gpu) ? { kernel: "subgroup", tm: 8 } : { kernel: "direct", tm: 8 };
+}
+
+/** Tuning is remembered per operand dtype and size class (FLOPs below / above 2^25, e.g. 256 x 256 x 512). */
+const sizeClass = (pr: Problem): "small" | "large" => (pr.M * pr.N * pr.K * pr.batch < 2 ** 25 ? "small" : "large");
+/** Hash of the kernels' WGSL: editing a matmul kernel re-tunes it. */
+const KERNELS_VERSION = hashText(commonSrc + matmulSrc + subgroupSrc);
+export const matmulTuneKey = (dtype: DType, cls: "small" | "large"): string => `matmul/${dtype}/${cls}/${KERNELS_VERSION}`;
+
+/**
+ * The variant a product runs with: `matmulConfig.kernel` when set; under "auto", the tuned choice for its
+ * dtype and size class when `tuneMatmul` has run on this adapter (now or in an earlier process), else the
+ * heuristic default.
+ */
+export function matmulVariantFor(gpu: Gpu, pr: Pick<Problem, "M" | "N" | "K" | "batch">, dtype: DType, name = "matmul"): MatmulVariant {
   const k = matmulConfig.kernel;
   if (k === "subgroup" && !subgroupKernelFits(gpu))
     throw new TensorError(`${name}: the subgroup matmul kernel needs 8-lane subgroups; ${gpu.adapter.description} has ${gpu.features.has("subgroups") ? `${gpu.adapter.subgroupMinSize}..${gpu.adapter.subgroupMaxSize}` : "no subgroups feature"}`);
-  if (k !== "auto") return k;
-  if (gpu.adapter.kind !== "cpu") return "tiled";
-  return subgroupKernelFits(gpu) ? "subgroup" : "direct";
+  if (k !== "auto") return { kernel: k, tm: k === "tiled" ? 4 : k === "subgroup" ? 8 : matmulConfig.tm };
+  const t = gpu.tuner.lookup(matmulTuneKey(dtype, sizeClass(pr as Problem)));
+  return (t && matmulVariants(gpu).find((v) => variantName(v) === t.choice)) || heuristic(gpu);
+}
+
+/**
+ * Time every variant that runs here on a small and a large product (NT, as `linear` runs it) per dtype and
+ * remember the fastest (src/gpu/autotune.ts: cached per adapter on disk, so later runs only read the file).
+ * Returns the results by key. Takes ~1 s on lavapipe the first time, nothing once cached.
+ */
+export async function tuneMatmul(gpu: Gpu, tuner = gpu.tuner): Promise<Record<string, TuneResult>> {
+  const out: Record<string, TuneResult> = {};
+  const cpu = gpu.adapter.kind === "cpu";
+  const shapes = { small: cpu ? [128, 128, 256] : [256, 256, 512], large: cpu ? [512, 512, 512] : [2048, 2048, 2048] } as const;
+  for (const dtype of ["f32", ...(gpu.features.has("shader-f16") ? ["f16"] : [])] as DType[])
+    for (const cls of ["small", "large"] as const) {
+      const key = matmulTuneKey(dtype, cls);
+      const [M, N, K] = shapes[cls];
+      using x = Tensor.full(gpu, [M, K], 0.5, { dtype });
+      using w = Tensor.full(gpu, [N, K], 0.25, { dtype });
+      const pr: Problem = { M, N, K, batch: 1, sharedA: false, sharedB: false, transA: false, transB: true };
+      const candidates = matmulVariants(gpu).map((v) => ({
+        name: variantName(v),
+        run: () => {
+          const c = Tensor.empty(gpu, [M, N], { dtype });
+          launch("matmul.tune", pr, x, w, null, c, v);
+          c.release();
+        },
+      }));
+      const r = await tuner.tune(key, candidates);
+      if (r) out[key] = r;
+    }
+  return out;
 }
 
 /** Record the launch(es) of `pr` into `out` ([batch, M, N] elements), reading a, b and optionally bias [N]. */
-function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor): void {
+function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor, variant?: MatmulVariant): void {
   const { M, N, K, transA, transB } = pr;
   if (M * N * pr.batch === 0) return;
   const gpu = out.gpu;
@@ -127,8 +193,7 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
   const cVec = N % 4 === 0;
   const A = access("a", aVec, a.dtype);
   const B = access("b", bVec, b.dtype);
-  const kind = kernelFor(name, gpu);
-  const tm = kind === "tiled" ? 4 : kind === "subgroup" ? 8 : matmulConfig.tm;
+  const { kernel: kind, tm } = variant ?? matmulVariantFor(gpu, pr, a.dtype, name);
   if (tm % 4 !== 0 || tm < 4) throw new TensorError(`${name}: matmulConfig.tm must be a positive multiple of 4, got ${tm}`);
   const defines = {
     TM: tm,
