@@ -119,6 +119,7 @@ describe("autotune", () => {
     // Force a choice into the shared device's tuner: "auto" follows it, an explicit kernel overrides it.
     const key = matmulTuneKey("f32", "small");
     const forced = { ...results[key]!, choice: "direct-tm4" };
+    gpu.tuner.all(); // load the device tuner's file first, so it cannot overwrite the forced entry
     (gpu.tuner as unknown as { entries: Map<string, unknown>; loaded: boolean }).entries.set(key, forced);
     try {
       expect(matmulVariantFor(gpu, { M: 16, N: 16, K: 16, batch: 1 }, "f32")).toEqual({ kernel: "direct", tm: 4 });
