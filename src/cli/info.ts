@@ -1,6 +1,7 @@
 /** `alignx info`: adapter, features, key limits and a one-second self-test of the device. */
 import { Gpu, fmtBytes, listAdapters, type DeviceOptions } from "../gpu/index.ts";
 import { selfTest } from "../gpu/selftest.ts";
+import { tuneMatmul } from "../tensor/ops/matmul.ts";
 
 const KEY_LIMITS = [
   "maxBufferSize",
@@ -19,8 +20,12 @@ export async function info(opts: DeviceOptions & { json?: boolean; selftest?: bo
     const limits = Object.fromEntries(KEY_LIMITS.map((k) => [k, (gpu.limits as unknown as Record<string, number>)[k]]));
     const adapters = (await listAdapters()).map((e) => `${e.description} (${e.kind}, ${e.backend})`);
     const t = opts.selftest === false ? undefined : await selfTest(gpu);
+    // The matmul variant per dtype and size class: timed now on a first run, else read from the cache file.
+    const cached = new Set(gpu.tuner.all().keys());
+    const tuned = opts.selftest === false ? {} : await tuneMatmul(gpu);
     if (opts.json) {
-      console.log(JSON.stringify({ adapter: { ...a, adapter: undefined }, binding: gpu.handle.binding.name, adapters, features: [...gpu.features], limits, selftest: t }, null, 2));
+      const autotune = { file: gpu.tuner.file, entries: tuned };
+      console.log(JSON.stringify({ adapter: { ...a, adapter: undefined }, binding: gpu.handle.binding.name, adapters, features: [...gpu.features], limits, selftest: t, autotune }, null, 2));
       return 0;
     }
     const out: string[] = [];
@@ -30,9 +35,15 @@ export async function info(opts: DeviceOptions & { json?: boolean; selftest?: bo
     out.push(`features     ${[...gpu.features].sort().join(", ")}`);
     for (const [k, v] of Object.entries(limits)) out.push(`${k.padEnd(35)} ${k.endsWith("Size") && v >= 65536 ? `${v} (${fmtBytes(v)})` : v}`);
     if (t) {
-      out.push(`self-test    copy ${t.copyGBps.toFixed(2)} GB/s (${fmtBytes(t.copyBytes)}, read+write), matmul ${t.matmulGflops.toFixed(2)} GFLOP/s (${t.matmulShape.join("x")} f32), timed by ${t.timing}`);
+      out.push(`self-test    copy ${t.copyGBps.toFixed(2)} GB/s (${fmtBytes(t.copyBytes)}, read+write), matmul ${t.matmulGflops.toFixed(2)} GFLOP/s (${t.matmulShape.join("x")} f32, the simple self-test kernel: the ops run the tuned ones below), timed by ${t.timing}`);
       out.push(`status       ok: results checked on the host`);
     }
+    const keys = Object.keys(tuned);
+    if (keys.length) {
+      const list = keys.map((k) => `${k.split("/").slice(1, 3).join(" ")} ${tuned[k]!.choice}`).join(", ");
+      const fresh = keys.some((k) => !cached.has(k));
+      out.push(`matmul       ${list} (${fresh ? "tuned now, saved to" : "tuned before, read from"} ${gpu.tuner.file})`);
+    } else if (opts.selftest !== false) out.push(`matmul       built-in kernel choice (ALIGNX_AUTOTUNE=0)`);
     console.log(out.join("\n"));
     return 0;
   } finally {

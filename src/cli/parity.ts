@@ -13,6 +13,7 @@
  * writes the same names, so the two files compare name by name. Prints one line: loss, max |grad|, time.
  * Exit code 0; failures throw (CheckpointError, BatchError: exitCode 1), which main.ts prints.
  */
+import { tuneMatmul } from "../tensor/ops/matmul.ts";
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
 import { writeSafetensors, type TensorToWrite } from "../io/index.ts";
 import { readBatch } from "../nn/batch.ts";
@@ -37,6 +38,7 @@ export async function parity(opts: ParityOptions): Promise<number> {
   const t0 = performance.now();
   let model: LlamaModel | undefined;
   try {
+    await tuneMatmul(gpu); // first run on this adapter: time the matmul variants (cached on disk after)
     model = await LlamaModel.fromPretrained(gpu, opts.model, { requiresGrad: true });
     const batch = await readBatch(opts.batch, model.config.vocabSize);
     const { logits, loss } = model.forwardLoss(batch.inputIds, { attentionMask: batch.attentionMask, labels: batch.labels });
