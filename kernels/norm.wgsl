@@ -51,9 +51,14 @@ struct Params {
 @group(1) @binding(0) var<uniform> p: Params;
 
 override CENTER: bool = false;
-// xhat of element k of row r, from the row's saved mean and rstd (backward).
-fn xhat_at(k: u32, r: u32) -> f32 {
-  return (x[k] - stats[2u * r]) * stats[2u * r + 1u];
+// Row r's saved (mean, rstd), read once per row: every load is costly on CPU drivers (see bench/NOTES.md).
+fn row_stats(r: u32) -> vec2f {
+  return vec2f(stats[2u * r], stats[2u * r + 1u]);
+}
+
+// xhat of element k, given its row's (mean, rstd).
+fn xhat_at(k: u32, st: vec2f) -> f32 {
+  return (x[k] - st.x) * st.y;
 }
 
 @compute @workgroup_size(WG)
@@ -95,18 +100,19 @@ fn norm_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
     return;
   }
   let base = r * p.d;
+  let st = row_stats(r);
   var acc = vec2f(0.0, 0.0);
   for (var j = lid; j < p.d; j += WG) {
-    let xhat = xhat_at(base + j, r);
+    let xhat = xhat_at(base + j, st);
     let gw = gout[base + j] * {{W:w[j]}};
     acc += vec2f(gw, gw * xhat);
   }
   let m = wg_reduce(acc, lid, RED_SUM) / f32(p.d);
   let mgw = select(0.0, m.x, CENTER);
   for (var j = lid; j < p.d; j += WG) {
-    let xhat = xhat_at(base + j, r);
+    let xhat = xhat_at(base + j, st);
     let gw = gout[base + j] * {{W:w[j]}};
-    dx[base + j] = stats[2u * r + 1u] * (gw - mgw - xhat * m.y);
+    dx[base + j] = st.y * (gw - mgw - xhat * m.y);
   }
 }
 
@@ -123,7 +129,7 @@ fn norm_dparams_partial(@builtin(global_invocation_id) gid: vec3u) {
   var sb = 0.0;
   for (var r = c * p.chunk; r < r1; r++) {
     let g = gout[r * p.d + j];
-    sw += g * xhat_at(r * p.d + j, r);
+    sw += g * xhat_at(r * p.d + j, row_stats(r));
     sb += g;
   }
   part_out[c * p.np * p.d + j] = sw;
