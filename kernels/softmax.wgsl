@@ -12,6 +12,11 @@
 //   row_sum_map  generic "reduce the row, then map it" (placeholders): LOAD declares the per-element values
 //                (e.g. `let y = a[i]; let g = b[i];`), TERM is a vec2f summed over the row into `s`, then
 //                out[i] = MAP. Serves softmax/log_softmax backward and l2_normalize both ways.
+//   attn_softmax attention probabilities from raw scores (the unfused attention of src/tensor/ops/attention.ts):
+//                row r holds the scores of query i = r % n against keys 0 .. n - 1; with x = scale * a,
+//                key j visible when (!causal or j <= i) and (!has_mask or b[(r / batch_rows) * n + j] != 0),
+//                out = exp(x - m) / s over the visible keys and 0 elsewhere; a row with no visible key is
+//                all 0 (as the fused kernel: no NaN).
 //   ce_fwd       cross-entropy, per row: online (m, s) of the logits, then invocation 0 writes
 //                rowloss[r] = (m - x[t]) + log(s) (0 for ignored rows, NaN for a target outside [0, n))
 //                and stats[2r], stats[2r + 1] = m, s. The probabilities are never stored.
@@ -30,6 +35,10 @@ struct Params {
   ignore: i32,
   eps: f32,
   nan: f32,
+  scale: f32,       // attn_softmax: score scale
+  causal: u32,      // attn_softmax: 1 = key j visible to query i only when j <= i
+  has_mask: u32,    // attn_softmax: 1 = b holds the key-padding mask [batch n] (1 keep and 0 pad)
+  batch_rows: u32,  // attn_softmax: rows per batch element (the mask row of row r is r / batch_rows)
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -90,6 +99,43 @@ fn row_sum_map(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
   for (var i = base + lid; i < base + p.n; i += WG) {
     {{LOAD:}}
     out[i] = {{MAP:0.0}};
+  }
+}
+
+fn key_visible(r: u32, i: u32, j: u32) -> bool {
+  return (p.causal == 0u || j <= i) && (p.has_mask == 0u || b[(r / p.batch_rows) * p.n + j] != 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn attn_softmax(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.y * p.gx + wid.x;
+  if (r >= p.rows) {
+    return;
+  }
+  let base = r * p.n;
+  let i = r % p.n;
+  let end = select(p.n, min(i + 1u, p.n), p.causal != 0u); // keys past `end` are never visible
+  var m = LOWEST;
+  var s = 0.0;
+  for (var j = lid; j < end; j += WG) {
+    if (key_visible(r, i, j)) {
+      let x = p.scale * a[base + j];
+      if (x > m) {
+        s = s * exp(m - x) + 1.0;
+        m = x;
+      } else {
+        s += exp(x - m);
+      }
+    }
+  }
+  let ms = wg_reduce(vec2f(m, s), lid, RED_SOFTMAX);
+  let inv = select(0.0, 1.0 / ms.y, ms.y > 0.0);
+  for (var j = lid; j < p.n; j += WG) {
+    var y = 0.0;
+    if (j < end && key_visible(r, i, j)) {
+      y = exp(p.scale * a[base + j] - ms.x) * inv;
+    }
+    out[base + j] = y;
   }
 }
 

@@ -3,8 +3,8 @@
 // Hq/Hkv in {2/2, 4/2, 4/1}, B in {1, 2}, causal or not, no / left / right key padding; against the PyTorch
 // goldens; odd block sizes; rows with no visible key (0, never NaN); no T x T buffer at T = 512; flat memory
 // over a training-style loop; shape errors. Every fresh tensor starts as NaN.
-import { describe, expect, test } from "bun:test";
-import { attention, type AttentionBlocks } from "../../src/tensor/ops/attention.ts";
+import { afterEach, describe, expect, test } from "bun:test";
+import { attention, attentionConfig, type AttentionBlocks } from "../../src/tensor/ops/attention.ts";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { loadGoldens } from "./goldens.ts";
 import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload } from "./helpers.ts";
@@ -151,6 +151,13 @@ const HEADS: [number, number][] = [
   [4, 1],
 ];
 
+// flash: the fused kernels (kernels/attention.wgsl); unfused: matmul + masked softmax + matmul, what CPU
+// adapters run for T >= 128 (src/tensor/ops/attention.ts attentionConfig). Both are held to the same references.
+const KERNELS = ["flash", "unfused"] as const;
+afterEach(() => {
+  attentionConfig.kernel = "auto";
+});
+
 describe("attention", () => {
   test("the float64 reference's gradients match central differences (GQA, causal, padding, an empty row)", () => {
     const d: Dims = { B: 2, Hq: 2, Hkv: 1, T: 4, Dh: 3 };
@@ -169,8 +176,10 @@ describe("attention", () => {
   });
 
   // Every (T, Dh) pair, cycling heads and batch over them, each with every causal x padding combination.
+  for (const kernel of KERNELS)
   [1, 5, 17, 64].forEach((T, ti) =>
-    test(`T=${T}: forward, dq, dk, dv for Dh 8/16/64, causal or not, no/left/right padding`, async () => {
+    test(`${kernel}, T=${T}: forward, dq, dk, dv for Dh 8/16/64, causal or not, no/left/right padding`, async () => {
+      attentionConfig.kernel = kernel;
       for (const [di, Dh] of [8, 16, 64].entries()) {
         const [Hq, Hkv] = HEADS[(ti + di) % 3]!;
         const B = 1 + ((ti + di) % 2);
@@ -193,7 +202,9 @@ describe("attention", () => {
     await check({ d: { B: 1, Hq: 2, Hkv: 1, T: 19, Dh: 256 }, causal: true, pad: "right" });
   }, COMPILES);
 
-  test("a query row with no visible key gives 0 and zero gradients, never NaN", async () => {
+  for (const kernel of KERNELS)
+  test(`${kernel}: a query row with no visible key gives 0 and zero gradients, never NaN`, async () => {
+    attentionConfig.kernel = kernel;
     const gpu = await getGpu();
     const d: Dims = { B: 2, Hq: 2, Hkv: 1, T: 5, Dh: 8 };
     const r = rng(3);
@@ -224,7 +235,9 @@ describe("attention", () => {
     }
   });
 
-  test("matches the PyTorch goldens (explicit float64 math) on rows that see a key", async () => {
+  for (const kernel of KERNELS)
+  test(`${kernel}: matches the PyTorch goldens (explicit float64 math) on rows that see a key`, async () => {
+    attentionConfig.kernel = kernel;
     const gpu = await getGpu();
     for (const gc of loadGoldens("attention")) {
       const [B, Hq, T, Dh] = gc.inputs.q!.shape as [number, number, number, number];
@@ -271,7 +284,8 @@ describe("attention", () => {
     }
   });
 
-  test("T = 512: forward and backward each grow memory by less than one head's T*T*4-byte score matrix", async () => {
+  test("flash, T = 512: forward and backward each grow memory by less than one head's T*T*4-byte score matrix", async () => {
+    attentionConfig.kernel = "flash";
     const gpu = await getGpu();
     const T = 512;
     const r = rng(5);
@@ -297,7 +311,9 @@ describe("attention", () => {
     for (const t of [q, k, v, g, mask, out]) t.release();
   });
 
-  test("50 steps of forward + backward keep live buffers and bytes flat", async () => {
+  for (const kernel of KERNELS)
+  test(`${kernel}: 50 steps of forward + backward keep live buffers and bytes flat`, async () => {
+    attentionConfig.kernel = kernel;
     const gpu = await getGpu();
     const r = rng(6);
     const [qShape, kShape] = [[2, 4, 33, 16], [2, 2, 33, 16]];

@@ -22,6 +22,8 @@ import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
 import { attach, isGradEnabled } from "../autograd.ts";
 import { fmtShape, TensorError } from "../shape.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
+import { matmul } from "./matmul.ts";
+import { attentionSoftmax } from "./softmax.ts";
 
 export const ATTENTION = defineKernel("kernels/attention.wgsl", attentionSrc);
 
@@ -153,12 +155,49 @@ function launch(gpu: Gpu, L: Launch, d: Dims, f: Flags, bindings: Record<string,
   });
 }
 
+/**
+ * Which implementation runs: `flash` (the fused kernels above: no T x T buffer), `unfused` (scores as a
+ * batched matmul, a masked softmax row kernel, a second matmul; autograd composes the backward from those
+ * ops), or `auto`: unfused on CPU adapters when the probabilities of one call fit in `maxUnfusedBytes` and
+ * T >= `minUnfusedT`, else flash. On lavapipe the fused kernels' workgroup-memory tiles and barriers run at
+ * ~1.5 GFLOP/s while the subgroup matmul runs at ~18, so computing all T x T scores (twice the causal work)
+ * still wins once T is large enough to amortize the extra dispatches (bench/NOTES.md).
+ */
+export const attentionConfig = {
+  kernel: "auto" as "auto" | "flash" | "unfused",
+  maxUnfusedBytes: 64 * 2 ** 20,
+  minUnfusedT: 128,
+};
+
+function useUnfused(gpu: Gpu, d: Dims): boolean {
+  if (attentionConfig.kernel !== "auto") return attentionConfig.kernel === "unfused";
+  return gpu.adapter.kind === "cpu" && d.T >= attentionConfig.minUnfusedT && d.B * d.Hq * d.T * d.T * 4 <= attentionConfig.maxUnfusedBytes;
+}
+
+/**
+ * Attention from ops: with G = Hq / Hkv query heads per kv head laid out next to each other, q viewed as
+ * [B * Hkv, G * T, Dh] shares its kv head's k and v [B * Hkv, T, Dh], so the scores are one batched
+ * product, S = q kᵀ [B * Hkv, G * T, T]; then P = attentionSoftmax(S) (scale, causal, padding), out = P v.
+ */
+function attentionUnfused(q: Tensor, k: Tensor, v: Tensor, d: Dims, f: Flags, mask: Tensor | undefined): Tensor {
+  const G = d.Hq / d.Hkv;
+  const z = d.B * d.Hkv;
+  using q3 = q.reshape([z, G * d.T, d.Dh]);
+  using k3 = k.reshape([z, d.T, d.Dh]);
+  using v3 = v.reshape([z, d.T, d.Dh]);
+  using s = matmul(q3, k3, { transB: true });
+  using pr = attentionSoftmax(s, { scale: f.scale, causal: f.causal, keyPaddingMask: mask, batchRows: d.Hq * d.T });
+  using o = matmul(pr, v3);
+  return o.reshape([d.B, d.Hq, d.T, d.Dh]);
+}
+
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const mask = opts.keyPaddingMask;
   const gpu = checkOperands("attention", q, k, v, ...(mask ? [mask] : []));
   const d = checkShapes(q, k, v, mask);
   const f: Flags = { causal: opts.causal ?? true, hasMask: !!mask, scale: opts.scale ?? 1 / Math.sqrt(d.Dh) };
   if (!Number.isFinite(f.scale)) throw new TensorError(`attention: scale must be finite, got ${f.scale}`);
+  if (useUnfused(gpu, d)) return attentionUnfused(q, k, v, d, f, mask);
   if (d.B * d.Hq > 65535) throw new TensorError(`attention: B * Hq = ${d.B * d.Hq} exceeds 65535 (workgroups per grid dimension)`);
   // Plan the kernels before allocating anything (a block size that does not fit throws here); the backward
   // ones only when a backward can follow (not under noGrad, not in inference).

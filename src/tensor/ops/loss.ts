@@ -88,7 +88,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor | ArrayLike<number>
   dispatchRows(gpu, "ce_fwd", { a: logits.buffer, targets: t.buffer, rowloss: rowloss.buffer, stats: stats.buffer }, N, V, { name: op, ignore });
   // One workgroup: the mean over kept rows, and their count for the backward.
   gpu.dispatch(SOFTMAX, "ce_mean", { targets: t.buffer, rowloss: rowloss.buffer, out: out.buffer, stats: stats.buffer }, 1, {
-    params: { rows: N, n: V, gx: 1, ignore, eps: 0, nan: Number.NaN },
+    params: { ...SOFTMAX.zeroParams, rows: N, n: V, gx: 1, ignore, eps: 0, nan: Number.NaN },
     ...launch(gpu),
     name: `${op}.mean`,
   });

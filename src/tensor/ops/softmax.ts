@@ -31,6 +31,8 @@ export interface RowLaunchOptions {
   ignore?: number;
   /** row_sum_map expressions may read it as `p.eps`. */
   eps?: number;
+  /** Further fields of the kernels' params (attn_softmax's). */
+  params?: Record<string, number>;
 }
 
 /** Constants and defines of a kernels/softmax.wgsl dispatch: the row reduction's (rowLaunch) plus `defines`. */
@@ -44,7 +46,7 @@ export function dispatchRows(gpu: Gpu, entry: string, bindings: Record<string, B
   if (rows === 0) return;
   const g = rowGrid(rows);
   gpu.dispatch(SOFTMAX, entry, bindings, g.workgroups, {
-    params: { rows, n, gx: g.gx, ignore: o.ignore ?? 0, eps: o.eps ?? 0, nan: Number.NaN },
+    params: { ...SOFTMAX.zeroParams, rows, n, gx: g.gx, ignore: o.ignore ?? 0, eps: o.eps ?? 0, nan: Number.NaN, ...o.params },
     ...launch(gpu, o.defines),
     name: o.name,
   });
@@ -101,3 +103,34 @@ export const softmax = (x: Tensor): Tensor => rowSoftmax("softmax", x);
 
 /** log(softmax(x)) over the last axis, computed directly as (x - max) - log(sum(exp(x - max))). */
 export const logSoftmax = (x: Tensor): Tensor => rowSoftmax("log_softmax", x);
+
+export interface AttentionSoftmaxOptions {
+  scale: number;
+  causal: boolean;
+  /** f32 [batch, n]: 1 keep, 0 pad; rows r / batchRows belong to batch element r / batchRows. */
+  keyPaddingMask?: Tensor;
+  batchRows: number;
+}
+
+/**
+ * Attention probabilities from raw scores [..., n] (row r = query r % n against keys 0 .. n - 1): softmax of
+ * scale * scores over the visible keys (causal, key padding), 0 for the others and for rows with none. The
+ * backward is scale * y * (g - sum(g * y)), which is 0 at the masked keys since y is.
+ */
+export function attentionSoftmax(scores: Tensor, o: AttentionSoftmaxOptions): Tensor {
+  const gpu = checkOperands("attention.softmax", scores, ...(o.keyPaddingMask ? [o.keyPaddingMask] : []));
+  const out = Tensor.empty(gpu, scores.shape);
+  const { rows, n } = lastAxisRows(scores);
+  const mask = o.keyPaddingMask;
+  dispatchRows(gpu, "attn_softmax", { a: scores.buffer, b: (mask ?? scores).buffer, out: out.buffer }, rows, n, {
+    name: "attention.softmax",
+    params: { scale: o.scale, causal: o.causal ? 1 : 0, has_mask: mask ? 1 : 0, batch_rows: o.batchRows },
+  });
+  const scale = o.scale;
+  return attach(out, {
+    op: "attention.softmax",
+    inputs: [scores],
+    save: () => [out],
+    backward: (g, [y]) => [rowSumMap("attention.softmax.backward", { ...SOFTMAX_OPS.softmax.backward, map: "p.eps * y * (g - s.x)" }, y!, g, scale)],
+  });
+}
