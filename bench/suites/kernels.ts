@@ -22,6 +22,7 @@ import {
   Tensor,
   type DType,
 } from "../../src/tensor/index.ts";
+import { attentionConfig } from "../../src/tensor/ops/attention.ts";
 import { ids, normal, uniform } from "../lib/data.ts";
 import type { Prepared } from "../lib/measure.ts";
 
@@ -112,12 +113,13 @@ export async function f16MatmulUnsupported(gpu: Gpu): Promise<string | null> {
 
 // ---- attention ------------------------------------------------------------------------------------------
 
-export function attentionCase(dir: "fwd" | "bwd", B: number, Hq: number, Hkv: number, T: number, Dh: number): Case {
+/** `kernel` forces one implementation (attentionConfig); the default name is what "auto" picks on the device. */
+export function attentionCase(dir: "fwd" | "bwd", B: number, Hq: number, Hkv: number, T: number, Dh: number, kernel: "auto" | "flash" = "auto"): Case {
   const pairs = (T * (T + 1)) / 2; // causal
   const qBytes = F32 * B * Hq * T * Dh;
   const kvBytes = F32 * B * Hkv * T * Dh;
   return {
-    name: `attention_${dir}`,
+    name: kernel === "auto" ? `attention_${dir}` : `attention_${kernel}_${dir}`,
     shape: [B, Hq, Hkv, T, Dh],
     dtype: "f32",
     flops: (dir === "fwd" ? 4 : 10) * B * Hq * pairs * Dh,
@@ -129,7 +131,15 @@ export function attentionCase(dir: "fwd" | "bwd", B: number, Hq: number, Hkv: nu
       const q = normal(gpu, [B, Hq, T, Dh], { requiresGrad: grad });
       const k = normal(gpu, [B, Hkv, T, Dh], { requiresGrad: grad });
       const v = normal(gpu, [B, Hkv, T, Dh], { requiresGrad: grad });
-      const op = () => attention(q, k, v, { causal: true });
+      const op = () => {
+        const prev = attentionConfig.kernel;
+        attentionConfig.kernel = kernel;
+        try {
+          return attention(q, k, v, { causal: true });
+        } finally {
+          attentionConfig.kernel = prev;
+        }
+      };
       return grad ? backwardCase(gpu, [q, k, v], [], op) : forwardCase([q, k, v], op);
     },
   };
@@ -319,6 +329,8 @@ export function kernelCases(s: SuiteSizes, f16: boolean): Case[] {
     if (gpu) cases.push(attentionCase("fwd", 4, 16, 4, T, 64), attentionCase("bwd", 4, 16, 4, T, 64));
     else cases.push(attentionCase("fwd", 1, 8, 2, T, 64), attentionCase("bwd", 1, 8, 2, T, 64));
   }
+  // On a CPU adapter "auto" runs the unfused attention at these T: the fused kernels beside it, same run.
+  if (!gpu) cases.push(attentionCase("fwd", 1, 8, 2, 256, 64, "flash"), attentionCase("bwd", 1, 8, 2, 256, 64, "flash"));
   if (gpu && !quick) cases.push(attentionCase("fwd", 1, 32, 8, 2048, 128), attentionCase("bwd", 1, 32, 8, 2048, 128));
   // Row ops at LLaMA-like widths: tokens × hidden, tokens × vocab.
   const [tok, hid, voc] = gpu ? [16384, 4096, 32000] : quick ? [1024, 512, 8000] : [2048, 1024, 32000];
