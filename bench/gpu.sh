@@ -15,6 +15,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${OUT:-bench/results}"
 mkdir -p "$out"
+# The matmul autotune results (timed by `alignx info` below, reused by the bench) come back with the results.
+export ALIGNX_CACHE_DIR="$out/cache"
 say() { echo "gpu.sh: $*"; }
 
 if compgen -G ".gl/*.deb" >/dev/null; then
@@ -58,6 +60,8 @@ out = sys.argv[1]
 ours = json.load(open(os.path.join(out, "latest.json")))
 print(f"device: {ours['device']['description']}")
 print(f"ceilings: copy {ours['ceilings']['copy_gbps']:.1f} GB/s, matmul {ours['ceilings']['matmul_gflops']:.1f} GFLOP/s")
+for key, r in ours.get("autotune", {}).items():
+    print(f"autotune {'/'.join(key.split('/')[:3])}: {r['choice']} ({', '.join(f'{k} {v:.3f} ms' for k, v in r['ms'].items())})")
 best = {}
 for k in ours["kernels"]:
     if k.get("gflops") and k["name"].startswith("matmul"):
