@@ -51,20 +51,21 @@ struct Params {
 
 const LOWEST: f32 = -0x1.fffffep+127f; // the most negative finite f32
 
+// One more element x into an online (max m, sum of exp(x - m)) pair.
+fn online_push(ms: vec2f, x: f32) -> vec2f {
+  if (x > ms.x) {
+    return vec2f(x, ms.y * exp(ms.x - x) + 1.0);
+  }
+  return vec2f(ms.x, ms.y + exp(x - ms.x));
+}
+
 // (max, sum of exp(x - max)) over a[base .. base + n).
 fn row_max_sum(base: u32, lid: u32) -> vec2f {
-  var m = LOWEST;
-  var s = 0.0;
+  var ms = vec2f(LOWEST, 0.0);
   for (var k = lid; k < p.n; k += WG) {
-    let x = a[base + k];
-    if (x > m) {
-      s = s * exp(m - x) + 1.0;
-      m = x;
-    } else {
-      s += exp(x - m);
-    }
+    ms = online_push(ms, a[base + k]);
   }
-  return wg_reduce(vec2f(m, s), lid, RED_SOFTMAX);
+  return wg_reduce(ms, lid, RED_SOFTMAX);
 }
 
 @compute @workgroup_size(WG)
@@ -115,20 +116,13 @@ fn attn_softmax(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_ind
   let base = r * p.n;
   let i = r % p.n;
   let end = select(p.n, min(i + 1u, p.n), p.causal != 0u); // keys past `end` are never visible
-  var m = LOWEST;
-  var s = 0.0;
+  var acc = vec2f(LOWEST, 0.0);
   for (var j = lid; j < end; j += WG) {
     if (key_visible(r, i, j)) {
-      let x = p.scale * a[base + j];
-      if (x > m) {
-        s = s * exp(m - x) + 1.0;
-        m = x;
-      } else {
-        s += exp(x - m);
-      }
+      acc = online_push(acc, p.scale * a[base + j]);
     }
   }
-  let ms = wg_reduce(vec2f(m, s), lid, RED_SOFTMAX);
+  let ms = wg_reduce(acc, lid, RED_SOFTMAX);
   let inv = select(0.0, 1.0 / ms.y, ms.y > 0.0);
   for (var j = lid; j < p.n; j += WG) {
     var y = 0.0;
