@@ -3,7 +3,9 @@
 // ids: n int32 row indices into table [v, d] (row-major). Invalid ids (outside [0, v)) never index memory:
 // their output rows are `oob` (NaN) and they add nothing to the gradient.
 //
-//   gather   one invocation per output element (n*d, j fastest): out[t*d + j] = table[ids[t]*d + j].
+// Rows move in units of VT (define): vec4<f32> when d % 4 == 0 (then p.d below counts vec4s per row: every
+// load moves 4 elements, which matters most on CPU drivers, where each load costs a per-lane loop), else f32.
+//   gather   one invocation per output unit (n*d, j fastest): out[t*d + j] = table[ids[t]*d + j].
 //   rank     backward, step 1 (when the ids live only on the GPU): a stable sort of the n ids by rank
 //            counting. Invocation t counts the (id, position) pairs that order before its own, reading the
 //            ids in 256-wide tiles through workgroup memory, and writes order[rank] = t and
@@ -11,7 +13,7 @@
 //            so the sort, and everything after it, is deterministic.
 //   bounds_search  step 2: bounds[u] = the first k with order[n + k] >= u, for u in 0..v (v + 1 invocations,
 //            binary search), so rows of id u are order[bounds[u] .. bounds[u + 1]).
-//   scatter  step 3: one invocation per element of dtable (bound as `out`; v*d, j fastest):
+//   scatter  step 3: one invocation per unit of dtable (bound as `out`; v*d, j fastest):
 //            dtable[u*d + j] = sum of gout[t*d + j] over the positions t of id u in increasing order;
 //            rows no id names get 0. Each element is written exactly once: no atomics, no zero-fill pass.
 // Cost at v = 128k, n = 8k, d = 4096 (estimates, not yet measured on a GPU): scatter writes the dense 2 GiB
@@ -31,11 +33,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> ids: array<i32>;
-@group(0) @binding(1) var<storage, read> table: array<f32>;
-@group(0) @binding(2) var<storage, read> gout: array<f32>;
+@group(0) @binding(1) var<storage, read> table: array<{{VT:f32}}>;
+@group(0) @binding(2) var<storage, read> gout: array<{{VT:f32}}>;
 @group(0) @binding(3) var<storage, read> order_in: array<i32>;
 @group(0) @binding(4) var<storage, read> bounds_in: array<u32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<{{VT:f32}}>;
 @group(0) @binding(6) var<storage, read_write> order: array<i32>;
 @group(0) @binding(7) var<storage, read_write> bounds: array<u32>;
 @group(1) @binding(0) var<uniform> p: Params;
@@ -55,7 +57,7 @@ fn gather(@builtin(global_invocation_id) gid: vec3u) {
   if (id >= 0 && u32(id) < p.v) {
     out[i] = table[u32(id) * p.d + j];
   } else {
-    out[i] = p.oob;
+    out[i] = {{VT:f32}}(p.oob);
   }
 }
 
@@ -117,8 +119,9 @@ fn scatter(@builtin(global_invocation_id) gid: vec3u) {
   }
   let u = i / p.d;
   let j = i - u * p.d;
-  var acc = 0.0;
-  for (var k = bounds_in[u]; k < bounds_in[u + 1u]; k++) {
+  var acc = {{VT:f32}}(0.0);
+  let k1 = bounds_in[u + 1u];
+  for (var k = bounds_in[u]; k < k1; k++) {
     acc += gout[u32(order_in[k]) * p.d + j];
   }
   out[i] = acc;

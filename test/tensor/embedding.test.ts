@@ -81,6 +81,7 @@ describe("embedding", () => {
     try {
       await check([700], 9, 2); // sort: 3 workgroups on a 2x2 grid; gather 1400, scatter 18, bounds 10
       await check([3], 600, 2); // scatter: 1200 elements on a 2x3 grid; bounds 601
+      await check([300], 200, 8); // vec4 rows: gather 600 vec4s, scatter 400, both on 2-D grids
     } finally {
       gridLimits.maxX = prev;
     }
@@ -116,6 +117,13 @@ describe("embedding", () => {
     using R = Tensor.fromArray(gpu, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [5, 2]);
     out.backward(R);
     expect([...(await table.grad!.toArray())]).toEqual([7, 8, 0, 0, 10, 12]);
+    // The same with rows of 4 (the vec4 kernels): whole NaN rows, no gradient from them.
+    using t4 = Tensor.fromArray(gpu, Array.from({ length: 12 }, (_, i) => i + 1), [3, 4], { requiresGrad: true });
+    using o4 = embedding(ids, t4);
+    expect([...(await o4.toArray())]).toEqual([9, 10, 11, 12, ...Array(8).fill(NaN), 1, 2, 3, 4, 9, 10, 11, 12]);
+    using R4 = Tensor.fromArray(gpu, Array.from({ length: 20 }, (_, i) => i), [5, 4]);
+    o4.backward(R4);
+    expect([...(await t4.grad!.toArray())]).toEqual([12, 13, 14, 15, 0, 0, 0, 0, 16, 18, 20, 22]);
   }, SLOW);
 
   test("matches the PyTorch goldens (F.embedding)", async () => {

@@ -30,6 +30,11 @@ export interface EmbeddingOptions {
 
 type Params = { n: number; d: number; v: number; row: number; gx: number; oob: number };
 
+/** gather and scatter move rows in vec4s when d % 4 == 0: the kernel's `d` then counts vec4s (VT define). */
+function units(d: number): { du: number; defines: { VT: string } } {
+  return d % 4 === 0 ? { du: d / 4, defines: { VT: "vec4<f32>" } } : { du: d, defines: { VT: "f32" } };
+}
+
 export function embedding(ids: Tensor | ArrayLike<number>, table: Tensor, opts: EmbeddingOptions = {}): Tensor {
   const gpu = checkOperands("embedding", table);
   if (table.rank !== 2) throw new TensorError(`embedding: table must be [V, D], got ${fmtShape(table.shape)}`);
@@ -52,9 +57,11 @@ export function embedding(ids: Tensor | ArrayLike<number>, table: Tensor, opts: 
 
   const out = Tensor.empty(gpu, [...idsT.shape, d]);
   if (n * d > 0) {
-    const g = grid1d(n * d);
+    const { du, defines } = units(d);
+    const g = grid1d(n * du);
     gpu.dispatch(EMBEDDING, "gather", { ids: idsT.buffer, table: table.buffer, out: out.buffer }, g.workgroups, {
-      params: { ...prm, row: g.row },
+      params: { ...prm, d: du, row: g.row },
+      defines,
       name: "embedding",
     });
   }
@@ -115,9 +122,11 @@ function scatterGrad(g: Tensor, p: Params, order: Tensor): Tensor {
     params: { ...p, row: gb.row },
     name: "embedding.bounds",
   });
-  const gs = grid1d(p.v * p.d);
+  const { du, defines } = units(p.d);
+  const gs = grid1d(p.v * du);
   gpu.dispatch(EMBEDDING, "scatter", { gout: g.buffer, order_in: order.buffer, bounds_in: bounds.buffer, out: dtable.buffer }, gs.workgroups, {
-    params: { ...p, row: gs.row },
+    params: { ...p, d: du, row: gs.row },
+    defines,
     name: "embedding.backward",
   });
   bounds.release();
