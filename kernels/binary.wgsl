@@ -1,6 +1,7 @@
 // Elementwise binary ops with NumPy broadcasting (add, sub, mul, div; src/tensor/ops/binary.ts).
 //
-//   binary        out[i] = F(x = a[i], y = b[i])          same-shape contiguous operands
+//   binary        out[i] = F(x = a[i], y = b[i])          same-shape contiguous operands, in VT units
+//   binary_grad_flat  out[i] = D(g = gout[i], x = a[i], y = b[i])  the same for a gradient, in VT units
 //   binary_bcast  out[i] = F(x = a[ia], y = b[ib])        any broadcast
 //   binary_grad   out[i] = D(g = gout[i], x, y)           one input's gradient over the OUTPUT's shape;
 //                                                         the caller sums it down to the input's shape
@@ -10,7 +11,9 @@
 // sets all three (the unused ones to `0.0` and empty): a shader module holds every entry point.
 // Shapes arrive coalesced (src/tensor/shape.ts): `rank` <= 6 dimensions, innermost first, sizes s0..s5, and
 // each operand's element strides a0..a5, b0..b5 (0 along a broadcast dimension).
-// One invocation per output element over a 2-D grid (`row` invocations per grid row).
+// One invocation per output element over a 2-D grid (`row` invocations per grid row). VT (define) is
+// vec4<f32> for the flat entries when the size is a multiple of 4 (src/gpu/grid.ts `elementwise`; then n
+// counts vec4s), else f32; F and D read the same for either.
 
 struct Params {
   n: u32, row: u32, rank: u32,
@@ -19,10 +22,10 @@ struct Params {
   b0: u32, b1: u32, b2: u32, b3: u32, b4: u32, b5: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read> gout: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<{{VT:f32}}>;
+@group(0) @binding(1) var<storage, read> b: array<{{VT:f32}}>;
+@group(0) @binding(2) var<storage, read> gout: array<{{VT:f32}}>;
+@group(0) @binding(3) var<storage, read_write> out: array<{{VT:f32}}>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 // Element offsets into a and b of output element i.
@@ -70,6 +73,18 @@ fn binary_grad(@builtin(global_invocation_id) gid: vec3u) {
     return;
   }
   let o = offsets(i);
+  let g = gout[i];
+  {{LOAD}}
+  out[i] = {{D}};
+}
+
+@compute @workgroup_size(256)
+fn binary_grad_flat(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.row + gid.x;
+  if (i >= p.n) {
+    return;
+  }
+  let o = vec2u(i, i);
   let g = gout[i];
   {{LOAD}}
   out[i] = {{D}};

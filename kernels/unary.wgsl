@@ -7,6 +7,8 @@
 //
 // {{F}} and {{D}} are WGSL expressions in x (and g), using the helpers below and `p.alpha` (the scalar
 // operand of pow / mul_scalar / add_scalar). A dispatch sets both (the unused one to `0.0`).
+// Elements move in VT units (src/gpu/grid.ts `elementwise`): vec4<f32> when the size is a multiple of 4
+// (define VEC; n then counts vec4s, and F / D apply per component), else f32.
 // The helpers keep relative accuracy over all of f32 (tested down to values like 1e-27): exp() only of
 // non-positive arguments, and no 1 - (almost 1).
 
@@ -16,9 +18,9 @@ struct Params {
   alpha: f32,
 }
 
-@group(0) @binding(0) var<storage, read> x_in: array<f32>;
-@group(0) @binding(1) var<storage, read> gout: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> x_in: array<{{VT:f32}}>;
+@group(0) @binding(1) var<storage, read> gout: array<{{VT:f32}}>;
+@group(0) @binding(2) var<storage, read_write> out: array<{{VT:f32}}>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 const SQRT1_2: f32 = 0.70710678118654752;     // 1/sqrt(2)
@@ -120,14 +122,39 @@ fn d_pow(x: f32, e: f32) -> f32 {
   return select(e * powf(x, e - 1.0), 0.0, e == 0.0);
 }
 
+fn f_of(x: f32) -> f32 {
+  return {{F}};
+}
+
+fn d_of(g: f32, x: f32) -> f32 {
+  return {{D}};
+}
+
+//#if VEC
+fn f_unit(x: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(f_of(x.x), f_of(x.y), f_of(x.z), f_of(x.w));
+}
+
+fn d_unit(g: vec4<f32>, x: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(d_of(g.x, x.x), d_of(g.y, x.y), d_of(g.z, x.z), d_of(g.w, x.w));
+}
+//#else
+fn f_unit(x: f32) -> f32 {
+  return f_of(x);
+}
+
+fn d_unit(g: f32, x: f32) -> f32 {
+  return d_of(g, x);
+}
+//#endif
+
 @compute @workgroup_size(256)
 fn unary(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.y * p.row + gid.x;
   if (i >= p.n) {
     return;
   }
-  let x = x_in[i];
-  out[i] = {{F}};
+  out[i] = f_unit(x_in[i]);
 }
 
 @compute @workgroup_size(256)
@@ -136,7 +163,5 @@ fn unary_grad(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= p.n) {
     return;
   }
-  let x = x_in[i];
-  let g = gout[i];
-  out[i] = {{D}};
+  out[i] = d_unit(gout[i], x_in[i]);
 }

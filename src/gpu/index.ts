@@ -22,7 +22,7 @@ export type { Binding, BufferRange } from "./queue.ts";
 export type { AdapterEntry, DeviceOptions } from "./device.ts";
 export { listAdapters, chooseAdapter };
 export * from "./errors.ts";
-export { grid1d, gridLimits, rowGrid } from "./grid.ts";
+export { elementwise, grid1d, gridLimits, rowGrid } from "./grid.ts";
 export { Autotuner, cacheDir, hashText, type Candidate, type TuneResult } from "./autotune.ts";
 export { ROW_REDUCE, rowConfig, rowLaunch, type RowLaunch } from "./row_reduce.ts";
 

@@ -14,6 +14,7 @@
  * Lifetime: a Node is reference-counted by the tensors it produced and by the Nodes that consume it; when
  * the count reaches zero its saved views are released. So the graph of a released loss frees itself.
  */
+import { elementwise } from "../gpu/index.ts";
 import { CAST } from "./ops/cast.ts";
 import { clone, grid1d, TENSOR_KERNELS, Tensor, untracked } from "./tensor.ts";
 import { fmtShape, sameShape, TensorError, type Shape } from "./shape.ts";
@@ -234,9 +235,10 @@ function addInPlace(dst: Tensor, src: Tensor): void {
     return;
   }
   if (dst.dtype !== "f32") throw new TensorError(`backward: gradients of dtype ${dst.dtype} are not supported`);
-  const g = grid1d(dst.size);
-  dst.gpu.dispatch(TENSOR_KERNELS, "accumulate", { src: src.buffer, dst: dst.buffer }, g.workgroups, {
-    params: { n: dst.size, row: g.row, value: 0 },
+  const e = elementwise(dst.size);
+  dst.gpu.dispatch(TENSOR_KERNELS, "accumulate", { src: src.buffer, dst: dst.buffer }, e.workgroups, {
+    params: { n: e.units, row: e.row, value: 0 },
+    defines: e.defines,
     name: "grad.accumulate",
   });
 }

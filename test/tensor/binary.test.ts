@@ -31,6 +31,8 @@ const OPS = Object.keys(REF) as BinaryOp[];
 const CASES: [Shape, Shape][] = [
   [[37], [37]], // same shape, one partial workgroup
   [[3, 101], [3, 101]], // 303 elements: two workgroups, the last partial
+  [[4, 65], [4, 65]], // 260 elements: the vec4 kernels (65 vec4s, one partial workgroup)
+  [[1028], [1028]], // 257 vec4s: two workgroups, the last holding one
   [[5, 7], [7]], // row vector
   [[6, 1], [1, 45]], // outer product: both operands broadcast
   [[3, 1, 5], [4, 1]], // both broadcast, different ranks

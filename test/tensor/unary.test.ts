@@ -77,11 +77,12 @@ async function check(op: UnaryOp, shape: number[], alpha = 0, X?: Float64Array, 
 describe("unary ops", () => {
   for (const op of OPS) {
     const alphas = op === "pow" ? [2, 3, 0.5, -1.5, 2.5, 1, 0] : op === "mul_scalar" ? [-2.5, 0.125] : op === "add_scalar" ? [3.25] : [0];
-    test(`${op}: forward and gradient on odd shapes`, async () => {
+    test(`${op}: forward and gradient on odd and vec4-sized shapes`, async () => {
       for (const a of alphas) {
         await check(op, [1], a);
         await check(op, [301], a); // two workgroups, the last partial
         await check(op, [7, 13, 3], a);
+        await check(op, [4, 75], a); // 300 elements: the vec4 kernels, 75 vec4s
       }
     });
   }

@@ -7,7 +7,7 @@
  * node saves follows from which variables the needed gradient expressions read.
  */
 import binarySrc from "../../../kernels/binary.wgsl" with { type: "text" };
-import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
+import { defineKernel, elementwise, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { broadcastShapes, broadcastStrides, sameShape, stridedParams, type Shape } from "../shape.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
@@ -48,15 +48,24 @@ function launch(
 ): void {
   const n = out.size;
   if (n === 0) return;
-  const strides = [bind.a, bind.b].map((t) => (t ? broadcastStrides(t.shape, outShape) : outShape.map(() => 0)));
-  const g = grid1d(n);
-  const params = { ...stridedParams(name, outShape, strides, "ab"), row: g.row };
   const bindings: Record<string, PooledBuffer> = { out: out.buffer };
   if (bind.a) bindings.a = bind.a.buffer;
   if (bind.b) bindings.b = bind.b.buffer;
   if (bind.gout) bindings.gout = bind.gout.buffer;
-  const defines = entry === "binary_grad" ? { F: "0.0", D: expr, LOAD: load } : { F: expr, D: "0.0", LOAD: "" };
-  gpu.dispatch(BINARY, entry, bindings, g.workgroups, { params, defines, name });
+  // The module holds every entry: the expressions a dispatch does not use are zeros of the element type.
+  const exprs = (vt: string) => (entry === "binary_grad" ? { F: `${vt}(0.0)`, D: expr, LOAD: load } : { F: expr, D: `${vt}(0.0)`, LOAD: "" });
+  // Every bound operand the output's shape: flat entries in vec4 units where the size allows.
+  const flat = entry === "binary" || [bind.a, bind.b].every((t) => !t || sameShape(t.shape, outShape));
+  if (flat) {
+    const e = elementwise(n);
+    const params = { ...BINARY.zeroParams, n: e.units, row: e.row };
+    gpu.dispatch(BINARY, entry === "binary" ? "binary" : "binary_grad_flat", bindings, e.workgroups, { params, defines: { ...exprs(e.defines.VT), ...e.defines }, name });
+    return;
+  }
+  const strides = [bind.a, bind.b].map((t) => (t ? broadcastStrides(t.shape, outShape) : outShape.map(() => 0)));
+  const g = grid1d(n);
+  const params = { ...stridedParams(name, outShape, strides, "ab"), row: g.row };
+  gpu.dispatch(BINARY, entry, bindings, g.workgroups, { params, defines: exprs("f32"), name });
 }
 
 /** One input's gradient: evaluate `expr` over the output's shape, then sum down to `inShape`. */

@@ -9,10 +9,10 @@
  * (nn.GELU(), F.gelu(x)); `gelu(x, "tanh")` is the tanh approximation (F.gelu(x, approximate="tanh")).
  */
 import unarySrc from "../../../kernels/unary.wgsl" with { type: "text" };
-import { defineKernel, type PooledBuffer } from "../../gpu/index.ts";
+import { defineKernel, elementwise, type PooledBuffer } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { TensorError } from "../shape.ts";
-import { checkOperands, grid1d, Tensor } from "../tensor.ts";
+import { checkOperands, Tensor } from "../tensor.ts";
 
 export const UNARY = defineKernel("kernels/unary.wgsl", unarySrc);
 
@@ -43,12 +43,12 @@ export type UnaryOp = keyof typeof UNARY_OPS;
 
 function launch(entry: "unary" | "unary_grad", name: string, expr: string, alpha: number, x: Tensor, out: Tensor, g?: Tensor): void {
   if (out.size === 0) return;
-  const grid = grid1d(out.size);
+  const e = elementwise(out.size);
   const bindings: Record<string, PooledBuffer> = { x_in: x.buffer, out: out.buffer };
   if (g) bindings.gout = g.buffer;
-  x.gpu.dispatch(UNARY, entry, bindings, grid.workgroups, {
-    params: { n: out.size, row: grid.row, alpha },
-    defines: entry === "unary" ? { F: expr, D: "0.0" } : { F: "0.0", D: expr },
+  x.gpu.dispatch(UNARY, entry, bindings, e.workgroups, {
+    params: { n: e.units, row: e.row, alpha },
+    defines: { ...(entry === "unary" ? { F: expr, D: "0.0" } : { F: "0.0", D: expr }), ...e.defines },
     name,
   });
 }
