@@ -17,6 +17,8 @@
 //   norm_finish   pass 2: one workgroup sums partial[0 .. count) and writes total[0] = sqrt(sum).
 //   clip_scale    pass 3: gs *= min(1, max_norm / (total[0] + 1e-6)), read on the GPU (no host round-trip).
 //
+// Elements move in VT units (src/gpu/grid.ts `elementwise`): vec4<f32> when the tensor's size is a multiple of
+// 4 (define VEC; n then counts vec4s), else f32; every formula reads the same for both.
 // Launch: elementwise entries run one invocation per element on a 2-D grid (`row` invocations per grid row,
 // see src/gpu/grid.ts), 256 per workgroup; sumsq runs `groups` (<= 65535) workgroups and norm_finish one,
 // WG wide (kernels/row_reduce.wgsl, appended: 256 on GPUs, 8 on lavapipe). Neighbouring invocations touch
@@ -48,12 +50,12 @@ struct Params {
   max_norm: f32,
 }
 
-@group(0) @binding(0) var<storage, read_write> p: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> buf: array<f32>;
-@group(0) @binding(5) var<storage, read_write> gs: array<f32>;
+@group(0) @binding(0) var<storage, read_write> p: array<{{VT:f32}}>;
+@group(0) @binding(1) var<storage, read> g: array<{{VT:f32}}>;
+@group(0) @binding(2) var<storage, read_write> m: array<{{VT:f32}}>;
+@group(0) @binding(3) var<storage, read_write> v: array<{{VT:f32}}>;
+@group(0) @binding(4) var<storage, read_write> buf: array<{{VT:f32}}>;
+@group(0) @binding(5) var<storage, read_write> gs: array<{{VT:f32}}>;
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(7) var<storage, read_write> total: array<f32>;
 @group(1) @binding(0) var<uniform> params: Params;
@@ -78,7 +80,7 @@ fn adamw(@builtin(global_invocation_id) gid: vec3u) {
 }
 
 // The gradient with L2 weight decay folded in (SGD's coupled decay).
-fn sgd_direction(i: u32) -> f32 {
+fn sgd_direction(i: u32) -> {{VT:f32}} {
   return g[i] + params.weight_decay * p[i];
 }
 
@@ -110,12 +112,21 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3u) {
   p[i] = p[i] - params.lr * step;
 }
 
+//#if VEC
+fn sq(x: vec4<f32>) -> f32 {
+  return dot(x, x);
+}
+//#else
+fn sq(x: f32) -> f32 {
+  return x * x;
+}
+//#endif
+
 @compute @workgroup_size(WG)
 fn sumsq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   var acc = 0.0;
   for (var k = wid.x * WG + lid; k < params.n; k += params.groups * WG) {
-    let x = gs[k];
-    acc += x * x;
+    acc += sq(gs[k]);
   }
   let s = wg_reduce(vec2f(acc, 0.0), lid, RED_SUM).x;
   if (lid == 0u) {

@@ -44,7 +44,7 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number)
   const norm = Tensor.empty(gpu, []);
   let base = 0;
   grads.forEach((g, i) => {
-    dispatchReduce(gpu, "sumsq", "clip_grad_norm.sumsq", groups[i]!, { gs: g.buffer, partial: partial.buffer }, { n: g.size, base, groups: groups[i]! });
+    dispatchReduce(gpu, "sumsq", "clip_grad_norm.sumsq", groups[i]!, { gs: g.buffer, partial: partial.buffer }, { base, groups: groups[i]! }, g.size);
     base += groups[i]!;
   });
   dispatchReduce(gpu, "norm_finish", "clip_grad_norm.norm", 1, { partial: partial.buffer, total: norm.buffer }, { groups: count });

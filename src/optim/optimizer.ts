@@ -14,23 +14,28 @@
  * recorded before the step and backwarded after it sees the new values (torch would raise a version error).
  */
 import kernelSrc from "../../kernels/optim.wgsl" with { type: "text" };
-import { defineKernel, ROW_REDUCE, rowLaunch, type Gpu, type PooledBuffer } from "../gpu/index.ts";
+import { defineKernel, elementwise, ROW_REDUCE, rowLaunch, type Gpu, type PooledBuffer } from "../gpu/index.ts";
 import { fmtShape, sameShape, TensorError } from "../tensor/shape.ts";
-import { grid1d, Tensor, untracked } from "../tensor/tensor.ts";
+import { Tensor, untracked } from "../tensor/tensor.ts";
 
 export const OPTIM = defineKernel("kernels/optim.wgsl", kernelSrc, [ROW_REDUCE]);
 
 
-/** Record one elementwise optimizer-kernel dispatch over `n` elements. */
+/** Record one elementwise optimizer-kernel dispatch over `n` elements (in vec4s when n allows). */
 export function dispatchElementwise(gpu: Gpu, entry: string, name: string, n: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>): void {
   if (n === 0) return;
-  const g = grid1d(n);
-  gpu.dispatch(OPTIM, entry, bindings, g.workgroups, { params: { ...OPTIM.zeroParams, ...params, n, row: g.row }, name });
+  const e = elementwise(n);
+  gpu.dispatch(OPTIM, entry, bindings, e.workgroups, { params: { ...OPTIM.zeroParams, ...params, n: e.units, row: e.row }, defines: e.defines, name });
 }
 
-/** Record one dispatch of a reducing optim kernel entry (sumsq, norm_finish) with an explicit workgroup count. */
-export function dispatchReduce(gpu: Gpu, entry: string, name: string, workgroups: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>): void {
-  gpu.dispatch(OPTIM, entry, bindings, workgroups, { params: { ...OPTIM.zeroParams, ...params }, ...rowLaunch(gpu), name });
+/**
+ * Record one dispatch of a reducing optim kernel entry (sumsq, norm_finish) with an explicit workgroup count;
+ * `n` (elements of the bound gradient, when it has one) is passed in the kernel's units.
+ */
+export function dispatchReduce(gpu: Gpu, entry: string, name: string, workgroups: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>, n = 0): void {
+  const e = elementwise(n);
+  const rl = rowLaunch(gpu);
+  gpu.dispatch(OPTIM, entry, bindings, workgroups, { params: { ...OPTIM.zeroParams, ...params, n: e.units }, constants: rl.constants, defines: { ...rl.defines, ...e.defines }, name });
 }
 
 export type NamedParams = readonly Tensor[] | Readonly<Record<string, Tensor>>;
