@@ -1,6 +1,7 @@
 /**
  * `bun run bench [-- --quick] [--adapter NAME | --cpu] [--reps N] [--only REGEX] [--no-train] [--no-peers]
- *                [--steps N] [--deadline SECONDS] [--out DIR]`
+ *                [--steps N] [--deadline SECONDS] [--out DIR]`, or `alignx bench [same options]` from the binary
+ * (one binary carries both: what a GPU server with no network gets, see bench/gpu.sh).
  * How close each op comes to this device's measured ceilings, what a training step does end to end, and how
  * both compare with peers run in the same process (or, for PyTorch, the same run) on the same adapter.
  *
@@ -64,9 +65,15 @@ function result(c: Timed["c"], t: Timing, ceil: { copy_gbps: number; matmul_gflo
   return r;
 }
 
-async function main(): Promise<void> {
+/** A bad option: the message names it; exit code 2 (the CLI's usage code). */
+export class BenchUsageError extends Error {
+  readonly exitCode = 2;
+}
+
+/** Run the suite; `argv` as process.argv (two leading entries, then the options). */
+export async function main(argv: string[] = process.argv): Promise<void> {
   const t0 = performance.now();
-  const cli = cac("bench");
+  const cli = cac(argv[1] === "alignx bench" ? "alignx bench" : "bun run bench");
   cli.option("--quick", "Small sizes and few repetitions (≤ 5 minutes on 2 CPU cores)");
   cli.option("--reps <n>", "Repetitions per kernel case (median reported)");
   cli.option("--steps <n>", "Timed training steps per config (median reported)");
@@ -78,17 +85,29 @@ async function main(): Promise<void> {
   cli.option("--cpu", "Use the CPU adapter");
   cli.option("--out <dir>", "Results folder", { default: "bench/results" });
   cli.help();
-  const { options: o } = cli.parse();
+  const { options: o } = cli.parse(argv);
   if (o.help) return;
+  const quick = Boolean(o.quick);
+  const count = (name: string, v: unknown, dflt: number): number => {
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new BenchUsageError(`--${name} must be a whole number >= 1, got ${String(v)}`);
+    return n;
+  };
+  const reps = count("reps", o.reps, quick ? 3 : 7);
+  const steps = count("steps", o.steps, quick ? 2 : 3);
+  let only: RegExp | null = null;
+  try {
+    only = o.only === undefined ? null : new RegExp(String(o.only));
+  } catch (e) {
+    throw new BenchUsageError(`--only: ${(e as Error).message}`);
+  }
+  const deadline = o.deadline === undefined ? Infinity : Number(o.deadline);
+  if (!(deadline > 0)) throw new BenchUsageError(`--deadline must be a number of seconds > 0, got ${String(o.deadline)}`);
   const loadStart = loadavg();
   const gpu = await Gpu.open({ adapter: o.adapter === undefined ? undefined : String(o.adapter), cpu: o.cpu });
   const onGpu = gpu.adapter.kind !== "cpu";
-  const quick = Boolean(o.quick);
-  const reps = Number(o.reps ?? (quick ? 3 : 7));
-  const steps = Number(o.steps ?? (quick ? 2 : 3));
-  const only = o.only === undefined ? null : new RegExp(String(o.only));
   const big = onGpu ? 4096 : 1024;
-  const deadline = o.deadline === undefined ? Infinity : Number(o.deadline);
   const late = () => (performance.now() - t0) / 1e3 > deadline;
   const skipped: Skipped[] = [];
   const phases: Record<string, number> = {};
@@ -232,4 +251,8 @@ async function main(): Promise<void> {
   gpu.destroy();
 }
 
-await main();
+if (import.meta.main)
+  await main().catch((e) => {
+    console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(e instanceof BenchUsageError ? 2 : 1);
+  });

@@ -270,3 +270,41 @@ describe("bun --preload ./src/globals.ts", () => {
     TEST_TIMEOUT_MS,
   );
 });
+
+describe("alignx bench", () => {
+  test(
+    "runs the suite from the CLI: ceilings, the asked kernel cases, the JSON; bench --help lists its options",
+    async () => {
+      const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
+      const { tmpdir } = await import("node:os");
+      const out = mkdtempSync(join(tmpdir(), "alignx-bench-"));
+      try {
+        const r = await sh(["bun", MAIN, "--cpu", "bench", "--quick", "--reps", "1", "--only", "^add$", "--no-train", "--no-peers", "--out", out]);
+        expect(r.code).toBe(0);
+        expect(r.stdout).toMatch(/ceilings copy [\d.]+ GB\/s, matmul [\d.]+ GFLOP\/s/);
+        expect(r.stdout).toMatch(/^add +1048576 +f32/m);
+        const res = JSON.parse(readFileSync(join(out, "latest.json"), "utf8"));
+        expect(res.kernels.map((k: { name: string }) => k.name)).toContain("add");
+        expect(res.ceilings.copy_gbps).toBeGreaterThan(0);
+        expect(Object.keys(res.autotune).length).toBeGreaterThan(0);
+        const h = await sh(["bun", MAIN, "bench", "--help"]);
+        expect(h.code).toBe(0);
+        expect(h.stdout).toContain("alignx bench");
+        expect(h.stdout).toContain("--quick");
+        // Bad options: named, exit 2, before the device is opened.
+        for (const [args, msg] of [
+          [["--reps", "0"], "--reps must be a whole number >= 1, got 0"],
+          [["--only", "("], "--only:"],
+          [["--deadline", "soon"], "--deadline must be a number of seconds > 0, got soon"],
+        ] as const) {
+          const bad = await sh(["bun", MAIN, "bench", ...args]);
+          expect(bad.code).toBe(2);
+          expect(bad.stderr).toContain(msg);
+        }
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+    TEST_TIMEOUT_MS,
+  );
+});

@@ -5,6 +5,7 @@
  */
 import { cac } from "cac";
 import pkg from "../../package.json" with { type: "json" };
+import { main as benchMain } from "../../bench/run.ts";
 import { generate } from "./generate.ts";
 import { info } from "./info.ts";
 import { parity } from "./parity.ts";
@@ -57,6 +58,10 @@ cli
   );
 
 cli
+  .command("bench [...options]", "The kernel and training benchmark suite (bench/run.ts): alignx bench --help lists its options")
+  .usage("bench [--quick] [--only REGEX] [--no-train] [--no-peers] [--reps N] [--out DIR] ...   (everything after bench goes to the suite)");
+
+cli
   .command("run <file> [...args]", "Run a TypeScript/JavaScript file with navigator.gpu and the GPU* globals installed")
   .usage("run [--adapter NAME | --cpu] FILE.ts [args...]   (everything after FILE goes to the script)");
 
@@ -105,6 +110,14 @@ async function main(argv: string[]): Promise<number> {
     const file = rest.shift();
     if (!file) throw new UsageError("run: missing FILE (usage: alignx run [--adapter NAME | --cpu] FILE.ts [args...])");
     return runScript(file, rest);
+  }
+  // `bench` hands everything after it to the suite's own parser (global options before it apply).
+  const benchAt = argv.indexOf("bench");
+  const beforeBench = argv.slice(0, benchAt);
+  if (benchAt >= 0 && beforeBench.every((a, i) => a.startsWith("-") || beforeBench[i - 1] === "--adapter")) {
+    takeGlobalOptions(beforeBench, "");
+    await benchMain(["", "alignx bench", ...argv.slice(benchAt + 1)]);
+    return 0;
   }
   cli.parse(["", "", ...argv], { run: false });
   if (cli.options.help || cli.options.version) return 0;
