@@ -11,6 +11,11 @@
 #   4. the PyTorch matmul counterparts on the same GPU (bench/torch_peer.py); 5. the ratio table.
 # Run only part of the bench with BENCH_ARGS, e.g. BENCH_ARGS="--no-train" or BENCH_ARGS="--only attention".
 # Rehearse it on a CPU box with GPU_SH_ALLOW_CPU=1 BENCH_ARGS=--quick (lavapipe stands in for the GPU).
+# With the `device` tool (a session that drew a GPU): here, `bun run build && xz -T0 -k -f dist/alignx` and the
+# loader .debs in .gl/ (the recipe in /work/.library/device/README.md); then one run with carry
+# [".gl", "dist/alignx.xz"] and the command `bash bench/gpu.sh`, timeout_s 540 (the bench stops itself at 6
+# minutes); everything comes back from $OUT (at most 8 files: info.json, bench.txt, latest.json, its dated
+# copy, torch.json, cache/autotune-*.json).
 # Results go to $OUT (if set) or bench/results/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
