@@ -39,24 +39,28 @@ export interface FlatMemoryReport {
 
 /**
  * Run `step` `steps` times and assert that, from the end of step `warmup - 1` on, the pool's live buffers,
- * live bytes and created-buffer count do not change: a training-style loop must not leak or grow.
+ * live bytes and created-buffer count do not change, and that no new bind group is created (the pool hands a
+ * repeated step the same buffers, so the queue's bind groups are all reused): a training-style loop must not
+ * leak, grow, or pay for new bindings every step.
  * Returns the three snapshots for extra assertions (e.g. end equals start once the caller releases).
  */
 export async function expectFlatMemory(
   gpu: Gpu,
   steps: number,
   step: (it: number) => void | Promise<void>,
-  { warmup = 5 }: { warmup?: number } = {},
+  { warmup = 5, sameBindings = true }: { warmup?: number; sameBindings?: boolean } = {},
 ): Promise<FlatMemoryReport> {
   const { expect } = await import("bun:test");
   await gpu.sync();
   const start = gpu.memory();
   let warm = start;
+  let warmBindGroups = 0;
   for (let it = 0; it < steps; it++) {
     await step(it);
     if (it === warmup - 1) {
       await gpu.sync();
       warm = gpu.memory();
+      warmBindGroups = gpu.queue.stats().bindGroupsCreated;
     }
   }
   await gpu.sync();
@@ -64,5 +68,7 @@ export async function expectFlatMemory(
   expect(end.liveBuffers).toBe(warm.liveBuffers);
   expect(end.liveBytes).toBe(warm.liveBytes);
   expect(end.created).toBe(warm.created);
+  // (A loop whose steps differ by design, e.g. a growing KV cache, passes sameBindings: false.)
+  if (sameBindings) expect(gpu.queue.stats().bindGroupsCreated - warmBindGroups).toBe(0);
   return { start, warm, end };
 }

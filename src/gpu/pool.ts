@@ -102,7 +102,12 @@ export class BufferPool {
     const key = `${pb.usage}:${pb.size}`;
     let list = this.free.get(key);
     if (!list) this.free.set(key, (list = []));
-    list.push(pb);
+    // Kept in decreasing id order, so `acquire` hands out the lowest-id free buffer: which buffer a request gets
+    // then depends on which are free, not on the order they were released in, so a repeated training step
+    // gets the same buffers every time and its bind groups come from the queue's cache.
+    let i = list.length;
+    while (i > 0 && list[i - 1]!.id < pb.id) i--;
+    list.splice(i, 0, pb);
     this.s.cachedBuffers++;
     this.s.cachedBytes += pb.size;
   }

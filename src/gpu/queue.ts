@@ -267,7 +267,9 @@ export class Queue {
       const pb = range.buffer;
       if (!pb.live) throw new GpuError(`${name}: buffer '${n}' (#${pb.id}) was already released`);
       const offset = range.offset ?? 0;
-      const size = Math.max(4, Math.ceil((range.size ?? pb.bytes - offset) / 4) * 4);
+      // A whole-buffer binding unless a range is asked for: the key then depends on the buffer alone, so the
+      // bind groups of a repeated step (the pool hands out the same buffers) come from the cache.
+      const size = range.size === undefined ? pb.size - offset : Math.max(4, Math.ceil(range.size / 4) * 4);
       if (offset + size > pb.size) throw new GpuError(`${name}: binding '${n}' range ${offset}+${size} exceeds its buffer (${pb.size} bytes)`);
       key += `|${pb.id}:${offset}:${size}`;
       entries.push({ binding: kernel.source.storage.get(n)!.binding, resource: { buffer: pb.buffer, offset, size } });

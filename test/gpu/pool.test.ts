@@ -22,6 +22,19 @@ describe("buffer pool", () => {
     expect(s1.liveBuffers).toBe(s0.liveBuffers);
   });
 
+  test("a request gets the lowest-id free buffer of its class, whatever order they were released in", async () => {
+    const gpu = await getGpu();
+    const pool = new BufferPool(gpu.device, gpu.limits.maxBufferSize);
+    const [a, b, c] = [pool.acquire(1000), pool.acquire(1000), pool.acquire(1000)];
+    for (const order of [[b, a, c], [c, b, a], [a, c, b]]) {
+      for (const x of order) pool.release(x);
+      const got = [pool.acquire(1000), pool.acquire(900), pool.acquire(1000)];
+      expect(got.map((x) => x.id)).toEqual([a.id, b.id, c.id]);
+    }
+    for (const x of [a, b, c]) pool.release(x);
+    pool.trim();
+  });
+
   test("live and peak bytes, release twice, trim", async () => {
     const gpu = await getGpu();
     const pool = new BufferPool(gpu.device, gpu.limits.maxBufferSize);
