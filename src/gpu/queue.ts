@@ -268,8 +268,10 @@ export class Queue {
       if (!pb.live) throw new GpuError(`${name}: buffer '${n}' (#${pb.id}) was already released`);
       const offset = range.offset ?? 0;
       // A whole-buffer binding unless a range is asked for: the key then depends on the buffer alone, so the
-      // bind groups of a repeated step (the pool hands out the same buffers) come from the cache.
-      const size = range.size === undefined ? pb.size - offset : Math.max(4, Math.ceil(range.size / 4) * 4);
+      // bind groups of a repeated step (the pool hands out the same buffers) come from the cache. (Where the
+      // size class's slack would pass the device's binding limit, the requested bytes are bound instead.)
+      const whole = pb.size - offset <= this.h.device.limits.maxStorageBufferBindingSize ? pb.size - offset : pb.bytes - offset;
+      const size = Math.max(4, Math.ceil((range.size ?? whole) / 4) * 4);
       if (offset + size > pb.size) throw new GpuError(`${name}: binding '${n}' range ${offset}+${size} exceeds its buffer (${pb.size} bytes)`);
       key += `|${pb.id}:${offset}:${size}`;
       entries.push({ binding: kernel.source.storage.get(n)!.binding, resource: { buffer: pb.buffer, offset, size } });
