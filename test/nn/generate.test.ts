@@ -342,7 +342,7 @@ describe("alignx generate", () => {
     const m = LlamaModel.fromConfig(gpu, cfg, { seed: 1 });
     const opt = new AdamW(m.parameters(), { lr: 1e-2, weightDecay: 0 });
     const losses: number[] = [];
-    for (let step = 0; step < 120; step++) {
+    for (let step = 0; step < 200; step++) {
       const { logits, loss } = m.forwardLoss(ids, { attentionMask, labels });
       loss.backward();
       opt.step();

@@ -25,6 +25,8 @@ export const normLimits = {
   minChunk: 16,
   /** Chunks at most (the second pass sums this many partials per column). */
   maxChunks: 256,
+  /** Up to this many rows, one chunk: a single pass writes dweight itself (no bias) and no sum pass runs. */
+  singlePassRows: 256,
 };
 
 export interface RmsNormOptions {
@@ -124,7 +126,7 @@ function paramGrads(
 ): [Tensor | null, Tensor | null] {
   const gpu = g.gpu;
   const { rows, d, np } = prm;
-  const chunk = Math.max(normLimits.minChunk, Math.ceil(rows / normLimits.maxChunks));
+  const chunk = rows <= normLimits.singlePassRows ? rows : Math.max(normLimits.minChunk, Math.ceil(rows / normLimits.maxChunks));
   const chunks = Math.ceil(rows / chunk);
   const part = Tensor.empty(gpu, [chunks, np, d]);
   const p1 = grid1d(chunks * d);
@@ -134,6 +136,12 @@ function paramGrads(
     constants,
     name: `${op}.dparams`,
   });
+  if (chunks === 1 && np === 1) {
+    // The one chunk's partial sums are dweight (part is [1, 1, d]).
+    const dw = part.reshape([d]);
+    part.release();
+    return [want[0] ? dw : (dw.release(), null), null];
+  }
   const p2 = grid1d(d);
   const sumInto = (which: number): Tensor => {
     const t = Tensor.empty(gpu, [d]);
