@@ -127,7 +127,11 @@ export class Autotuner {
       writeFileSync(tmp, JSON.stringify(body, null, 1) + "\n");
       renameSync(tmp, this.file);
     } catch (e) {
-      rmSync(tmp, { force: true });
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // nothing was written (e.g. the cache path's parent is a file)
+      }
       this.warn(`alignx: could not write the autotune cache ${this.file}: ${(e as Error).message} (tuning is kept for this run only)`);
     }
   }

@@ -95,6 +95,20 @@ describe("autotune", () => {
     gpu.release(buf);
   }, 60_000);
 
+  test("an unwritable cache directory: the choice holds for this run, with a warning naming the path", async () => {
+    const gpu = await getGpu();
+    const buf = gpu.alloc(256);
+    const blocker = join(tempDir(), "not-a-dir");
+    writeFileSync(blocker, "a file where the cache directory should be");
+    const logs: string[] = [];
+    const t = new Autotuner(gpu, { dir: blocker, log: (m) => logs.push(m) });
+    const c = (n: number): Candidate => ({ name: `c${n}`, run: () => gpu.dispatch(SPIN, "main", { x: buf }, 1, { params: { iters: n } }) });
+    expect((await t.tune("k", [c(1), c(1_000_000)]))!.choice).toBe("c1");
+    expect(t.lookup("k")!.choice).toBe("c1");
+    expect(logs.join("\n")).toContain(`could not write the autotune cache ${t.file}`);
+    gpu.release(buf);
+  }, 60_000);
+
   test("ALIGNX_AUTOTUNE=0 turns tuning off", async () => {
     const gpu = await getGpu();
     process.env.ALIGNX_AUTOTUNE = "0";
