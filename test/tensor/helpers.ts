@@ -131,7 +131,8 @@ export function seedOf(name: string): number {
 
 /**
  * The matrix-product kernels every matmul/linear test runs on (src/tensor/ops/matmul.ts `matmulConfig`):
- * direct with 4 and 8 rows per invocation, tiled, and subgroup where the device has 8-lane subgroups
+ * direct with 4 and 8 rows per invocation, tiled (64 and 128 blocks), and subgroup where the device has
+ * 8-lane subgroups
  * (`runs` says which run here; a test of one that cannot run is skipped, by name).
  */
 export type MatmulKernelConfig = { kernel: MatmulKernel; tm: number };
@@ -139,6 +140,7 @@ export const MATMUL_KERNELS: readonly MatmulKernelConfig[] = [
   { kernel: "direct", tm: 4 },
   { kernel: "direct", tm: 8 },
   { kernel: "tiled", tm: 4 },
+  { kernel: "tiled128", tm: 8 },
   { kernel: "subgroup", tm: 8 },
 ];
 export const matmulKernelRuns = (gpu: Gpu, k: MatmulKernelConfig): boolean => k.kernel !== "subgroup" || subgroupKernelFits(gpu);

@@ -114,6 +114,7 @@ const SHAPES_2D: [number, number, number][] = [
   [37, 29, 20], // partial blocks everywhere; K % 4 == 0, M and N odd
   [64, 64, 64], // every operand vec4-aligned, exact blocks
   [20, 36, 16], // vec4-aligned with partial blocks: M % 8 == 4, N % 32 == 4 (clamped loads of edge lanes)
+  [130, 136, 9], // more than one 128-block each way (tiled128), the second ones partial; K tail of 1
   [13, 12, 300], // long K with a tail of 0; N % 4 == 0
   [6, 5, 7], // K tail of 3
   [9, 8, 3], // K < 4: the tail loop alone

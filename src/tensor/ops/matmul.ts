@@ -35,14 +35,15 @@ const MATMUL_COMMON = defineLibrary("kernels/matmul_common.wgsl", commonSrc);
 export const MATMUL_OPS = defineKernel("kernels/matmul_ops.wgsl", matmulSrc, [MATMUL_COMMON]);
 export const MATMUL_SUBGROUP = defineKernel("kernels/matmul_subgroup.wgsl", subgroupSrc, [MATMUL_COMMON]);
 
-export type MatmulKernel = "direct" | "tiled" | "subgroup";
+export type MatmulKernel = "direct" | "tiled" | "tiled128" | "subgroup";
 
 export const matmulConfig = {
   /**
    * Which entry point runs: `direct` (register-blocked, no workgroup memory: for CPU Vulkan drivers),
    * `subgroup` (direct's idea with 8-lane subgroup broadcasts sharing the loads of A: CPU drivers with 8-wide
-   * subgroups), `tiled` (workgroup-memory tiling: what a real GPU wants), or `auto` (`subgroupKernelFits`
-   * → subgroup; other CPU adapters → direct; else tiled).
+   * subgroups), `tiled` / `tiled128` (workgroup-memory tiling, 64 or 128 square blocks: what a real GPU
+   * wants), or `auto` (the tuned choice; untuned: `subgroupKernelFits` → subgroup; other CPU adapters →
+   * direct; else tiled).
    */
   kernel: "auto" as "auto" | MatmulKernel,
   /** Rows per invocation of the direct kernel (a multiple of 4; 8 measured best on lavapipe). */
@@ -118,6 +119,7 @@ export function matmulVariants(gpu: Gpu): MatmulVariant[] {
     { kernel: "direct", tm: 8 },
     { kernel: "direct", tm: 4 },
     { kernel: "tiled", tm: 4 },
+    { kernel: "tiled128", tm: 8 },
   ];
   if (subgroupKernelFits(gpu)) v.push({ kernel: "subgroup", tm: 8 });
   return v;
@@ -144,7 +146,7 @@ export function matmulVariantFor(gpu: Gpu, pr: Pick<Problem, "M" | "N" | "K" | "
   const k = matmulConfig.kernel;
   if (k === "subgroup" && !subgroupKernelFits(gpu))
     throw new TensorError(`${name}: the subgroup matmul kernel needs 8-lane subgroups; ${gpu.adapter.description} has ${gpu.features.has("subgroups") ? `${gpu.adapter.subgroupMinSize}..${gpu.adapter.subgroupMaxSize}` : "no subgroups feature"}`);
-  if (k !== "auto") return { kernel: k, tm: k === "tiled" ? 4 : k === "subgroup" ? 8 : matmulConfig.tm };
+  if (k !== "auto") return { kernel: k, tm: k === "tiled" ? 4 : k === "subgroup" || k === "tiled128" ? 8 : matmulConfig.tm };
   const t = gpu.tuner.lookup(matmulTuneKey(dtype, sizeClass(pr as Problem)));
   return (t && matmulVariants(gpu).find((v) => variantName(v) === t.choice)) || heuristic(gpu);
 }
@@ -213,7 +215,13 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
   };
   const [wx, wy] = [matmulConfig.wgx, matmulConfig.wgy];
   const [gx, gy] =
-    kind === "tiled" ? [Math.ceil(N / 64), Math.ceil(M / 64)] : kind === "subgroup" ? [Math.ceil(N / 32), Math.ceil(M / 8)] : [Math.ceil(N / (4 * wx)), Math.ceil(M / (wy * tm))];
+    kind === "tiled"
+      ? [Math.ceil(N / 64), Math.ceil(M / 64)]
+      : kind === "tiled128"
+        ? [Math.ceil(N / 128), Math.ceil(M / 128)]
+        : kind === "subgroup"
+          ? [Math.ceil(N / 32), Math.ceil(M / 8)]
+          : [Math.ceil(N / (4 * wx)), Math.ceil(M / (wy * tm))];
   const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (gx > maxWg || gy > maxWg)
     throw new TensorError(`${name}: a ${M} x ${N} output needs ${gx} x ${gy} workgroups; the device allows ${maxWg} per dimension`);
@@ -221,7 +229,7 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
     throw new TensorError(`${name}: operands of 2^32 or more elements are not supported`);
   const bindings: Record<string, PooledBuffer> = { a: a.buffer, b: b.buffer, c: out.buffer };
   if (bias) bindings.bias = bias.buffer;
-  const [source, entry] = kind === "subgroup" ? [MATMUL_SUBGROUP, "matmul_sg"] : [MATMUL_OPS, kind === "tiled" ? "matmul_tiled" : "matmul"];
+  const [source, entry] = kind === "subgroup" ? [MATMUL_SUBGROUP, "matmul_sg"] : [MATMUL_OPS, kind === "direct" ? "matmul" : `matmul_${kind}`];
   const constants: Record<string, number> = kind === "direct" ? { WG_X: wx, WG_Y: wy } : {};
   const perDispatch = Math.max(1, Math.min(maxWg, matmulConfig.maxBatch));
   const params = { M, N, K, sA: pr.sharedA ? 0 : M * K, sB: pr.sharedB ? 0 : K * N, batch0: 0 };
