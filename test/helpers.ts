@@ -1,14 +1,7 @@
 // Shared by all test files: `bun test` runs them in one process, so they share one device.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Gpu } from "../src/gpu/index.ts";
 
-// Tests never read or write the user's autotune cache (~/.cache/alignx): kernel choices under "auto" are
-// the built-in defaults unless a test tunes, and then into this run's own directory.
-const testCache = mkdtempSync(join(tmpdir(), "alignx-test-cache-"));
-process.env.ALIGNX_CACHE_DIR = testCache;
-process.on("exit", () => rmSync(testCache, { recursive: true, force: true }));
+import "./setup.ts"; // (also preloaded by bunfig.toml) a private autotune cache for the run
 
 let gpu: Promise<Gpu> | undefined;
 
