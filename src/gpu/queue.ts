@@ -16,7 +16,7 @@
  *  - Device loss: every wait races the device's `lost` promise, so a lost device gives an error, never a hang.
  */
 import type { DeviceHandle } from "./device.ts";
-import { DeviceLostError, GpuError, GpuOutOfMemoryError, GpuValidationError, WgslError } from "./errors.ts";
+import { DeviceLostError, fmtBytes, GpuError, GpuOutOfMemoryError, GpuValidationError, WgslError } from "./errors.ts";
 import type { CompiledKernel, KernelSource, PipelineCache } from "./kernel.ts";
 import { READBACK_USAGE, UNIFORM_USAGE, type BufferPool, type PooledBuffer } from "./pool.ts";
 import { Profiler } from "./profile.ts";
@@ -270,8 +270,14 @@ export class Queue {
       // A whole-buffer binding unless a range is asked for: the key then depends on the buffer alone, so the
       // bind groups of a repeated step (the pool hands out the same buffers) come from the cache. (Where the
       // size class's slack would pass the device's binding limit, the requested bytes are bound instead.)
-      const whole = pb.size - offset <= this.h.device.limits.maxStorageBufferBindingSize ? pb.size - offset : pb.bytes - offset;
+      const maxBinding = this.h.device.limits.maxStorageBufferBindingSize;
+      const whole = pb.size - offset <= maxBinding ? pb.size - offset : pb.bytes - offset;
       const size = Math.max(4, Math.ceil((range.size ?? whole) / 4) * 4);
+      if (size > maxBinding)
+        throw new GpuError(
+          `${name}: binding '${n}' needs ${fmtBytes(size)} in one buffer binding; this device allows ${fmtBytes(maxBinding)} ` +
+            `(maxStorageBufferBindingSize of ${this.h.entry.description}): use a smaller tensor or a device with a larger limit`,
+        );
       if (offset + size > pb.size) throw new GpuError(`${name}: binding '${n}' range ${offset}+${size} exceeds its buffer (${pb.size} bytes)`);
       key += `|${pb.id}:${offset}:${size}`;
       entries.push({ binding: kernel.source.storage.get(n)!.binding, resource: { buffer: pb.buffer, offset, size } });

@@ -113,6 +113,23 @@ describe("queue", () => {
     gpu.release(y);
   });
 
+  test("a binding over the device's maxStorageBufferBindingSize is refused at the call, naming op, binding and sizes", async () => {
+    const gpu = await getGpu();
+    const max = gpu.limits.maxStorageBufferBindingSize;
+    if (max > 256 * 2 ** 20) return; // only where such a buffer is cheap to make (lavapipe: 128 MiB)
+    const big = gpu.alloc(max + 16);
+    try {
+      expect(() => gpu.dispatch(ACC, "main", { y: big }, 1, { params: { v: 1, i: 0 }, name: "too_big" })).toThrow(
+        /too_big: binding 'y' needs [\d.]+ MiB in one buffer binding; this device allows [\d.]+ MiB \(maxStorageBufferBindingSize of /,
+      );
+      // A range within the limit binds.
+      gpu.dispatch(ACC, "main", { y: { buffer: big, size: 16 } }, 1, { params: { v: 1, i: 0 } });
+      await gpu.sync();
+    } finally {
+      gpu.release(big);
+    }
+  });
+
   test("a validation error at flush names the op that caused it", async () => {
     const gpu = await getGpu();
     const a = gpu.alloc(1024);
