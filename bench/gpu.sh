@@ -5,6 +5,8 @@
 # the CLI and the bench, `alignx bench`, so it fits the device tool's 64 MiB carry limit with the loader .debs),
 # and optionally .gl/*.deb (the Vulkan loader .debs, when the machine has none). Steps, each printed as it runs (the bench is capped at 7 minutes, the rest takes ~1):
 #   1. unpack the loader and the binaries; 2. `alignx info` on the GPU adapter (fails if only a CPU adapter);
+#   2b. correctness on the GPU's kernels: `alignx parity --expected` on the four committed PyTorch fixtures
+#      (LLaMA, LLaMA-3, Mistral, Gemma: logits, loss and every gradient against tools/parity_reference.py);
 #   3. the bench (`alignx bench`, full sizes: ceilings, every op family, training of ~124M and ~1B LLaMA
 #      configs, peers; the PyTorch training peer bench/torch_train_peer.py runs from it when a python3 with CUDA
 #      torch is found) with Dawn's experimental features on (subgroup matrices);
@@ -25,8 +27,8 @@ mkdir -p "$out"
 export ALIGNX_CACHE_DIR="$out/cache"
 say() { echo "gpu.sh: $*"; }
 
-if compgen -G ".gl/*.deb" >/dev/null; then
-  say "unpacking the Vulkan loader from .gl/"
+if ! ldconfig -p | grep -q 'libvulkan.so.1 ' && compgen -G ".gl/*.deb" >/dev/null; then
+  say "no Vulkan loader here: unpacking the one in .gl/"
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
@@ -46,6 +48,13 @@ if grep -q '"kind": "cpu"' "$out/info.json" && [ -z "${GPU_SH_ALLOW_CPU:-}" ]; t
   say "only a CPU adapter: the GPU's Vulkan driver is not visible"
   exit 1
 fi
+
+say "1b/4 parity with PyTorch on this GPU's kernels (test/fixtures/parity)"
+parity_failed=""
+for f in llama llama3 mistral gemma; do
+  d="test/fixtures/parity/$f"
+  dist/alignx parity --model "$d" --batch "$d/batch.json" --out "/tmp/parity-$f.safetensors" --expected "$d/expected.safetensors" || parity_failed="$parity_failed $f"
+done
 
 say "2/4 kernel suite"
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
@@ -90,3 +99,5 @@ for t in ours.get("train", []):
 for s in ours.get("skipped", []):
     print(f"skipped {s['what']}: {s['why']}")
 PY
+if [ -n "$parity_failed" ]; then say "PARITY FAILED on this GPU for:$parity_failed (see above)"; exit 1; fi
+say "parity with PyTorch held on this GPU for every fixture"

@@ -28,10 +28,12 @@ cli
   .option("--model <dir>", "Checkpoint directory (config.json + *.safetensors)")
   .option("--batch <file>", "BATCH.json: {input_ids, labels?, attention_mask?}")
   .option("--out <file>", "Where to write OUT.safetensors")
-  .action((o: { adapter?: string; cpu?: boolean; model?: string; batch?: string; out?: string }) => {
+  .option("--expected <file>", "Also check the outputs against this reference (tools/parity_reference.py's): exit 1 past the tolerances")
+  .action((o: { adapter?: string; cpu?: boolean; model?: string; batch?: string; out?: string; expected?: string }) => {
     for (const k of ["model", "batch", "out"] as const)
       if (typeof o[k] !== "string" || o[k] === "") throw new UsageError(`parity: --${k} is required (see alignx parity --help)`);
-    return parity({ model: o.model!, batch: o.batch!, out: o.out!, adapter: o.adapter === undefined ? undefined : String(o.adapter), cpu: o.cpu });
+    if (o.expected !== undefined && (typeof o.expected !== "string" || o.expected === "")) throw new UsageError("parity: --expected needs a file");
+    return parity({ model: o.model!, batch: o.batch!, out: o.out!, expected: o.expected, adapter: o.adapter === undefined ? undefined : String(o.adapter), cpu: o.cpu });
   });
 
 cli

@@ -12,10 +12,16 @@
  * tools/parity_reference.py runs the same batch through a torch re-implementation of HF's LlamaForCausalLM and
  * writes the same names, so the two files compare name by name. Prints one line: loss, max |grad|, time.
  * Exit code 0; failures throw (CheckpointError, BatchError: exitCode 1), which main.ts prints.
+ *
+ * With `--expected REF.safetensors` (what tools/parity_reference.py wrote for the same model and batch), the
+ * outputs are also checked against it, each tensor by max |ours - ref| / max |ref| (loss: plain relative
+ * error): logits and loss within 1e-4, every gradient within 1e-3. Logits count only at positions that see a
+ * key (a left-padding position sees none; there HF eager and alignx differ by design, see src/nn/llama.ts).
+ * A second line gives the errors; a tensor over its tolerance, or missing from REF, is exit code 1.
  */
 import { tuneMatmul } from "../tensor/ops/matmul.ts";
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
-import { writeSafetensors, type TensorToWrite } from "../io/index.ts";
+import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/index.ts";
 import { readBatch } from "../nn/batch.ts";
 import { LlamaModel } from "../nn/llama.ts";
 
@@ -30,6 +36,71 @@ export interface ParityOptions extends DeviceOptions {
   gpu?: Gpu;
   /** Where the summary line goes (default console.log). */
   log?: (line: string) => void;
+  /** A reference file (tools/parity_reference.py's output) to check the outputs against. */
+  expected?: string;
+}
+
+/** Tolerances of `--expected` (and of test/nn/parity.test.ts), relative to the largest |reference| value. */
+export const PARITY_TOL = { logits: 1e-4, loss: 1e-4, hidden: 1e-4, grad: 1e-3 };
+
+/** Which (b, t) positions see at least one key under causal + key-padding masking (row-major B × T). */
+export function seesAKey(mask: number[][] | undefined, B: number, T: number): boolean[] {
+  const ok: boolean[] = [];
+  for (let b = 0; b < B; b++) {
+    let seen = false;
+    for (let t = 0; t < T; t++) {
+      if (!mask || mask[b]![t] === 1) seen = true;
+      ok.push(seen);
+    }
+  }
+  return ok;
+}
+
+/**
+ * max |got - ref| / max |ref| over the elements `keep` selects (per row of `rowLen` elements; all when
+ * undefined). NaN anywhere in got → Infinity.
+ */
+export function relMaxError(got: ArrayLike<number>, ref: ArrayLike<number>, rowLen = 1, keep?: boolean[]): number {
+  if (got.length !== ref.length) throw new Error(`length ${got.length} vs ${ref.length}`);
+  let err = 0;
+  let mag = 0;
+  for (let i = 0; i < ref.length; i++) {
+    if (keep && !keep[Math.floor(i / rowLen)]) continue;
+    const g = got[i]!;
+    if (Number.isNaN(g)) return Infinity;
+    err = Math.max(err, Math.abs(g - ref[i]!));
+    mag = Math.max(mag, Math.abs(ref[i]!));
+  }
+  return mag === 0 ? err : err / mag;
+}
+
+/** An output over its tolerance (or missing from the reference): exit code 1. */
+export class ParityMismatch extends Error {
+  readonly exitCode = 1;
+}
+
+/** Check the written tensors against REF; returns the summary line, throws ParityMismatch naming the worst. */
+async function checkAgainst(ref: string, ours: Map<string, { shape: readonly number[]; data: ArrayLike<number> }>, keep: boolean[], vocab: number): Promise<string> {
+  const { tensors } = await readSafetensors(ref);
+  const want = new Map(tensors.map((t) => [t.name, t]));
+  const errs = { logits: 0, loss: 0, grad: 0 };
+  let worst = "";
+  for (const [name, t] of ours) {
+    const r = want.get(name);
+    if (!r) throw new ParityMismatch(`parity: ${ref} has no tensor '${name}' to compare with`);
+    if (r.shape.join(",") !== t.shape.join(",")) throw new ParityMismatch(`parity: ${name} is [${t.shape}] here and [${r.shape}] in ${ref}`);
+    const data = r.data as ArrayLike<number>;
+    if (name === "logits") errs.logits = relMaxError(t.data, data, vocab, keep);
+    else if (name === "loss") errs.loss = Math.abs(t.data[0]! - data[0]!) / Math.abs(data[0]!);
+    else {
+      const e = relMaxError(t.data, data);
+      if (e > errs.grad || Number.isNaN(e)) [errs.grad, worst] = [e, name];
+    }
+  }
+  const line = `parity check vs ${ref}: logits ${errs.logits.toExponential(1)}, loss ${errs.loss.toExponential(1)}, worst gradient ${errs.grad.toExponential(1)}${worst ? ` (${worst})` : ""}`;
+  for (const k of ["logits", "loss", "grad"] as const)
+    if (!(errs[k] <= PARITY_TOL[k])) throw new ParityMismatch(`${line}: ${k} error exceeds ${PARITY_TOL[k]}`);
+  return `${line}: within ${PARITY_TOL.logits} (logits, loss) and ${PARITY_TOL.grad} (gradients)`;
 }
 
 export async function parity(opts: ParityOptions): Promise<number> {
@@ -50,19 +121,26 @@ export async function parity(opts: ParityOptions): Promise<number> {
         { name: "loss", dtype: "F32", shape: [], data: Float32Array.of(lossValue) },
       ];
       let maxGrad = 0;
+      const ours = new Map<string, { shape: readonly number[]; data: ArrayLike<number> }>();
       for (const [name, p] of model.params) {
         if (!p.grad) throw new Error(`parity: parameter ${name} got no gradient`);
         const g = await p.grad.toArray();
         for (const v of g) maxGrad = Math.max(maxGrad, Math.abs(v));
         tensors.push({ name: `grad.${name}`, dtype: "F32", shape: p.shape, data: g });
+        ours.set(`grad.${name}`, { shape: p.shape, data: g });
       }
       await writeSafetensors(opts.out, tensors, { format: "pt" });
-      const [B, T] = logits.shape;
+      const [B, T] = logits.shape as [number, number, number];
       const secs = (performance.now() - t0) / 1000;
       log(
         `parity: ${model.config.modelType} ${(model.parameterCount / 1e6).toFixed(3)}M params, batch ${B}x${T}: ` +
           `loss ${lossValue.toPrecision(8)}, max |grad| ${maxGrad.toPrecision(4)}, ${secs.toFixed(2)} s -> ${opts.out}`,
       );
+      if (opts.expected) {
+        ours.set("logits", { shape: logits.shape, data: await logits.toArray() });
+        ours.set("loss", { shape: [], data: [lossValue] });
+        log(await checkAgainst(opts.expected, ours, seesAKey(batch.attentionMask, B, T), model.config.vocabSize));
+      }
       return 0;
     } finally {
       logits.release();

@@ -13,13 +13,13 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parity } from "../../src/cli/parity.ts";
+import { PARITY_TOL as TOL, parity } from "../../src/cli/parity.ts";
 import { readBatch } from "../../src/nn/batch.ts";
+import { writeSafetensors } from "../../src/io/index.ts";
 import { LlamaModel } from "../../src/nn/llama.ts";
 import { getGpu } from "../tensor/helpers.ts";
 import { FAMILIES, FIXTURES, readExpected, relMaxError, seesAKey } from "./parity_helpers.ts";
 
-const TOL = { logits: 1e-4, loss: 1e-4, hidden: 1e-4, grad: 1e-3 };
 const tmp = await mkdtemp(join(tmpdir(), "alignx-parity-"));
 afterAll(() => rm(tmp, { recursive: true, force: true }));
 
@@ -99,6 +99,29 @@ describe("parity command", () => {
       const e = relMaxError(got.get(name)!.data, ref.get(name)!.data, name === "logits" ? 80 : 1, keep);
       expect(e).toBeLessThanOrEqual(name.startsWith("grad.") ? TOL.grad : TOL.logits);
     }
+  });
+
+  test("--expected: checks the outputs against the reference file; a mismatch or a missing tensor is exit 1", async () => {
+    const gpu = await getGpu();
+    const dir = join(FIXTURES, "llama");
+    const args = { model: dir, batch: join(dir, "batch.json"), out: join(tmp, "llama.safetensors"), gpu };
+    const lines: string[] = [];
+    expect(await parity({ ...args, expected: join(dir, "expected.safetensors"), log: (s) => lines.push(s) })).toBe(0);
+    expect(lines[1]).toMatch(/^parity check vs .*expected\.safetensors: logits [\d.e+-]+, loss [\d.e+-]+, worst gradient [\d.e+-]+ \(grad\.[\w.]+\): within 0\.0001 \(logits, loss\) and 0\.001 \(gradients\)$/);
+    // A reference whose loss is 1% off: the check names loss and fails with exit code 1.
+    const ref = await readExpected(join(dir, "expected.safetensors"));
+    const tampered = join(tmp, "tampered.safetensors");
+    await writeSafetensors(
+      tampered,
+      [...ref].map(([name, t]) => ({ name, dtype: "F32" as const, shape: t.shape, data: name === "loss" ? Float32Array.of(t.data[0]! * 1.01) : t.data })),
+      { format: "pt" },
+    );
+    const bad = await parity({ ...args, expected: tampered, log: () => {} }).catch((e) => e);
+    expect(bad.message).toMatch(/loss error exceeds 0\.0001/);
+    expect(bad.exitCode).toBe(1);
+    // Another model's reference: shapes differ, named.
+    const other = await parity({ ...args, expected: join(FIXTURES, "gemma", "expected.safetensors"), log: () => {} }).catch((e) => e);
+    expect(other.message).toMatch(/parity: (logits|grad\.[\w.]+) is \[[\d,]+\] here and \[[\d,]+\] in |has no tensor/);
   });
 
   test("bad batch files: the error names the file, the field and the position; nothing leaks", async () => {
