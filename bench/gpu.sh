@@ -77,7 +77,7 @@ ours = json.load(open(os.path.join(out, "latest.json")))
 print(f"device: {ours['device']['description']}")
 print(f"ceilings: copy {ours['ceilings']['copy_gbps']:.1f} GB/s, matmul {ours['ceilings']['matmul_gflops']:.1f} GFLOP/s")
 for key, r in ours.get("autotune", {}).items():
-    print(f"autotune {'/'.join(key.split('/')[:3])}: {r['choice']} ({', '.join(f'{k} {v:.3f} ms' for k, v in r['ms'].items())})")
+    print(f"autotune {'/'.join(key.split('/')[:-1])}: {r['choice']} ({', '.join(f'{k} {v:.3f} ms' for k, v in r['ms'].items())})")
 best = {}
 for k in ours["kernels"]:
     if k.get("gflops") and k["name"].startswith("matmul"):

@@ -37,7 +37,7 @@
 import { loadavg } from "node:os";
 import { cac } from "cac";
 import { Gpu } from "../src/gpu/index.ts";
-import { tuneMatmul } from "../src/tensor/ops/matmul.ts";
+import { tuneOps } from "../src/tensor/tune.ts";
 import { timeOp, type Timing } from "./lib/measure.ts";
 import { printKernels, printPeers, printTrain, writeResult, type BenchResult, type KernelResult, type PeerResult, type Skipped, type TrainResult } from "./lib/report.ts";
 import { measureCeilings, type Timed } from "./suites/ceilings.ts";
@@ -135,10 +135,10 @@ export async function main(argv: string[] = process.argv): Promise<void> {
 
   // 0. Autotune the matmul variants (read from the per-adapter cache when this adapter was tuned before).
   const cachedBefore = new Set(gpu.tuner.all().keys());
-  const autotune = await tuneMatmul(gpu);
+  const autotune = await tuneOps(gpu);
   for (const [key, r] of Object.entries(autotune)) {
     const times = Object.entries(r.ms).map(([k, ms]) => `${k} ${ms.toFixed(2)}`).join(", ");
-    console.log(`autotune ${key.split("/").slice(0, 3).join("/")}: ${r.choice} (ms: ${times})${cachedBefore.has(key) ? ` [cached ${r.tunedAt}]` : ""}`);
+    console.log(`autotune ${key.split("/").slice(0, -1).join("/")}: ${r.choice} (ms: ${times})${cachedBefore.has(key) ? ` [cached ${r.tunedAt}]` : ""}`);
   }
   phase("autotune");
 

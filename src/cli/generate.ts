@@ -10,7 +10,7 @@
  * device is opened); a bad option is a UsageError (exit 2); checkpoint problems are CheckpointErrors.
  */
 import { loadTokenizer } from "../data/tokenizer.ts";
-import { tuneMatmul } from "../tensor/ops/matmul.ts";
+import { tuneOps } from "../tensor/tune.ts";
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
 import { checkSampling, generate as generateTokens } from "../nn/generate.ts";
 import { LlamaModel } from "../nn/llama.ts";
@@ -63,7 +63,7 @@ export async function generate(opts: GenerateCliOptions): Promise<number> {
   const gpu = opts.gpu ?? (await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu }));
   let model: LlamaModel | undefined;
   try {
-    await tuneMatmul(gpu); // first run on this adapter: time the matmul variants (cached on disk after)
+    await tuneOps(gpu); // first run on this adapter: time the kernel variants (cached on disk after)
     model = await LlamaModel.fromPretrained(gpu, opts.model, { requiresGrad: false });
     const eos = [...new Set([...tokenizer.eosIds, ...model.config.eosTokenIds])];
     const pad = tokenizer.padId ?? model.config.padTokenId ?? undefined;

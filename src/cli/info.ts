@@ -1,7 +1,7 @@
 /** `alignx info`: adapter, features, key limits and a one-second self-test of the device. */
 import { Gpu, fmtBytes, listAdapters, type DeviceOptions } from "../gpu/index.ts";
 import { selfTest } from "../gpu/selftest.ts";
-import { tuneMatmul } from "../tensor/ops/matmul.ts";
+import { tuneOps } from "../tensor/tune.ts";
 
 const KEY_LIMITS = [
   "maxBufferSize",
@@ -22,7 +22,7 @@ export async function info(opts: DeviceOptions & { json?: boolean; selftest?: bo
     const t = opts.selftest === false ? undefined : await selfTest(gpu);
     // The matmul variant per dtype and size class: timed now on a first run, else read from the cache file.
     const cached = new Set(gpu.tuner.all().keys());
-    const tuned = opts.selftest === false ? {} : await tuneMatmul(gpu);
+    const tuned = opts.selftest === false ? {} : await tuneOps(gpu);
     if (opts.json) {
       const autotune = { file: gpu.tuner.file, entries: tuned };
       console.log(JSON.stringify({ adapter: { ...a, adapter: undefined }, binding: gpu.handle.binding.name, adapters, features: [...gpu.features], limits, selftest: t, autotune }, null, 2));
@@ -40,10 +40,12 @@ export async function info(opts: DeviceOptions & { json?: boolean; selftest?: bo
     }
     const keys = Object.keys(tuned);
     if (keys.length) {
-      const list = keys.map((k) => `${k.split("/").slice(1, 3).join(" ")} ${tuned[k]!.choice}`).join(", ");
-      const fresh = keys.some((k) => !cached.has(k));
-      out.push(`matmul       ${list} (${fresh ? "tuned now, saved to" : "tuned before, read from"} ${gpu.tuner.file})`);
-    } else if (opts.selftest !== false) out.push(`matmul       built-in kernel choice (ALIGNX_AUTOTUNE=0)`);
+      const where = keys.some((k) => !cached.has(k)) ? `tuned now, saved to ${gpu.tuner.file}` : `tuned before, read from ${gpu.tuner.file}`;
+      const mm = keys.filter((k) => k.startsWith("matmul/"));
+      out.push(`matmul       ${mm.map((k) => `${k.split("/").slice(1, 3).join(" ")} ${tuned[k]!.choice}`).join(", ")}`);
+      for (const k of keys.filter((x) => x.startsWith("attention/"))) out.push(`attention    long sequences (T >= 128, probabilities within budget): ${tuned[k]!.choice}`);
+      out.push(`autotune     ${where}`);
+    } else if (opts.selftest !== false) out.push(`autotune     off (ALIGNX_AUTOTUNE=0): built-in kernel choices`);
     console.log(out.join("\n"));
     return 0;
   } finally {

@@ -19,7 +19,7 @@
  * key (a left-padding position sees none; there HF eager and alignx differ by design, see src/nn/llama.ts).
  * A second line gives the errors; a tensor over its tolerance, or missing from REF, is exit code 1.
  */
-import { tuneMatmul } from "../tensor/ops/matmul.ts";
+import { tuneOps } from "../tensor/tune.ts";
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/index.ts";
 import { readBatch } from "../nn/batch.ts";
@@ -109,7 +109,7 @@ export async function parity(opts: ParityOptions): Promise<number> {
   const t0 = performance.now();
   let model: LlamaModel | undefined;
   try {
-    await tuneMatmul(gpu); // first run on this adapter: time the matmul variants (cached on disk after)
+    await tuneOps(gpu); // first run on this adapter: time the kernel variants (cached on disk after)
     model = await LlamaModel.fromPretrained(gpu, opts.model, { requiresGrad: true });
     const batch = await readBatch(opts.batch, model.config.vocabSize);
     const { logits, loss } = model.forwardLoss(batch.inputIds, { attentionMask: batch.attentionMask, labels: batch.labels });

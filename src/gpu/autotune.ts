@@ -1,7 +1,8 @@
 /**
  * Autotuning: pick the fastest of a kernel's interchangeable variants by timing each on this device, and
  * remember the choice per adapter on disk, so only the first run on an adapter pays for it (the matmul op's
- * `tuneMatmul` is the user; `bun run bench`, `alignx info` and the CLI commands tune before they work).
+ * `tuneOps` in src/tensor/tune.ts runs the matmul and attention choices; `bun run bench`, `alignx info` and
+ * the CLI commands tune before they work).
  *
  * Timing: every candidate runs once untimed (pipeline compilation, first touch), then `reps` times; a sample
  * is the sum of the GPU timestamps of the dispatches it recorded (host wall time of run + sync without the

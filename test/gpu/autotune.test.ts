@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Autotuner, defineKernel, type Candidate } from "../../src/gpu/index.ts";
 import { Tensor } from "../../src/tensor/index.ts";
+import { attention, attentionConfig, attentionTuneKey, tuneAttention } from "../../src/tensor/ops/attention.ts";
 import { matmulConfig, matmulTuneKey, matmulVariantFor, matmulVariants, tuneMatmul, variantName } from "../../src/tensor/ops/matmul.ts";
 import { getGpu } from "../helpers.ts";
 
@@ -36,6 +37,7 @@ afterEach(() => {
   if (savedEnv === undefined) delete process.env.ALIGNX_AUTOTUNE;
   else process.env.ALIGNX_AUTOTUNE = savedEnv;
   matmulConfig.kernel = "auto";
+  attentionConfig.kernel = "auto";
 });
 
 describe("autotune", () => {
@@ -147,6 +149,37 @@ describe("autotune", () => {
       expect([...(await c.toArray())]).toEqual([19, 22, 43, 50]);
     } finally {
       (gpu.tuner as unknown as { entries: Map<string, unknown> }).entries.delete(key);
+    }
+  }, 120_000);
+
+  test("tuneAttention times flash against unfused; auto then follows it where unfused fits, flash elsewhere", async () => {
+    const gpu = await getGpu();
+    const tuner = new Autotuner(gpu, { dir: tempDir(), reps: 1 });
+    const r = (await tuneAttention(gpu, tuner))[attentionTuneKey()]!;
+    expect(Object.keys(r.ms).sort()).toEqual(["flash", "unfused"]);
+    expect(r.ms[r.choice]).toBe(Math.min(...Object.values(r.ms)));
+    // Which path ran shows in the dispatch names: the unfused path records attention.softmax.
+    const ran = async (T: number): Promise<string> => {
+      using q = Tensor.full(gpu, [1, 2, T, 8], 0.1);
+      using k = Tensor.full(gpu, [1, 1, T, 8], 0.1);
+      gpu.profile(true);
+      gpu.queue.profiler.reset();
+      using o = attention(q, k, k);
+      await gpu.sync();
+      const names = gpu.queue.profiler.report().map((x) => x.name);
+      gpu.profile(false);
+      return names.includes("attention.softmax") ? "unfused" : "flash";
+    };
+    const entries = (gpu.tuner as unknown as { entries: Map<string, unknown> }).entries;
+    gpu.tuner.all(); // load the device tuner's file first, so it cannot overwrite what is set below
+    try {
+      for (const choice of ["flash", "unfused"]) {
+        entries.set(attentionTuneKey(), { ...r, choice });
+        expect(await ran(128)).toBe(choice);
+        expect(await ran(16)).toBe("flash"); // below minUnfusedT: always the fused kernels
+      }
+    } finally {
+      entries.delete(attentionTuneKey());
     }
   }, 120_000);
 });

@@ -18,12 +18,12 @@
  * B * Hq <= 65535. Kernels compile once per (Dh, block sizes): about 1 s each on lavapipe when cold.
  */
 import attentionSrc from "../../../kernels/attention.wgsl" with { type: "text" };
-import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
+import { defineKernel, hashText, type Gpu, type PooledBuffer, type TuneResult } from "../../gpu/index.ts";
 import { attach, isGradEnabled } from "../autograd.ts";
 import { fmtShape, TensorError } from "../shape.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
-import { matmul } from "./matmul.ts";
-import { attentionSoftmax } from "./softmax.ts";
+import { matmul, MATMUL_OPS } from "./matmul.ts";
+import { attentionSoftmax, SOFTMAX } from "./softmax.ts";
 
 export const ATTENTION = defineKernel("kernels/attention.wgsl", attentionSrc);
 
@@ -158,20 +158,65 @@ function launch(gpu: Gpu, L: Launch, d: Dims, f: Flags, bindings: Record<string,
 /**
  * Which implementation runs: `flash` (the fused kernels above: no T x T buffer), `unfused` (scores as a
  * batched matmul, a masked softmax row kernel, a second matmul; autograd composes the backward from those
- * ops), or `auto`: unfused on CPU adapters when the probabilities of one call fit in `maxUnfusedBytes` and
- * T >= `minUnfusedT`, else flash. On lavapipe the fused kernels' workgroup-memory tiles and barriers run at
- * ~1.5 GFLOP/s while the subgroup matmul runs at ~18, so computing all T x T scores (twice the causal work)
- * still wins once T is large enough to amortize the extra dispatches (bench/NOTES.md).
+ * ops), or `auto`. Under auto, a call with T >= `minUnfusedT` whose probabilities fit in `maxUnfusedBytes`
+ * (per device kind: 64 MiB on CPU adapters, 1 GiB on GPUs) runs what `tuneAttention` measured faster on this
+ * adapter, or, untuned, unfused on CPU adapters and flash on GPUs; everything else runs flash. On lavapipe the
+ * fused kernels' workgroup-memory tiles and barriers run at ~1.5 GFLOP/s while the subgroup matmul runs at
+ * ~18, so computing all T x T scores (twice the causal work) wins once T amortizes the extra dispatches
+ * (bench/NOTES.md); on a GPU only a measurement can say.
  */
 export const attentionConfig = {
   kernel: "auto" as "auto" | "flash" | "unfused",
-  maxUnfusedBytes: 64 * 2 ** 20,
+  /** 0 = per device kind (64 MiB on CPU adapters, 1 GiB on GPUs). */
+  maxUnfusedBytes: 0,
   minUnfusedT: 128,
 };
 
+/** Hash of the attention implementations' WGSL (with the matmul and softmax they use): editing one re-tunes. */
+const ATTENTION_VERSION = hashText(attentionSrc + MATMUL_OPS.code + SOFTMAX.code);
+export const attentionTuneKey = (): string => `attention/long/${ATTENTION_VERSION}`;
+
+function unfusedFits(gpu: Gpu, d: Dims): boolean {
+  const budget = attentionConfig.maxUnfusedBytes || (gpu.adapter.kind === "cpu" ? 64 : 1024) * 2 ** 20;
+  return d.T >= attentionConfig.minUnfusedT && d.B * d.Hq * d.T * d.T * 4 <= budget;
+}
+
 function useUnfused(gpu: Gpu, d: Dims): boolean {
   if (attentionConfig.kernel !== "auto") return attentionConfig.kernel === "unfused";
-  return gpu.adapter.kind === "cpu" && d.T >= attentionConfig.minUnfusedT && d.B * d.Hq * d.T * d.T * 4 <= attentionConfig.maxUnfusedBytes;
+  if (!unfusedFits(gpu, d)) return false;
+  const tuned = gpu.tuner.lookup(attentionTuneKey());
+  return tuned ? tuned.choice === "unfused" : gpu.adapter.kind === "cpu";
+}
+
+/**
+ * Time flash against unfused attention (forward + backward, causal, GQA 8:2, Dh 64; T 256 on CPU adapters,
+ * 1024 on GPUs) and remember the faster for calls where unfused fits (src/gpu/autotune.ts: cached per adapter).
+ */
+export async function tuneAttention(gpu: Gpu, tuner = gpu.tuner): Promise<Record<string, TuneResult>> {
+  const T = gpu.adapter.kind === "cpu" ? 256 : 1024;
+  const [B, Hq, Hkv, Dh] = [1, 8, 2, 64];
+  const make = (shape: number[]) => Tensor.full(gpu, shape, 0.01, { requiresGrad: true });
+  using q = make([B, Hq, T, Dh]);
+  using k = make([B, Hkv, T, Dh]);
+  using v = make([B, Hkv, T, Dh]);
+  using g = Tensor.full(gpu, [B, Hq, T, Dh], 1);
+  const candidates = (["flash", "unfused"] as const).map((kernel) => ({
+    name: kernel,
+    run: () => {
+      const prev = attentionConfig.kernel;
+      attentionConfig.kernel = kernel;
+      try {
+        const out = attention(q, k, v);
+        out.backward(g);
+        out.release();
+        for (const t of [q, k, v]) t.zeroGrad();
+      } finally {
+        attentionConfig.kernel = prev;
+      }
+    },
+  }));
+  const r = await tuner.tune(attentionTuneKey(), candidates);
+  return r ? { [attentionTuneKey()]: r } : {};
 }
 
 /**
