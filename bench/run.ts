@@ -133,7 +133,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   console.log(`device   ${device.description} (${device.kind}, ${device.backend}), timing by ${device.timing}`);
   console.log(`load     ${loadStart.map((x) => x.toFixed(2)).join(", ")} (1, 5, 15 min) at start`);
 
-  // 0. Autotune the matmul variants (read from the per-adapter cache when this adapter was tuned before).
+  // 0. Autotune the kernel variants: matmul, attention (read from the per-adapter cache when tuned before).
   const cachedBefore = new Set(gpu.tuner.all().keys());
   const autotune = await tuneOps(gpu);
   for (const [key, r] of Object.entries(autotune)) {

@@ -72,6 +72,17 @@ fn rowBase(x: u32, z: u32, o: u32) -> u32 {
   return off + min(o, outer(x) - 1u) * so(x);
 }
 
+// rowBase of the 4 outer indices o0 .. o0 + 3.
+fn rowBases(x: u32, z: u32, o0: u32) -> vec4<u32> {
+  return vec4<u32>(rowBase(x, z, o0), rowBase(x, z, o0 + 1u), rowBase(x, z, o0 + 2u), rowBase(x, z, o0 + 3u));
+}
+
+// X[o0 + c, k] for c < 4, one k (the K % 4 tail), from the 4 rowBases in `base`.
+fn at4(x: u32, base: vec4<u32>, k: u32) -> vec4<f32> {
+  let s = k * sk(x);
+  return vec4<f32>(ld(x, base[0] + s), ld(x, base[1] + s), ld(x, base[2] + s), ld(x, base[3] + s));
+}
+
 // Rows o0..o0+3 of operand x at k..k+3 (k + 3 < K): q[r] = X[o0 + r, k .. k + 3].
 fn quad(x: u32, base: vec4<u32>, k: u32) -> mat4x4<f32> {
   if (isVec(x) && kc(x)) {

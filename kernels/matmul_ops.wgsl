@@ -34,10 +34,9 @@ fn matmul(@builtin(global_invocation_id) g: vec3u) {
   }
   var ab: array<vec4<u32>, TM / 4u>;
   for (var t = 0u; t < TM / 4u; t++) {
-    let o = m0 + 4u * t;
-    ab[t] = vec4<u32>(rowBase(0u, z, o), rowBase(0u, z, o + 1u), rowBase(0u, z, o + 2u), rowBase(0u, z, o + 3u));
+    ab[t] = rowBases(0u, z, m0 + 4u * t);
   }
-  let bb = vec4<u32>(rowBase(1u, z, n0), rowBase(1u, z, n0 + 1u), rowBase(1u, z, n0 + 2u), rowBase(1u, z, n0 + 3u));
+  let bb = rowBases(1u, z, n0);
   var acc: array<vec4<f32>, TM>;
   let kMain = p.K & ~3u;
   for (var k = 0u; k < kMain; k += 4u) {
@@ -50,9 +49,8 @@ fn matmul(@builtin(global_invocation_id) g: vec3u) {
     }
   }
   let ska = sk(0u);
-  let skb = sk(1u);
   for (var k = kMain; k < p.K; k++) {
-    let bv = vec4<f32>(ld(1u, bb[0] + k * skb), ld(1u, bb[1] + k * skb), ld(1u, bb[2] + k * skb), ld(1u, bb[3] + k * skb));
+    let bv = at4(1u, bb, k);
     for (var r = 0u; r < TM; r++) {
       acc[r] = fma(vec4<f32>(ld(0u, ab[r / 4u][r % 4u] + k * ska)), bv, acc[r]);
     }

@@ -39,7 +39,7 @@ fn matmul_sg(@builtin(workgroup_id) wg: vec3u, @builtin(subgroup_invocation_id) 
   let n0 = (wg.x * SG + lane) * 4u;
   // Lanes past the last column load in-bounds columns (a vec4 of B along n must start at N - 4 or before).
   let nl = select(n0, min(n0, max(p.N, 4u) - 4u), B_VEC && !B_KC);
-  let bb = vec4<u32>(rowBase(1u, z, nl), rowBase(1u, z, nl + 1u), rowBase(1u, z, nl + 2u), rowBase(1u, z, nl + 3u));
+  let bb = rowBases(1u, z, nl);
   // This lane's row of A (k-contiguous layouts and the K tail), or its 4-row, 1-k piece (A_ROWS_VEC).
   let aRow = rowBase(0u, z, m0 + lane);
   let ska = sk(0u);
@@ -65,9 +65,8 @@ fn matmul_sg(@builtin(workgroup_id) wg: vec3u, @builtin(subgroup_invocation_id) 
       }
     }
   }
-  let skb = sk(1u);
   for (var k = kMain; k < p.K; k++) {
-    let bv = vec4<f32>(ld(1u, bb[0] + k * skb), ld(1u, bb[1] + k * skb), ld(1u, bb[2] + k * skb), ld(1u, bb[3] + k * skb));
+    let bv = at4(1u, bb, k);
     let all = lanes8(vec4<f32>(ld(0u, aRow + k * ska)));
     for (var r = 0u; r < SG; r++) {
       acc[r] = fma(vec4<f32>(all[r].x), bv, acc[r]);

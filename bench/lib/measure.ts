@@ -15,7 +15,7 @@
  * the median sample; the names of the kernels that were summed are kept (`parts`) so a reader can see what a
  * figure covers.
  */
-import type { Gpu } from "../../src/gpu/index.ts";
+import { median, type Gpu } from "../../src/gpu/index.ts";
 
 export interface Prepared {
   /** Record the timed work. */
@@ -37,10 +37,7 @@ export interface Timing {
   samples: number[];
 }
 
-export const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
+export { median } from "../../src/gpu/index.ts";
 
 export async function timeOp(gpu: Gpu, p: Prepared, reps: number): Promise<Timing> {
   const prof = gpu.queue.profiler;

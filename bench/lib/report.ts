@@ -2,7 +2,7 @@
  * The result document (issue 5's JSON) and the table printed on stdout.
  *
  *   { date, quick, reps, load, device, ceilings: { copy_gbps, matmul_gflops }, ceiling_kernels,
- *     autotune: { "matmul/<dtype>/<small|large>/<kernels hash>": { choice, ms: { variant: median ms }, method, tunedAt } },
+ *     autotune: { "matmul/<dtype>/<small|large>/<hash>" | "attention/long/<hash>": { choice, ms: { variant: median ms }, method, tunedAt } },
  *     kernels: [{ name, shape, dtype, ms, gflops | gbps, pct_of_ceiling, floor_ms, parts, timing }],
  *     peers:   [{ name, ours, peer, unit, ratio }],            ratio = ours / peer (> 1: we are faster)
  *     train:   [{ config, tokens_per_s, mfu, params, tokens_per_step, step_ms, peak_bytes, param_bytes,
@@ -10,6 +10,7 @@
  *     skipped: [{ what, why }], runtime_s, phases_s }
  */
 import { mkdirSync, writeFileSync } from "node:fs";
+import type { TuneResult } from "../../src/gpu/index.ts";
 import { join } from "node:path";
 
 export interface KernelResult {
@@ -69,8 +70,8 @@ export interface BenchResult {
   ceilings: { copy_gbps: number; matmul_gflops: number };
   /** What gave each ceiling, and both measurements (start and end of the run). */
   ceiling_kernels: { copy: string; matmul: string; runs: { copy_gbps: number; matmul_gflops: number; matmul: string }[] };
-  /** Matmul variant choices by tuning key (src/gpu/autotune.ts): the winner and every variant's median ms. */
-  autotune: Record<string, { choice: string; ms: Record<string, number>; method: string; tunedAt: string }>;
+  /** Kernel variant choices by tuning key (src/tensor/tune.ts): the winner and every variant's median ms. */
+  autotune: Record<string, TuneResult>;
   kernels: KernelResult[];
   peers: PeerResult[];
   train: TrainResult[];

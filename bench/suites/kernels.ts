@@ -22,7 +22,7 @@ import {
   Tensor,
   type DType,
 } from "../../src/tensor/index.ts";
-import { attentionConfig } from "../../src/tensor/ops/attention.ts";
+import { withAttentionKernel } from "../../src/tensor/ops/attention.ts";
 import { ids, normal, uniform } from "../lib/data.ts";
 import type { Prepared } from "../lib/measure.ts";
 
@@ -131,15 +131,7 @@ export function attentionCase(dir: "fwd" | "bwd", B: number, Hq: number, Hkv: nu
       const q = normal(gpu, [B, Hq, T, Dh], { requiresGrad: grad });
       const k = normal(gpu, [B, Hkv, T, Dh], { requiresGrad: grad });
       const v = normal(gpu, [B, Hkv, T, Dh], { requiresGrad: grad });
-      const op = () => {
-        const prev = attentionConfig.kernel;
-        attentionConfig.kernel = kernel;
-        try {
-          return attention(q, k, v, { causal: true });
-        } finally {
-          attentionConfig.kernel = prev;
-        }
-      };
+      const op = () => withAttentionKernel(kernel, () => attention(q, k, v, { causal: true }));
       return grad ? backwardCase(gpu, [q, k, v], [], op) : forwardCase([q, k, v], op);
     },
   };

@@ -1,7 +1,7 @@
 /**
  * Autotuning: pick the fastest of a kernel's interchangeable variants by timing each on this device, and
- * remember the choice per adapter on disk, so only the first run on an adapter pays for it (the matmul op's
- * `tuneOps` in src/tensor/tune.ts runs the matmul and attention choices; `bun run bench`, `alignx info` and
+ * remember the choice per adapter on disk, so only the first run on an adapter pays for it
+ * (`tuneOps` in src/tensor/tune.ts runs the matmul and attention choices; `bun run bench`, `alignx info` and
  * the CLI commands tune before they work).
  *
  * Timing: every candidate runs once untimed (pipeline compilation, first touch), then `reps` times; a sample
@@ -10,7 +10,7 @@
  *
  * Cache: one JSON file per adapter, `autotune-<hash of the adapter's identity>.json` in $ALIGNX_CACHE_DIR,
  * else $XDG_CACHE_HOME/alignx, else ~/.cache/alignx. An entry's key names the problem and carries a hash of
- * the candidates' WGSL (the caller's `version`), so editing a kernel re-tunes it. The file is a cache: one
+ * the candidates' WGSL (the caller builds it into the key), so editing a kernel re-tunes it. The file is a cache: one
  * that cannot be read or does not have the expected shape is reported once on stderr (file, reason) and
  * replaced; it is written to a temp file and renamed, so readers never see half of one.
  * ALIGNX_AUTOTUNE=0 turns tuning off (ops use their built-in defaults); ALIGNX_AUTOTUNE=force re-tunes.
@@ -54,7 +54,8 @@ export function adapterIdentity(a: AdapterEntry, binding: string): string {
   return JSON.stringify([a.vendor, a.architecture, a.description, a.backend, a.kind, a.subgroupMinSize, a.subgroupMaxSize, binding]);
 }
 
-const median = (xs: number[]): number => {
+/** The median of samples (the mean of the middle two for an even count). */
+export const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
@@ -156,8 +157,8 @@ export class Autotuner {
    */
   async tune(key: string, candidates: readonly Candidate[]): Promise<TuneResult | undefined> {
     if (!this.enabled || candidates.length === 0) return undefined;
-    const known = process.env.ALIGNX_AUTOTUNE === "force" ? undefined : this.lookup(key);
     this.load();
+    const known = process.env.ALIGNX_AUTOTUNE === "force" ? undefined : this.entries.get(key);
     if (known && candidates.some((c) => c.name === known.choice)) return known;
     const gpu = this.gpu;
     const prof = gpu.queue.profiler;

@@ -180,3 +180,17 @@ export async function openDevice(opts: DeviceOptions = {}): Promise<DeviceHandle
   });
   return handle;
 }
+
+type SubgroupInfo = { adapter: AdapterEntry; features: ReadonlySet<string> };
+
+/** Whether the device has the subgroups feature with one fixed subgroup size of exactly `lanes` lanes. */
+export function hasSubgroupsOf(gpu: SubgroupInfo, lanes: number): boolean {
+  const a = gpu.adapter;
+  return gpu.features.has("subgroups") && a.subgroupMinSize === lanes && a.subgroupMaxSize === lanes;
+}
+
+/** The adapter and its subgroup sizes, for errors: "llvmpipe ... has 8..8" or "... has no subgroups feature". */
+export function describeSubgroups(gpu: SubgroupInfo): string {
+  const a = gpu.adapter;
+  return `${a.description} has ${gpu.features.has("subgroups") ? `${a.subgroupMinSize}..${a.subgroupMaxSize}` : "no subgroups feature"}`;
+}

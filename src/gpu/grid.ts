@@ -23,16 +23,19 @@ export function rowGrid(rows: number): { workgroups: [number, number]; gx: numbe
   return { workgroups, gx: workgroups[0] };
 }
 
-
 /**
- * Launch of an elementwise kernel over `n` elements whose bindings are `array<{{VT}}>`: in vec4s when n is a
- * multiple of 4 (VT = vec4<f32>, `units` = n / 4: each load moves 4 elements, which on CPU drivers, where
- * every load is a per-lane loop, is most of the cost), else in f32 (define VEC says which, for `//#if`). The
- * kernel bounds-checks its flat index against `units`.
+ * How a kernel whose bindings are `array<{{VT}}>` moves `n` f32 elements: in vec4s when n is a multiple of 4
+ * (VT = vec4<f32>, `units` = n / 4: each load moves 4 elements, which on CPU drivers, where every load is a
+ * per-lane loop, is most of the cost), else in f32 (define VEC says which, for `//#if`).
  */
-export function elementwise(n: number): { units: number; workgroups: [number, number]; row: number; defines: { VT: string; VEC: 0 | 1 } } {
+export function vec4Units(n: number): { units: number; defines: { VT: string; VEC: 0 | 1 } } {
   const vec = n % 4 === 0;
-  const units = vec ? n / 4 : n;
-  const g = grid1d(units);
-  return { units, workgroups: g.workgroups, row: g.row, defines: { VT: vec ? "vec4<f32>" : "f32", VEC: vec ? 1 : 0 } };
+  return { units: vec ? n / 4 : n, defines: { VT: vec ? "vec4<f32>" : "f32", VEC: vec ? 1 : 0 } };
+}
+
+/** Launch of an elementwise kernel over `n` elements in `vec4Units`: it bounds-checks its flat index against `units`. */
+export function elementwise(n: number): { units: number; workgroups: [number, number]; row: number; defines: { VT: string; VEC: 0 | 1 } } {
+  const u = vec4Units(n);
+  const g = grid1d(u.units);
+  return { ...u, workgroups: g.workgroups, row: g.row };
 }

@@ -21,9 +21,10 @@ export type { PooledBuffer, PoolStats } from "./pool.ts";
 export type { Binding, BufferRange } from "./queue.ts";
 export type { AdapterEntry, DeviceOptions } from "./device.ts";
 export { listAdapters, chooseAdapter };
+export { describeSubgroups, hasSubgroupsOf } from "./device.ts";
 export * from "./errors.ts";
-export { elementwise, grid1d, gridLimits, rowGrid } from "./grid.ts";
-export { Autotuner, cacheDir, hashText, type Candidate, type TuneResult } from "./autotune.ts";
+export { elementwise, grid1d, gridLimits, rowGrid, vec4Units } from "./grid.ts";
+export { Autotuner, cacheDir, hashText, median, type Candidate, type TuneResult } from "./autotune.ts";
 export { ROW_REDUCE, rowConfig, rowLaunch, type RowLaunch } from "./row_reduce.ts";
 
 export class Gpu {

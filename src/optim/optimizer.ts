@@ -14,7 +14,7 @@
  * recorded before the step and backwarded after it sees the new values (torch would raise a version error).
  */
 import kernelSrc from "../../kernels/optim.wgsl" with { type: "text" };
-import { defineKernel, elementwise, ROW_REDUCE, rowLaunch, type Gpu, type PooledBuffer } from "../gpu/index.ts";
+import { defineKernel, elementwise, ROW_REDUCE, rowLaunch, vec4Units, type Gpu, type PooledBuffer } from "../gpu/index.ts";
 import { fmtShape, sameShape, TensorError } from "../tensor/shape.ts";
 import { Tensor, untracked } from "../tensor/tensor.ts";
 
@@ -33,9 +33,8 @@ export function dispatchElementwise(gpu: Gpu, entry: string, name: string, n: nu
  * `n` (elements of the bound gradient, when it has one) is passed in the kernel's units.
  */
 export function dispatchReduce(gpu: Gpu, entry: string, name: string, workgroups: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>, n = 0): void {
-  const e = elementwise(n);
-  const rl = rowLaunch(gpu);
-  gpu.dispatch(OPTIM, entry, bindings, workgroups, { params: { ...OPTIM.zeroParams, ...params, n: e.units }, constants: rl.constants, defines: { ...rl.defines, ...e.defines }, name });
+  const u = vec4Units(n);
+  gpu.dispatch(OPTIM, entry, bindings, workgroups, { params: { ...OPTIM.zeroParams, ...params, n: u.units }, ...rowLaunch(gpu, { defines: u.defines }), name });
 }
 
 export type NamedParams = readonly Tensor[] | Readonly<Record<string, Tensor>>;

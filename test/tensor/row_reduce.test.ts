@@ -6,7 +6,7 @@
 // on rows shorter than, equal to and longer than the workgroup. The per-op suites cover the default variant
 // in depth; this one makes sure no variant is left untested. Fresh tensors are NaN-poisoned.
 import { afterEach, describe, expect, test } from "bun:test";
-import { rowConfig, rowLaunch } from "../../src/gpu/index.ts";
+import { hasSubgroupsOf, rowConfig, rowLaunch } from "../../src/gpu/index.ts";
 import { clipGradNorm } from "../../src/optim/clip.ts";
 import { clone, Tensor } from "../../src/tensor/index.ts";
 import { crossEntropy } from "../../src/tensor/ops/loss.ts";
@@ -19,7 +19,7 @@ const gpu = await getGpu();
 const DEFAULT = { ...rowConfig };
 afterEach(() => Object.assign(rowConfig, DEFAULT));
 
-const fits8 = gpu.features.has("subgroups") && gpu.adapter.subgroupMinSize === 8 && gpu.adapter.subgroupMaxSize === 8;
+const fits8 = hasSubgroupsOf(gpu, 8);
 const VARIANTS = [
   { name: "256-wide tree", wg: 256, subgroups: false, runs: true },
   { name: "8-wide tree", wg: 8, subgroups: false, runs: true },

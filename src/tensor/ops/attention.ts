@@ -172,6 +172,17 @@ export const attentionConfig = {
   minUnfusedT: 128,
 };
 
+/** Run `fn` with `attentionConfig.kernel` set to `kernel`, restored afterwards (tuning, benchmarks). */
+export function withAttentionKernel<T>(kernel: (typeof attentionConfig)["kernel"], fn: () => T): T {
+  const prev = attentionConfig.kernel;
+  attentionConfig.kernel = kernel;
+  try {
+    return fn();
+  } finally {
+    attentionConfig.kernel = prev;
+  }
+}
+
 /** Hash of the attention implementations' WGSL (with the matmul and softmax they use): editing one re-tunes. */
 const ATTENTION_VERSION = hashText(attentionSrc + MATMUL_OPS.code + SOFTMAX.code);
 export const attentionTuneKey = (): string => `attention/long/${ATTENTION_VERSION}`;
@@ -202,18 +213,13 @@ export async function tuneAttention(gpu: Gpu, tuner = gpu.tuner): Promise<Record
   using g = Tensor.full(gpu, [B, Hq, T, Dh], 1);
   const candidates = (["flash", "unfused"] as const).map((kernel) => ({
     name: kernel,
-    run: () => {
-      const prev = attentionConfig.kernel;
-      attentionConfig.kernel = kernel;
-      try {
+    run: () =>
+      withAttentionKernel(kernel, () => {
         const out = attention(q, k, v);
         out.backward(g);
         out.release();
         for (const t of [q, k, v]) t.zeroGrad();
-      } finally {
-        attentionConfig.kernel = prev;
-      }
-    },
+      }),
   }));
   const r = await tuner.tune(attentionTuneKey(), candidates);
   return r ? { [attentionTuneKey()]: r } : {};

@@ -13,7 +13,7 @@
  * repeated ids. Cost at V = 128k, n = 8k, D = 4096: dominated by writing the dense 2 GiB dTable once.
  */
 import embeddingSrc from "../../../kernels/embedding.wgsl" with { type: "text" };
-import { defineKernel, type Gpu } from "../../gpu/index.ts";
+import { defineKernel, vec4Units, type Gpu } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { checkShape, fmtShape, numel, TensorError } from "../shape.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
@@ -30,10 +30,6 @@ export interface EmbeddingOptions {
 
 type Params = { n: number; d: number; v: number; row: number; gx: number; oob: number };
 
-/** gather and scatter move rows in vec4s when d % 4 == 0: the kernel's `d` then counts vec4s (VT define). */
-function units(d: number): { du: number; defines: { VT: string } } {
-  return d % 4 === 0 ? { du: d / 4, defines: { VT: "vec4<f32>" } } : { du: d, defines: { VT: "f32" } };
-}
 
 export function embedding(ids: Tensor | ArrayLike<number>, table: Tensor, opts: EmbeddingOptions = {}): Tensor {
   const gpu = checkOperands("embedding", table);
@@ -57,7 +53,8 @@ export function embedding(ids: Tensor | ArrayLike<number>, table: Tensor, opts: 
 
   const out = Tensor.empty(gpu, [...idsT.shape, d]);
   if (n * d > 0) {
-    const { du, defines } = units(d);
+    // Rows move in vec4s when d % 4 == 0: the kernel's `d` then counts vec4s.
+    const { units: du, defines } = vec4Units(d);
     const g = grid1d(n * du);
     gpu.dispatch(EMBEDDING, "gather", { ids: idsT.buffer, table: table.buffer, out: out.buffer }, g.workgroups, {
       params: { ...prm, d: du, row: g.row },
@@ -122,7 +119,7 @@ function scatterGrad(g: Tensor, p: Params, order: Tensor): Tensor {
     params: { ...p, row: gb.row },
     name: "embedding.bounds",
   });
-  const { du, defines } = units(p.d);
+  const { units: du, defines } = vec4Units(p.d);
   const gs = grid1d(p.v * du);
   gpu.dispatch(EMBEDDING, "scatter", { gout: g.buffer, order_in: order.buffer, bounds_in: bounds.buffer, out: dtable.buffer }, gs.workgroups, {
     params: { ...p, d: du, row: gs.row },

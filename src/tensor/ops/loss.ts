@@ -22,11 +22,11 @@
  * with gradients to both (a zero row has similarity 0 with everything).
  */
 import lossSrc from "../../../kernels/loss.wgsl" with { type: "text" };
-import { defineKernel, type Binding } from "../../gpu/index.ts";
+import { defineKernel, rowLaunch, type Binding } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, TensorError } from "../shape.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
-import { dispatchRows, launch, rowSumMap, SOFTMAX, type RowSumMap } from "./softmax.ts";
+import { dispatchRows, rowSumMap, SOFTMAX, type RowSumMap } from "./softmax.ts";
 
 export const LOSS = defineKernel("kernels/loss.wgsl", lossSrc);
 
@@ -89,7 +89,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor | ArrayLike<number>
   // One workgroup: the mean over kept rows, and their count for the backward.
   gpu.dispatch(SOFTMAX, "ce_mean", { targets: t.buffer, rowloss: rowloss.buffer, out: out.buffer, stats: stats.buffer }, 1, {
     params: { ...SOFTMAX.zeroParams, rows: N, n: V, gx: 1, ignore, eps: 0, nan: Number.NaN },
-    ...launch(gpu),
+    ...rowLaunch(gpu),
     name: `${op}.mean`,
   });
   return attach(out, {

@@ -24,7 +24,7 @@
 import commonSrc from "../../../kernels/matmul_common.wgsl" with { type: "text" };
 import matmulSrc from "../../../kernels/matmul_ops.wgsl" with { type: "text" };
 import subgroupSrc from "../../../kernels/matmul_subgroup.wgsl" with { type: "text" };
-import { defineKernel, defineLibrary, hashText, type Gpu, type PooledBuffer, type TuneResult } from "../../gpu/index.ts";
+import { defineKernel, defineLibrary, describeSubgroups, hasSubgroupsOf, hashText, type Gpu, type PooledBuffer, type TuneResult } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, numel, sameShape, TensorError, type Shape } from "../shape.ts";
 import { Tensor, type DType } from "../tensor.ts";
@@ -101,8 +101,7 @@ function store(vec: boolean, dtype: DType): { C_T: string; C_ST: string } {
 
 /** Whether `matmul_sg` can run here: the subgroups feature, and subgroups of exactly 8 lanes. */
 export function subgroupKernelFits(gpu: Gpu): boolean {
-  const a = gpu.adapter;
-  return gpu.features.has("subgroups") && a.subgroupMinSize === 8 && a.subgroupMaxSize === 8;
+  return hasSubgroupsOf(gpu, 8);
 }
 
 /** One kernel variant: an entry point and, for `direct`, its rows per invocation. */
@@ -113,22 +112,27 @@ export interface MatmulVariant {
 
 export const variantName = (v: MatmulVariant): string => (v.kernel === "direct" ? `direct-tm${v.tm}` : v.kernel);
 
+/**
+ * The entries other than `direct` (whose rows per invocation are `matmulConfig.tm` and whose block follows
+ * its workgroup shape): their fixed TM define and the [columns, rows] block of C one workgroup covers.
+ */
+const FIXED: Record<Exclude<MatmulKernel, "direct">, { tm: number; block: [number, number] }> = {
+  tiled: { tm: 4, block: [64, 64] },
+  tiled128: { tm: 8, block: [128, 128] },
+  subgroup: { tm: 8, block: [32, 8] },
+};
+
 /** The variants that can run on this device: what `tuneMatmul` times. */
 export function matmulVariants(gpu: Gpu): MatmulVariant[] {
-  const v: MatmulVariant[] = [
-    { kernel: "direct", tm: 8 },
-    { kernel: "direct", tm: 4 },
-    { kernel: "tiled", tm: 4 },
-    { kernel: "tiled128", tm: 8 },
-  ];
-  if (subgroupKernelFits(gpu)) v.push({ kernel: "subgroup", tm: 8 });
-  return v;
+  const fixed: Exclude<MatmulKernel, "direct">[] = ["tiled", "tiled128"];
+  if (subgroupKernelFits(gpu)) fixed.push("subgroup");
+  return [{ kernel: "direct", tm: 8 }, { kernel: "direct", tm: 4 }, ...fixed.map((kernel) => ({ kernel, tm: FIXED[kernel].tm }))];
 }
 
 /** The default where nothing is tuned: tiled on GPUs; on CPU adapters subgroup where it fits, else direct. */
 function heuristic(gpu: Gpu): MatmulVariant {
-  if (gpu.adapter.kind !== "cpu") return { kernel: "tiled", tm: 4 };
-  return subgroupKernelFits(gpu) ? { kernel: "subgroup", tm: 8 } : { kernel: "direct", tm: 8 };
+  if (gpu.adapter.kind !== "cpu") return { kernel: "tiled", tm: FIXED.tiled.tm };
+  return subgroupKernelFits(gpu) ? { kernel: "subgroup", tm: FIXED.subgroup.tm } : { kernel: "direct", tm: 8 };
 }
 
 /** Tuning is remembered per operand dtype and size class (FLOPs below / above 2^25, e.g. 256 x 256 x 512). */
@@ -145,8 +149,8 @@ export const matmulTuneKey = (dtype: DType, cls: "small" | "large"): string => `
 export function matmulVariantFor(gpu: Gpu, pr: Pick<Problem, "M" | "N" | "K" | "batch">, dtype: DType, name = "matmul"): MatmulVariant {
   const k = matmulConfig.kernel;
   if (k === "subgroup" && !subgroupKernelFits(gpu))
-    throw new TensorError(`${name}: the subgroup matmul kernel needs 8-lane subgroups; ${gpu.adapter.description} has ${gpu.features.has("subgroups") ? `${gpu.adapter.subgroupMinSize}..${gpu.adapter.subgroupMaxSize}` : "no subgroups feature"}`);
-  if (k !== "auto") return { kernel: k, tm: k === "tiled" ? 4 : k === "subgroup" || k === "tiled128" ? 8 : matmulConfig.tm };
+    throw new TensorError(`${name}: the subgroup matmul kernel needs 8-lane subgroups; ${describeSubgroups(gpu)}`);
+  if (k !== "auto") return { kernel: k, tm: k === "direct" ? matmulConfig.tm : FIXED[k].tm };
   const t = gpu.tuner.lookup(matmulTuneKey(dtype, sizeClass(pr as Problem)));
   return (t && matmulVariants(gpu).find((v) => variantName(v) === t.choice)) || heuristic(gpu);
 }
@@ -214,14 +218,8 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
     BIAS_T: bias?.dtype === "f16" ? "f16" : "f32",
   };
   const [wx, wy] = [matmulConfig.wgx, matmulConfig.wgy];
-  const [gx, gy] =
-    kind === "tiled"
-      ? [Math.ceil(N / 64), Math.ceil(M / 64)]
-      : kind === "tiled128"
-        ? [Math.ceil(N / 128), Math.ceil(M / 128)]
-        : kind === "subgroup"
-          ? [Math.ceil(N / 32), Math.ceil(M / 8)]
-          : [Math.ceil(N / (4 * wx)), Math.ceil(M / (wy * tm))];
+  const [bn, bm] = kind === "direct" ? [4 * wx, wy * tm] : FIXED[kind].block;
+  const [gx, gy] = [Math.ceil(N / bn), Math.ceil(M / bm)];
   const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (gx > maxWg || gy > maxWg)
     throw new TensorError(`${name}: a ${M} x ${N} output needs ${gx} x ${gy} workgroups; the device allows ${maxWg} per dimension`);

@@ -64,9 +64,7 @@ function norm(k: NormKind, x: Tensor, w: Tensor, b: Tensor | null, eps: number):
       throw new TensorError(`${k.op}: ${name} ${fmtShape(t.shape)} does not match the last dimension of x ${fmtShape(x.shape)} (expected [${d}])`);
   if (!(Number.isFinite(eps) && eps >= 0)) throw new TensorError(`${k.op}: eps must be finite and >= 0, got ${eps}`);
   const rows = x.size / d;
-  const rl = rowLaunch(gpu);
-  const defines = { W: k.unit ? "(1.0 + w[j])" : "w[j]", B: b ? "b[j]" : "0.0", ...rl.defines };
-  const constants = { CENTER: k.center ? 1 : 0, ...rl.constants };
+  const { defines, constants } = rowLaunch(gpu, { defines: { W: k.unit ? "(1.0 + w[j])" : "w[j]", B: b ? "b[j]" : "0.0" }, constants: { CENTER: k.center ? 1 : 0 } });
   if (x.size >= 2 ** 32) throw new TensorError(`${k.op}: x ${fmtShape(x.shape)} exceeds the kernels' 2^32-element indexing`);
   const prm: Params = { rows, d, eps, gx: 0, row: 0, chunk: 0, chunks: 0, np: b ? 2 : 1, base: 0 };
 

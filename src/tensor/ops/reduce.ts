@@ -57,11 +57,9 @@ function reduceAxis(x: Tensor, outer: number, n: number, inner: number, scale: n
 function sumRows(x: Tensor, out: Tensor, outer: number, n: number, len: number, scale: number, name: string, c: Combiner): void {
   const g = rowGrid(outer);
   const gx = g.gx;
-  const rl = rowLaunch(x.gpu);
   x.gpu.dispatch(REDUCE, "sum_rows", { src: x.buffer, dst: out.buffer }, g.workgroups, {
     params: { outer, n, inner: 1, len, row: 0, gx, scale, init: c.init },
-    defines: { COMBINE: c.expr, RED_OP: c.red, ...rl.defines },
-    constants: rl.constants,
+    ...rowLaunch(x.gpu, { defines: { COMBINE: c.expr, RED_OP: c.red } }),
     name,
   });
 }

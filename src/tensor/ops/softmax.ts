@@ -35,19 +35,13 @@ export interface RowLaunchOptions {
   params?: Record<string, number>;
 }
 
-/** Constants and defines of a kernels/softmax.wgsl dispatch: the row reduction's (rowLaunch) plus `defines`. */
-export function launch(gpu: Gpu, defines: Record<string, string> = {}) {
-  const rl = rowLaunch(gpu);
-  return { constants: rl.constants, defines: { ...defines, ...rl.defines } };
-}
-
 /** Record one dispatch of a kernels/softmax.wgsl entry: one workgroup per row (nothing for 0 rows). */
 export function dispatchRows(gpu: Gpu, entry: string, bindings: Record<string, Binding>, rows: number, n: number, o: RowLaunchOptions): void {
   if (rows === 0) return;
   const g = rowGrid(rows);
   gpu.dispatch(SOFTMAX, entry, bindings, g.workgroups, {
     params: { ...SOFTMAX.zeroParams, rows, n, gx: g.gx, ignore: o.ignore ?? 0, eps: o.eps ?? 0, nan: Number.NaN, ...o.params },
-    ...launch(gpu, o.defines),
+    ...rowLaunch(gpu, { defines: o.defines }),
     name: o.name,
   });
 }
