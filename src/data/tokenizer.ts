@@ -89,6 +89,13 @@ export class HfTokenizer implements TextTokenizer {
   readonly specialIds: ReadonlySet<number>;
   /** Things that were accepted but deserve a look (a named special token missing from the vocabulary, ...). */
   readonly warnings: string[] = [];
+  /**
+   * SHA-256 (hex) of what decides the ids: tokenizer.json as loaded (with the BOS/EOS template that
+   * tokenizer_config.json imposes) and the special-token ids. Corpus shards record it, and a shard packed
+   * with another tokenizer is refused. Whitespace in the file does not change it; reordered JSON keys do
+   * (counted as another tokenizer: the conservative answer).
+   */
+  readonly hash: string;
   private readonly cleanUp: boolean;
 
   private constructor(
@@ -149,6 +156,10 @@ export class HfTokenizer implements TextTokenizer {
     }
     this.eosIds = eosIds;
     this.cleanUp = tc.clean_up_tokenization_spaces === true;
+    const h = new Bun.CryptoHasher("sha256");
+    h.update(JSON.stringify(json));
+    h.update(JSON.stringify({ bos: this.bosId, eos: this.eosId, pad: this.padId, unk: this.unkId, vocab: this.vocabSize }));
+    this.hash = h.digest("hex");
   }
 
   /**
