@@ -74,6 +74,8 @@ export interface SftExample {
   supervised: number;
   /** True when tokens were cut to fit maxLength. */
   truncated: boolean;
+  /** tokens(prompt + response) without special tokens, before truncation (for span positions). */
+  textIds: number[];
 }
 
 const affixCache = new WeakMap<object, number[]>();
@@ -113,7 +115,7 @@ export function buildSftTokens(tok: SftTokenizer, prompt: string, response: stri
   if (truncated) ids.length = maxLength;
   const labels = ids.map((id, i) => (i < promptLen ? IGNORE_INDEX : id));
   const promptLength = Math.min(promptLen, ids.length);
-  return { inputIds: ids, labels, promptLength, supervised: ids.length - promptLength, truncated };
+  return { inputIds: ids, labels, promptLength, supervised: ids.length - promptLength, truncated, textIds: full };
 }
 
 /** buildSftTokens for an Alpaca example: prompt = alpacaPrompt(ex), response = ex.output. */
@@ -152,6 +154,20 @@ export function collateSft(examples: readonly SftExample[], opts: { padId: numbe
   return { inputIds, labels, attentionMask, batch, length };
 }
 
+/**
+ * One Alpaca record as an AlpacaExample (a null or missing input becomes ""), or why it is not one. The one
+ * validator for Alpaca records: loadAlpacaJson and the corpus readers (src/data/formats/) both use it.
+ */
+export function parseAlpacaExample(x: unknown): AlpacaExample | string {
+  if (x === null || typeof x !== "object" || Array.isArray(x)) return "not an object";
+  const o = x as Record<string, unknown>;
+  for (const k of ["instruction", "output"]) {
+    if (typeof o[k] !== "string") return `"${k}" must be a string`;
+  }
+  if (o.input !== undefined && o.input !== null && typeof o.input !== "string") return `"input" must be a string`;
+  return { instruction: o.instruction as string, input: (o.input as string | undefined | null) ?? "", output: o.output as string };
+}
+
 /** Read an Alpaca-format JSON file (an array of {instruction, input?, output}); errors name the file and index. */
 export async function loadAlpacaJson(path: string): Promise<AlpacaExample[]> {
   let text: string;
@@ -168,12 +184,8 @@ export async function loadAlpacaJson(path: string): Promise<AlpacaExample[]> {
   }
   if (!Array.isArray(data)) throw new Error(`${path}: expected a JSON array of {instruction, input, output}`);
   return data.map((x, i) => {
-    const o = x as Record<string, unknown>;
-    if (o === null || typeof o !== "object") throw new Error(`${path}: example ${i} is not an object`);
-    for (const k of ["instruction", "output"]) {
-      if (typeof o[k] !== "string") throw new Error(`${path}: example ${i}: "${k}" must be a string`);
-    }
-    if (o.input !== undefined && o.input !== null && typeof o.input !== "string") throw new Error(`${path}: example ${i}: "input" must be a string`);
-    return { instruction: o.instruction as string, input: (o.input as string | undefined) ?? "", output: o.output as string };
+    const ex = parseAlpacaExample(x);
+    if (typeof ex === "string") throw new Error(`${path}: example ${i}: ${ex}`);
+    return ex;
   });
 }
