@@ -14,7 +14,7 @@ import { tuneOps } from "../tensor/tune.ts";
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
 import { checkSampling, generate as generateTokens } from "../nn/generate.ts";
 import { LlamaModel } from "../nn/llama.ts";
-import { UsageError } from "./run.ts";
+import { UsageError } from "./usage.ts";
 
 export interface GenerateCliOptions extends DeviceOptions {
   /** Checkpoint directory (config.json, *.safetensors, tokenizer.json). */

@@ -8,8 +8,11 @@ import pkg from "../../package.json" with { type: "json" };
 import { main as benchMain } from "../../bench/run.ts";
 import { generate } from "./generate.ts";
 import { info } from "./info.ts";
+import { pack } from "./pack.ts";
 import { parity } from "./parity.ts";
-import { runScript, UsageError } from "./run.ts";
+import { runScript } from "./run.ts";
+import { verify } from "./verify.ts";
+import { UsageError } from "./usage.ts";
 
 const cli = cac("alignx");
 cli.option("--adapter <name>", "Adapter: substring of its description, or its index in `alignx info` (env ALIGNX_ADAPTER)");
@@ -58,6 +61,32 @@ cli
       cpu: o.cpu,
     }),
   );
+
+cli
+  .command("pack [...inputs]", "Tokenize a corpus into shards + manifest.json for training (stage1, stage2 or pretrain examples)")
+  .usage("pack --tokenizer T --out DIR [--task stage1|stage2|pretrain] [options] INPUTS...   (INPUTS: paths, globs, or udhr[:LANG,...])")
+  .option("--tokenizer <path>", "tokenizer.json, or a model directory holding one")
+  .option("--out <dir>", "Output directory (refused if it exists, unless --overwrite)")
+  .option("--task <task>", "stage1 (translation instructions with spans; default), stage2 (translation + general instructions), pretrain (fixed-length text)")
+  .option("--format <fmt>", "Input format, when detection is not enough: flores, moses, tsv, jsonl, alpaca, squad, text, udhr")
+  .option("--langs <list>", "Languages to keep, e.g. eng,deu,zho (default: the ten AlignX languages present)")
+  .option("--pairs <mode>", "english-centric (default) or all: which translation directions")
+  .option("--cutoff <n>", "Most tokens per example (default 512)")
+  .option("--seq-len <n>", "Tokens per pretraining sequence (default 512)")
+  .option("--mix <weights>", "stage2: translation=W,general=W (default 1:1)")
+  .option("--seed <n>", "Shuffle seed (default 0)")
+  .option("--workers <n>", "Tokenizing threads (default: one per core; 0 = none)")
+  .option("--shard-size <size>", "Largest shard, e.g. 64M (default)")
+  .option("--lang <code>", "Language of inputs that do not say it (plain text, instruction files)")
+  .option("--text-unit <unit>", "Plain text: one document per line (default) or per paragraph")
+  .option("--overwrite", "Replace an existing output directory (only one written by pack)")
+  .option("--skip-bad-records", "Count and report bad input records instead of stopping at the first")
+  .action((inputs: string[], o: Record<string, unknown>) => pack({ ...o, inputs }));
+
+cli
+  .command("verify <target>", "Check corpus shards (a pack output directory, its manifest.json, or shard files/globs)")
+  .option("--json", "Print machine-readable JSON")
+  .action((target: string, o: { json?: boolean }) => verify({ target: String(target), json: o.json }));
 
 cli
   .command("bench [...options]", "The kernel and training benchmark suite (bench/run.ts): alignx bench --help lists its options")

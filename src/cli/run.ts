@@ -6,10 +6,7 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { installGlobals } from "../gpu/globals.ts";
-
-export class UsageError extends Error {
-  exitCode = 2;
-}
+import { UsageError } from "./usage.ts";
 
 export async function runScript(file: string, args: string[]): Promise<number> {
   const path = resolve(file);
