@@ -1,6 +1,16 @@
 // Text data: Hugging Face tokenizers (tokenizer.json through @huggingface/tokenizers), a byte-level BPE
-// trainer for from-scratch models, and the Alpaca prompt template with SFT label masking. Stands beside
-// `nn` in the layering and imports no GPU code.
+// trainer for from-scratch models, the Alpaca prompt template with SFT label masking, and the corpus pipeline:
+// readers per input format → examples (AlignX spans) → shards + manifest (pack) → checks (verify) → batches
+// (loader). Sits above tensor in the layering (it uses only the host PRNG) and imports no GPU code.
 export * from "./tokenizer.ts";
 export * from "./bpe_train.ts";
 export * from "./prompt.ts";
+export * from "./corpus.ts";
+export * from "./languages.ts";
+export * from "./formats/index.ts";
+export * from "./examples.ts";
+export * from "./shard.ts";
+export * from "./manifest.ts";
+export * from "./pack.ts";
+export * from "./verify.ts";
+export * from "./loader.ts";
