@@ -31,6 +31,8 @@
  *     ((big/2)³ with --quick on a CPU adapter), both by GPU timestamps; tfjs-backend-webgpu matmul 1024³
  *     (host-timed with a readback, ours timed the same way); PyTorch training the same configs
  *     (bench/torch_train_peer.py: CPU torch on a CPU adapter, CUDA torch on a GPU; tokens/s).
+ *  5. Data (suites/data.ts): pack throughput per worker count, loader tokens/s and RSS over an epoch of a
+ *     corpus 20× its shuffle buffer, and the loader's tokens/s against the largest training config's.
  * Output: a table on stdout, DIR/latest.json and a dated copy (shape: lib/report.ts). The load average is
  * recorded at the start and end: on a shared machine the figures move with it.
  */
@@ -42,6 +44,7 @@ import { timeOp, type Timing } from "./lib/measure.ts";
 import { printKernels, printPeers, printTrain, writeResult, type BenchResult, type KernelResult, type PeerResult, type Skipped, type TrainResult } from "./lib/report.ts";
 import { measureCeilings, type Timed } from "./suites/ceilings.ts";
 import { f16MatmulUnsupported, kernelCases, matmulCase } from "./suites/kernels.ts";
+import { dataSuite, printData, type DataResult } from "./suites/data.ts";
 import { naiveMatmul, oursHostMatmul } from "./suites/peers.ts";
 import { torchPeer, trainConfigs, trainOurs, trainTorch } from "./suites/train.ts";
 import { tfjsMatmul } from "./peers/tfjs.ts";
@@ -80,6 +83,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   cli.option("--only <regex>", "Run only the kernel cases whose name matches (ceilings always run)");
   cli.option("--no-train", "Skip the training configs (and their PyTorch peers)");
   cli.option("--no-peers", "Skip the peers");
+  cli.option("--no-data", "Skip the data suite (pack and loader throughput)");
   cli.option("--deadline <s>", "After this many seconds, skip what is left (results are still written)");
   cli.option("--adapter <name>", "Adapter (substring or index)");
   cli.option("--cpu", "Use the CPU adapter");
@@ -210,6 +214,19 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     phase("peers");
   }
 
+  // 5. Data: pack and loader throughput, the loader against the largest training config's consumption.
+  let data: DataResult | undefined;
+  if (o.data !== false && late()) skip("data", `past the --deadline of ${deadline} s`);
+  else if (o.data !== false) {
+    try {
+      const largest = train.reduce<TrainResult | undefined>((a, t) => (!a || t.tokens_per_step > a.tokens_per_step ? t : a), undefined);
+      data = await dataSuite({ quick, train: largest && { config: largest.config, tokens_per_s: largest.tokens_per_s } });
+    } catch (e) {
+      skip("data", errText(e));
+    }
+    phase("data");
+  }
+
   const last = late() ? first : await measureCeilings(gpu, big, reps);
   phase("ceilings_again");
   const ceilings = { copy_gbps: Math.max(first.copy_gbps, last.copy_gbps), matmul_gflops: Math.max(first.matmul_gflops, last.matmul_gflops) };
@@ -226,6 +243,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   printKernels(kernels);
   if (train.length) printTrain(train);
   if (peers.length) printPeers(peers);
+  if (data) printData(data);
 
   const out: BenchResult = {
     date: new Date().toISOString(),
@@ -239,6 +257,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     kernels,
     peers,
     train,
+    ...(data ? { data } : {}),
     skipped,
     runtime_s: (performance.now() - t0) / 1e3,
     phases_s: phases,

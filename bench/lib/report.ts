@@ -11,6 +11,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import type { TuneResult } from "../../src/gpu/index.ts";
+import type { DataResult } from "../suites/data.ts";
 import { join } from "node:path";
 
 export interface KernelResult {
@@ -75,6 +76,8 @@ export interface BenchResult {
   kernels: KernelResult[];
   peers: PeerResult[];
   train: TrainResult[];
+  /** The data suite (suites/data.ts): pack and loader throughput, loader memory. */
+  data?: DataResult;
   skipped: Skipped[];
   runtime_s: number;
   /** Seconds per phase (ceilings, kernels, train with its PyTorch peers, other peers). */
