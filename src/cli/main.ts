@@ -124,6 +124,19 @@ function takeGlobalOptions(args: string[], where: string): void {
   }
 }
 
+/**
+ * cac gives mri the camelCased names of boolean options (`skipBadRecords`), so `--skip-bad-records FILE` would
+ * take FILE as the flag's value. Spell such flags camelCased before parsing; values and `--no-x` stay as they are.
+ */
+function booleanFlagsCamelCased(argv: string[]): string[] {
+  const booleans = new Set(cli.commands.flatMap((c) => c.options).concat(cli.globalCommand.options).filter((o) => o.isBoolean && !o.negated).flatMap((o) => o.names));
+  return argv.map((a) => {
+    if (!/^--[a-z0-9]+(-[a-z0-9]+)+$/.test(a)) return a;
+    const camel = a.slice(2).replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    return booleans.has(camel) ? `--${camel}` : a;
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   // `run` passes everything after FILE to the script untouched, so it is parsed here, not by cac.
   const runAt = argv.indexOf("run");
@@ -150,7 +163,7 @@ async function main(argv: string[]): Promise<number> {
     await benchMain(["", "alignx bench", ...argv.slice(benchAt + 1)]);
     return 0;
   }
-  cli.parse(["", "", ...argv], { run: false });
+  cli.parse(["", "", ...booleanFlagsCamelCased(argv)], { run: false });
   if (cli.options.help || cli.options.version) return 0;
   if (!cli.matchedCommand) {
     if (cli.args.length) throw new UsageError(`unknown command '${cli.args[0]}' (see alignx --help)`);

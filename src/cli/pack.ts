@@ -9,10 +9,11 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { FORMATS, type Format } from "../data/corpus.ts";
-import { MANIFEST_FILE, type Count, type Manifest } from "../data/manifest.ts";
+import { MANIFEST_FILE } from "../data/manifest.ts";
 import { PACK_TASKS, PAIR_MODES, pack as packCorpus, type PackOptions, type PackTask } from "../data/pack.ts";
 import { Progress } from "./progress.ts";
 import { listOption, numOption, requiredOption, UsageError } from "./usage.ts";
+import { corpusSummary } from "./verify.ts";
 
 export interface PackCliOptions {
   tokenizer?: unknown;
@@ -99,23 +100,9 @@ export async function pack(o: PackCliOptions): Promise<number> {
   const m = await packCorpus(opts);
   const total = m.counts.records + Object.values(m.dropped).reduce((a, b) => a + b, 0) - (m.dropped.bad_records ?? 0);
   bar.done(total, total, `${(mb / Math.max(bar.elapsed, 1e-3)).toFixed(2)} MB/s`);
-  for (const l of summary(m)) log(l);
+  const c = m.counts, mib = m.shards.reduce((a, s) => a + s.bytes, 0) / 2 ** 20;
+  log(`${c.records.toLocaleString("en-US")} records, ${c.tokens.toLocaleString("en-US")} tokens in ${m.shards.length} shard${m.shards.length === 1 ? "" : "s"} (${mib.toFixed(1)} MiB); languages ${m.languages.join(" ")}`);
+  log(corpusSummary({ shards: m.shards, records: c.records, tokens: c.tokens, byLanguage: c.by_language, byTask: c.by_task, byDirection: c.by_direction }));
   log(`wrote ${join(opts.out, MANIFEST_FILE)}`);
   return 0;
-}
-
-/** The tables both pack and verify print: per language, per task, the shards. */
-export function summary(m: Pick<Manifest, "counts" | "shards" | "languages">): string[] {
-  const rows = (title: string, map: Record<string, Count>) => [
-    `${title.padEnd(12)} ${"records".padStart(10)} ${"tokens".padStart(12)}`,
-    ...Object.entries(map)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([k, c]) => `  ${k.padEnd(10)} ${c.records.toLocaleString("en-US").padStart(10)} ${c.tokens.toLocaleString("en-US").padStart(12)}`),
-  ];
-  const bytes = m.shards.reduce((a, s) => a + s.bytes, 0);
-  return [
-    `${m.counts.records.toLocaleString("en-US")} records, ${m.counts.tokens.toLocaleString("en-US")} tokens in ${m.shards.length} shard${m.shards.length === 1 ? "" : "s"} (${(bytes / 2 ** 20).toFixed(1)} MiB); languages ${m.languages.join(" ")}`,
-    ...rows("task", m.counts.by_task),
-    ...rows("language", m.counts.by_language),
-  ];
 }

@@ -24,7 +24,7 @@ export async function verify(o: { target: string; json?: boolean }): Promise<num
     if (bar && last && process.stderr.isTTY) bar.done(...last);
   }
   if (o.json) console.log(JSON.stringify(toJson(report), null, 2));
-  else if (report.ok) console.log(summary(report));
+  else if (report.ok) console.log(`${corpusSummary(report)}\n\nok: every shard, block and record checked${report.manifest ? `; the shards and counts match ${report.manifest}` : ""}`);
   return report.error ? fail(report.error.message, 1) : 0;
 }
 
@@ -42,13 +42,13 @@ function toJson(r: VerifyReport): object {
 const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(2)} MB`;
 const int = (n: number): string => n.toLocaleString("en-US");
 
-function summary(r: VerifyReport): string {
+/** What a corpus holds: a line per shard and a total, then records and tokens per language, task and direction. */
+export function corpusSummary(r: Pick<VerifyReport, "shards" | "records" | "tokens" | "byLanguage" | "byTask" | "byDirection">): string {
   const bytes = r.shards.reduce((a, s) => a + s.bytes, 0);
   const shardRows = r.shards.map((s) => [s.file, `${int(s.records)} records`, `${int(s.tokens)} tokens`, mb(s.bytes)]);
   shardRows.push([`${r.shards.length} shard${r.shards.length === 1 ? "" : "s"}`, `${int(r.records)} records`, `${int(r.tokens)} tokens`, mb(bytes)]);
   const parts = [table(shardRows), countTable("language", r.byLanguage), countTable("task", r.byTask)];
   if (Object.keys(r.byDirection).length) parts.push(countTable("direction", r.byDirection));
-  parts.push(`ok: every shard, block and record checked${r.manifest ? `; the shards and counts match ${r.manifest}` : ""}`);
   return parts.join("\n\n");
 }
 

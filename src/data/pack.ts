@@ -342,8 +342,13 @@ export async function pack(o: PackOptions): Promise<Manifest> {
       shardTokens += ids.length;
       countRecord(counts, table, { task, srcLang: src, tgtLang: tgt, tokens: ids.length });
     };
-    const pending: Promise<void>[] = [];
-    const seq = new SequencePacker(seqLen, (ids, lang) => pending.push(add(ids, null, "pretrain", -1, lang, 0)));
+    // The packer emits sequences synchronously (several per document when it is long); they are written one
+    // at a time, in order, after each chunk: concurrent add() calls would race on the shard writer.
+    const sequences: [number[], number][] = [];
+    const seq = new SequencePacker(seqLen, (ids, lang) => sequences.push([ids, lang]));
+    const writeSequences = async () => {
+      for (const [ids, lang] of sequences.splice(0)) await add(ids, null, "pretrain", -1, lang, 0);
+    };
 
     const runner = await ChunkRunner.start(tok, o.tokenizer, nWorkers);
     const progress: PackProgress = { phase: "tokenize", done: 0, total: jobs.length, bytes: 0, tokens: 0, records: 0 };
@@ -379,13 +384,13 @@ export async function pack(o: PackOptions): Promise<Manifest> {
           else if (job.kind === "translation") await add(ids, spans, "translation", langId(job.srcLang), langId(job.tgtLang), r.promptLens[i]!);
           else await add(ids, null, "general", -1, langId(job.lang), r.promptLens[i]!);
         }
-        await Promise.all(pending.splice(0));
+        await writeSequences();
         progress.done = Math.min(jobs.length, base + r.lengths.length);
         progress.records = counts.records;
         o.onProgress?.({ ...progress });
       }
       seq.flush();
-      await Promise.all(pending.splice(0));
+      await writeSequences();
     } finally {
       runner.close();
     }
