@@ -13,12 +13,12 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PARITY_TOL as TOL, parity } from "../../src/cli/parity.ts";
+import { parity } from "../../src/cli/parity.ts";
 import { readBatch } from "../../src/nn/batch.ts";
 import { writeSafetensors } from "../../src/io/index.ts";
 import { LlamaModel } from "../../src/nn/llama.ts";
 import { getGpu } from "../tensor/helpers.ts";
-import { FAMILIES, FIXTURES, readExpected, relMaxError, seesAKey } from "./parity_helpers.ts";
+import { attendingPositions as seesAKey, FAMILIES, FIXTURES, maxRelError as relMaxError, readExpected, TEST_TOL as TOL } from "./parity_helpers.ts";
 
 const tmp = await mkdtemp(join(tmpdir(), "alignx-parity-"));
 afterAll(() => rm(tmp, { recursive: true, force: true }));

@@ -1,7 +1,10 @@
-// LR schedules against HF transformers' lr_lambda formulas (transformers/src/transformers/optimization.py),
-// written out below as the reference: get_constant_schedule_with_warmup, get_linear_schedule_with_warmup,
-// get_cosine_schedule_with_warmup (num_cycles = 0.5 by default). And LambdaLR's bookkeeping as HF Trainer
-// uses it: the lr of optimizer step k is initial_lr * lr_lambda(k).
+// LR schedules against values worked out by hand from HF transformers' lr_lambda definitions
+// (transformers/src/transformers/optimization.py), at chosen steps: the tests hold numbers, not a second copy of
+// the formulas, so a wrong formula cannot agree with itself.
+//   constant_with_warmup(s; w)          s / max(1, w) while s < w, then 1
+//   linear_with_warmup(s; w, t)         warmup as above, then max(0, (t - s) / max(1, t - w))
+//   cosine_with_warmup(s; w, t, c=0.5)  warmup as above, then max(0, (1 + cos(2π c p)) / 2), p = (s - w) / max(1, t - w)
+// And LambdaLR's bookkeeping as HF Trainer uses it: the lr of optimizer step k is initial_lr * lr_lambda(k).
 import { describe, expect, test } from "bun:test";
 import {
   AdamW,
@@ -14,65 +17,45 @@ import {
 import { Tensor } from "../../src/tensor/index.ts";
 import { getGpu } from "../tensor/helpers.ts";
 
-// ---- HF's lr_lambda bodies, transcribed from optimization.py (Python float semantics = JS numbers) ----
-
-/** HF _get_constant_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps). */
-function hfConstantWithWarmup(current_step: number, num_warmup_steps: number): number {
-  if (current_step < num_warmup_steps) return current_step / Math.max(1.0, num_warmup_steps);
-  return 1.0;
+/** Expect f(step) for each [step, value], to 1e-12 (the values below are exact fractions or cosines of known angles). */
+function expectAt(f: (s: number) => number, table: [number, number][]): void {
+  for (const [step, want] of table) expect({ step, lr: f(step) }).toEqual({ step, lr: expect.closeTo(want, 12) });
 }
 
-/** HF _get_linear_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps, num_training_steps). */
-function hfLinearWithWarmup(current_step: number, num_warmup_steps: number, num_training_steps: number): number {
-  if (current_step < num_warmup_steps) return current_step / Math.max(1, num_warmup_steps);
-  return Math.max(0.0, (num_training_steps - current_step) / Math.max(1, num_training_steps - num_warmup_steps));
-}
-
-/** HF _get_cosine_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps, num_training_steps, num_cycles). */
-function hfCosineWithWarmup(current_step: number, num_warmup_steps: number, num_training_steps: number, num_cycles = 0.5): number {
-  if (current_step < num_warmup_steps) return current_step / Math.max(1, num_warmup_steps);
-  const progress = (current_step - num_warmup_steps) / Math.max(1, num_training_steps - num_warmup_steps);
-  return Math.max(0.0, 0.5 * (1.0 + Math.cos(Math.PI * num_cycles * 2.0 * progress)));
-}
-
-const CONFIGS: [number, number][] = [
-  [0, 10], // no warmup
-  [3, 10],
-  [10, 10], // warmup as long as training
-  [7, 100],
-  [1, 1],
-  [0, 0], // degenerate: HF's max(1, ...) guards
-];
+const COS18 = 0.9510565162951535; // cos(π/10)
+const COS36 = 0.8090169943749475; // cos(π/5)
+const COS54 = 0.5877852522924731; // cos(3π/10)
 
 describe("LR schedules (HF transformers)", () => {
   test("get_constant_schedule_with_warmup", () => {
-    for (const [w] of CONFIGS) {
-      const f = getConstantScheduleWithWarmup({ numWarmupSteps: w });
-      for (let s = 0; s <= 120; s++) expect(f(s)).toBe(hfConstantWithWarmup(s, w));
-    }
+    expectAt(getConstantScheduleWithWarmup({ numWarmupSteps: 4 }), [[0, 0], [1, 0.25], [2, 0.5], [3, 0.75], [4, 1], [5, 1], [100, 1]]);
+    expectAt(getConstantScheduleWithWarmup({ numWarmupSteps: 0 }), [[0, 1], [1, 1], [50, 1]]);
+    expectAt(getConstantScheduleWithWarmup({ numWarmupSteps: 1 }), [[0, 0], [1, 1]]);
     expect(getConstantSchedule()(17)).toBe(1);
   });
 
   test("get_linear_schedule_with_warmup: warmup, decay to 0 at numTrainingSteps, 0 after", () => {
-    for (const [w, t] of CONFIGS) {
-      const f = getLinearScheduleWithWarmup({ numWarmupSteps: w, numTrainingSteps: t });
-      for (let s = 0; s <= 120; s++) expect(f(s)).toBe(hfLinearWithWarmup(s, w, t));
-    }
-    const f = getLinearScheduleWithWarmup({ numWarmupSteps: 4, numTrainingSteps: 12 });
-    expect([0, 2, 4, 8, 12, 20].map(f)).toEqual([0, 0.5, 1, 0.5, 0, 0]);
+    // w 3, t 10: warmup thirds, then (10 - s) / 7.
+    expectAt(getLinearScheduleWithWarmup({ numWarmupSteps: 3, numTrainingSteps: 10 }), [
+      [0, 0], [1, 1 / 3], [2, 2 / 3], [3, 1], [4, 6 / 7], [5, 5 / 7], [8, 2 / 7], [9, 1 / 7], [10, 0], [11, 0], [120, 0],
+    ]);
+    expectAt(getLinearScheduleWithWarmup({ numWarmupSteps: 4, numTrainingSteps: 12 }), [[0, 0], [2, 0.5], [4, 1], [8, 0.5], [12, 0], [20, 0]]);
+    // No warmup: 1 at step 0. Warmup as long as training: the ramp, then 0 (max(1, t - w) guards the 0/0).
+    expectAt(getLinearScheduleWithWarmup({ numWarmupSteps: 0, numTrainingSteps: 10 }), [[0, 1], [5, 0.5], [10, 0]]);
+    expectAt(getLinearScheduleWithWarmup({ numWarmupSteps: 10, numTrainingSteps: 10 }), [[5, 0.5], [9, 0.9], [10, 0], [11, 0]]);
+    expectAt(getLinearScheduleWithWarmup({ numWarmupSteps: 0, numTrainingSteps: 0 }), [[0, 0], [3, 0]]);
+    expectAt(getLinearScheduleWithWarmup({ numWarmupSteps: 1, numTrainingSteps: 1 }), [[0, 0], [1, 0]]);
   });
 
   test("get_cosine_schedule_with_warmup: num_cycles 0.5 by default, and other cycle counts", () => {
-    for (const cycles of [undefined, 0.5, 1, 2.25])
-      for (const [w, t] of CONFIGS) {
-        const f = getCosineScheduleWithWarmup({ numWarmupSteps: w, numTrainingSteps: t, numCycles: cycles });
-        for (let s = 0; s <= 120; s++) expect(f(s)).toBe(hfCosineWithWarmup(s, w, t, cycles));
-      }
+    // w 2, t 12, half a cycle: p = (s - 2) / 10, (1 + cos(π p)) / 2.
     const f = getCosineScheduleWithWarmup({ numWarmupSteps: 2, numTrainingSteps: 12 });
-    expect(f(1)).toBe(0.5);
-    expect(f(2)).toBe(1);
-    expect(f(7)).toBeCloseTo(0.5, 12); // half way through the decay
-    expect(f(12)).toBeCloseTo(0, 12);
+    // Past t the half cycle goes on rising: p 1.1, (1 + cos(1.1 π)) / 2 = (1 - cos(π/10)) / 2.
+    expectAt(f, [[0, 0], [1, 0.5], [2, 1], [4, (1 + COS36) / 2], [7, 0.5], [9, (1 - COS54) / 2], [12, 0], [13, (1 - COS18) / 2]]);
+    // One whole cycle without warmup, t 8: down to 0 at the middle and back up to 1 at t.
+    expectAt(getCosineScheduleWithWarmup({ numWarmupSteps: 0, numTrainingSteps: 8, numCycles: 1 }), [[0, 1], [2, 0.5], [4, 0], [6, 0.5], [8, 1]]);
+    // 2.25 cycles over t 8 (w 0): p = s / 8, angle 4.5 π p: s 4 → 2.25 π (cos √2/2), s 8 → 4.5 π (cos 0).
+    expectAt(getCosineScheduleWithWarmup({ numWarmupSteps: 0, numTrainingSteps: 8, numCycles: 2.25 }), [[0, 1], [4, (1 + Math.SQRT1_2) / 2], [8, 0.5]]);
   });
 
   test("LambdaLR: lambda(0) at construction, one factor per optimizer step, per-group initial lrs, checkpoint", async () => {
