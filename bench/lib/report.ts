@@ -71,7 +71,7 @@ export interface BenchResult {
   ceilings: { copy_gbps: number; matmul_gflops: number };
   /** What gave each ceiling, and both measurements (start and end of the run). */
   ceiling_kernels: { copy: string; matmul: string; runs: { copy_gbps: number; matmul_gflops: number; matmul: string }[] };
-  /** Kernel variant choices by tuning key (src/tensor/tune.ts): the winner and every variant's median ms. */
+  /** Kernel variant choices by tuning key (`Gpu.open({ tune: true })`, src/gpu/autotune.ts): the winner and every variant's median ms. */
   autotune: Record<string, TuneResult>;
   kernels: KernelResult[];
   peers: PeerResult[];

@@ -3,12 +3,13 @@
  * measures them at the start and again at the end of a run and keeps the better of the two (a ceiling is the
  * best the device does; on a shared machine one measurement may fall in a busy moment):
  *   - copy: the runtime's copy_vec4 kernel (read + write = 2 × size bytes) on a large buffer;
- *   - matmul: the best f32 GFLOP/s of the runtime's self-test kernel (matmul_nn_v1, src/gpu/kernels.ts) and of
+ *   - matmul: the best f32 GFLOP/s of the runtime's self-test kernel (matmul_nn_v1, src/gpu/selftest.wgsl) and of
  *     the matmul op (NN), both at big³ (1024 on a CPU adapter, 4096 on a GPU). That figure is also the "peak"
  *     of MFU: a measured ceiling, not a datasheet number.
  */
 import { type Gpu, grid1d, type PooledBuffer } from "../../src/gpu/index.ts";
-import { COPY, MATMUL } from "../../src/gpu/kernels.ts";
+import { COPY } from "../../src/gpu/copy.ts";
+import { SELFTEST_MATMUL as MATMUL } from "../../src/gpu/selftest.ts";
 import { randomBuffer } from "../lib/data.ts";
 import { timeOp, type Prepared, type Timing } from "../lib/measure.ts";
 import { matmulCase } from "./kernels.ts";
@@ -21,7 +22,7 @@ function raw(gpu: Gpu, buffers: PooledBuffer[], run: () => void): Prepared {
 export function copyKernel(gpu: Gpu, n4: number): Prepared {
   const src = gpu.alloc(16 * n4);
   const dst = gpu.alloc(16 * n4);
-  const g = grid1d(n4);
+  const g = grid1d(gpu, n4);
   return raw(gpu, [src, dst], () => gpu.dispatch(COPY, "copy_vec4", { src, dst }, g.workgroups, { params: { ...COPY.zeroParams, n4, row: g.row }, name: "copy_vec4" }));
 }
 

@@ -22,7 +22,6 @@ import {
   Tensor,
   type DType,
 } from "../../src/tensor/index.ts";
-import { withAttentionKernel } from "../../src/tensor/ops/attention.ts";
 import { ids, normal, uniform } from "../lib/data.ts";
 import type { Prepared } from "../lib/measure.ts";
 
@@ -113,7 +112,7 @@ export async function f16MatmulUnsupported(gpu: Gpu): Promise<string | null> {
 
 // ---- attention ------------------------------------------------------------------------------------------
 
-/** `kernel` forces one implementation (attentionConfig); the default name is what "auto" picks on the device. */
+/** `kernel` forces one implementation (the device's `policy.attention.kernel`); the default name is what "auto" picks on the device. */
 export function attentionCase(dir: "fwd" | "bwd", B: number, Hq: number, Hkv: number, T: number, Dh: number, kernel: "auto" | "flash" = "auto"): Case {
   const pairs = (T * (T + 1)) / 2; // causal
   const qBytes = F32 * B * Hq * T * Dh;
@@ -131,7 +130,7 @@ export function attentionCase(dir: "fwd" | "bwd", B: number, Hq: number, Hkv: nu
       const q = normal(gpu, [B, Hq, T, Dh], { requiresGrad: grad });
       const k = normal(gpu, [B, Hkv, T, Dh], { requiresGrad: grad });
       const v = normal(gpu, [B, Hkv, T, Dh], { requiresGrad: grad });
-      const op = () => withAttentionKernel(kernel, () => attention(q, k, v, { causal: true }));
+      const op = () => gpu.withPolicy({ attention: { kernel } }, () => attention(q, k, v, { causal: true }));
       return grad ? backwardCase(gpu, [q, k, v], [], op) : forwardCase([q, k, v], op);
     },
   };

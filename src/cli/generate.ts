@@ -10,7 +10,7 @@
  * device is opened); a bad option is a UsageError (exit 2); checkpoint problems are CheckpointErrors.
  */
 import { loadTokenizer } from "../data/tokenizer.ts";
-import { tuneOps } from "../tensor/tune.ts";
+import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
 import { checkSampling, generate as generateTokens } from "../nn/generate.ts";
 import { LlamaModel } from "../nn/llama.ts";
@@ -26,7 +26,7 @@ export interface GenerateCliOptions extends DeviceOptions {
   topK?: number | string;
   topP?: number | string;
   seed?: number | string;
-  /** Use this device instead of opening one (tests); it is not destroyed. */
+  /** Use this device instead of opening one (tests); it is neither tuned nor destroyed here (its policy is the caller's). */
   gpu?: Gpu;
   /** Where the continuation goes (default console.log). */
   log?: (line: string) => void;
@@ -60,10 +60,9 @@ export async function generate(opts: GenerateCliOptions): Promise<number> {
   const tokenizer = await loadTokenizer(opts.model);
   const promptIds = tokenizer.encode(opts.prompt);
   if (promptIds.length === 0) throw new UsageError("generate: the prompt is empty and the tokenizer adds no BOS token; give some text");
-  const gpu = opts.gpu ?? (await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu }));
+  const gpu = opts.gpu ?? (await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu, tune: true })); // tune: time the kernel variants on a first run (cached on disk after)
   let model: LlamaModel | undefined;
   try {
-    await tuneOps(gpu); // first run on this adapter: time the kernel variants (cached on disk after)
     model = await LlamaModel.fromPretrained(gpu, opts.model, { requiresGrad: false });
     const eos = [...new Set([...tokenizer.eosIds, ...model.config.eosTokenIds])];
     const pad = tokenizer.padId ?? model.config.padTokenId ?? undefined;

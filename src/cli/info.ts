@@ -1,7 +1,7 @@
 /** `alignx info`: adapter, features, key limits and a one-second self-test of the device. */
 import { Gpu, fmtBytes, listAdapters, type DeviceOptions } from "../gpu/index.ts";
 import { selfTest } from "../gpu/selftest.ts";
-import { tuneOps } from "../tensor/tune.ts";
+import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 
 const KEY_LIMITS = [
   "maxBufferSize",
@@ -14,15 +14,15 @@ const KEY_LIMITS = [
 ] as const;
 
 export async function info(opts: DeviceOptions & { json?: boolean; selftest?: boolean }): Promise<number> {
-  const gpu = await Gpu.open(opts);
+  // With the self-test, the kernel choices too (matmul variant per dtype and size class, attention path):
+  // timed now on a first run on this adapter, else read from the cache file.
+  const gpu = await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu, tune: opts.selftest !== false });
   try {
     const a = gpu.adapter;
     const limits = Object.fromEntries(KEY_LIMITS.map((k) => [k, (gpu.limits as unknown as Record<string, number>)[k]]));
     const adapters = (await listAdapters()).map((e) => `${e.description} (${e.kind}, ${e.backend})`);
     const t = opts.selftest === false ? undefined : await selfTest(gpu);
-    // The matmul variant per dtype and size class: timed now on a first run, else read from the cache file.
-    const cached = new Set(gpu.tuner.all().keys());
-    const tuned = opts.selftest === false ? {} : await tuneOps(gpu);
+    const tuned = gpu.tuned;
     if (opts.json) {
       const autotune = { file: gpu.tuner.file, entries: tuned };
       console.log(JSON.stringify({ adapter: { ...a, adapter: undefined }, binding: gpu.handle.binding.name, adapters, features: [...gpu.features], limits, selftest: t, autotune }, null, 2));
@@ -40,7 +40,7 @@ export async function info(opts: DeviceOptions & { json?: boolean; selftest?: bo
     }
     const keys = Object.keys(tuned);
     if (keys.length) {
-      const where = keys.some((k) => !cached.has(k)) ? `tuned now, saved to ${gpu.tuner.file}` : `tuned before, read from ${gpu.tuner.file}`;
+      const where = keys.some((k) => gpu.tuner.timed.has(k)) ? `tuned now, saved to ${gpu.tuner.file}` : `tuned before, read from ${gpu.tuner.file}`;
       const mm = keys.filter((k) => k.startsWith("matmul/"));
       out.push(`matmul       ${mm.map((k) => `${k.split("/").slice(1, 3).join(" ")} ${tuned[k]!.choice}`).join(", ")}`);
       for (const k of keys.filter((x) => x.startsWith("attention/"))) out.push(`attention    long sequences (T >= 128, probabilities within budget): ${tuned[k]!.choice}`);

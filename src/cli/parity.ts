@@ -19,7 +19,7 @@
  * key (a left-padding position sees none; there HF eager and alignx differ by design, see src/nn/llama.ts).
  * A second line gives the errors; a tensor over its tolerance, or missing from REF, is exit code 1.
  */
-import { tuneOps } from "../tensor/tune.ts";
+import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/index.ts";
 import { readBatch } from "../nn/batch.ts";
@@ -32,7 +32,7 @@ export interface ParityOptions extends DeviceOptions {
   batch: string;
   /** OUT.safetensors */
   out: string;
-  /** Use this device instead of opening one (tests); it is not destroyed. */
+  /** Use this device instead of opening one (tests); it is neither tuned nor destroyed here (its policy is the caller's). */
   gpu?: Gpu;
   /** Where the summary line goes (default console.log). */
   log?: (line: string) => void;
@@ -105,11 +105,10 @@ async function checkAgainst(ref: string, ours: Map<string, { shape: readonly num
 
 export async function parity(opts: ParityOptions): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
-  const gpu = opts.gpu ?? (await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu }));
+  const gpu = opts.gpu ?? (await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu, tune: true })); // tune: time the kernel variants on a first run (cached on disk after)
   const t0 = performance.now();
   let model: LlamaModel | undefined;
   try {
-    await tuneOps(gpu); // first run on this adapter: time the kernel variants (cached on disk after)
     model = await LlamaModel.fromPretrained(gpu, opts.model, { requiresGrad: true });
     const batch = await readBatch(opts.batch, model.config.vocabSize);
     const { logits, loss } = model.forwardLoss(batch.inputIds, { attentionMask: batch.attentionMask, labels: batch.labels });

@@ -1,8 +1,11 @@
 /**
  * Autotuning: pick the fastest of a kernel's interchangeable variants by timing each on this device, and
- * remember the choice per adapter on disk, so only the first run on an adapter pays for it
- * (`tuneOps` in src/tensor/tune.ts runs the matmul and attention choices; `bun run bench`, `alignx info` and
- * the CLI commands tune before they work).
+ * remember the choice per adapter on disk, so only the first run on an adapter pays for it.
+ *
+ * Tuners: the layers above register what they tune (`registerTuner`; src/tensor/index.ts registers the
+ * matmul variants, then flash against unfused attention, which runs on the tuned matmul), and `gpu.tune()`
+ * runs them in registration order; `Gpu.open({ tune: true })` does so before returning (what `bun run bench`,
+ * `alignx info` and the CLI commands open), so a device's "auto" kernel choices follow its adapter's cache.
  *
  * Timing: every candidate runs once untimed (pipeline compilation, first touch), then `reps` times; a sample
  * is the sum of the GPU timestamps of the dispatches it recorded (host wall time of run + sync without the
@@ -19,6 +22,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { AdapterEntry } from "./device.ts";
+import { GpuError } from "./errors.ts";
 import type { Gpu } from "./index.ts";
 
 export interface Candidate {
@@ -36,6 +40,25 @@ export interface TuneResult {
 }
 
 const FORMAT = "alignx-autotune/1";
+
+/** Tunes some op's kernel choices on `gpu` (reading the cache, timing only what is missing); returns results by key. */
+export type TunerFn = (gpu: Gpu) => Promise<Record<string, TuneResult>>;
+
+const tuners: { name: string; fn: TunerFn }[] = [];
+
+/**
+ * Add a tuner that `gpu.tune()` (and `Gpu.open({ tune: true })`) runs, after those registered before it
+ * (register a tuner after those whose choices it runs on). A name is registered once.
+ */
+export function registerTuner(name: string, fn: TunerFn): void {
+  if (tuners.some((t) => t.name === name)) throw new GpuError(`registerTuner: a tuner named "${name}" is already registered`);
+  tuners.push({ name, fn });
+}
+
+/** The registered tuners, in the order `gpu.tune()` runs them. */
+export function registeredTuners(): readonly { readonly name: string; readonly fn: TunerFn }[] {
+  return tuners;
+}
 
 /** Where the per-adapter files live. */
 export function cacheDir(): string {
@@ -69,6 +92,7 @@ function validEntry(v: unknown): v is TuneResult {
 export class Autotuner {
   private entries = new Map<string, TuneResult>();
   private loaded = false;
+  private readonly timedKeys = new Set<string>();
   /** The cache file's name in the cache directory. */
   readonly fileName: string;
 
@@ -145,6 +169,11 @@ export class Autotuner {
     return this.entries.get(key);
   }
 
+  /** The keys this tuner timed (rather than read from the cache), e.g. to say "tuned now" or "read from". */
+  get timed(): ReadonlySet<string> {
+    return this.timedKeys;
+  }
+
   /** Every remembered result (loads the cache file first). */
   all(): ReadonlyMap<string, TuneResult> {
     this.load();
@@ -188,6 +217,7 @@ export class Autotuner {
     const choice = Object.entries(ms).sort((a, b) => a[1] - b[1])[0]![0];
     const result: TuneResult = { choice, ms, method: ts ? "gpu-timestamps" : "host", tunedAt: new Date().toISOString() };
     this.entries.set(key, result);
+    this.timedKeys.add(key);
     this.save();
     return result;
   }

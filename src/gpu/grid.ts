@@ -1,16 +1,17 @@
 /**
  * Launch geometry shared by every 1-D kernel: `n` invocations of a `wg`-wide workgroup spread over a 2-D
  * grid, since one dimension holds at most maxComputeWorkgroupsPerDimension (65535) workgroups. Kernels
- * compute their flat index as `gid.y * row + gid.x` and bounds-check it against n.
+ * compute their flat index as `gid.y * row + gid.x` and bounds-check it against n. Workgroups per grid row
+ * are the device's `policy.grid.maxX` (src/gpu/policy.ts; tests lower it to exercise the second dimension).
  */
-export const gridLimits = {
-  /** Workgroups per grid row; tests lower it to exercise the second dimension on small sizes. */
-  maxX: 65535,
-};
+import type { KernelPolicy } from "./policy.ts";
 
-export function grid1d(n: number, wg = 256): { workgroups: [number, number]; row: number } {
+/** What the geometry needs of a device: its kernel policy. */
+export type WithPolicy = { readonly policy: KernelPolicy };
+
+export function grid1d(gpu: WithPolicy, n: number, wg = 256): { workgroups: [number, number]; row: number } {
   const groups = Math.max(1, Math.ceil(n / wg));
-  const x = Math.min(groups, gridLimits.maxX);
+  const x = Math.min(groups, gpu.policy.grid.maxX);
   return { workgroups: [x, Math.ceil(groups / x)], row: x * wg };
 }
 
@@ -18,8 +19,8 @@ export function grid1d(n: number, wg = 256): { workgroups: [number, number]; row
  * Launch geometry of a one-workgroup-per-row kernel: `rows` workgroups on a 2-D grid. Kernels compute their
  * row as `wid.y * gx + wid.x` and return when it is >= rows.
  */
-export function rowGrid(rows: number): { workgroups: [number, number]; gx: number } {
-  const { workgroups } = grid1d(rows, 1);
+export function rowGrid(gpu: WithPolicy, rows: number): { workgroups: [number, number]; gx: number } {
+  const { workgroups } = grid1d(gpu, rows, 1);
   return { workgroups, gx: workgroups[0] };
 }
 
@@ -34,8 +35,8 @@ export function vec4Units(n: number): { units: number; defines: { VT: string; VE
 }
 
 /** Launch of an elementwise kernel over `n` elements in `vec4Units`: it bounds-checks its flat index against `units`. */
-export function elementwise(n: number): { units: number; workgroups: [number, number]; row: number; defines: { VT: string; VEC: 0 | 1 } } {
+export function elementwise(gpu: WithPolicy, n: number): { units: number; workgroups: [number, number]; row: number; defines: { VT: string; VEC: 0 | 1 } } {
   const u = vec4Units(n);
-  const g = grid1d(u.units);
+  const g = grid1d(gpu, u.units);
   return { ...u, workgroups: g.workgroups, row: g.row };
 }

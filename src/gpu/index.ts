@@ -1,20 +1,22 @@
 /**
- * The GPU runtime in one object: device, buffer pool, pipeline cache, queue, profiler.
+ * The GPU runtime in one object: device, buffer pool, pipeline cache, queue, profiler, and the kernel policy
+ * the ops read (src/gpu/policy.ts: kernel variants, launch limits, attention path).
  *
- *   const gpu = await Gpu.open({ cpu: true });
+ *   const gpu = await Gpu.open({ cpu: true });      // { policy: { rows: { wg: 8 } } } patches the defaults; { tune: true } autotunes
  *   const a = gpu.upload(new Float32Array([1, 2, 3]));
  *   gpu.dispatch(kernel, "main", { x: a }, 1, { params: { n: 3 } });
  *   const out = new Float32Array(await gpu.read(a));
  *   gpu.release(a);
  */
-import { Autotuner } from "./autotune.ts";
+import { Autotuner, registeredTuners, type TuneResult } from "./autotune.ts";
 import { chooseAdapter, listAdapters, openDevice, type AdapterEntry, type DeviceHandle, type DeviceOptions } from "./device.ts";
 import { fmtBytes } from "./errors.ts";
 import { PipelineCache, type KernelSource } from "./kernel.ts";
 import { BufferPool, STORAGE_USAGE, type PooledBuffer, type PoolStats } from "./pool.ts";
 import { Queue } from "./queue.ts";
 import { grid1d } from "./grid.ts";
-import { COPY } from "./kernels.ts";
+import { COPY } from "./copy.ts";
+import { DEFAULT_POLICY, mergePolicy, type KernelPolicy, type PartialPolicy } from "./policy.ts";
 
 export { defineKernel, defineLibrary, type KernelSource, type WgslPart } from "./kernel.ts";
 export type { PooledBuffer, PoolStats } from "./pool.ts";
@@ -23,20 +25,78 @@ export type { AdapterEntry, DeviceOptions } from "./device.ts";
 export { listAdapters, chooseAdapter };
 export { describeSubgroups, hasSubgroupsOf } from "./device.ts";
 export * from "./errors.ts";
-export { elementwise, grid1d, gridLimits, rowGrid, vec4Units } from "./grid.ts";
-export { Autotuner, cacheDir, hashText, median, type Candidate, type TuneResult } from "./autotune.ts";
-export { ROW_REDUCE, rowConfig, rowLaunch, type RowLaunch } from "./row_reduce.ts";
+export { elementwise, grid1d, rowGrid, vec4Units } from "./grid.ts";
+export { Autotuner, cacheDir, hashText, median, registerTuner, type Candidate, type TunerFn, type TuneResult } from "./autotune.ts";
+export { ROW_REDUCE, rowLaunch, type RowLaunch } from "./row_reduce.ts";
+export { DEFAULT_POLICY, mergePolicy, type AttentionKernel, type KernelPolicy, type MatmulKernel, type PartialPolicy } from "./policy.ts";
+
+export interface GpuOptions extends DeviceOptions {
+  /** Settings that differ from DEFAULT_POLICY on this device (validated: a bad one throws before the device opens). */
+  policy?: PartialPolicy;
+  /** Run the registered tuners (`gpu.tune()`) before returning: read the adapter's autotune cache, time what is missing. */
+  tune?: boolean;
+}
 
 export class Gpu {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
   readonly queue: Queue;
+  private current: KernelPolicy;
+  private lastTuned: Readonly<Record<string, TuneResult>> = {};
 
-  private constructor(readonly handle: DeviceHandle) {
+  private constructor(
+    readonly handle: DeviceHandle,
+    policy: KernelPolicy,
+  ) {
     const d = handle.device;
     this.pool = new BufferPool(d, d.limits.maxBufferSize);
     this.pipelines = new PipelineCache(d);
     this.queue = new Queue(handle, this.pool, this.pipelines);
+    this.current = policy;
+  }
+
+  /** The kernel choices and launch limits the ops read on this device (frozen; src/gpu/policy.ts). */
+  get policy(): KernelPolicy {
+    return this.current;
+  }
+
+  /**
+   * Run `fn` with `patch` applied to this device's policy, and restore the previous policy afterwards, also
+   * when fn throws; an async fn keeps the patch until its promise settles. The patch is device-wide while fn
+   * runs (not per async context): do not interleave two async overrides on one device.
+   */
+  withPolicy<T>(patch: PartialPolicy, fn: () => T): T {
+    const prev = this.current;
+    this.current = mergePolicy(prev, patch);
+    let pending = false;
+    try {
+      const r = fn();
+      if (r instanceof Promise) {
+        pending = true;
+        return r.finally(() => {
+          this.current = prev;
+        }) as T;
+      }
+      return r;
+    } finally {
+      if (!pending) this.current = prev;
+    }
+  }
+
+  /**
+   * Run every registered tuner on this device (src/gpu/autotune.ts `registerTuner`: the ops' matmul, then
+   * attention), reading the adapter's cache and timing only what is missing. Returns the results by key.
+   */
+  async tune(): Promise<Record<string, TuneResult>> {
+    const out: Record<string, TuneResult> = {};
+    for (const t of registeredTuners()) Object.assign(out, await t.fn(this));
+    this.lastTuned = out;
+    return out;
+  }
+
+  /** The results of the last `tune()` (empty before one): what `alignx info` and the bench print. */
+  get tuned(): Readonly<Record<string, TuneResult>> {
+    return this.lastTuned;
   }
 
   private tunerInstance: Autotuner | undefined;
@@ -46,8 +106,17 @@ export class Gpu {
     return (this.tunerInstance ??= new Autotuner(this));
   }
 
-  static async open(opts: DeviceOptions = {}): Promise<Gpu> {
-    return new Gpu(await openDevice(opts));
+  static async open(opts: GpuOptions = {}): Promise<Gpu> {
+    const policy = mergePolicy(DEFAULT_POLICY, opts.policy ?? {});
+    const gpu = new Gpu(await openDevice(opts), policy);
+    if (opts.tune)
+      try {
+        await gpu.tune();
+      } catch (e) {
+        gpu.destroy();
+        throw e;
+      }
+    return gpu;
   }
 
   get device(): GPUDevice {
@@ -85,14 +154,14 @@ export class Gpu {
    */
   fill(dst: PooledBuffer, value: number): void {
     const n4 = dst.size / 16;
-    const g = grid1d(n4);
+    const g = grid1d(this, n4);
     this.queue.dispatch(COPY, "fill_vec4", { dst: { buffer: dst, size: dst.size } }, g.workgroups, { params: { ...COPY.zeroParams, n4, row: g.row, value }, name: "fill" });
   }
 
   /** Like `fill`, with an exact 32-bit word (integers, two packed halves, a NaN with its payload). */
   fillBits(dst: PooledBuffer, word: number): void {
     const n4 = dst.size / 16;
-    const g = grid1d(n4);
+    const g = grid1d(this, n4);
     this.queue.dispatch(COPY, "fill_bits", { dst_bits: { buffer: dst, size: dst.size } }, g.workgroups, {
       params: { ...COPY.zeroParams, n4, row: g.row, bits: word >>> 0 },
       name: "fill",

@@ -37,7 +37,7 @@ export interface WgslPart {
 }
 
 export interface KernelSource {
-  /** Path shown in errors, relative to the repo root (`kernels/matmul.wgsl`). */
+  /** Path shown in errors, relative to the repo root (`kernels/norm.wgsl`). */
   readonly file: string;
   /** The kernel's text followed by its libraries' (one line break between parts). */
   readonly code: string;

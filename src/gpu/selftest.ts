@@ -5,7 +5,12 @@
 import { GpuError } from "./errors.ts";
 import { grid1d } from "./grid.ts";
 import type { Gpu } from "./index.ts";
-import { COPY, MATMUL } from "./kernels.ts";
+import { COPY } from "./copy.ts";
+import selftestSrc from "./selftest.wgsl" with { type: "text" };
+import { defineKernel } from "./kernel.ts";
+
+/** The self-test's own matmul (matmul_nn_v1: simple and easy to check; the ops run the tuned kernels). */
+export const SELFTEST_MATMUL = defineKernel("src/gpu/selftest.wgsl", selftestSrc);
 
 
 
@@ -48,7 +53,7 @@ export async function selfTest(gpu: Gpu, opts: { copyMiB?: number; matmul?: numb
   for (let i = 0; i < src.length; i += 997) src[i] = i;
   const a = gpu.upload(src, "selftest-src");
   const b = gpu.alloc(bytes, "selftest-dst");
-  const g = grid1d(n4);
+  const g = grid1d(gpu, n4);
   const copy = await timeIt(gpu, "copy", reps, () =>
     gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { ...COPY.zeroParams, n4, row: g.row }, name: "copy" }),
   );
@@ -66,7 +71,7 @@ export async function selfTest(gpu: Gpu, opts: { copyMiB?: number; matmul?: numb
   const bufC = gpu.alloc(M * N * 4);
   const wg: [number, number] = [Math.ceil(N / 4 / 8), Math.ceil(M / 8 / 8)];
   const mm = await timeIt(gpu, "matmul", reps, () =>
-    gpu.dispatch(MATMUL, "matmul_nn_v1", { a: bufA, b: bufB, c: bufC }, wg, { params: { M, N, K }, name: "matmul" }),
+    gpu.dispatch(SELFTEST_MATMUL, "matmul_nn_v1", { a: bufA, b: bufB, c: bufC }, wg, { params: { M, N, K }, name: "matmul" }),
   );
   const C = new Float32Array(await gpu.read(bufC));
   for (const [r, c] of [[0, 0], [M - 1, N - 1], [M >> 1, 3], [7, N - 5]] as const) {

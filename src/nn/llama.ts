@@ -56,7 +56,7 @@ import {
   type ParamSpec,
   type WrittenCheckpoint,
 } from "../io/index.ts";
-import { checkpoint } from "../tensor/checkpoint.ts";
+import { checkpoint } from "../tensor/recompute.ts";
 import { attention } from "../tensor/ops/attention.ts";
 import { attentionDecode } from "../tensor/ops/attention_decode.ts";
 import { linear } from "../tensor/ops/matmul.ts";

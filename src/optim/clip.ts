@@ -4,18 +4,11 @@
  * `sumsq` per gradient into its own slots of one partials buffer, then `norm_finish`), and each gradient is
  * scaled in place by min(1, maxNorm / (norm + 1e-6)) by `clip_scale`, which reads the norm from GPU memory.
  * Returns the total norm as a new scalar tensor (shape [], the caller's to release); reading it is optional.
+ * The `sumsq` pass's workgroups per gradient follow the device's `policy.clip` (src/gpu/policy.ts).
  */
 import { TensorError } from "../tensor/shape.ts";
 import { Tensor, untracked } from "../tensor/tensor.ts";
 import { dispatchElementwise, dispatchReduce } from "./optimizer.ts";
-
-/** Geometry of the `sumsq` pass (tests lower it to exercise several workgroups and the strided loop on small sizes). */
-export const clipLimits = {
-  /** Elements per workgroup before a gradient gets another workgroup. */
-  perGroup: 256 * 16,
-  /** Workgroups per gradient at most (larger gradients loop): bounds the partials the final pass sums. */
-  maxGroups: 512,
-};
 
 /**
  * Scale the gradients of `params` (those whose `.grad` is not null) so their global L2 norm is at most
@@ -38,7 +31,8 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number)
   }
   if (grads.length === 0) return Tensor.zeros(gpu, []);
 
-  const groups = grads.map((g) => Math.min(clipLimits.maxGroups, Math.ceil(g.size / clipLimits.perGroup)));
+  const lim = gpu.policy.clip;
+  const groups = grads.map((g) => Math.min(lim.maxGroups, Math.ceil(g.size / lim.perGroup)));
   const count = groups.reduce((a, b) => a + b, 0);
   const partial = untracked(() => Tensor.empty(gpu, [count]));
   const norm = Tensor.empty(gpu, []);

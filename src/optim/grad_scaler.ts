@@ -148,7 +148,7 @@ export class GradScaler {
     const invScale = f32(1 / this.scale_);
     for (const g of grads) {
       if (!g.size) continue;
-      const grid = grid1d(g.size);
+      const grid = grid1d(gpu, g.size);
       gpu.dispatch(GRAD_SCALER, "unscale", { grad: g.buffer, found_inf: flag.buffer }, grid.workgroups, {
         params: { n: g.size, row: grid.row, inv_scale: invScale },
         name: "GradScaler.unscale",

@@ -2,7 +2,7 @@
 export { Optimizer, OPTIM, type OptimizerStateDict, type ParamGroup, type ParamState, type ParamsInput, type GroupSpec, type NamedParams } from "./optimizer.ts";
 export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from "./adamw.ts";
 export { SGD, SGD_DEFAULTS, type SGDOptions } from "./sgd.ts";
-export { clipGradNorm, clipLimits } from "./clip.ts";
+export { clipGradNorm } from "./clip.ts";
 export {
   getConstantSchedule,
   getConstantScheduleWithWarmup,

@@ -24,7 +24,7 @@ export const OPTIM = defineKernel("kernels/optim.wgsl", kernelSrc, [ROW_REDUCE])
 /** Record one elementwise optimizer-kernel dispatch over `n` elements (in vec4s when n allows). */
 export function dispatchElementwise(gpu: Gpu, entry: string, name: string, n: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>): void {
   if (n === 0) return;
-  const e = elementwise(n);
+  const e = elementwise(gpu, n);
   gpu.dispatch(OPTIM, entry, bindings, e.workgroups, { params: { ...OPTIM.zeroParams, ...params, n: e.units, row: e.row }, defines: e.defines, name });
 }
 

@@ -227,7 +227,7 @@ function addInPlace(dst: Tensor, src: Tensor): void {
   if (dst.dtype !== src.dtype) throw new TensorError(`backward: cannot add a ${src.dtype} gradient into a ${dst.dtype} one`);
   if (dst.dtype === "f16") {
     const words = Math.ceil(dst.size / 2);
-    const g = grid1d(words);
+    const g = grid1d(dst.gpu, words);
     dst.gpu.dispatch(CAST, "accumulate_f16", { x16: src.buffer, y16: dst.buffer }, g.workgroups, {
       params: { n: dst.size, words, row: g.row },
       name: "grad.accumulate",
@@ -235,7 +235,7 @@ function addInPlace(dst: Tensor, src: Tensor): void {
     return;
   }
   if (dst.dtype !== "f32") throw new TensorError(`backward: gradients of dtype ${dst.dtype} are not supported`);
-  const e = elementwise(dst.size);
+  const e = elementwise(dst.gpu, dst.size);
   dst.gpu.dispatch(TENSOR_KERNELS, "accumulate", { src: src.buffer, dst: dst.buffer }, e.workgroups, {
     params: { n: e.units, row: e.row, value: 0 },
     defines: e.defines,

@@ -39,7 +39,7 @@ export const debug = {
 };
 
 import { grid1d } from "../gpu/grid.ts";
-export { grid1d, gridLimits } from "../gpu/grid.ts";
+export { grid1d } from "../gpu/grid.ts";
 
 /** One pooled buffer shared by every view of it. */
 export class Storage {

@@ -1,15 +1,17 @@
 // Autotuning (src/gpu/autotune.ts) and the matmul op's use of it: the fastest candidate wins by measured
 // time, the choice is written per adapter and read back by a new tuner without timing anything, a corrupt
 // or foreign cache file is reported (file and reason) and replaced, ALIGNX_AUTOTUNE=0 turns tuning off, and
-// the matmul op runs the tuned variant under "auto".
+// the matmul op runs the tuned variant under "auto"; Gpu.open({ tune: true }) runs the registered tuners
+// (matmul, then attention) and, from a warm cache, times nothing.
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Autotuner, defineKernel, type Candidate } from "../../src/gpu/index.ts";
+import { Autotuner, defineKernel, Gpu, type Candidate, type TuneResult } from "../../src/gpu/index.ts";
+import { registeredTuners } from "../../src/gpu/autotune.ts";
 import { Tensor } from "../../src/tensor/index.ts";
-import { attention, attentionConfig, attentionTuneKey, tuneAttention } from "../../src/tensor/ops/attention.ts";
-import { matmulConfig, matmulTuneKey, matmulVariantFor, matmulVariants, tuneMatmul, variantName } from "../../src/tensor/ops/matmul.ts";
+import { attention, attentionTuneKey, tuneAttention } from "../../src/tensor/ops/attention.ts";
+import { matmulTuneKey, matmulVariantFor, matmulVariants, tuneMatmul, variantName } from "../../src/tensor/ops/matmul.ts";
 import { getGpu } from "../helpers.ts";
 
 // A kernel whose cost grows with `iters`: candidates of known relative speed.
@@ -36,8 +38,6 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   if (savedEnv === undefined) delete process.env.ALIGNX_AUTOTUNE;
   else process.env.ALIGNX_AUTOTUNE = savedEnv;
-  matmulConfig.kernel = "auto";
-  attentionConfig.kernel = "auto";
 });
 
 describe("autotune", () => {
@@ -139,9 +139,7 @@ describe("autotune", () => {
     (gpu.tuner as unknown as { entries: Map<string, unknown>; loaded: boolean }).entries.set(key, forced);
     try {
       expect(matmulVariantFor(gpu, { M: 16, N: 16, K: 16, batch: 1 }, "f32")).toEqual({ kernel: "direct", tm: 4 });
-      matmulConfig.kernel = "tiled";
-      expect(matmulVariantFor(gpu, { M: 16, N: 16, K: 16, batch: 1 }, "f32")).toEqual({ kernel: "tiled", tm: 4 });
-      matmulConfig.kernel = "auto";
+      gpu.withPolicy({ matmul: { kernel: "tiled" } }, () => expect(matmulVariantFor(gpu, { M: 16, N: 16, K: 16, batch: 1 }, "f32")).toEqual({ kernel: "tiled", tm: 4 }));
       // And the product is right with it.
       using a = Tensor.fromArray(gpu, [1, 2, 3, 4], [2, 2]);
       using b = Tensor.fromArray(gpu, [5, 6, 7, 8], [2, 2]);
@@ -180,6 +178,43 @@ describe("autotune", () => {
       }
     } finally {
       entries.delete(attentionTuneKey());
+    }
+  }, 120_000);
+
+  test("Gpu.open({ tune: true }) runs the registered tuners in order and fills the choices from a warm cache without timing", async () => {
+    const shared = await getGpu();
+    // src/tensor/index.ts registers the matmul variants before attention (whose unfused path runs on the tuned matmul).
+    expect(registeredTuners().map((t) => t.name)).toEqual(["matmul", "attention"]);
+    // A warm cache for this adapter (a second device on the shared device's adapter has its file name) whose
+    // choices and times no measurement would produce: what the new device reports must come from the file.
+    const dir = tempDir();
+    const entry = (choice: string, ms: Record<string, number>): TuneResult => ({ choice, ms, method: "host", tunedAt: "2020-01-01T00:00:00.000Z" });
+    const mm = entry("direct-tm4", { "direct-tm4": 1, tiled: 2 });
+    const att = entry("unfused", { flash: 2, unfused: 1 });
+    const entries: Record<string, TuneResult> = { [attentionTuneKey()]: att };
+    for (const dtype of ["f32", "f16"] as const) for (const cls of ["small", "large"] as const) entries[matmulTuneKey(dtype, cls)] = mm;
+    writeFileSync(join(dir, shared.tuner.fileName), JSON.stringify({ format: "alignx-autotune/1", entries }));
+    const savedDir = process.env.ALIGNX_CACHE_DIR;
+    process.env.ALIGNX_CACHE_DIR = dir;
+    let gpu: Gpu | undefined;
+    try {
+      gpu = await Gpu.open({ tune: true });
+      expect(gpu.tuner.file).toBe(join(dir, shared.tuner.fileName));
+      const want: Record<string, TuneResult> = { [matmulTuneKey("f32", "small")]: mm, [matmulTuneKey("f32", "large")]: mm };
+      if (gpu.features.has("shader-f16")) Object.assign(want, { [matmulTuneKey("f16", "small")]: mm, [matmulTuneKey("f16", "large")]: mm });
+      want[attentionTuneKey()] = att;
+      expect(gpu.tuned).toEqual(want);
+      expect(Object.keys(gpu.tuned)).toEqual(Object.keys(want)); // matmul first, then attention
+      expect(gpu.tuner.timed.size).toBe(0); // nothing was timed
+      // The device's "auto" choices follow the cache.
+      expect(matmulVariantFor(gpu, { M: 16, N: 16, K: 16, batch: 1 }, "f32")).toEqual({ kernel: "direct", tm: 4 });
+      // tune() again: the same results, still without timing.
+      expect(await gpu.tune()).toEqual(want);
+      expect(gpu.tuner.timed.size).toBe(0);
+    } finally {
+      gpu?.destroy();
+      if (savedDir === undefined) delete process.env.ALIGNX_CACHE_DIR;
+      else process.env.ALIGNX_CACHE_DIR = savedDir;
     }
   }, 120_000);
 });

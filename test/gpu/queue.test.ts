@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { defineKernel, GpuValidationError, grid1d } from "../../src/gpu/index.ts";
-import { COPY, MATMUL } from "../../src/gpu/kernels.ts";
+import { COPY } from "../../src/gpu/copy.ts";
+import { SELFTEST_MATMUL as MATMUL } from "../../src/gpu/selftest.ts";
 import { getGpu, poison, randomF32, rng } from "../helpers.ts";
 
 const ACC = defineKernel(
@@ -22,7 +23,7 @@ describe("queue", () => {
     const n4 = 1000;
     const a = gpu.upload(randomF32(4 * n4, rng(1)));
     const b = gpu.alloc(16 * n4);
-    const g = grid1d(n4);
+    const g = grid1d(gpu, n4);
     gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 } });
     await gpu.sync();
     const s0 = gpu.queue.stats();
@@ -47,7 +48,7 @@ describe("queue", () => {
       const a = gpu.upload(src);
       const b = gpu.alloc(16 * n4);
       poison(gpu, b);
-      const g = grid1d(n4);
+      const g = grid1d(gpu, n4);
       gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 } });
       const out = new Float32Array(await gpu.read(b));
       expect(out.length).toBe(src.length);
@@ -90,7 +91,7 @@ describe("queue", () => {
     const a = gpu.upload(old);
     const b = gpu.alloc(16 * n4);
     const c = gpu.alloc(16 * n4);
-    const g = grid1d(n4);
+    const g = grid1d(gpu, n4);
     gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 } });
     gpu.write(a, fresh); // must not overtake the copy above
     gpu.dispatch(COPY, "copy_vec4", { src: a, dst: c }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 } });
@@ -139,7 +140,7 @@ describe("queue", () => {
     const gpu = await getGpu();
     const a = gpu.alloc(1024);
     const b = gpu.alloc(1024);
-    const g = grid1d(64);
+    const g = grid1d(gpu, 64);
     gpu.dispatch(COPY, "copy_vec4", { src: a, dst: b }, g.workgroups, { params: { n4: 64, row: g.row, value: 0, bits: 0 }, name: "fine-op" });
     // The same buffer bound read-only and writable in one dispatch: a usage conflict Dawn rejects.
     gpu.dispatch(COPY, "copy_vec4", { src: a, dst: a }, g.workgroups, { params: { n4: 64, row: g.row, value: 0, bits: 0 }, name: "aliasing-op" });
@@ -158,7 +159,7 @@ describe("queue", () => {
     const n4 = 4096;
     const a = gpu.alloc(16 * n4);
     const b = gpu.alloc(16 * n4);
-    const g = grid1d(n4);
+    const g = grid1d(gpu, n4);
     for (let i = 0; i < 3; i++) gpu.dispatch(COPY, "fill_vec4", { src: a, dst: b }, g.workgroups, { params: { n4, row: g.row, value: i, bits: 0 }, name: "fill" });
     gpu.dispatch(COPY, "copy_vec4", { src: b, dst: a }, g.workgroups, { params: { n4, row: g.row, value: 0, bits: 0 }, name: "copy" });
     const out = new Float32Array(await gpu.read(a));

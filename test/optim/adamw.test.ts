@@ -4,7 +4,7 @@
 // loadStateDict and their shape check), release, and argument errors.
 import { describe, expect, test } from "bun:test";
 import { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from "../../src/optim/index.ts";
-import { gridLimits, Tensor } from "../../src/tensor/index.ts";
+import { Tensor } from "../../src/tensor/index.ts";
 import { expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "../tensor/helpers.ts";
 
 /** float64 AdamW for one parameter: torch's _single_tensor_adamw (amsgrad off), written out. */
@@ -120,9 +120,7 @@ describe("AdamW", () => {
 
   test("a 2-D grid of workgroups (x capped at 2) covers every element", async () => {
     const gpu = await getGpu();
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       const r = rng(seedOf("adamw grid"));
       const X = uniform(r, 1100);
       using p = upload(gpu, X, [1100], true);
@@ -136,9 +134,7 @@ describe("AdamW", () => {
       }
       expectClose("1100 elements on a 3x2 grid", await p.toArray(), ref.p);
       opt.release();
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   });
 
   test("a step is one fused dispatch per parameter with a gradient, and uploads nothing", async () => {

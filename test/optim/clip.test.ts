@@ -2,8 +2,8 @@
 // several gradients of odd sizes, reduced with one and with many workgroups per gradient (and with the strided
 // loop when workgroups are capped), the in-place scaling, no host round-trip, null gradients skipped.
 import { describe, expect, test } from "bun:test";
-import { clipGradNorm, clipLimits } from "../../src/optim/index.ts";
-import { gridLimits, Tensor } from "../../src/tensor/index.ts";
+import { clipGradNorm } from "../../src/optim/index.ts";
+import { Tensor } from "../../src/tensor/index.ts";
 import { expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "../tensor/helpers.ts";
 
 /** torch.nn.utils.clip_grad_norm_ in float64: [total norm, clipped gradients]. */
@@ -40,20 +40,12 @@ describe("clipGradNorm", () => {
   });
 
   test("many workgroups per gradient with the strided loop (workgroups capped at 3), and a 2-D scaling grid", async () => {
-    const prev = { ...clipLimits };
-    const prevX = gridLimits.maxX;
-    clipLimits.perGroup = 300;
-    clipLimits.maxGroups = 3;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ clip: { perGroup: 300, maxGroups: 3 }, grid: { maxX: 2 } }, async () => {
       await check("capped", [[2049], [1], [700], [256]], 1.5);
-      clipLimits.maxGroups = 65535;
-      clipLimits.perGroup = 64; // 313 + 5 partials: the final pass strides too
-      await check("uncapped", [[20001], [257]], 3.0);
-    } finally {
-      Object.assign(clipLimits, prev);
-      gridLimits.maxX = prevX;
-    }
+      // 313 + 5 partials: the final pass strides too
+      await gpu.withPolicy({ clip: { maxGroups: 65535, perGroup: 64 } }, () => check("uncapped", [[20001], [257]], 3.0));
+    });
   });
 
   test("no host round-trip: clipping records GPU work only; the norm is read only when asked", async () => {

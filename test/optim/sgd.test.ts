@@ -4,7 +4,7 @@
 // then); one dispatch per parameter and no upload; checkpoints; argument errors.
 import { describe, expect, test } from "bun:test";
 import { SGD, type SGDOptions } from "../../src/optim/index.ts";
-import { gridLimits, Tensor } from "../../src/tensor/index.ts";
+import { Tensor } from "../../src/tensor/index.ts";
 import { expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "../tensor/helpers.ts";
 
 /** float64 SGD for one parameter: torch's _single_tensor_sgd, written out. */
@@ -71,9 +71,7 @@ describe("SGD", () => {
 
   test("a 2-D grid of workgroups (x capped at 2) covers every element", async () => {
     const gpu = await getGpu();
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       const r = rng(seedOf("sgd grid"));
       const X = uniform(r, 1100);
       using p = upload(gpu, X, [1100], true);
@@ -88,9 +86,7 @@ describe("SGD", () => {
       }
       expectClose("1100 elements on a 3x2 grid", await p.toArray(), ref.p);
       opt.release();
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   });
 
   test("one dispatch per parameter per step, no upload; momentum buffers survive a checkpoint", async () => {

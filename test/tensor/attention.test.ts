@@ -3,8 +3,8 @@
 // Hq/Hkv in {2/2, 4/2, 4/1}, B in {1, 2}, causal or not, no / left / right key padding; against the PyTorch
 // goldens; odd block sizes; rows with no visible key (0, never NaN); no T x T buffer at T = 512; flat memory
 // over a training-style loop; shape errors. Every fresh tensor starts as NaN.
-import { afterEach, describe, expect, test } from "bun:test";
-import { attention, attentionConfig, type AttentionBlocks } from "../../src/tensor/ops/attention.ts";
+import { describe, expect, test } from "bun:test";
+import { attention, type AttentionBlocks } from "../../src/tensor/ops/attention.ts";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { loadGoldens } from "./goldens.ts";
 import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload } from "./helpers.ts";
@@ -152,11 +152,8 @@ const HEADS: [number, number][] = [
 ];
 
 // flash: the fused kernels (kernels/attention.wgsl); unfused: matmul + masked softmax + matmul, what CPU
-// adapters run for T >= 128 (src/tensor/ops/attention.ts attentionConfig). Both are held to the same references.
+// adapters run for T >= 128 (the device's `policy.attention`, src/gpu/policy.ts). Both are held to the same references.
 const KERNELS = ["flash", "unfused"] as const;
-afterEach(() => {
-  attentionConfig.kernel = "auto";
-});
 
 describe("attention", () => {
   test("the float64 reference's gradients match central differences (GQA, causal, padding, an empty row)", () => {
@@ -179,13 +176,15 @@ describe("attention", () => {
   for (const kernel of KERNELS)
   [1, 5, 17, 64].forEach((T, ti) =>
     test(`${kernel}, T=${T}: forward, dq, dk, dv for Dh 8/16/64, causal or not, no/left/right padding`, async () => {
-      attentionConfig.kernel = kernel;
-      for (const [di, Dh] of [8, 16, 64].entries()) {
-        const [Hq, Hkv] = HEADS[(ti + di) % 3]!;
-        const B = 1 + ((ti + di) % 2);
-        for (const causal of [true, false])
-          for (const pad of ["none", "left", "right"] as Padding[]) await check({ d: { B, Hq, Hkv, T, Dh }, causal, pad });
-      }
+      const gpu = await getGpu();
+      await gpu.withPolicy({ attention: { kernel } }, async () => {
+        for (const [di, Dh] of [8, 16, 64].entries()) {
+          const [Hq, Hkv] = HEADS[(ti + di) % 3]!;
+          const B = 1 + ((ti + di) % 2);
+          for (const causal of [true, false])
+            for (const pad of ["none", "left", "right"] as Padding[]) await check({ d: { B, Hq, Hkv, T, Dh }, causal, pad });
+        }
+      });
     }, COMPILES),
   );
 
@@ -204,63 +203,65 @@ describe("attention", () => {
 
   for (const kernel of KERNELS)
   test(`${kernel}: a query row with no visible key gives 0 and zero gradients, never NaN`, async () => {
-    attentionConfig.kernel = kernel;
     const gpu = await getGpu();
-    const d: Dims = { B: 2, Hq: 2, Hkv: 1, T: 5, Dh: 8 };
-    const r = rng(3);
-    const qShape = [d.B, d.Hq, d.T, d.Dh];
-    const kShape = [d.B, d.Hkv, d.T, d.Dh];
-    // batch 0: left padding of 3 (queries 0-2 see nothing under causal); batch 1: every key padded.
-    const M = Float64Array.of(0, 0, 0, 1, 1, 0, 0, 0, 0, 0);
-    for (const causal of [true, false]) {
-      const [Q, K, V, G] = [uniform(r, numel(qShape)), uniform(r, numel(kShape)), uniform(r, numel(kShape)), uniform(r, numel(qShape))];
-      const ref = reference(Q, K, V, G, d, causal, M, 1 / Math.sqrt(d.Dh));
-      const [q, k, v, g, mask] = [upload(gpu, Q, qShape, true), upload(gpu, K, kShape, true), upload(gpu, V, kShape, true), upload(gpu, G, qShape), upload(gpu, M, [d.B, d.T])];
-      const out = attention(q, k, v, { causal, keyPaddingMask: mask });
-      out.backward(g);
-      const [o, dq, dk, dv] = await Promise.all([out.toArray(), q.grad!.toArray(), k.grad!.toArray(), v.grad!.toArray()]);
-      for (const x of [o, dq, dk, dv]) expect(x.some(Number.isNaN)).toBe(false);
-      ref.hasKey.forEach((has, row) => {
-        if (has) return;
-        for (let c = 0; c < d.Dh; c++) {
-          expect(o[row * d.Dh + c]).toBe(0);
-          expect(dq[row * d.Dh + c]).toBe(0);
-        }
-      });
-      expect(ref.hasKey.filter((x) => !x).length).toBe(causal ? 2 * 3 + 2 * 5 : 2 * 5);
-      expectClose("masked rows: forward", o, ref.out, { rtol: 1e-3, mag: ref.mag.out });
-      expectClose("masked rows: dk", dk, ref.dk, { rtol: 1e-3, mag: ref.mag.dk });
-      expectClose("masked rows: dv", dv, ref.dv, { rtol: 1e-3, mag: ref.mag.dv });
-      for (const t of [q, k, v, g, mask, out]) t.release();
-    }
+    await gpu.withPolicy({ attention: { kernel } }, async () => {
+      const d: Dims = { B: 2, Hq: 2, Hkv: 1, T: 5, Dh: 8 };
+      const r = rng(3);
+      const qShape = [d.B, d.Hq, d.T, d.Dh];
+      const kShape = [d.B, d.Hkv, d.T, d.Dh];
+      // batch 0: left padding of 3 (queries 0-2 see nothing under causal); batch 1: every key padded.
+      const M = Float64Array.of(0, 0, 0, 1, 1, 0, 0, 0, 0, 0);
+      for (const causal of [true, false]) {
+        const [Q, K, V, G] = [uniform(r, numel(qShape)), uniform(r, numel(kShape)), uniform(r, numel(kShape)), uniform(r, numel(qShape))];
+        const ref = reference(Q, K, V, G, d, causal, M, 1 / Math.sqrt(d.Dh));
+        const [q, k, v, g, mask] = [upload(gpu, Q, qShape, true), upload(gpu, K, kShape, true), upload(gpu, V, kShape, true), upload(gpu, G, qShape), upload(gpu, M, [d.B, d.T])];
+        const out = attention(q, k, v, { causal, keyPaddingMask: mask });
+        out.backward(g);
+        const [o, dq, dk, dv] = await Promise.all([out.toArray(), q.grad!.toArray(), k.grad!.toArray(), v.grad!.toArray()]);
+        for (const x of [o, dq, dk, dv]) expect(x.some(Number.isNaN)).toBe(false);
+        ref.hasKey.forEach((has, row) => {
+          if (has) return;
+          for (let c = 0; c < d.Dh; c++) {
+            expect(o[row * d.Dh + c]).toBe(0);
+            expect(dq[row * d.Dh + c]).toBe(0);
+          }
+        });
+        expect(ref.hasKey.filter((x) => !x).length).toBe(causal ? 2 * 3 + 2 * 5 : 2 * 5);
+        expectClose("masked rows: forward", o, ref.out, { rtol: 1e-3, mag: ref.mag.out });
+        expectClose("masked rows: dk", dk, ref.dk, { rtol: 1e-3, mag: ref.mag.dk });
+        expectClose("masked rows: dv", dv, ref.dv, { rtol: 1e-3, mag: ref.mag.dv });
+        for (const t of [q, k, v, g, mask, out]) t.release();
+      }
+    });
   });
 
   for (const kernel of KERNELS)
   test(`${kernel}: matches the PyTorch goldens (explicit float64 math) on rows that see a key`, async () => {
-    attentionConfig.kernel = kernel;
     const gpu = await getGpu();
-    for (const gc of loadGoldens("attention")) {
-      const [B, Hq, T, Dh] = gc.inputs.q!.shape as [number, number, number, number];
-      const d: Dims = { B, Hq, Hkv: gc.inputs.k!.shape[1]!, T, Dh };
-      const causal = gc.params.causal as boolean;
-      const scale = (gc.params.scale as number | undefined) ?? 1 / Math.sqrt(Dh);
-      const f64 = (n: string, src = gc.inputs) => Float64Array.from(src[n]!.data);
-      const M = gc.inputs.mask && f64("mask");
-      // The float64 reference on the same inputs supplies the rows with keys and the error scales.
-      const ref = reference(f64("q"), f64("k"), f64("v"), f64("out", gc.upstream), d, causal, M, scale);
-      const t = (n: string, grad = false) => upload(gpu, f64(n), gc.inputs[n]!.shape, grad);
-      const [q, k, v, mask] = [t("q", true), t("k", true), t("v", true), M && t("mask")];
-      const g = upload(gpu, f64("out", gc.upstream), gc.upstream.out!.shape);
-      const out = attention(q, k, v, { causal, keyPaddingMask: mask, scale: gc.params.scale as number | undefined });
-      out.backward(g);
-      const rows = (x: ArrayLike<number>) => Array.from(x).filter((_, e) => ref.hasKey[Math.floor(e / Dh)]);
-      const tol = { rtol: 1e-3, atol: 1e-6 };
-      expectClose(`${gc.name} out`, rows(await out.toArray()), rows(gc.outputs.out!.data), { ...tol, mag: rows(ref.mag.out) });
-      expectClose(`${gc.name} dq`, await q.grad!.toArray(), gc.grads.q!.data, { ...tol, mag: ref.mag.dq });
-      expectClose(`${gc.name} dk`, await k.grad!.toArray(), gc.grads.k!.data, { ...tol, mag: ref.mag.dk });
-      expectClose(`${gc.name} dv`, await v.grad!.toArray(), gc.grads.v!.data, { ...tol, mag: ref.mag.dv });
-      for (const x of [q, k, v, g, out, mask]) x?.release();
-    }
+    await gpu.withPolicy({ attention: { kernel } }, async () => {
+      for (const gc of loadGoldens("attention")) {
+        const [B, Hq, T, Dh] = gc.inputs.q!.shape as [number, number, number, number];
+        const d: Dims = { B, Hq, Hkv: gc.inputs.k!.shape[1]!, T, Dh };
+        const causal = gc.params.causal as boolean;
+        const scale = (gc.params.scale as number | undefined) ?? 1 / Math.sqrt(Dh);
+        const f64 = (n: string, src = gc.inputs) => Float64Array.from(src[n]!.data);
+        const M = gc.inputs.mask && f64("mask");
+        // The float64 reference on the same inputs supplies the rows with keys and the error scales.
+        const ref = reference(f64("q"), f64("k"), f64("v"), f64("out", gc.upstream), d, causal, M, scale);
+        const t = (n: string, grad = false) => upload(gpu, f64(n), gc.inputs[n]!.shape, grad);
+        const [q, k, v, mask] = [t("q", true), t("k", true), t("v", true), M && t("mask")];
+        const g = upload(gpu, f64("out", gc.upstream), gc.upstream.out!.shape);
+        const out = attention(q, k, v, { causal, keyPaddingMask: mask, scale: gc.params.scale as number | undefined });
+        out.backward(g);
+        const rows = (x: ArrayLike<number>) => Array.from(x).filter((_, e) => ref.hasKey[Math.floor(e / Dh)]);
+        const tol = { rtol: 1e-3, atol: 1e-6 };
+        expectClose(`${gc.name} out`, rows(await out.toArray()), rows(gc.outputs.out!.data), { ...tol, mag: rows(ref.mag.out) });
+        expectClose(`${gc.name} dq`, await q.grad!.toArray(), gc.grads.q!.data, { ...tol, mag: ref.mag.dq });
+        expectClose(`${gc.name} dk`, await k.grad!.toArray(), gc.grads.k!.data, { ...tol, mag: ref.mag.dk });
+        expectClose(`${gc.name} dv`, await v.grad!.toArray(), gc.grads.v!.data, { ...tol, mag: ref.mag.dv });
+        for (const x of [q, k, v, g, out, mask]) x?.release();
+      }
+    });
   });
 
   test("only the inputs that require grad get one", async () => {
@@ -285,59 +286,61 @@ describe("attention", () => {
   });
 
   test("flash, T = 512: forward and backward each grow memory by less than one head's T*T*4-byte score matrix", async () => {
-    attentionConfig.kernel = "flash";
     const gpu = await getGpu();
-    const T = 512;
-    const r = rng(5);
-    const [qShape, kShape] = [[1, 2, T, 16], [1, 1, T, 16]];
-    const [q, k, v] = [qShape, kShape, kShape].map((s) => upload(gpu, uniform(r, numel(s)), s, true)) as [Tensor, Tensor, Tensor];
-    const g = upload(gpu, uniform(r, numel(qShape)), qShape);
-    const mask = upload(gpu, paddingMask(1, T, "left")!, [1, T]);
-    await gpu.sync();
-    const base = gpu.memory().liveBytes;
-    gpu.pool.resetPeak();
-    const out = attention(q, k, v, { keyPaddingMask: mask });
-    const fwdPeak = gpu.memory().peakBytes - base;
-    const afterFwd = gpu.memory().liveBytes;
-    gpu.pool.resetPeak();
-    out.backward(g);
-    const bwdPeak = gpu.memory().peakBytes - afterFwd;
-    await gpu.sync();
-    expect(fwdPeak).toBeGreaterThan(0); // out and lse
-    expect(fwdPeak).toBeLessThan(T * T * 4);
-    expect(bwdPeak).toBeGreaterThan(0); // stats and the gradients
-    expect(bwdPeak).toBeLessThan(T * T * 4);
-    expect(Number.isFinite((await q.grad!.toArray())[0]!)).toBe(true);
-    for (const t of [q, k, v, g, mask, out]) t.release();
+    await gpu.withPolicy({ attention: { kernel: "flash" } }, async () => {
+      const T = 512;
+      const r = rng(5);
+      const [qShape, kShape] = [[1, 2, T, 16], [1, 1, T, 16]];
+      const [q, k, v] = [qShape, kShape, kShape].map((s) => upload(gpu, uniform(r, numel(s)), s, true)) as [Tensor, Tensor, Tensor];
+      const g = upload(gpu, uniform(r, numel(qShape)), qShape);
+      const mask = upload(gpu, paddingMask(1, T, "left")!, [1, T]);
+      await gpu.sync();
+      const base = gpu.memory().liveBytes;
+      gpu.pool.resetPeak();
+      const out = attention(q, k, v, { keyPaddingMask: mask });
+      const fwdPeak = gpu.memory().peakBytes - base;
+      const afterFwd = gpu.memory().liveBytes;
+      gpu.pool.resetPeak();
+      out.backward(g);
+      const bwdPeak = gpu.memory().peakBytes - afterFwd;
+      await gpu.sync();
+      expect(fwdPeak).toBeGreaterThan(0); // out and lse
+      expect(fwdPeak).toBeLessThan(T * T * 4);
+      expect(bwdPeak).toBeGreaterThan(0); // stats and the gradients
+      expect(bwdPeak).toBeLessThan(T * T * 4);
+      expect(Number.isFinite((await q.grad!.toArray())[0]!)).toBe(true);
+      for (const t of [q, k, v, g, mask, out]) t.release();
+    });
   });
 
   for (const kernel of KERNELS)
   test(`${kernel}: 50 steps of forward + backward keep live buffers and bytes flat`, async () => {
-    attentionConfig.kernel = kernel;
     const gpu = await getGpu();
-    const r = rng(6);
-    const [qShape, kShape] = [[2, 4, 33, 16], [2, 2, 33, 16]];
-    const [q, k, v] = [qShape, kShape, kShape].map((s) => upload(gpu, uniform(r, numel(s)), s, true)) as [Tensor, Tensor, Tensor];
-    const g = upload(gpu, uniform(r, numel(qShape)), qShape);
-    const mask = upload(gpu, paddingMask(2, 33, "right")!, [2, 33]);
-    await gpu.sync();
-    const start = gpu.memory();
-    let warm = start;
-    for (let it = 0; it < 50; it++) {
-      scope(() => attention(q, k, v, { keyPaddingMask: mask }).backward(g));
-      for (const t of [q, k, v]) t.zeroGrad();
-      if (it === 4) {
-        await gpu.sync();
-        warm = gpu.memory();
+    await gpu.withPolicy({ attention: { kernel } }, async () => {
+      const r = rng(6);
+      const [qShape, kShape] = [[2, 4, 33, 16], [2, 2, 33, 16]];
+      const [q, k, v] = [qShape, kShape, kShape].map((s) => upload(gpu, uniform(r, numel(s)), s, true)) as [Tensor, Tensor, Tensor];
+      const g = upload(gpu, uniform(r, numel(qShape)), qShape);
+      const mask = upload(gpu, paddingMask(2, 33, "right")!, [2, 33]);
+      await gpu.sync();
+      const start = gpu.memory();
+      let warm = start;
+      for (let it = 0; it < 50; it++) {
+        scope(() => attention(q, k, v, { keyPaddingMask: mask }).backward(g));
+        for (const t of [q, k, v]) t.zeroGrad();
+        if (it === 4) {
+          await gpu.sync();
+          warm = gpu.memory();
+        }
       }
-    }
-    await gpu.sync();
-    const end = gpu.memory();
-    expect(end.liveBuffers).toBe(warm.liveBuffers);
-    expect(end.liveBytes).toBe(warm.liveBytes);
-    expect(end.created).toBe(warm.created); // the pool served every step from its cache
-    expect(end.liveBytes).toBe(start.liveBytes);
-    for (const t of [q, k, v, g, mask]) t.release();
+      await gpu.sync();
+      const end = gpu.memory();
+      expect(end.liveBuffers).toBe(warm.liveBuffers);
+      expect(end.liveBytes).toBe(warm.liveBytes);
+      expect(end.created).toBe(warm.created); // the pool served every step from its cache
+      expect(end.liveBytes).toBe(start.liveBytes);
+      for (const t of [q, k, v, g, mask]) t.release();
+    });
   });
 
   test("no autograd record under noGrad or without inputs that require grad", async () => {

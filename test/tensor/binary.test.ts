@@ -2,7 +2,7 @@
 // (summed over its broadcast dimensions) against float64 analytic gradients, on shapes that are not
 // multiples of the workgroup size, with every fresh tensor poisoned with NaN.
 import { describe, expect, test } from "bun:test";
-import { add, binary, div, gridLimits, mul, sub, Tensor, type BinaryOp } from "../../src/tensor/index.ts";
+import { add, binary, div, mul, sub, Tensor, type BinaryOp } from "../../src/tensor/index.ts";
 import {
   awayFromZero,
   centralDiff,
@@ -115,14 +115,11 @@ describe("binary ops", () => {
   });
 
   test("a 2-D grid of workgroups (x capped at 2) covers every element", async () => {
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       await check("mul", [3, 300], [300]); // 900 outputs: 4 workgroups on a 2x2 grid
       await check("sub", [1100], [1100]);
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   });
 
   test("incompatible shapes fail at the call site, naming the op and both shapes", async () => {

@@ -3,7 +3,7 @@
 // which must agree bit for bit; more ids than one sort tile; a 2-D grid; out-of-range ids (a call-site error
 // for host ids, NaN rows and no gradient for GPU ids); PyTorch goldens; flat memory.
 import { describe, expect, test } from "bun:test";
-import { gridLimits, scope, Tensor } from "../../src/tensor/index.ts";
+import { scope, Tensor } from "../../src/tensor/index.ts";
 import { embedding } from "../../src/tensor/ops/embedding.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
@@ -76,15 +76,12 @@ describe("embedding", () => {
   }, SLOW);
 
   test("a 2-D grid of workgroups (x capped at 2) covers every element", async () => {
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       await check([700], 9, 2); // sort: 3 workgroups on a 2x2 grid; gather 1400, scatter 18, bounds 10
       await check([3], 600, 2); // scatter: 1200 elements on a 2x3 grid; bounds 601
       await check([300], 200, 8); // vec4 rows: gather 600 vec4s, scatter 400, both on 2-D grids
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   }, SLOW);
 
   test("backward is deterministic: the same gradient bits on every run", async () => {

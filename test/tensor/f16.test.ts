@@ -13,11 +13,11 @@
 //                the f16 subnormal spacing 6e-8)
 //   f32 result:  |got - ref| <= 1e-7 + 1e-5 * sum|terms|   (f32 accumulation only: the inputs are exact)
 // A dedicated case shows the accumulation is f32 (f16 accumulation would lose every small term).
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { f32BitsToF16Bits } from "../../src/io/half.ts";
 import { clone, scope, Tensor, TensorError } from "../../src/tensor/index.ts";
 import { cast } from "../../src/tensor/ops/cast.ts";
-import { linear, matmul, matmulConfig } from "../../src/tensor/ops/matmul.ts";
+import { linear, matmul } from "../../src/tensor/ops/matmul.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectClose, getGpu, MATMUL_KERNELS as KERNELS, matmulKernelRuns, numel, rng, seedOf, uniform, type Shape } from "./helpers.ts";
@@ -28,9 +28,6 @@ const HAS_F16 = gpu.features.has("shader-f16");
 const testF16 = HAS_F16 ? test : test.skip;
 /** testF16 for a matmul kernel: skipped (by name) where that kernel cannot run. */
 const testF16K = (kc: (typeof KERNELS)[number]) => (HAS_F16 && matmulKernelRuns(gpu, kc) ? test : test.skip);
-
-const DEFAULTS = { ...matmulConfig };
-afterEach(() => Object.assign(matmulConfig, DEFAULTS));
 
 const F16_TOL = { rtol: 2e-3, atol: 1e-7 };
 const F32_TOL = { rtol: 1e-5, atol: 1e-7 };
@@ -141,31 +138,32 @@ describe("f16 matmul", () => {
     testF16K(kc)(
       `f16 operands, f32 accumulation, f16 result and f16 gradients: every layout, ${kc.kernel} kernel (${kc.tm} rows)`,
       async () => {
-        Object.assign(matmulConfig, kc);
-        const r = rng(seedOf(`f16 matmul ${kc.kernel} ${kc.tm}`));
-        for (const c of CASES)
-          for (const tA of [false, true])
-            for (const tB of [false, true]) {
-              const what = `${c.name} ${tA ? "T" : "N"}${tB ? "T" : "N"}`;
-              const [sa, sb] = [stored(c.a, tA), stored(c.b, tB)];
-              const A = toHalf(uniform(r, numel(sa)));
-              const B = toHalf(uniform(r, numel(sb)));
-              const a = up16(A, sa, true);
-              const b = up16(B, sb, true);
-              const out = matmul(a, b, { transA: tA, transB: tB });
-              expect(out.dtype).toBe("f16");
-              const R = toHalf(uniform(r, numel(out.shape)));
-              const ref = reference(A, sa, B, sb, tA, tB, R);
-              expect(out.shape).toEqual(ref.shape);
-              expectClose(`${what} forward`, await out.toArray(), ref.out, { ...F16_TOL, mag: ref.magOut });
-              const g = up16(R, out.shape);
-              out.backward(g);
-              expect(a.grad!.dtype).toBe("f16");
-              expect(b.grad!.dtype).toBe("f16");
-              expectClose(`${what} grad a`, await a.grad!.toArray(), ref.da, { ...F16_TOL, mag: ref.magA });
-              expectClose(`${what} grad b`, await b.grad!.toArray(), ref.db, { ...F16_TOL, mag: ref.magB });
-              for (const t of [a, b, out, g]) t.release();
-            }
+        await gpu.withPolicy({ matmul: kc }, async () => {
+          const r = rng(seedOf(`f16 matmul ${kc.kernel} ${kc.tm}`));
+          for (const c of CASES)
+            for (const tA of [false, true])
+              for (const tB of [false, true]) {
+                const what = `${c.name} ${tA ? "T" : "N"}${tB ? "T" : "N"}`;
+                const [sa, sb] = [stored(c.a, tA), stored(c.b, tB)];
+                const A = toHalf(uniform(r, numel(sa)));
+                const B = toHalf(uniform(r, numel(sb)));
+                const a = up16(A, sa, true);
+                const b = up16(B, sb, true);
+                const out = matmul(a, b, { transA: tA, transB: tB });
+                expect(out.dtype).toBe("f16");
+                const R = toHalf(uniform(r, numel(out.shape)));
+                const ref = reference(A, sa, B, sb, tA, tB, R);
+                expect(out.shape).toEqual(ref.shape);
+                expectClose(`${what} forward`, await out.toArray(), ref.out, { ...F16_TOL, mag: ref.magOut });
+                const g = up16(R, out.shape);
+                out.backward(g);
+                expect(a.grad!.dtype).toBe("f16");
+                expect(b.grad!.dtype).toBe("f16");
+                expectClose(`${what} grad a`, await a.grad!.toArray(), ref.da, { ...F16_TOL, mag: ref.magA });
+                expectClose(`${what} grad b`, await b.grad!.toArray(), ref.db, { ...F16_TOL, mag: ref.magB });
+                for (const t of [a, b, out, g]) t.release();
+              }
+        });
       },
       SLOW,
     );
@@ -174,42 +172,44 @@ describe("f16 matmul", () => {
     testF16K(kc)(
       `outDtype f32: the f32 result carries only f32 accumulation error; gradients stay f16 (${kc.kernel}, ${kc.tm} rows)`,
       async () => {
-        Object.assign(matmulConfig, kc);
-        const r = rng(seedOf(`f16 matmul f32 out ${kc.kernel} ${kc.tm}`));
-        for (const c of [CASES[0]!, CASES[1]!, CASES[4]!, CASES[5]!]) {
-          const tB = c.b.length === 2;
-          const [sa, sb] = [stored(c.a, false), stored(c.b, tB)];
-          const A = toHalf(uniform(r, numel(sa)));
-          const B = toHalf(uniform(r, numel(sb)));
-          const a = up16(A, sa, true);
-          const b = up16(B, sb, true);
-          const out = matmul(a, b, { transB: tB, outDtype: "f32" });
-          expect(out.dtype).toBe("f32");
-          const R = Float64Array.from(uniform(r, numel(out.shape)));
-          const ref = reference(A, sa, B, sb, false, tB, R);
-          expectClose(`${c.name} forward`, await out.toArray(), ref.out, { ...F32_TOL, mag: ref.magOut });
-          const g = Tensor.fromArray(gpu, Float32Array.from(R), out.shape);
-          out.backward(g); // an f32 dC against f16 operands: mixed backward products
-          expect(a.grad!.dtype).toBe("f16");
-          expectClose(`${c.name} grad a`, await a.grad!.toArray(), ref.da, { ...F16_TOL, mag: ref.magA });
-          expectClose(`${c.name} grad b`, await b.grad!.toArray(), ref.db, { ...F16_TOL, mag: ref.magB });
-          for (const t of [a, b, out, g]) t.release();
-        }
+        await gpu.withPolicy({ matmul: kc }, async () => {
+          const r = rng(seedOf(`f16 matmul f32 out ${kc.kernel} ${kc.tm}`));
+          for (const c of [CASES[0]!, CASES[1]!, CASES[4]!, CASES[5]!]) {
+            const tB = c.b.length === 2;
+            const [sa, sb] = [stored(c.a, false), stored(c.b, tB)];
+            const A = toHalf(uniform(r, numel(sa)));
+            const B = toHalf(uniform(r, numel(sb)));
+            const a = up16(A, sa, true);
+            const b = up16(B, sb, true);
+            const out = matmul(a, b, { transB: tB, outDtype: "f32" });
+            expect(out.dtype).toBe("f32");
+            const R = Float64Array.from(uniform(r, numel(out.shape)));
+            const ref = reference(A, sa, B, sb, false, tB, R);
+            expectClose(`${c.name} forward`, await out.toArray(), ref.out, { ...F32_TOL, mag: ref.magOut });
+            const g = Tensor.fromArray(gpu, Float32Array.from(R), out.shape);
+            out.backward(g); // an f32 dC against f16 operands: mixed backward products
+            expect(a.grad!.dtype).toBe("f16");
+            expectClose(`${c.name} grad a`, await a.grad!.toArray(), ref.da, { ...F16_TOL, mag: ref.magA });
+            expectClose(`${c.name} grad b`, await b.grad!.toArray(), ref.db, { ...F16_TOL, mag: ref.magB });
+            for (const t of [a, b, out, g]) t.release();
+          }
+        });
       },
       SLOW,
     );
 
   for (const kc of KERNELS)
     testF16K(kc)(`accumulation is f32: 1 + 2048 terms of 2^-12 gives 1.5, not 1 (${kc.kernel}, ${kc.tm} rows)`, async () => {
-      Object.assign(matmulConfig, kc);
-      const K = 2049;
-      const A = new Float64Array(3 * K).fill(2 ** -12);
-      for (let m = 0; m < 3; m++) A[m * K] = 1;
-      const a = up16(A, [3, K]);
-      const b = Tensor.ones(gpu, [K, 5], { dtype: "f16" });
-      const out = matmul(a, b);
-      expect(Array.from(await out.toArray())).toEqual(Array(15).fill(1.5));
-      for (const t of [a, b, out]) t.release();
+      await gpu.withPolicy({ matmul: kc }, async () => {
+        const K = 2049;
+        const A = new Float64Array(3 * K).fill(2 ** -12);
+        for (let m = 0; m < 3; m++) A[m * K] = 1;
+        const a = up16(A, [3, K]);
+        const b = Tensor.ones(gpu, [K, 5], { dtype: "f16" });
+        const out = matmul(a, b);
+        expect(Array.from(await out.toArray())).toEqual(Array(15).fill(1.5));
+        for (const t of [a, b, out]) t.release();
+      });
     }, SLOW);
 
   testF16("linear: f16 x [2,3,7], w [5,7], bias [5]; f16 dx, dw, db", async () => {
@@ -281,22 +281,23 @@ describe("PyTorch goldens", () => {
   // Ours accumulates in f32, which can land on the neighbouring half: one f16 ulp is 2^-10 relative.
   for (const kc of KERNELS)
     testF16K(kc)(`f16 linear and matmul cases from tools/goldens/amp.py (${kc.kernel}, ${kc.tm} rows)`, async () => {
-      Object.assign(matmulConfig, kc);
-      for (const c of loadGoldens("amp").filter((k) => k.params.op !== "cast")) {
-        const ins = Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, up16(t.data, t.shape, true)]));
-        const out =
-          c.params.op === "linear"
-            ? linear(ins.x!, ins.w!, ins.bias)
-            : matmul(ins.a!, ins.b!, { transA: c.params.transA as boolean, transB: c.params.transB as boolean });
-        const tol = { rtol: 2e-3, atol: 1e-6 };
-        expectClose(`${c.name} forward`, await out.toArray(), c.outputs.out!.data, tol);
-        out.backward(up16(c.upstream.out!.data, c.upstream.out!.shape));
-        for (const [k, g] of Object.entries(c.grads)) {
-          expect(ins[k]!.grad!.dtype).toBe("f16");
-          expectClose(`${c.name} grad ${k}`, await ins[k]!.grad!.toArray(), g.data, tol);
+      await gpu.withPolicy({ matmul: kc }, async () => {
+        for (const c of loadGoldens("amp").filter((k) => k.params.op !== "cast")) {
+          const ins = Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, up16(t.data, t.shape, true)]));
+          const out =
+            c.params.op === "linear"
+              ? linear(ins.x!, ins.w!, ins.bias)
+              : matmul(ins.a!, ins.b!, { transA: c.params.transA as boolean, transB: c.params.transB as boolean });
+          const tol = { rtol: 2e-3, atol: 1e-6 };
+          expectClose(`${c.name} forward`, await out.toArray(), c.outputs.out!.data, tol);
+          out.backward(up16(c.upstream.out!.data, c.upstream.out!.shape));
+          for (const [k, g] of Object.entries(c.grads)) {
+            expect(ins[k]!.grad!.dtype).toBe("f16");
+            expectClose(`${c.name} grad ${k}`, await ins[k]!.grad!.toArray(), g.data, tol);
+          }
+          for (const t of [...Object.values(ins), out]) t.release();
         }
-        for (const t of [...Object.values(ins), out]) t.release();
-      }
+      });
     }, SLOW);
 });
 

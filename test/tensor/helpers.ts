@@ -130,7 +130,7 @@ export function seedOf(name: string): number {
 }
 
 /**
- * The matrix-product kernels every matmul/linear test runs on (src/tensor/ops/matmul.ts `matmulConfig`):
+ * The matrix-product kernels every matmul/linear test runs on (`gpu.withPolicy({ matmul: kc }, ...)`):
  * direct with 4 and 8 rows per invocation, tiled (64 and 128 blocks), and subgroup where the device has
  * 8-lane subgroups
  * (`runs` says which run here; a test of one that cannot run is skipped, by name).

@@ -4,7 +4,7 @@
 // PyTorch goldens, PyTorch 1.13's all-ignored semantics (NaN loss, zero gradient), invalid targets (host:
 // TensorError; GPU: NaN), shape errors at the call site, and a memory-flat loop. Fresh tensors are NaN.
 import { describe, expect, test } from "bun:test";
-import { gridLimits, scope, Tensor } from "../../src/tensor/index.ts";
+import { scope, Tensor } from "../../src/tensor/index.ts";
 import { checkTargets, cosineSimilarityMatrix, crossEntropy, l2Normalize, maskedMean } from "../../src/tensor/ops/loss.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
@@ -149,13 +149,10 @@ describe("cross_entropy", () => {
   });
 
   test("a 2-D grid of row workgroups (x capped at 2) covers every row", async () => {
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       await checkCE(7, 9, { ignoreEvery: 3 });
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   });
 
   test("every target ignored, or no rows: NaN loss and zero gradient, as PyTorch 1.13", async () => {

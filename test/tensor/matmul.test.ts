@@ -4,9 +4,9 @@
 // subgroup where the device has 8-lane subgroups),
 // with shapes that are and are not multiples of 4 / the block sizes; against PyTorch goldens; errors
 // naming the op and shapes; memory flat over repeated forward+backward. Fresh tensors are NaN-poisoned.
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
-import { linear, matmul, matmulConfig } from "../../src/tensor/ops/matmul.ts";
+import { linear, matmul } from "../../src/tensor/ops/matmul.ts";
 import { loadGoldens, type GoldenTensor } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, MATMUL_KERNELS as KERNELS, matmulKernelRuns, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
@@ -15,9 +15,6 @@ const GPU = await getGpu();
 
 // First compiles of pipelines on a loaded CPU Vulkan driver can take seconds: explicit per-test timeouts.
 const SLOW = 120_000;
-
-const DEFAULTS = { ...matmulConfig };
-afterEach(() => Object.assign(matmulConfig, DEFAULTS));
 
 const stored = (s: Shape, t: boolean): number[] => (t ? [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!] : [...s]);
 
@@ -80,7 +77,7 @@ const TOL = { rtol: 1e-4, atol: 1e-6 }; // relative to the sum of |terms| of eac
 /** matmul forward and both gradients against the float64 reference. */
 async function checkMatmul(aShape: Shape, bShape: Shape, tA: boolean, tB: boolean): Promise<void> {
   const gpu = await getGpu();
-  const what = `matmul${tA ? "T" : "N"}${tB ? "T" : "N"} ${JSON.stringify(aShape)} ${JSON.stringify(bShape)} (${matmulConfig.kernel}/${matmulConfig.tm})`;
+  const what = `matmul${tA ? "T" : "N"}${tB ? "T" : "N"} ${JSON.stringify(aShape)} ${JSON.stringify(bShape)} (${gpu.policy.matmul.kernel}/${gpu.policy.matmul.tm})`;
   const r = rng(seedOf(what));
   const A = uniform(r, numel(aShape));
   const B = uniform(r, numel(bShape));
@@ -128,30 +125,32 @@ function shapes(M: number, N: number, K: number, tA: boolean, tB: boolean, batch
 describe("matmul", () => {
   for (const kc of KERNELS)
     test.skipIf(!matmulKernelRuns(GPU, kc))(`2-D, every variant, ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
-      Object.assign(matmulConfig, kc);
-      for (const [M, N, K] of SHAPES_2D) for (const [tA, tB] of VARIANTS) await checkMatmul(...shapes(M, N, K, tA, tB), tA, tB);
+      await GPU.withPolicy({ matmul: kc }, async () => {
+        for (const [M, N, K] of SHAPES_2D) for (const [tA, tB] of VARIANTS) await checkMatmul(...shapes(M, N, K, tA, tB), tA, tB);
+      });
     }, SLOW);
 
   for (const kc of KERNELS)
     test.skipIf(!matmulKernelRuns(GPU, kc))(`batched and shared-operand batches, every variant, ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
-      Object.assign(matmulConfig, kc);
-      for (const [tA, tB] of VARIANTS) {
-        await checkMatmul(...shapes(3, 9, 7, tA, tB, [5], [5]), tA, tB); // [5, 3, 7] x [5, 7, 9]
-        await checkMatmul(...shapes(4, 8, 12, tA, tB, [2, 3], [2, 3]), tA, tB); // vec4 paths with batch offsets
-        await checkMatmul(...shapes(5, 6, 7, tA, tB, [2, 3], []), tA, tB); // 2-D b shared: weight gradient summed
-        await checkMatmul(...shapes(5, 6, 7, tA, tB, [], [4]), tA, tB); // 2-D a shared
-        await checkMatmul(...shapes(8, 4, 4, tA, tB, [3], []), tA, tB); // shared and vec4
-      }
+      await GPU.withPolicy({ matmul: kc }, async () => {
+        for (const [tA, tB] of VARIANTS) {
+          await checkMatmul(...shapes(3, 9, 7, tA, tB, [5], [5]), tA, tB); // [5, 3, 7] x [5, 7, 9]
+          await checkMatmul(...shapes(4, 8, 12, tA, tB, [2, 3], [2, 3]), tA, tB); // vec4 paths with batch offsets
+          await checkMatmul(...shapes(5, 6, 7, tA, tB, [2, 3], []), tA, tB); // 2-D b shared: weight gradient summed
+          await checkMatmul(...shapes(5, 6, 7, tA, tB, [], [4]), tA, tB); // 2-D a shared
+          await checkMatmul(...shapes(8, 4, 4, tA, tB, [3], []), tA, tB); // shared and vec4
+        }
+      });
     }, SLOW);
 
   test("a batch larger than one dispatch runs as several (batch0 offsets); another workgroup shape", async () => {
-    Object.assign(matmulConfig, { kernel: "direct", tm: 4, maxBatch: 2 });
-    for (const [tA, tB] of VARIANTS) {
-      await checkMatmul(...shapes(3, 5, 6, tA, tB, [5], [5]), tA, tB);
-      await checkMatmul(...shapes(3, 5, 6, tA, tB, [5], []), tA, tB);
-    }
-    Object.assign(matmulConfig, { wgx: 16, wgy: 2, maxBatch: 65535 });
-    await checkMatmul(...shapes(37, 70, 9, false, false, [2], [2]), false, false);
+    await GPU.withPolicy({ matmul: { kernel: "direct", tm: 4, maxBatch: 2 } }, async () => {
+      for (const [tA, tB] of VARIANTS) {
+        await checkMatmul(...shapes(3, 5, 6, tA, tB, [5], [5]), tA, tB);
+        await checkMatmul(...shapes(3, 5, 6, tA, tB, [5], []), tA, tB);
+      }
+    });
+    await GPU.withPolicy({ matmul: { kernel: "direct", tm: 4, wgx: 16, wgy: 2 } }, () => checkMatmul(...shapes(37, 70, 9, false, false, [2], [2]), false, false));
   }, SLOW);
 
   test("only the operand that requires grad gets one; a node saves only the other operand", async () => {
@@ -202,7 +201,7 @@ describe("matmul", () => {
 async function checkLinear(xShape: Shape, nOut: number, withBias: boolean): Promise<void> {
   const gpu = await getGpu();
   const nIn = xShape[xShape.length - 1]!;
-  const what = `linear x ${JSON.stringify(xShape)} w [${nOut}, ${nIn}]${withBias ? " + bias" : ""} (${matmulConfig.kernel}/${matmulConfig.tm})`;
+  const what = `linear x ${JSON.stringify(xShape)} w [${nOut}, ${nIn}]${withBias ? " + bias" : ""} (${gpu.policy.matmul.kernel}/${gpu.policy.matmul.tm})`;
   const r = rng(seedOf(what));
   const X = uniform(r, numel(xShape));
   const W = uniform(r, nOut * nIn);
@@ -240,14 +239,15 @@ async function checkLinear(xShape: Shape, nOut: number, withBias: boolean): Prom
 describe("linear", () => {
   for (const kc of KERNELS)
     test.skipIf(!matmulKernelRuns(GPU, kc))(`x [..., in] · wᵀ (+ bias), ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
-      Object.assign(matmulConfig, kc);
-      for (const withBias of [true, false]) {
-        await checkLinear([2, 3, 10], 7, withBias); // leading dims, nothing aligned
-        await checkLinear([5, 16], 12, withBias); // vec4 loads and stores
-        await checkLinear([9], 5, withBias); // rank-1 x
-        await checkLinear([37, 20], 29, withBias);
-        await checkLinear([4, 300], 3, withBias); // long K
-      }
+      await GPU.withPolicy({ matmul: kc }, async () => {
+        for (const withBias of [true, false]) {
+          await checkLinear([2, 3, 10], 7, withBias); // leading dims, nothing aligned
+          await checkLinear([5, 16], 12, withBias); // vec4 loads and stores
+          await checkLinear([9], 5, withBias); // rank-1 x
+          await checkLinear([37, 20], 29, withBias);
+          await checkLinear([4, 300], 3, withBias); // long K
+        }
+      });
     }, SLOW);
 
   test("bad shapes fail at the call site, naming the op and the shapes", async () => {
@@ -269,25 +269,26 @@ describe("PyTorch goldens", () => {
   const dataOf = (t: GoldenTensor) => Float64Array.from(t.data);
   for (const kc of KERNELS)
     test.skipIf(!matmulKernelRuns(GPU, kc))(`${cases.length} cases from tools/goldens/matmul.py, ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
-      Object.assign(matmulConfig, kc);
-      const gpu = await getGpu();
-      for (const c of cases) {
-        const ins = Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, upload(gpu, dataOf(t), t.shape, true)]));
-        const out =
-          c.params.op === "linear"
-            ? linear(ins.x!, ins.w!, ins.bias)
-            : matmul(ins.a!, ins.b!, { transA: c.params.transA as boolean, transB: c.params.transB as boolean });
-        const want = c.outputs.out!;
-        expect(out.shape).toEqual(want.shape);
-        // Magnitude per element for the relative tolerance: the largest |value| in the tensor.
-        const mag = (d: ArrayLike<number>) => new Float64Array(d.length).fill(Math.max(...Array.from(d, Math.abs)));
-        expectClose(`${c.name} forward`, await out.toArray(), want.data, { ...TOL, mag: mag(want.data) });
-        const up = upload(gpu, dataOf(c.upstream.out!), want.shape);
-        out.backward(up);
-        for (const [k, g] of Object.entries(c.grads))
-          expectClose(`${c.name} grad ${k}`, await ins[k]!.grad!.toArray(), g.data, { ...TOL, mag: mag(g.data) });
-        for (const t of [...Object.values(ins), out, up]) t.release();
-      }
+      await GPU.withPolicy({ matmul: kc }, async () => {
+        const gpu = await getGpu();
+        for (const c of cases) {
+          const ins = Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, upload(gpu, dataOf(t), t.shape, true)]));
+          const out =
+            c.params.op === "linear"
+              ? linear(ins.x!, ins.w!, ins.bias)
+              : matmul(ins.a!, ins.b!, { transA: c.params.transA as boolean, transB: c.params.transB as boolean });
+          const want = c.outputs.out!;
+          expect(out.shape).toEqual(want.shape);
+          // Magnitude per element for the relative tolerance: the largest |value| in the tensor.
+          const mag = (d: ArrayLike<number>) => new Float64Array(d.length).fill(Math.max(...Array.from(d, Math.abs)));
+          expectClose(`${c.name} forward`, await out.toArray(), want.data, { ...TOL, mag: mag(want.data) });
+          const up = upload(gpu, dataOf(c.upstream.out!), want.shape);
+          out.backward(up);
+          for (const [k, g] of Object.entries(c.grads))
+            expectClose(`${c.name} grad ${k}`, await ins[k]!.grad!.toArray(), g.data, { ...TOL, mag: mag(g.data) });
+          for (const t of [...Object.values(ins), out, up]) t.release();
+        }
+      });
     }, SLOW);
 });
 

@@ -3,8 +3,8 @@
 // against PyTorch goldens (tools/goldens/norm.py), with ragged row chunks in the parameter gradient, a 2-D
 // workgroup grid, determinism, call-site errors and flat memory over a training-like loop.
 import { describe, expect, test } from "bun:test";
-import { gridLimits, scope, Tensor } from "../../src/tensor/index.ts";
-import { layernorm, normLimits, rmsnorm } from "../../src/tensor/ops/norm.ts";
+import { scope, Tensor } from "../../src/tensor/index.ts";
+import { layernorm, rmsnorm } from "../../src/tensor/ops/norm.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
@@ -133,31 +133,22 @@ describe("norms", () => {
   }, SLOW);
 
   test("the parameter gradient over ragged row chunks, and over the most chunks", async () => {
-    const prev = { ...normLimits };
-    try {
-      normLimits.singlePassRows = 0; // (the default sums up to 256 rows in one pass: the shapes above)
-      normLimits.minChunk = 4; // 37 rows: chunks of 4, the last of 1
-      await check("layernorm", [37, 13]);
+    const gpu = await getGpu();
+    // singlePassRows 0: the default sums up to 256 rows in one pass (the shapes above).
+    await gpu.withPolicy({ norm: { singlePassRows: 0, minChunk: 4 } }, async () => {
+      await check("layernorm", [37, 13]); // 37 rows: chunks of 4, the last of 1
       await check("rmsnorm_unit", [37, 13]);
-      normLimits.minChunk = 1;
-      normLimits.maxChunks = 5; // 37 rows: 5 chunks of 8, the last of 5
-      await check("layernorm", [37, 13]);
-      normLimits.maxChunks = 1000; // one row per chunk
-      await check("rmsnorm", [37, 13]);
-    } finally {
-      Object.assign(normLimits, prev);
-    }
+    });
+    await gpu.withPolicy({ norm: { singlePassRows: 0, minChunk: 1, maxChunks: 5 } }, () => check("layernorm", [37, 13])); // 5 chunks of 8, the last of 5
+    await gpu.withPolicy({ norm: { singlePassRows: 0, minChunk: 1, maxChunks: 1000 } }, () => check("rmsnorm", [37, 13])); // one row per chunk
   }, SLOW);
 
   test("a 2-D grid of workgroups (x capped at 2) covers every row and column", async () => {
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       await check("layernorm", [5, 300]); // 5 row-workgroups on a 2x3 grid, one idle; 300 columns
       await check("rmsnorm", [7, 3]);
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   }, SLOW);
 
   test("backward is deterministic: two runs give bit-identical gradients", async () => {

@@ -12,7 +12,7 @@ import {
   randomBits,
 } from "../../src/tensor/ops/random.ts";
 import { defaultGenerator, Generator, manualSeed, philox4x32_10 } from "../../src/tensor/rng.ts";
-import { gridLimits, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { expectClose, getGpu, rng, seedOf, uniform, upload } from "./helpers.ts";
 
@@ -286,14 +286,10 @@ describe("rand, randn, randomBits", () => {
 
   test("a 2-D grid of workgroups (x capped at 2) covers every element; empty shapes draw nothing", async () => {
     const gpu = await getGpu();
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       using t = randomBits(gpu, [4 * 256 * 3 + 5], new Generator(8)); // 769 blocks: 4 workgroups on a 2x2 grid
       expect(hex(await t.data())).toBe(hex(refWords(8n, 0n, 4 * 256 * 3 + 5)));
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
     using e = rand(gpu, [0, 3], new Generator(1));
     expect(e.size).toBe(0);
   });

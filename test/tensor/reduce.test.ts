@@ -2,7 +2,7 @@
 // tolerance relative to the sum of |terms|, what f32 summation can promise), gradient against the float64
 // analytic one (the upstream gradient broadcast back, divided by n for mean). Every fresh tensor is NaN.
 import { describe, expect, test } from "bun:test";
-import { gridLimits, mean, sum, sumTo, Tensor } from "../../src/tensor/index.ts";
+import { mean, sum, sumTo, Tensor } from "../../src/tensor/index.ts";
 import { expectClose, getGpu, numel, rng, seedOf, sourceIndex, uniform, upload, type Shape } from "./helpers.ts";
 
 type Op = "sum" | "mean";
@@ -74,15 +74,12 @@ describe("reductions", () => {
   }
 
   test("a 2-D grid of workgroups (x capped at 2) covers every output", async () => {
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       await check("sum", [5, 40], 1); // 5 row-workgroups on a 2x3 grid, one idle
       await check("mean", [40, 700], 0); // 700 columns: 3 workgroups
       await check("sum", [70001]);
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   });
 
   test("sumTo sums a broadcast gradient back to an input's shape", async () => {

@@ -4,7 +4,7 @@
 // every layout pair, [T] and [B, T] positions, host and GPU positions, large positions, odd half sizes, a 2-D
 // grid; call-site errors; flat memory.
 import { describe, expect, test } from "bun:test";
-import { gridLimits, scope, Tensor } from "../../src/tensor/index.ts";
+import { scope, Tensor } from "../../src/tensor/index.ts";
 import { rope, ropeInvFreq, type RopeLayout } from "../../src/tensor/ops/rope.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
@@ -106,13 +106,10 @@ describe("rope", () => {
   }, SLOW);
 
   test("a 2-D grid of workgroups (x capped at 2) covers every pair", async () => {
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       await check({ b: 2, h: 3, t: 30, dh: 10, layout: "bthd", outLayout: "bhtd" }); // 900 pairs: 2x2 grid
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   }, SLOW);
 
   test("matches HF's float32 math: inv_freq bit for bit, cos/sin and the rotation to ~1 ulp", async () => {

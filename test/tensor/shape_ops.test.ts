@@ -17,7 +17,7 @@ import {
   transpose,
   where,
 } from "../../src/tensor/ops/shape_ops.ts";
-import { gridLimits, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { loadGoldens, type GoldenTensor } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { expectClose, getGpu, numel, refBroadcastShape, rng, seedOf, sourceIndex, uniform, upload, type Shape } from "./helpers.ts";
@@ -342,14 +342,11 @@ describe("the strided copy, dtypes, invalid ids, geometry, errors, memory", () =
   });
 
   test("a 2-D grid of workgroups (x capped at 2) covers every element", async () => {
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       await checkCopyOp("transpose 2-D grid", [[31, 37]], [37, 31], ([x]) => transpose(x!, 0, 1), (c) => [0, c[1]! * 37 + c[0]!]);
       await checkCopyOp("narrow 2-D grid", [[1100]], [1030], ([x]) => narrow(x!, 0, 70, 1030), (c) => [0, c[0]! + 70]);
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   });
 
   test("bad arguments fail at the call site, naming the op and the shapes", async () => {

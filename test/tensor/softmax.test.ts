@@ -4,7 +4,7 @@
 // would overflow, a 2-D grid of row workgroups, the PyTorch goldens, and a memory-flat training loop.
 // Every fresh tensor is poisoned with NaN.
 import { describe, expect, test } from "bun:test";
-import { gridLimits, scope, Tensor } from "../../src/tensor/index.ts";
+import { scope, Tensor } from "../../src/tensor/index.ts";
 import { logSoftmax, softmax } from "../../src/tensor/ops/softmax.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
@@ -109,14 +109,11 @@ describe("softmax and log_softmax", () => {
   });
 
   test("a 2-D grid of row workgroups (x capped at 2) covers every row", async () => {
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       await check("softmax", [5, 9]); // 5 rows on a 2x3 grid: one workgroup past the last row
       await check("log_softmax", [7, 300]);
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   });
 
   test("empty tensors, and non-f32 input fails at the call site", async () => {

@@ -1,7 +1,7 @@
 // Unary ops: forward against float64 references, gradient against float64 analytic derivatives (which are
 // themselves checked against central differences), on odd sizes with every fresh tensor poisoned with NaN.
 import { describe, expect, test } from "bun:test";
-import { gridLimits, Tensor, unary, type UnaryOp } from "../../src/tensor/index.ts";
+import { Tensor, unary, type UnaryOp } from "../../src/tensor/index.ts";
 import { centralDiff, expectClose, getGpu, rng, seedOf, uniform, upload } from "./helpers.ts";
 
 type F1 = (x: number, a: number) => number;
@@ -109,13 +109,10 @@ describe("unary ops", () => {
   });
 
   test("a 2-D grid of workgroups (x capped at 2) covers every element", async () => {
-    const prev = gridLimits.maxX;
-    gridLimits.maxX = 2;
-    try {
+    const gpu = await getGpu();
+    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
       await check("silu", [1000]);
-    } finally {
-      gridLimits.maxX = prev;
-    }
+    });
   });
 
   test("methods and free functions agree; ops without saved inputs save nothing", async () => {

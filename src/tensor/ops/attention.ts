@@ -155,45 +155,30 @@ function launch(gpu: Gpu, L: Launch, d: Dims, f: Flags, bindings: Record<string,
   });
 }
 
-/**
- * Which implementation runs: `flash` (the fused kernels above: no T x T buffer), `unfused` (scores as a
- * batched matmul, a masked softmax row kernel, a second matmul; autograd composes the backward from those
- * ops), or `auto`. Under auto, a call with T >= `minUnfusedT` whose probabilities fit in `maxUnfusedBytes`
- * (per device kind: 64 MiB on CPU adapters, 1 GiB on GPUs) runs what `tuneAttention` measured faster on this
- * adapter, or, untuned, unfused on CPU adapters and flash on GPUs; everything else runs flash. On lavapipe the
- * fused kernels' workgroup-memory tiles and barriers run at ~1.5 GFLOP/s while the subgroup matmul runs at
- * ~18, so computing all T x T scores (twice the causal work) wins once T amortizes the extra dispatches
- * (bench/NOTES.md); on a GPU only a measurement can say.
+/*
+ * Which implementation runs is the device's `policy.attention` (src/gpu/policy.ts): `flash` (the fused kernels
+ * above: no T x T buffer), `unfused` (scores as a batched matmul, a masked softmax row kernel, a second matmul;
+ * autograd composes the backward from those ops), or `auto`. Under auto, a call with T >= `minUnfusedT` whose
+ * probabilities fit in `maxUnfusedBytes` (0: per device kind, 64 MiB on CPU adapters, 1 GiB on GPUs) runs what
+ * `tuneAttention` measured faster on this adapter, or, untuned, unfused on CPU adapters and flash on GPUs;
+ * everything else runs flash. On lavapipe the fused kernels' workgroup-memory tiles and barriers run at
+ * ~1.5 GFLOP/s while the subgroup matmul runs at ~18, so computing all T x T scores (twice the causal work) wins
+ * once T amortizes the extra dispatches (bench/NOTES.md); on a GPU only a measurement can say.
  */
-export const attentionConfig = {
-  kernel: "auto" as "auto" | "flash" | "unfused",
-  /** 0 = per device kind (64 MiB on CPU adapters, 1 GiB on GPUs). */
-  maxUnfusedBytes: 0,
-  minUnfusedT: 128,
-};
-
-/** Run `fn` with `attentionConfig.kernel` set to `kernel`, restored afterwards (tuning, benchmarks). */
-export function withAttentionKernel<T>(kernel: (typeof attentionConfig)["kernel"], fn: () => T): T {
-  const prev = attentionConfig.kernel;
-  attentionConfig.kernel = kernel;
-  try {
-    return fn();
-  } finally {
-    attentionConfig.kernel = prev;
-  }
-}
 
 /** Hash of the attention implementations' WGSL (with the matmul and softmax they use): editing one re-tunes. */
 const ATTENTION_VERSION = hashText(attentionSrc + MATMUL_OPS.code + SOFTMAX.code);
 export const attentionTuneKey = (): string => `attention/long/${ATTENTION_VERSION}`;
 
 function unfusedFits(gpu: Gpu, d: Dims): boolean {
-  const budget = attentionConfig.maxUnfusedBytes || (gpu.adapter.kind === "cpu" ? 64 : 1024) * 2 ** 20;
-  return d.T >= attentionConfig.minUnfusedT && d.B * d.Hq * d.T * d.T * 4 <= budget;
+  const p = gpu.policy.attention;
+  const budget = p.maxUnfusedBytes || (gpu.adapter.kind === "cpu" ? 64 : 1024) * 2 ** 20;
+  return d.T >= p.minUnfusedT && d.B * d.Hq * d.T * d.T * 4 <= budget;
 }
 
 function useUnfused(gpu: Gpu, d: Dims): boolean {
-  if (attentionConfig.kernel !== "auto") return attentionConfig.kernel === "unfused";
+  const kernel = gpu.policy.attention.kernel;
+  if (kernel !== "auto") return kernel === "unfused";
   if (!unfusedFits(gpu, d)) return false;
   const tuned = gpu.tuner.lookup(attentionTuneKey());
   return tuned ? tuned.choice === "unfused" : gpu.adapter.kind === "cpu";
@@ -214,7 +199,7 @@ export async function tuneAttention(gpu: Gpu, tuner = gpu.tuner): Promise<Record
   const candidates = (["flash", "unfused"] as const).map((kernel) => ({
     name: kernel,
     run: () =>
-      withAttentionKernel(kernel, () => {
+      gpu.withPolicy({ attention: { kernel } }, () => {
         const out = attention(q, k, v);
         out.backward(g);
         out.release();
@@ -287,7 +272,7 @@ function attentionBackward(g: Tensor, s: Saved, needs: readonly boolean[], d: Di
     // (lse, D = rowsum(dout * out)) per query row.
     const rows = d.B * d.Hq * d.T;
     const stats = Tensor.empty(gpu, [d.B, d.Hq, d.T, 2]);
-    const grid = grid1d(rows, 64);
+    const grid = grid1d(gpu, rows, 64);
     gpu.dispatch(ATTENTION, "attn_bwd_prep", { dout: g.buffer, out: s.o.buffer, lse: s.lse.buffer, stats_w: stats.buffer }, grid.workgroups, {
       params: params(d, f, { n: rows, row: grid.row }),
       constants: { DH4: d.Dh / 4 },

@@ -158,7 +158,7 @@ export function attentionDecode(q: Tensor, k: Tensor, v: Tensor, opts: DecodeAtt
     { params, constants: pl.constants, defines: pl.defines, name: "attention_decode" },
   );
   if (!direct) {
-    const g = grid1d(nr * dh4, 64);
+    const g = grid1d(gpu, nr * dh4, 64);
     gpu.dispatch(ATTENTION_DECODE, "decode_combine", { po: oPart.buffer, pml: mlPart.buffer, out: out.buffer }, g.workgroups, {
       params: { ...params, row: g.row },
       constants: { DH4: dh4 },

@@ -57,13 +57,13 @@ function launch(
   // Every bound operand the output's shape: flat entries in vec4 units where the size allows.
   const flat = entry === "binary" || [bind.a, bind.b].every((t) => !t || sameShape(t.shape, outShape));
   if (flat) {
-    const e = elementwise(n);
+    const e = elementwise(gpu, n);
     const params = { ...BINARY.zeroParams, n: e.units, row: e.row };
     gpu.dispatch(BINARY, entry === "binary" ? "binary" : "binary_grad_flat", bindings, e.workgroups, { params, defines: { ...exprs(e.defines.VT), ...e.defines }, name });
     return;
   }
   const strides = [bind.a, bind.b].map((t) => (t ? broadcastStrides(t.shape, outShape) : outShape.map(() => 0)));
-  const g = grid1d(n);
+  const g = grid1d(gpu, n);
   const params = { ...stridedParams(name, outShape, strides, "ab"), row: g.row };
   gpu.dispatch(BINARY, entry, bindings, g.workgroups, { params, defines: exprs("f32"), name });
 }

@@ -28,7 +28,7 @@ function convert(x: Tensor, dtype: DType): Tensor {
   if (n === 0) return out;
   const toHalf = dtype === "f16";
   const words = toHalf ? Math.ceil(n / 2) : n;
-  const g = grid1d(words);
+  const g = grid1d(gpu, words);
   const bindings: Record<string, PooledBuffer> = toHalf ? { x32: x.buffer, y16: out.buffer } : { x16: x.buffer, y32: out.buffer };
   gpu.dispatch(CAST, toHalf ? "f32_to_f16" : "f16_to_f32", bindings, g.workgroups, {
     params: { n, words, row: g.row },

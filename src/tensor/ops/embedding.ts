@@ -55,7 +55,7 @@ export function embedding(ids: Tensor | ArrayLike<number>, table: Tensor, opts: 
   if (n * d > 0) {
     // Rows move in vec4s when d % 4 == 0: the kernel's `d` then counts vec4s.
     const { units: du, defines } = vec4Units(d);
-    const g = grid1d(n * du);
+    const g = grid1d(gpu, n * du);
     gpu.dispatch(EMBEDDING, "gather", { ids: idsT.buffer, table: table.buffer, out: out.buffer }, g.workgroups, {
       params: { ...prm, d: du, row: g.row },
       defines,
@@ -101,7 +101,7 @@ function hostOrder(gpu: Gpu, ids: Int32Array): Tensor {
 /** The same order, sorted on the GPU by rank counting. */
 function gpuOrder(ids: Tensor, p: Params): Tensor {
   const order = Tensor.empty(ids.gpu, [2 * p.n], { dtype: "i32" });
-  const g = grid1d(p.n, WG);
+  const g = grid1d(ids.gpu, p.n, WG);
   ids.gpu.dispatch(EMBEDDING, "rank", { ids: ids.buffer, order: order.buffer }, g.workgroups, {
     params: { ...p, gx: g.workgroups[0] },
     name: "embedding.sort",
@@ -114,13 +114,13 @@ function scatterGrad(g: Tensor, p: Params, order: Tensor): Tensor {
   const gpu = g.gpu;
   const dtable = Tensor.empty(gpu, [p.v, p.d]);
   const bounds = Tensor.empty(gpu, [p.v + 1], { dtype: "u32" });
-  const gb = grid1d(p.v + 1);
+  const gb = grid1d(gpu, p.v + 1);
   gpu.dispatch(EMBEDDING, "bounds_search", { order_in: order.buffer, bounds: bounds.buffer }, gb.workgroups, {
     params: { ...p, row: gb.row },
     name: "embedding.bounds",
   });
   const { units: du, defines } = vec4Units(p.d);
-  const gs = grid1d(p.v * du);
+  const gs = grid1d(gpu, p.v * du);
   gpu.dispatch(EMBEDDING, "scatter", { gout: g.buffer, order_in: order.buffer, bounds_in: bounds.buffer, out: dtable.buffer }, gs.workgroups, {
     params: { ...p, d: du, row: gs.row },
     defines,

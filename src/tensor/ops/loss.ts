@@ -132,7 +132,7 @@ export function maskedMean(x: Tensor, mask: Tensor): Tensor {
   const out = Tensor.empty(gpu, [B, D]);
   /** 1 / (sum of the row's mask), 0 for an empty row; released at the end of this block (the node keeps a view). */
   using inv = Tensor.empty(gpu, [B]);
-  const g = grid1d(B * D);
+  const g = grid1d(gpu, B * D);
   gpu.dispatch(LOSS, "masked_mean_fwd", { x_in: x.buffer, mask: mask.buffer, out: out.buffer, inv: inv.buffer }, g.workgroups, {
     params: lossParams({ b: B, t: T, d: D, row: g.row }),
     name: op,
@@ -143,7 +143,7 @@ export function maskedMean(x: Tensor, mask: Tensor): Tensor {
     save: () => [mask, inv],
     backward: (gy, [m, iv]) => {
       const dx = Tensor.empty(gpu, [B, T, D]);
-      const gg = grid1d(dx.size);
+      const gg = grid1d(gpu, dx.size);
       gpu.dispatch(LOSS, "masked_mean_bwd", { gout: gy.buffer, mask: m!.buffer, inv: iv!.buffer, out: dx.buffer }, gg.workgroups, {
         params: lossParams({ b: B, t: T, d: D, row: gg.row }),
         name: `${op}.backward`,
@@ -192,7 +192,7 @@ function contract(name: string, lhs: Tensor, rhs: Tensor, rows: number, cols: nu
   if (depth === 0) return Tensor.zeros(gpu, [rows, cols]);
   const out = Tensor.empty(gpu, [rows, cols]);
   if (out.size === 0) return out;
-  const g = grid1d(out.size);
+  const g = grid1d(gpu, out.size);
   const bindings: Record<string, Binding> = { lhs: lhs.buffer, rhs: rhs.buffer, out: out.buffer };
   gpu.dispatch(LOSS, "contract", bindings, g.workgroups, { params: lossParams({ rows, cols, depth, ...s, row: g.row }), name });
   return out;

@@ -1,6 +1,6 @@
 /**
  * Matrix products: `matmul(a, b, { transA, transB })` (2-D and batched) and `linear(x, w, bias)` (HF/PyTorch
- * `nn.Linear`: y = x · wᵀ + bias, weight [out, in]). Kernels: kernels/matmul_ops.wgsl, one templated source
+ * `nn.Linear`: y = x · wᵀ + bias, weight [out, in]). Kernels: kernels/matmul.wgsl, one templated source
  * whose operand layouts (transposed or not, vec4-aligned or not) are `defines`; transposes are read in
  * place, never copied.
  *
@@ -20,11 +20,14 @@
  * linear's bias) must share one dtype; backward products mix them freely (an f32 dC with an f16 operand),
  * and each input's gradient comes out in that input's dtype. f16 gradient sums (a bias, a weight shared by a
  * batch) reduce in f32 and round once.
+ *
+ * Kernel variant: the device's `policy.matmul` (src/gpu/policy.ts): an explicit kernel, or under "auto" the
+ * variant `tuneMatmul` timed fastest on this adapter for the dtype and size class, else a heuristic.
  */
 import commonSrc from "../../../kernels/matmul_common.wgsl" with { type: "text" };
-import matmulSrc from "../../../kernels/matmul_ops.wgsl" with { type: "text" };
+import matmulSrc from "../../../kernels/matmul.wgsl" with { type: "text" };
 import subgroupSrc from "../../../kernels/matmul_subgroup.wgsl" with { type: "text" };
-import { defineKernel, defineLibrary, describeSubgroups, hasSubgroupsOf, hashText, type Gpu, type PooledBuffer, type TuneResult } from "../../gpu/index.ts";
+import { defineKernel, defineLibrary, describeSubgroups, hasSubgroupsOf, hashText, type Gpu, type MatmulKernel, type PooledBuffer, type TuneResult } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, numel, sameShape, TensorError, type Shape } from "../shape.ts";
 import { Tensor, type DType } from "../tensor.ts";
@@ -32,28 +35,10 @@ import { cast } from "./cast.ts";
 import { sum } from "./reduce.ts";
 
 const MATMUL_COMMON = defineLibrary("kernels/matmul_common.wgsl", commonSrc);
-export const MATMUL_OPS = defineKernel("kernels/matmul_ops.wgsl", matmulSrc, [MATMUL_COMMON]);
+export const MATMUL_OPS = defineKernel("kernels/matmul.wgsl", matmulSrc, [MATMUL_COMMON]);
 export const MATMUL_SUBGROUP = defineKernel("kernels/matmul_subgroup.wgsl", subgroupSrc, [MATMUL_COMMON]);
 
-export type MatmulKernel = "direct" | "tiled" | "tiled128" | "subgroup";
-
-export const matmulConfig = {
-  /**
-   * Which entry point runs: `direct` (register-blocked, no workgroup memory: for CPU Vulkan drivers),
-   * `subgroup` (direct's idea with 8-lane subgroup broadcasts sharing the loads of A: CPU drivers with 8-wide
-   * subgroups), `tiled` / `tiled128` (workgroup-memory tiling, 64 or 128 square blocks: what a real GPU
-   * wants), or `auto` (the tuned choice; untuned: `subgroupKernelFits` → subgroup; other CPU adapters →
-   * direct; else tiled).
-   */
-  kernel: "auto" as "auto" | MatmulKernel,
-  /** Rows per invocation of the direct kernel (a multiple of 4; 8 measured best on lavapipe). */
-  tm: 8,
-  /** Workgroup shape of the direct kernel (WGSL overrides WG_X, WG_Y). */
-  wgx: 8,
-  wgy: 8,
-  /** Batches per dispatch, at most the device's workgroups per dimension (tests lower it to split batches). */
-  maxBatch: 65535,
-};
+export type { MatmulKernel };
 
 export interface MatmulOptions {
   /** Use aᵀ: a is [..., K, M]. */
@@ -113,7 +98,7 @@ export interface MatmulVariant {
 export const variantName = (v: MatmulVariant): string => (v.kernel === "direct" ? `direct-tm${v.tm}` : v.kernel);
 
 /**
- * The entries other than `direct` (whose rows per invocation are `matmulConfig.tm` and whose block follows
+ * The entries other than `direct` (whose rows per invocation are `policy.matmul.tm` and whose block follows
  * its workgroup shape): their fixed TM define and the [columns, rows] block of C one workgroup covers.
  */
 const FIXED: Record<Exclude<MatmulKernel, "direct">, { tm: number; block: [number, number] }> = {
@@ -142,15 +127,15 @@ const KERNELS_VERSION = hashText(commonSrc + matmulSrc + subgroupSrc);
 export const matmulTuneKey = (dtype: DType, cls: "small" | "large"): string => `matmul/${dtype}/${cls}/${KERNELS_VERSION}`;
 
 /**
- * The variant a product runs with: `matmulConfig.kernel` when set; under "auto", the tuned choice for its
- * dtype and size class when `tuneMatmul` has run on this adapter (now or in an earlier process), else the
- * heuristic default.
+ * The variant a product runs with: the device's `policy.matmul.kernel` when set; under "auto", the tuned
+ * choice for its dtype and size class when `tuneMatmul` has run on this adapter (now or in an earlier
+ * process), else the heuristic default.
  */
 export function matmulVariantFor(gpu: Gpu, pr: Pick<Problem, "M" | "N" | "K" | "batch">, dtype: DType, name = "matmul"): MatmulVariant {
-  const k = matmulConfig.kernel;
+  const { kernel: k, tm } = gpu.policy.matmul;
   if (k === "subgroup" && !subgroupKernelFits(gpu))
     throw new TensorError(`${name}: the subgroup matmul kernel needs 8-lane subgroups; ${describeSubgroups(gpu)}`);
-  if (k !== "auto") return { kernel: k, tm: k === "direct" ? matmulConfig.tm : FIXED[k].tm };
+  if (k !== "auto") return { kernel: k, tm: k === "direct" ? tm : FIXED[k].tm };
   const t = gpu.tuner.lookup(matmulTuneKey(dtype, sizeClass(pr as Problem)));
   return (t && matmulVariants(gpu).find((v) => variantName(v) === t.choice)) || heuristic(gpu);
 }
@@ -200,7 +185,6 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
   const A = access("a", aVec, a.dtype);
   const B = access("b", bVec, b.dtype);
   const { kernel: kind, tm } = variant ?? matmulVariantFor(gpu, pr, a.dtype, name);
-  if (tm % 4 !== 0 || tm < 4) throw new TensorError(`${name}: matmulConfig.tm must be a positive multiple of 4, got ${tm}`);
   const defines = {
     TM: tm,
     A_T: A.T,
@@ -217,7 +201,7 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
     BIAS: bias ? (bias.dtype === "f16" ? "f32(bias[n])" : "bias[n]") : "0.0",
     BIAS_T: bias?.dtype === "f16" ? "f16" : "f32",
   };
-  const [wx, wy] = [matmulConfig.wgx, matmulConfig.wgy];
+  const { wgx: wx, wgy: wy, maxBatch } = gpu.policy.matmul;
   const [bn, bm] = kind === "direct" ? [4 * wx, wy * tm] : FIXED[kind].block;
   const [gx, gy] = [Math.ceil(N / bn), Math.ceil(M / bm)];
   const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
@@ -229,7 +213,7 @@ function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | 
   if (bias) bindings.bias = bias.buffer;
   const [source, entry] = kind === "subgroup" ? [MATMUL_SUBGROUP, "matmul_sg"] : [MATMUL_OPS, kind === "direct" ? "matmul" : `matmul_${kind}`];
   const constants: Record<string, number> = kind === "direct" ? { WG_X: wx, WG_Y: wy } : {};
-  const perDispatch = Math.max(1, Math.min(maxWg, matmulConfig.maxBatch));
+  const perDispatch = Math.max(1, Math.min(maxWg, maxBatch));
   const params = { M, N, K, sA: pr.sharedA ? 0 : M * K, sB: pr.sharedB ? 0 : K * N, batch0: 0 };
   for (let z = 0; z < pr.batch; z += perDispatch) {
     params.batch0 = z;

@@ -8,7 +8,8 @@
  * Forward: one workgroup per row computes the row's statistic in-kernel and keeps (mean, rstd) per row for
  * backward (mean = 0 for RMSNorm), so backward never recomputes a reduction over x. Backward: dx in one
  * kernel per row; dweight (and dbias) as per-column sums over rows in two deterministic passes (partial sums
- * over chunks of rows, then the chunks in a fixed order; no atomics).
+ * over chunks of rows, then the chunks in a fixed order; no atomics), chunked as the device's `policy.norm` says
+ * (src/gpu/policy.ts).
  */
 import normSrc from "../../../kernels/norm.wgsl" with { type: "text" };
 import { defineKernel, ROW_REDUCE, rowLaunch, type Binding } from "../../gpu/index.ts";
@@ -18,16 +19,6 @@ import { rowGrid } from "../../gpu/grid.ts";
 import { checkOperands, grid1d, Tensor } from "../tensor.ts";
 
 export const NORM = defineKernel("kernels/norm.wgsl", normSrc, [ROW_REDUCE]);
-
-/** How the parameter gradient is split over rows; tests lower `minChunk` to exercise ragged chunks. */
-export const normLimits = {
-  /** Rows per chunk at least (a chunk is one invocation's serial sum). */
-  minChunk: 16,
-  /** Chunks at most (the second pass sums this many partials per column). */
-  maxChunks: 256,
-  /** Up to this many rows, one chunk: a single pass writes dweight itself (no bias) and no sum pass runs. */
-  singlePassRows: 256,
-};
 
 export interface RmsNormOptions {
   /** Added to mean(x^2) before the rsqrt; LLaMA's rms_norm_eps. Default 1e-6. */
@@ -73,7 +64,7 @@ function norm(k: NormKind, x: Tensor, w: Tensor, b: Tensor | null, eps: number):
   if (rows > 0) {
     const bind: Record<string, Binding> = { x: x.buffer, w: w.buffer, y: y.buffer, stats_out: stats.buffer };
     if (b) bind.b = b.buffer;
-    const grid = rowGrid(rows);
+    const grid = rowGrid(gpu, rows);
     gpu.dispatch(NORM, "norm_forward", bind, grid.workgroups, { params: { ...prm, gx: grid.gx }, defines, constants, name: k.op });
   }
   const xShape = x.shape;
@@ -87,7 +78,7 @@ function norm(k: NormKind, x: Tensor, w: Tensor, b: Tensor | null, eps: number):
       if (rows === 0) return needs.map((n, i) => (n ? Tensor.zeros(gpu, i === 0 ? xShape : [d]) : null));
       if (needs[0]) {
         const dx = Tensor.empty(gpu, xShape);
-        const grid = rowGrid(rows);
+        const grid = rowGrid(gpu, rows);
         gpu.dispatch(NORM, "norm_dx", { x: sx!.buffer, w: sw!.buffer, gout: g.buffer, stats: sstats!.buffer, dx: dx.buffer }, grid.workgroups, {
           params: { ...prm, gx: grid.gx },
           defines,
@@ -124,10 +115,11 @@ function paramGrads(
 ): [Tensor | null, Tensor | null] {
   const gpu = g.gpu;
   const { rows, d, np } = prm;
-  const chunk = rows <= normLimits.singlePassRows ? rows : Math.max(normLimits.minChunk, Math.ceil(rows / normLimits.maxChunks));
+  const lim = gpu.policy.norm;
+  const chunk = rows <= lim.singlePassRows ? rows : Math.max(lim.minChunk, Math.ceil(rows / lim.maxChunks));
   const chunks = Math.ceil(rows / chunk);
   const part = Tensor.empty(gpu, [chunks, np, d]);
-  const p1 = grid1d(chunks * d);
+  const p1 = grid1d(gpu, chunks * d);
   gpu.dispatch(NORM, "norm_dparams_partial", { x: sx.buffer, gout: g.buffer, stats: sstats.buffer, part_out: part.buffer }, p1.workgroups, {
     params: { ...prm, row: p1.row, chunk, chunks },
     defines,
@@ -140,7 +132,7 @@ function paramGrads(
     part.release();
     return [want[0] ? dw : (dw.release(), null), null];
   }
-  const p2 = grid1d(d);
+  const p2 = grid1d(gpu, d);
   const sumInto = (which: number): Tensor => {
     const t = Tensor.empty(gpu, [d]);
     gpu.dispatch(NORM, "norm_dparams_sum", { part: part.buffer, dst: t.buffer }, p2.workgroups, {

@@ -39,7 +39,7 @@ function launch(entry: Entry, name: string, out: Tensor, l: PhiloxLaunch, e: Ext
   const n = out.size;
   if (n === 0) return;
   if (n > 0xffffffff) throw new TensorError(`${name}: ${n} elements exceed the kernel's 2^32 limit`);
-  const g = grid1d(Math.ceil(n / 4));
+  const g = grid1d(out.gpu, Math.ceil(n / 4));
   const [c0, c1, c2, c3] = l.counter;
   const [k0, k1] = l.key;
   const bindings: Record<string, PooledBuffer> = entry === "random_bits" ? { bits_out: out.buffer } : { out: out.buffer };

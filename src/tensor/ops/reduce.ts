@@ -44,7 +44,7 @@ function reduceAxis(x: Tensor, outer: number, n: number, inner: number, scale: n
       partial.release();
     } else sumRows(x, out, outer, n, outer * n, scale, name, c);
   } else {
-    const g = grid1d(outer * inner);
+    const g = grid1d(gpu, outer * inner);
     gpu.dispatch(REDUCE, "sum_cols", { src: x.buffer, dst: out.buffer }, g.workgroups, {
       params: { outer, n, inner, len: outer * n * inner, row: g.row, gx: 0, scale, init: c.init },
       defines: { COMBINE: c.expr },
@@ -55,7 +55,7 @@ function reduceAxis(x: Tensor, outer: number, n: number, inner: number, scale: n
 }
 
 function sumRows(x: Tensor, out: Tensor, outer: number, n: number, len: number, scale: number, name: string, c: Combiner): void {
-  const g = rowGrid(outer);
+  const g = rowGrid(x.gpu, outer);
   const gx = g.gx;
   x.gpu.dispatch(REDUCE, "sum_rows", { src: x.buffer, dst: out.buffer }, g.workgroups, {
     params: { outer, n, inner: 1, len, row: 0, gx, scale, init: c.init },
@@ -69,7 +69,7 @@ function expand(g: Tensor, shape: Shape, outer: number, n: number, inner: number
   const out = Tensor.empty(g.gpu, shape);
   const len = outer * n * inner;
   if (len === 0) return out;
-  const grid = grid1d(len);
+  const grid = grid1d(g.gpu, len);
   g.gpu.dispatch(REDUCE, "expand", { src: g.buffer, dst: out.buffer }, grid.workgroups, {
     params: { outer, n, inner, len, row: grid.row, gx: 0, scale, init: 0 },
     name,
@@ -87,7 +87,7 @@ function maxBackward(g: Tensor, x: Tensor, m: Tensor, outer: number, n: number, 
     mask.release();
     return out;
   }
-  const grid = grid1d(len);
+  const grid = grid1d(gpu, len);
   const params = { outer, n, inner, len, row: grid.row, gx: 0, scale: 1, init: 0 };
   gpu.dispatch(REDUCE, "max_mask", { src: x.buffer, dst: mask.buffer, aux0: m.buffer }, grid.workgroups, { params, name: "max.backward" });
   const count = reduceAxis(mask, outer, n, inner, 1, "max.backward");

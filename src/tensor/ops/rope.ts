@@ -128,7 +128,7 @@ function rotate(src: Tensor, from: RopeLayout, to: RopeLayout, d: Dims, pos: Ten
   if (n === 0) return out;
   const rowT = from === "bhtd" ? d.dh : d.h * d.dh; // stride of t in src
   const rowH = from === "bhtd" ? d.t * d.dh : d.dh; // stride of h in src
-  const g = grid1d(n);
+  const g = grid1d(src.gpu, n);
   src.gpu.dispatch(ROPE, "rope", { x: src.buffer, pos: pos.buffer, inv_freq: invT.buffer, out: out.buffer }, g.workgroups, {
     params: {
       n,

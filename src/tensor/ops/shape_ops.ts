@@ -61,7 +61,7 @@ function walkParams(op: string, shape: Shape, strides: (readonly number[])[], of
 function dispatch(gpu: Gpu, entry: string, name: string, bindings: Record<string, PooledBuffer>, params: Record<string, number>, T = "f32"): void {
   if (params.n === 0) return;
   if (params.n! > 0xffffffff) throw new TensorError(`${name}: ${params.n} elements exceed the kernel's 2^32 limit`);
-  const g = grid1d(params.n!);
+  const g = grid1d(gpu, params.n!);
   params.row = g.row;
   gpu.dispatch(SHAPE_OPS, entry, bindings, g.workgroups, { params, defines: { T }, name });
 }

@@ -38,7 +38,7 @@ export interface RowLaunchOptions {
 /** Record one dispatch of a kernels/softmax.wgsl entry: one workgroup per row (nothing for 0 rows). */
 export function dispatchRows(gpu: Gpu, entry: string, bindings: Record<string, Binding>, rows: number, n: number, o: RowLaunchOptions): void {
   if (rows === 0) return;
-  const g = rowGrid(rows);
+  const g = rowGrid(gpu, rows);
   gpu.dispatch(SOFTMAX, entry, bindings, g.workgroups, {
     params: { ...SOFTMAX.zeroParams, rows, n, gx: g.gx, ignore: o.ignore ?? 0, eps: o.eps ?? 0, nan: Number.NaN, ...o.params },
     ...rowLaunch(gpu, { defines: o.defines }),

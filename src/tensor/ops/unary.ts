@@ -43,7 +43,7 @@ export type UnaryOp = keyof typeof UNARY_OPS;
 
 function launch(entry: "unary" | "unary_grad", name: string, expr: string, alpha: number, x: Tensor, out: Tensor, g?: Tensor): void {
   if (out.size === 0) return;
-  const e = elementwise(out.size);
+  const e = elementwise(x.gpu, out.size);
   const bindings: Record<string, PooledBuffer> = { x_in: x.buffer, out: out.buffer };
   if (g) bindings.gout = g.buffer;
   x.gpu.dispatch(UNARY, entry, bindings, e.workgroups, {

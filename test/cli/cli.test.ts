@@ -2,9 +2,9 @@
 // (or `bun --preload ./src/globals.ts SCRIPT`) with a hard timeout, and checks exit code and output.
 import { describe, expect, test } from "bun:test";
 import { join, resolve } from "node:path";
-import pkg from "../package.json" with { type: "json" };
+import pkg from "../../package.json" with { type: "json" };
 
-const ROOT = resolve(import.meta.dir, "..");
+const ROOT = resolve(import.meta.dir, "..", "..");
 const MAIN = join(ROOT, "src/cli/main.ts");
 const FIXTURES = "test/fixtures/user-script";
 const SPAWN_TIMEOUT_MS = 45_000;

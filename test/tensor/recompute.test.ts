@@ -1,10 +1,10 @@
-// Activation checkpointing (src/tensor/checkpoint.ts): gradients through checkpointed blocks equal the plain
+// Activation checkpointing (src/tensor/recompute.ts): gradients through checkpointed blocks equal the plain
 // ones bit for bit (parameters listed or only closed over, with dropout replaying its masks, nested, with
 // retainGraph, inputs that need no gradient), the node keeps only the inputs, peak memory over an 8-block
 // stack drops, a failing recompute restores state, and repeated steps leak nothing.
 import { describe, expect, test } from "bun:test";
 import type { Gpu } from "../../src/gpu/index.ts";
-import { checkpoint, type CheckpointOptions } from "../../src/tensor/checkpoint.ts";
+import { checkpoint, type CheckpointOptions } from "../../src/tensor/recompute.ts";
 import { add, defaultGenerator, dropout, linear, manualSeed, mul, noGrad, rmsnorm, scope, silu, sum, Tensor, TensorError } from "../../src/tensor/index.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { getGpu, rng, seedOf, uniform, upload } from "./helpers.ts";

@@ -5,7 +5,7 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-const ROOT = resolve(import.meta.dir, "..");
+const ROOT = resolve(import.meta.dir, "..", "..");
 const BIN = join(ROOT, "dist/alignx");
 const SUPPORTED = process.platform === "linux" && process.arch === "x64";
 const BUILD_TIMEOUT_MS = 60_000;
@@ -79,7 +79,7 @@ describe.skipIf(!SUPPORTED)("dist/alignx (bun build --compile)", () => {
     "parity on a tiny Gemma checkpoint matches the PyTorch reference's loss (kernels and model inside the binary)",
     async () => {
       const { cpSync } = await import("node:fs");
-      const { openSafetensors } = await import("../src/io/index.ts");
+      const { openSafetensors } = await import("../../src/io/index.ts");
       cpSync(join(ROOT, "test/fixtures/parity/gemma"), join(dir, "gemma"), { recursive: true });
       const r = await sh([BIN, "parity", "--model", "gemma", "--batch", "gemma/batch.json", "--out", "out.safetensors"], dir, SPAWN_TIMEOUT_MS);
       expect(r.code).toBe(0);
