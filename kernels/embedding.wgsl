@@ -1,4 +1,4 @@
-// Embedding lookup and its deterministic scatter-add gradient (src/tensor/ops/embedding.ts).
+// Embedding lookup and its deterministic scatter-add gradient (launchers: src/kernels/embedding.ts).
 //
 // ids: n int32 row indices into table [v, d] (row-major). Invalid ids (outside [0, v)) never index memory:
 // their output rows are `oob` (NaN) and they add nothing to the gradient.

@@ -1,4 +1,4 @@
-// Normalization over the last dimension (src/tensor/ops/norm.ts): RMSNorm as HF LlamaRMSNorm (and Gemma's,
+// Normalization over the last dimension (launchers: src/kernels/norm.ts): RMSNorm as HF LlamaRMSNorm (and Gemma's,
 // weight applied as 1 + w) and LayerNorm as torch.nn.LayerNorm; forward and fused backward, all in f32.
 //
 // x is [rows, d] row-major (every leading dimension folded into rows). Per row r:

@@ -1,5 +1,5 @@
 // Counter-based random numbers: Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as
-// easy as 1, 2, 3", SC 2011; the Random123 reference), for src/tensor/ops/random.ts and src/tensor/rng.ts.
+// easy as 1, 2, 3", SC 2011; the Random123 reference); launchers: src/kernels/random.ts, streams: src/tensor/rng.ts.
 //
 // Philox maps a 128-bit counter and a 64-bit key to four u32 words through 10 rounds of
 //   (c0, c1, c2, c3) <- (hi(M1*c2) ^ c1 ^ k0, lo(M1*c2), hi(M0*c0) ^ c3 ^ k1, lo(M0*c0)),  key += (W0, W1)

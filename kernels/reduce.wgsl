@@ -1,4 +1,4 @@
-// Sum, mean and max over one axis (src/tensor/ops/reduce.ts). The input is seen as [outer, n, inner] and the
+// Sum, mean and max over one axis (launchers: src/kernels/reduce.ts). The input is seen as [outer, n, inner] and the
 // output as [outer, inner], multiplied by `scale` (1 for sum and max, 1/n for mean). The combining function
 // is the define COMBINE (default a + b; max passes a NaN-propagating max) starting from `init` (0, or -inf
 // for max, passed as a parameter since WGSL has no infinity literal); RED_OP names the same operation for

@@ -1,4 +1,4 @@
-// Rotary position embedding, HF LLaMA's rotate-half convention (src/tensor/ops/rope.ts).
+// Rotary position embedding, HF LLaMA's rotate-half convention (launchers: src/kernels/rope.ts).
 //
 // For each (b, h, t) row of head dimension dh = 2 * half, and i < half, with angle = f32(pos[b, t]) * inv_freq[i]
 // (the f32 product HF forms; inv_freq comes from the host, computed in f32 exactly as HF does):

@@ -1,5 +1,5 @@
 // Workgroup-wide reductions for the row kernels (a library: appended to kernels/norm.wgsl, softmax.wgsl,
-// reduce.wgsl and optim.wgsl, see defineLibrary in src/gpu/kernel.ts). Every invocation of a workgroup calls
+// loss.wgsl, reduce.wgsl and optim.wgsl, see defineLibrary in src/gpu/kernel.ts). Every invocation of a workgroup calls
 // wg_reduce in uniform control flow with its partial value and gets the workgroup's result.
 //
 // Ops on a vec2f (two independent lanes, except RED_SOFTMAX):
@@ -7,7 +7,7 @@
 //   RED_MAX      max(u, v), NaN if either is NaN (torch.amax; is_nan tests the bits)
 //   RED_SOFTMAX  online softmax pairs (m, s) = (max, sum of exp(x - m)): merged to the larger max
 //
-// WG (override) is the workgroup size the caller launched, a power of two. src/gpu/grid.ts `rowLaunch` picks
+// WG (override) is the workgroup size the caller launched, a power of two. src/gpu/row_reduce.ts `rowLaunch` picks
 // it per adapter with the define SUBGROUP_ROWS:
 //   - GPUs: WG = 256, a tree in workgroup memory (log2 WG barrier steps);
 //   - CPU drivers (lavapipe): WG = 8, one SIMD register. There a workgroup barrier costs a coroutine switch

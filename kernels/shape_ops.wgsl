@@ -1,4 +1,4 @@
-// Shape and index ops (src/tensor/ops/shape_ops.ts): one general strided copy that slice, narrow, concat,
+// Shape and index ops (launchers: src/kernels/shape_ops.ts): one general strided copy that slice, narrow, concat,
 // stack, permute, transpose, expand and contiguous all reduce to, plus where, clamp and index_select.
 //
 //   copy_strided   dst[b_off + sum_d c_d * b_d] = src[a_off + sum_d c_d * a_d]
@@ -22,7 +22,7 @@
 //                  summation order (and last bits) can vary run to run; distinct ids are exact. Invalid ids
 //                  are skipped.
 //
-// Iteration shapes arrive coalesced (src/tensor/shape.ts coalesce): `rank` <= 6 dimensions, innermost first,
+// Iteration shapes arrive coalesced (src/gpu/strided.ts coalesce): `rank` <= 6 dimensions, innermost first,
 // sizes s0..s5, per-operand element strides a*, b*, c* and element offsets a_off, b_off, c_off.
 // One invocation per element (of the iteration shape, or of the output) over a 2-D grid of 256-wide
 // workgroups: flat index gid.y * row + gid.x, bounds-checked against n. Limits: n and every element offset

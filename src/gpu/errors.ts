@@ -11,6 +11,13 @@ export class GpuError extends Error {
   }
 }
 
+/**
+ * A usage error at an op's call site (bad shapes, axes, a released tensor, ...) or a launch past a kernel's
+ * limits (more elements or dimensions than its indexing takes). Defined here so that the kernels layer can
+ * raise it; src/tensor/shape.ts re-exports it.
+ */
+export class TensorError extends GpuError {}
+
 /** What to install when Dawn finds no adapter at all. */
 export const INSTALL_HINT =
   "No WebGPU adapter found: Dawn needs a Vulkan driver.\n" +

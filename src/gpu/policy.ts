@@ -14,7 +14,7 @@ export type MatmulKernel = "direct" | "tiled" | "tiled128" | "subgroup";
 export type AttentionKernel = "flash" | "unfused";
 
 export interface KernelPolicy {
-  /** Matrix products (src/tensor/ops/matmul.ts, kernels/matmul_ops.wgsl, matmul_subgroup.wgsl). */
+  /** Matrix products (src/kernels/matmul.ts: kernels/matmul.wgsl, matmul_subgroup.wgsl). */
   readonly matmul: {
     /**
      * Which entry point runs: `direct` (register-blocked, no workgroup memory: for CPU Vulkan drivers),
@@ -32,7 +32,7 @@ export interface KernelPolicy {
     /** Batches per dispatch, at most the device's workgroups per dimension (tests lower it to split batches). */
     readonly maxBatch: number;
   };
-  /** Attention (src/tensor/ops/attention.ts). */
+  /** Attention (src/kernels/attention.ts `attentionPath`). */
   readonly attention: {
     /**
      * `flash` (the fused kernels: no T x T buffer), `unfused` (scores as a batched matmul, a masked softmax,
@@ -57,7 +57,7 @@ export interface KernelPolicy {
     /** Workgroups per grid row before the second dimension (tests lower it to exercise that on small sizes). */
     readonly maxX: number;
   };
-  /** How norms split the parameter gradient over rows (src/tensor/ops/norm.ts; tests lower it for ragged chunks). */
+  /** How norms split the parameter gradient over rows (src/kernels/norm.ts normParamGrads; tests lower it for ragged chunks). */
   readonly norm: {
     /** Rows per chunk at least (a chunk is one invocation's serial sum). */
     readonly minChunk: number;

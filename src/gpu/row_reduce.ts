@@ -1,6 +1,6 @@
 /**
  * The row kernels' workgroup reduction: kernels/row_reduce.wgsl (a WGSL library appended to kernels/norm.wgsl,
- * softmax.wgsl, reduce.wgsl and optim.wgsl) and `rowLaunch`, which picks its workgroup size and variant per
+ * softmax.wgsl, loss.wgsl, reduce.wgsl and optim.wgsl) and `rowLaunch`, which picks its workgroup size and variant per
  * device from its policy (`policy.rows`, src/gpu/policy.ts). A dispatch of a reducing entry spreads
  * `...rowLaunch(gpu, { defines, constants })` into its options: its own defines and constants with WG and
  * SUBGROUP_ROWS added.

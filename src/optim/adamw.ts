@@ -1,15 +1,15 @@
 /**
  * AdamW exactly as torch.optim.AdamW (amsgrad=False, maximize=False): decoupled weight decay
  * `p *= 1 - lr * weight_decay`, then the bias-corrected Adam update. One fused dispatch per parameter
- * (kernels/optim.wgsl `adamw`: reads p, g, m, v; writes p, m, v). The step count is per parameter, as in
- * torch: a parameter whose grad was null for some steps corrects its bias with its own count. The bias
- * corrections are computed in float64 here and travel with the dispatch's params (no upload per step).
+ * (launcher: src/kernels/optim.ts `adamw`; reads p, g, m, v; writes p, m, v). The step count is per parameter,
+ * as in torch: a parameter whose grad was null for some steps corrects its bias with its own count.
  *
  * State per parameter: `exp_avg` (m) and `exp_avg_sq` (v), zero-filled on its first step.
  */
+import { adamw } from "../kernels/optim.ts";
 import { TensorError } from "../tensor/shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { dispatchElementwise, Optimizer, type ParamsInput, type ParamState } from "./optimizer.ts";
+import { Optimizer, type ParamsInput, type ParamState } from "./optimizer.ts";
 
 export interface AdamWOptions {
   lr: number;
@@ -41,16 +41,6 @@ export class AdamW extends Optimizer<AdamWOptions> {
     const m = this.stateTensor(p, st, "exp_avg");
     const v = this.stateTensor(p, st, "exp_avg_sq");
     const [beta1, beta2] = o.betas;
-    const t = st.step;
-    dispatchElementwise(p.gpu, "adamw", `AdamW(${name})`, p.size, { p: p.buffer, g: grad.buffer, m: m.buffer, v: v.buffer }, {
-      decay: 1 - o.lr * o.weightDecay,
-      beta1,
-      beta2,
-      one_minus_beta1: 1 - beta1,
-      one_minus_beta2: 1 - beta2,
-      step_size: o.lr / (1 - beta1 ** t),
-      bc2_sqrt: Math.sqrt(1 - beta2 ** t),
-      eps: o.eps,
-    });
+    adamw(p.gpu, { p: p.buffer, g: grad.buffer, m: m.buffer, v: v.buffer }, { n: p.size, lr: o.lr, beta1, beta2, eps: o.eps, weightDecay: o.weightDecay, step: st.step, label: name });
   }
 }

@@ -1,14 +1,13 @@
 /**
  * clipGradNorm: torch.nn.utils.clip_grad_norm_ (norm_type 2, error_if_nonfinite=False) without a host
- * round-trip. The global L2 norm over every gradient is reduced on the GPU in two passes (kernels/optim.wgsl
- * `sumsq` per gradient into its own slots of one partials buffer, then `norm_finish`), and each gradient is
- * scaled in place by min(1, maxNorm / (norm + 1e-6)) by `clip_scale`, which reads the norm from GPU memory.
+ * round-trip: the global L2 norm over every gradient is reduced on the GPU, and each gradient is scaled in
+ * place by min(1, maxNorm / (norm + 1e-6)), read from GPU memory. Launcher: src/kernels/optim.ts
+ * `clipGradNorm` (kernels/optim.wgsl; its passes and the device's `policy.clip` are described there).
  * Returns the total norm as a new scalar tensor (shape [], the caller's to release); reading it is optional.
- * The `sumsq` pass's workgroups per gradient follow the device's `policy.clip` (src/gpu/policy.ts).
  */
+import { clipGradNorm as clipLaunch } from "../kernels/optim.ts";
 import { TensorError } from "../tensor/shape.ts";
-import { Tensor, untracked } from "../tensor/tensor.ts";
-import { dispatchElementwise, dispatchReduce } from "./optimizer.ts";
+import { Tensor } from "../tensor/tensor.ts";
 
 /**
  * Scale the gradients of `params` (those whose `.grad` is not null) so their global L2 norm is at most
@@ -31,19 +30,7 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number)
   }
   if (grads.length === 0) return Tensor.zeros(gpu, []);
 
-  const lim = gpu.policy.clip;
-  const groups = grads.map((g) => Math.min(lim.maxGroups, Math.ceil(g.size / lim.perGroup)));
-  const count = groups.reduce((a, b) => a + b, 0);
-  const partial = untracked(() => Tensor.empty(gpu, [count]));
   const norm = Tensor.empty(gpu, []);
-  let base = 0;
-  grads.forEach((g, i) => {
-    dispatchReduce(gpu, "sumsq", "clip_grad_norm.sumsq", groups[i]!, { gs: g.buffer, partial: partial.buffer }, { base, groups: groups[i]! }, g.size);
-    base += groups[i]!;
-  });
-  dispatchReduce(gpu, "norm_finish", "clip_grad_norm.norm", 1, { partial: partial.buffer, total: norm.buffer }, { groups: count });
-  partial.release();
-  if (maxNorm !== Infinity)
-    for (const g of grads) dispatchElementwise(gpu, "clip_scale", "clip_grad_norm.scale", g.size, { gs: g.buffer, total: norm.buffer }, { max_norm: maxNorm });
+  clipLaunch(gpu, { grads: grads.map((g) => g.buffer), total: norm.buffer }, { sizes: grads.map((g) => g.size), maxNorm });
   return norm;
 }

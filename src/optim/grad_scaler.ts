@@ -11,8 +11,8 @@
  * Where things happen:
  *   - `scale(loss)` multiplies on the GPU by the scale passed as a kernel parameter (no upload).
  *   - `unscale_(opt)` divides every gradient of the optimizer by the scale in place on the GPU and records
- *     whether any element is inf/NaN into a u32 flag on the GPU (kernels/grad_scaler.wgsl: one dispatch per
- *     gradient, no host round trip), as torch's _amp_foreach_non_finite_check_and_unscale_.
+ *     whether any element is inf/NaN into a u32 flag on the GPU (launcher: src/kernels/grad_scaler.ts, one
+ *     dispatch per gradient, no host round trip), as torch's _amp_foreach_non_finite_check_and_unscale_.
  *   - `step(opt)` reads that flag back once (one readback per optimizer per step, as torch's `.item()` in
  *     _maybe_opt_step) and runs `opt.step()` only when it is clear. Returns whether it stepped.
  *   - `update()` applies torch's _amp_update_scale_ rule on the host, which already holds the flag:
@@ -30,14 +30,11 @@
  *
  * A disabled scaler (`enabled: false`) is a pass-through, like torch's.
  */
-import scalerSrc from "../../kernels/grad_scaler.wgsl" with { type: "text" };
-import { defineKernel } from "../gpu/index.ts";
+import { unscaleGrads } from "../kernels/grad_scaler.ts";
 import { mulScalar } from "../tensor/ops/unary.ts";
 import { TensorError } from "../tensor/shape.ts";
-import { grid1d, Tensor, untracked } from "../tensor/tensor.ts";
+import { Tensor, untracked } from "../tensor/tensor.ts";
 import type { Optimizer } from "./optimizer.ts";
-
-export const GRAD_SCALER = defineKernel("kernels/grad_scaler.wgsl", scalerSrc);
 
 export interface GradScalerOptions {
   initScale: number;
@@ -144,16 +141,7 @@ export class GradScaler {
       }
     const gpu = optimizer.groups[0]!.params[0]!.gpu;
     const flag = untracked(() => Tensor.empty(gpu, [1], { dtype: "u32" }));
-    gpu.dispatch(GRAD_SCALER, "reset_flag", { found_inf: flag.buffer }, 1, { params: { n: 0, row: 0, inv_scale: 1 }, name: "GradScaler.reset" });
-    const invScale = f32(1 / this.scale_);
-    for (const g of grads) {
-      if (!g.size) continue;
-      const grid = grid1d(gpu, g.size);
-      gpu.dispatch(GRAD_SCALER, "unscale", { grad: g.buffer, found_inf: flag.buffer }, grid.workgroups, {
-        params: { n: g.size, row: grid.row, inv_scale: invScale },
-        name: "GradScaler.unscale",
-      });
-    }
+    unscaleGrads(gpu, { grads: grads.map((g) => g.buffer), foundInf: flag.buffer }, { sizes: grads.map((g) => g.size), invScale: f32(1 / this.scale_) });
     this.perOptimizer.set(optimizer, { stage: "unscaled", flag, foundInf: null });
   }
 

@@ -1,5 +1,5 @@
 // Optimizers (the layer above src/tensor): AdamW, SGD, gradient-norm clipping, HF learning-rate schedules.
-export { Optimizer, OPTIM, type OptimizerStateDict, type ParamGroup, type ParamState, type ParamsInput, type GroupSpec, type NamedParams } from "./optimizer.ts";
+export { Optimizer, type OptimizerStateDict, type ParamGroup, type ParamState, type ParamsInput, type GroupSpec, type NamedParams } from "./optimizer.ts";
 export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from "./adamw.ts";
 export { SGD, SGD_DEFAULTS, type SGDOptions } from "./sgd.ts";
 export { clipGradNorm } from "./clip.ts";

@@ -12,30 +12,11 @@
  *
  * A step updates parameters in place (their storage keeps its identity), like torch's optimizers; so a graph
  * recorded before the step and backwarded after it sees the new values (torch would raise a version error).
+ *
+ * Launchers of the optimizer kernels: src/kernels/optim.ts (kernels/optim.wgsl).
  */
-import kernelSrc from "../../kernels/optim.wgsl" with { type: "text" };
-import { defineKernel, elementwise, ROW_REDUCE, rowLaunch, vec4Units, type Gpu, type PooledBuffer } from "../gpu/index.ts";
 import { fmtShape, sameShape, TensorError } from "../tensor/shape.ts";
 import { Tensor, untracked } from "../tensor/tensor.ts";
-
-export const OPTIM = defineKernel("kernels/optim.wgsl", kernelSrc, [ROW_REDUCE]);
-
-
-/** Record one elementwise optimizer-kernel dispatch over `n` elements (in vec4s when n allows). */
-export function dispatchElementwise(gpu: Gpu, entry: string, name: string, n: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>): void {
-  if (n === 0) return;
-  const e = elementwise(gpu, n);
-  gpu.dispatch(OPTIM, entry, bindings, e.workgroups, { params: { ...OPTIM.zeroParams, ...params, n: e.units, row: e.row }, defines: e.defines, name });
-}
-
-/**
- * Record one dispatch of a reducing optim kernel entry (sumsq, norm_finish) with an explicit workgroup count;
- * `n` (elements of the bound gradient, when it has one) is passed in the kernel's units.
- */
-export function dispatchReduce(gpu: Gpu, entry: string, name: string, workgroups: number, bindings: Record<string, PooledBuffer>, params: Record<string, number>, n = 0): void {
-  const u = vec4Units(n);
-  gpu.dispatch(OPTIM, entry, bindings, workgroups, { params: { ...OPTIM.zeroParams, ...params, n: u.units }, ...rowLaunch(gpu, { defines: u.defines }), name });
-}
 
 export type NamedParams = readonly Tensor[] | Readonly<Record<string, Tensor>>;
 export type GroupSpec<O> = { params: NamedParams } & Partial<O>;

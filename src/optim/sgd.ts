@@ -2,13 +2,15 @@
  * SGD exactly as torch.optim.SGD (maximize=False): coupled weight decay d = g + weight_decay * p; with
  * momentum, a buffer that starts as d on a parameter's first step (no dampening then) and is
  * `momentum * buf + (1 - dampening) * d` afterwards; nesterov steps along d + momentum * buf, otherwise
- * along buf; p -= lr * step. One fused dispatch per parameter (kernels/optim.wgsl `sgd` / `sgd_momentum`).
+ * along buf; p -= lr * step. One fused dispatch per parameter (launchers: src/kernels/optim.ts `sgd` /
+ * `sgdMomentum`).
  *
  * State per parameter: `momentum_buffer`, only when momentum != 0.
  */
+import { sgd, sgdMomentum } from "../kernels/optim.ts";
 import { TensorError } from "../tensor/shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { dispatchElementwise, Optimizer, type ParamsInput, type ParamState } from "./optimizer.ts";
+import { Optimizer, type ParamsInput, type ParamState } from "./optimizer.ts";
 
 export interface SGDOptions {
   lr: number;
@@ -37,20 +39,11 @@ export class SGD extends Optimizer<SGDOptions> {
   }
 
   protected update(p: Tensor, grad: Tensor, st: ParamState, o: SGDOptions, name: string): void {
-    const common = { lr: o.lr, weight_decay: o.weightDecay };
-    if (o.momentum === 0) {
-      dispatchElementwise(p.gpu, "sgd", `SGD(${name})`, p.size, { p: p.buffer, g: grad.buffer }, common);
-      return;
-    }
+    const common = { n: p.size, lr: o.lr, weightDecay: o.weightDecay, label: name };
+    if (o.momentum === 0) return sgd(p.gpu, { p: p.buffer, g: grad.buffer }, common);
     // The buffer is born on this parameter's first momentum step, written (not read) by the kernel.
     const first = st.tensors.momentum_buffer === undefined;
     const buf = this.stateTensor(p, st, "momentum_buffer", false);
-    dispatchElementwise(p.gpu, "sgd_momentum", `SGD(${name})`, p.size, { p: p.buffer, g: grad.buffer, buf: buf.buffer }, {
-      ...common,
-      momentum: o.momentum,
-      one_minus_dampening: 1 - o.dampening,
-      nesterov: o.nesterov ? 1 : 0,
-      first: first ? 1 : 0,
-    });
+    sgdMomentum(p.gpu, { p: p.buffer, g: grad.buffer, buf: buf.buffer }, { ...common, momentum: o.momentum, dampening: o.dampening, nesterov: o.nesterov, first });
   }
 }

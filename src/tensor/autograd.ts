@@ -13,11 +13,21 @@
  *
  * Lifetime: a Node is reference-counted by the tensors it produced and by the Nodes that consume it; when
  * the count reaches zero its saved views are released. So the graph of a released loss frees itself.
+ *
+ * Gradient accumulation (summing two gradients, adding into `.grad`) runs the launchers of
+ * src/kernels/tensor.ts (`accumulate`, f32) and src/kernels/cast.ts (`accumulateF16`).
+ *
+ * Import order: tensor.ts must not import this module at run time (this module imports it), so the Tensor
+ * methods that need the engine live here and are installed on Tensor.prototype when this module loads,
+ * declared by the module augmentation below: `t.backward(...)` and `t.reshape(...)` (a view with a gradient
+ * rule, the one view that records). src/tensor/index.ts (hence src/index.ts) and every op module (through
+ * `attach`) import this module; a program that imports only tensor.ts gets a TensorError naming the missing
+ * import from those two methods instead.
  */
-import { elementwise } from "../gpu/index.ts";
-import { CAST } from "./ops/cast.ts";
-import { clone, grid1d, TENSOR_KERNELS, Tensor, untracked } from "./tensor.ts";
-import { fmtShape, sameShape, TensorError, type Shape } from "./shape.ts";
+import { accumulateF16 } from "../kernels/cast.ts";
+import { accumulate } from "../kernels/tensor.ts";
+import { clone, Tensor, untracked } from "./tensor.ts";
+import { fmtShape, inferShape, sameShape, TensorError, type Shape } from "./shape.ts";
 
 // ---- grad mode ----------------------------------------------------------------------------------------
 
@@ -221,26 +231,13 @@ function topoOrder(root: Node): Node[] {
   return post.reverse();
 }
 
-/** dst += src, in place (both f32, same size, distinct buffers). */
+/** dst += src, in place (same dtype, f32 or f16; same size; distinct buffers). */
 function addInPlace(dst: Tensor, src: Tensor): void {
   if (!dst.size) return;
   if (dst.dtype !== src.dtype) throw new TensorError(`backward: cannot add a ${src.dtype} gradient into a ${dst.dtype} one`);
-  if (dst.dtype === "f16") {
-    const words = Math.ceil(dst.size / 2);
-    const g = grid1d(dst.gpu, words);
-    dst.gpu.dispatch(CAST, "accumulate_f16", { x16: src.buffer, y16: dst.buffer }, g.workgroups, {
-      params: { n: dst.size, words, row: g.row },
-      name: "grad.accumulate",
-    });
-    return;
-  }
+  if (dst.dtype === "f16") return accumulateF16(dst.gpu, { src: src.buffer, dst: dst.buffer }, { n: dst.size });
   if (dst.dtype !== "f32") throw new TensorError(`backward: gradients of dtype ${dst.dtype} are not supported`);
-  const e = elementwise(dst.gpu, dst.size);
-  dst.gpu.dispatch(TENSOR_KERNELS, "accumulate", { src: src.buffer, dst: dst.buffer }, e.workgroups, {
-    params: { n: e.units, row: e.row, value: 0 },
-    defines: e.defines,
-    name: "grad.accumulate",
-  });
+  accumulate(dst.gpu, { src: src.buffer, dst: dst.buffer }, { n: dst.size });
 }
 
 /** a + b for two engine-owned gradients; reuses a's buffer when nothing else shares it. Consumes both. */
@@ -268,3 +265,34 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   addInPlace(leaf.grad, g);
   g.release();
 }
+
+// ---- the Tensor methods that need the engine (see the module comment) ---------------------------------
+
+declare module "./tensor.ts" {
+  interface Tensor {
+    /** The same storage seen with another shape (free: no copy). One dimension may be -1. */
+    reshape(...shape: number[] | [readonly number[]]): Tensor;
+    /**
+     * Reverse-mode gradients of this tensor into every leaf's `.grad`: `t.backward()` for a one-element t,
+     * `t.backward(grad)` otherwise; options `{ retainGraph: true }` as the last argument.
+     */
+    backward(grad?: Tensor | BackwardOptions, opts?: BackwardOptions): void;
+  }
+}
+
+/** `x.reshape(...)`: a view of x's storage with the target shape; its gradient is g seen with x's shape. */
+function reshape(this: Tensor, ...shape: number[] | [readonly number[]]): Tensor {
+  const target = inferShape("reshape", this.shape, (Array.isArray(shape[0]) ? shape[0] : shape) as number[]);
+  const from = this.shape;
+  this.assertLive();
+  const out = new Tensor(this.storage.retain(), target, this.dtype);
+  return attach(out, { op: "reshape", inputs: [this], backward: (g) => [g.reshape(from)] });
+}
+
+function backwardMethod(this: Tensor, grad?: Tensor | BackwardOptions, opts: BackwardOptions = {}): void {
+  if (grad instanceof Tensor || grad === undefined) backward(this, grad, opts);
+  else backward(this, undefined, grad);
+}
+
+for (const [name, fn] of Object.entries({ reshape, backward: backwardMethod }))
+  Object.defineProperty(Tensor.prototype, name, { value: fn, writable: true, configurable: true });

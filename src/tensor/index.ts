@@ -1,8 +1,8 @@
 // The tensor/autograd layer: import from here (it installs the op methods on Tensor, and registers the ops'
 // autotuners with the GPU layer: `gpu.tune()` / `Gpu.open({ tune: true })` run them in this order).
 import { registerTuner } from "../gpu/index.ts";
+import { tuneMatmul } from "../kernels/matmul.ts";
 import { tuneAttention } from "./ops/attention.ts";
-import { tuneMatmul } from "./ops/matmul.ts";
 
 export * from "./tensor.ts";
 export * from "./shape.ts";

@@ -13,11 +13,18 @@
  *
  * Debugging: `debug.poison = true` fills every uninitialized allocation with NaN before an op writes it,
  * so a kernel that skips an element cannot pass a test.
+ *
+ * Launchers: src/kernels/tensor.ts (fills, copies). This module imports no autograd code at run time
+ * (autograd.ts imports it): the methods that need the engine, `reshape` (a view with a gradient rule) and
+ * `backward`, are installed on Tensor.prototype by autograd.ts when it loads, and declared there by module
+ * augmentation (as src/tensor/ops/index.ts adds the op methods). Every entry point (src/tensor/index.ts,
+ * src/index.ts, and each op module, which imports `attach`) loads it; until then the two methods throw an
+ * error that says so.
  */
-import copySrc from "../../kernels/tensor.wgsl" with { type: "text" };
-import { defineKernel, type Gpu, type PooledBuffer } from "../gpu/index.ts";
-import { backward as runBackward, attach, type BackwardOptions, type Node } from "./autograd.ts";
-import { checkShape, fmtShape, inferShape, numel, TensorError, type Shape } from "./shape.ts";
+import type { Gpu, PooledBuffer } from "../gpu/index.ts";
+import { copyBytes, fillWord } from "../kernels/tensor.ts";
+import type { Node } from "./autograd.ts";
+import { checkShape, fmtShape, numel, TensorError, type Shape } from "./shape.ts";
 
 export { TensorError } from "./shape.ts";
 
@@ -28,8 +35,6 @@ export { TensorError } from "./shape.ts";
 export type DType = "f32" | "f16" | "i32" | "u32";
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, f16: 2, i32: 4, u32: 4 };
 
-export const TENSOR_KERNELS = defineKernel("kernels/tensor.wgsl", copySrc);
-
 /** Poison words: an f32 NaN, and two f16 NaNs for f16 tensors (an f32 NaN's low half is +0 as f16). */
 const NAN_WORD = { f32: 0x7fc00000, f16: 0x7e007e00 } as const;
 
@@ -38,7 +43,7 @@ export const debug = {
   poison: false,
 };
 
-import { grid1d } from "../gpu/grid.ts";
+// Launch geometry (src/gpu/grid.ts), re-exported for the op modules that still import it from here.
 export { grid1d } from "../gpu/grid.ts";
 
 /** One pooled buffer shared by every view of it. */
@@ -129,7 +134,7 @@ function withTracking<T>(on: boolean, fn: () => T): T {
 }
 
 /** The 32-bit word whose every element is `value` in `dtype` (an f16 word holds two halves). */
-function fillWord(value: number, dtype: DType): number {
+function wordOf(value: number, dtype: DType): number {
   switch (dtype) {
     case "f32":
       return new Uint32Array(new Float32Array([value]).buffer)[0]!;
@@ -186,7 +191,7 @@ export class Tensor {
     const dtype = opts.dtype ?? "f32";
     const bytes = numel(checkShape(shape)) * DTYPE_BYTES[dtype];
     const buf = gpu.alloc(bytes, "tensor");
-    if (debug.poison) gpu.fillBits(buf, dtype === "f16" ? NAN_WORD.f16 : NAN_WORD.f32);
+    if (debug.poison) fillWord(gpu, { dst: buf }, { word: dtype === "f16" ? NAN_WORD.f16 : NAN_WORD.f32 });
     return new Tensor(new Storage(gpu, buf), shape, dtype).setRequiresGrad(opts.requiresGrad ?? false);
   }
 
@@ -202,10 +207,10 @@ export class Tensor {
 
   static full(gpu: Gpu, shape: Shape, value: number, opts: TensorOptions = {}): Tensor {
     const dtype = opts.dtype ?? "f32";
-    const word = fillWord(value, dtype);
+    const word = wordOf(value, dtype);
     const t = Tensor.empty(gpu, shape, { dtype });
     // One in-order fill of the whole pooled buffer with the 32-bit word that holds `value` in this dtype.
-    if (t.size) gpu.fillBits(t.buffer, word);
+    if (t.size) fillWord(gpu, { dst: t.buffer }, { word });
     return t.setRequiresGrad(opts.requiresGrad ?? false);
   }
 
@@ -267,15 +272,6 @@ export class Tensor {
 
   // ---- views ----
 
-  /** The same storage seen with another shape (free: no copy). One dimension may be -1. */
-  reshape(...shape: number[] | [readonly number[]]): Tensor {
-    const target = inferShape("reshape", this.shape, (Array.isArray(shape[0]) ? shape[0] : shape) as number[]);
-    const from = this.shape;
-    this.assertLive();
-    const out = new Tensor(this.storage.retain(), target, this.dtype);
-    return attach(out, { op: "reshape", inputs: [this], backward: (g) => [g.reshape(from)] });
-  }
-
   /** A view sharing storage, cut from the autograd graph (requiresGrad false). */
   detach(): Tensor {
     this.assertLive();
@@ -290,15 +286,6 @@ export class Tensor {
     if (on && this.dtype !== "f32" && this.dtype !== "f16") throw new TensorError(`setRequiresGrad: ${this.dtype} tensors cannot require gradients`);
     this.requiresGrad = on;
     return this;
-  }
-
-  /**
-   * Reverse-mode gradients of this tensor into every leaf's `.grad` (see autograd.ts): `t.backward()` for a
-   * one-element t, `t.backward(grad)` otherwise; options `{ retainGraph: true }` as the last argument.
-   */
-  backward(grad?: Tensor | BackwardOptions, opts: BackwardOptions = {}): void {
-    if (grad instanceof Tensor || grad === undefined) runBackward(this, grad, opts);
-    else runBackward(this, undefined, grad);
   }
 
   /** Release and forget `.grad`. */
@@ -330,6 +317,22 @@ export class Tensor {
   }
 }
 
+/**
+ * Until autograd.ts loads and installs the real methods (see the module comment), `reshape` and `backward`
+ * throw saying what to import. Writable and configurable, like the op methods, so the install replaces them.
+ */
+for (const name of ["reshape", "backward"] as const)
+  Object.defineProperty(Tensor.prototype, name, {
+    value(this: Tensor): never {
+      throw new TensorError(
+        `${this}.${name}(): the autograd engine is not loaded; import the tensor library from src/tensor/index.ts ` +
+          "(or import src/tensor/autograd.ts) rather than src/tensor/tensor.ts alone",
+      );
+    },
+    writable: true,
+    configurable: true,
+  });
+
 function toHost(data: ArrayLike<number>, dtype: DType): HostArray {
   switch (dtype) {
     case "f32":
@@ -347,8 +350,7 @@ function toHost(data: ArrayLike<number>, dtype: DType): HostArray {
 /** A copy with its own storage (one buffer-to-buffer copy). */
 export function clone(t: Tensor): Tensor {
   const out = Tensor.empty(t.gpu, t.shape, { dtype: t.dtype });
-  const bytes = Math.ceil((t.size * DTYPE_BYTES[t.dtype]) / 4) * 4;
-  if (bytes) t.gpu.copy(t.buffer, out.buffer, bytes);
+  copyBytes(t.gpu, { src: t.buffer, dst: out.buffer }, { bytes: Math.ceil((t.size * DTYPE_BYTES[t.dtype]) / 4) * 4 });
   return out;
 }
 

@@ -10,8 +10,9 @@ import { join } from "node:path";
 import { Autotuner, defineKernel, Gpu, type Candidate, type TuneResult } from "../../src/gpu/index.ts";
 import { registeredTuners } from "../../src/gpu/autotune.ts";
 import { Tensor } from "../../src/tensor/index.ts";
-import { attention, attentionTuneKey, tuneAttention } from "../../src/tensor/ops/attention.ts";
-import { matmulTuneKey, matmulVariantFor, matmulVariants, tuneMatmul, variantName } from "../../src/tensor/ops/matmul.ts";
+import { attentionTuneKey } from "../../src/kernels/attention.ts";
+import { matmulTuneKey, matmulVariantFor, matmulVariants, tuneMatmul, variantName } from "../../src/kernels/matmul.ts";
+import { attention, tuneAttention } from "../../src/tensor/ops/attention.ts";
 import { getGpu } from "../helpers.ts";
 
 // A kernel whose cost grows with `iters`: candidates of known relative speed.

@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { DEFAULT_POLICY, elementwise, Gpu, grid1d, mergePolicy, rowGrid, rowLaunch, type PartialPolicy } from "../../src/gpu/index.ts";
 import { Tensor } from "../../src/tensor/index.ts";
-import { matmulVariantFor } from "../../src/tensor/ops/matmul.ts";
+import { matmulVariantFor } from "../../src/kernels/matmul.ts";
 import { getGpu } from "../helpers.ts";
 import { expectClose } from "../tensor/helpers.ts";
 

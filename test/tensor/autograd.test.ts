@@ -1,6 +1,7 @@
 // The autograd engine: a composite graph against central differences of its float64 reference, the rules
 // of backward (scalar roots, accumulation, retainGraph, noGrad, detach, shared inputs), and memory: graphs
-// free themselves, and a training-style loop keeps live buffers flat.
+// free themselves, and a training-style loop keeps live buffers flat; and the engine installs backward and
+// reshape on Tensor (tensor.ts alone says what to import).
 import { describe, expect, test } from "bun:test";
 import { isGradEnabled, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { expectFlatMemory } from "../helpers.ts";
@@ -181,5 +182,19 @@ describe("autograd", () => {
     expect(end.liveBuffers).toBe(start.liveBuffers);
     expect(losses[losses.length - 1]!).toBeLessThan(losses[0]!); // and the steps did descend
     for (const t of [x, w, b]) t.release();
+  });
+
+  test("tensor.ts alone, without the engine: backward and reshape say what to import (autograd installs them)", () => {
+    // A fresh process that imports tensor.ts and nothing that loads autograd.ts (no op module, no index.ts).
+    const script = [
+      'import { Storage, Tensor } from "./src/tensor/tensor.ts";',
+      "const t = new Tensor(new Storage({} as never, { id: 0, bytes: 16 } as never), [2, 2]);",
+      'for (const f of [() => t.backward(), () => t.reshape(4)]) try { f(); console.log("no error"); } catch (e) { console.log(String(e)); }',
+    ].join("\n");
+    const r = Bun.spawnSync([process.execPath, "-e", script], { cwd: `${import.meta.dir}/../..` });
+    const lines = r.stdout.toString().trim().split("\n");
+    expect(lines).toHaveLength(2);
+    for (const [line, m] of lines.map((l, i) => [l, ["backward", "reshape"][i]!] as const))
+      expect(line).toBe(`TensorError: Tensor([2, 2], f32).${m}(): the autograd engine is not loaded; import the tensor library from src/tensor/index.ts (or import src/tensor/autograd.ts) rather than src/tensor/tensor.ts alone`);
   });
 });

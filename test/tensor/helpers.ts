@@ -4,7 +4,7 @@
 import { expect } from "bun:test";
 import type { Gpu } from "../../src/gpu/index.ts";
 import { debug, Tensor } from "../../src/tensor/index.ts";
-import { subgroupKernelFits, type MatmulKernel } from "../../src/tensor/ops/matmul.ts";
+import { subgroupKernelFits, type MatmulKernel } from "../../src/kernels/matmul.ts";
 import { getGpu as sharedGpu } from "../helpers.ts";
 
 /** The shared device, with poisoning on: every uninitialized tensor starts as NaN. */

@@ -1,7 +1,7 @@
 // The row kernels' workgroup reduction (kernels/row_reduce.wgsl, src/gpu/row_reduce.ts) in every variant a
 // device can pick: a 256-wide tree (GPUs), an 8-wide tree, 8-lane subgroup reductions (lavapipe's default),
 // and a 1-wide degenerate tree. Each variant runs every reducing entry — row sums and NaN-propagating max
-// (reduce.wgsl), softmax and its backward, cross-entropy forward/mean/backward (softmax.wgsl), RMSNorm and
+// (reduce.wgsl), softmax and its backward (softmax.wgsl), cross-entropy forward/mean/backward (loss.wgsl), RMSNorm and
 // LayerNorm forward and dx (norm.wgsl), the gradient-norm passes (optim.wgsl) — against float64 references,
 // on rows shorter than, equal to and longer than the workgroup. The per-op suites cover the default variant
 // in depth; this one makes sure no variant is left untested. Fresh tensors are NaN-poisoned.

@@ -1,6 +1,7 @@
 /**
- * Decode attention: a few new queries against a key/value cache (kernels/attention_decode.wgsl). Forward
- * only, for generation under noGrad(); the training path is `attention` (src/tensor/ops/attention.ts).
+ * Decode attention: a few new queries against a key/value cache. Forward only, for generation under
+ * noGrad(); the training path is `attention` (src/tensor/ops/attention.ts). Launchers:
+ * src/kernels/attention_decode.ts.
  *
  *   attentionDecode(q [B, Hq, Tq, Dh], k [B, Hkv, S, Dh], v [B, Hkv, S, Dh],
  *                   { keyLength = S, offset = keyLength - Tq, causal = true, keyPaddingMask, scale })
@@ -20,12 +21,9 @@
  * No autograd: inputs that require gradients are refused (a TensorError saying so) rather than silently
  * cut from the graph. Limits: Dh a multiple of 4; B * Hkv <= 65535; splits <= 65535.
  */
-import decodeSrc from "../../../kernels/attention_decode.wgsl" with { type: "text" };
-import { defineKernel, type Gpu } from "../../gpu/index.ts";
+import { attentionDecodeForward, planAttentionDecode, type DecodeBlocks } from "../../kernels/attention_decode.ts";
 import { fmtShape, TensorError } from "../shape.ts";
-import { checkOperands, grid1d, Tensor } from "../tensor.ts";
-
-export const ATTENTION_DECODE = defineKernel("kernels/attention_decode.wgsl", decodeSrc);
+import { checkOperands, Tensor } from "../tensor.ts";
 
 export interface DecodeAttentionOptions {
   /** Valid keys Tk: rows 0 .. Tk-1 of every k/v head (default: all S rows). */
@@ -40,48 +38,7 @@ export interface DecodeAttentionOptions {
   scale?: number;
   /** Tuning and tests: key splits (default: chosen from the grid size), tile sizes. */
   splits?: number;
-  blocks?: { cols?: number; tpr?: number };
-}
-
-/** Workgroups the default split count aims for (a few per SM of a large GPU). */
-const TARGET_WORKGROUPS = 256;
-/** A split gets at least this many key tiles. */
-const MIN_TILES_PER_SPLIT = 4;
-
-interface Plan {
-  rows: number;
-  cols: number;
-  tpr: number;
-  constants: Record<string, number>;
-  defines: Record<string, number>;
-}
-
-const sharedBytes = (rows: number, cols: number, tpr: number, dh4: number) => 16 * 2 * cols * dh4 + 4 * cols * rows * tpr + 4 * rows * cols;
-
-/**
- * Tile sizes: TPR lanes per query row (each lane holds <= 2 vec4 of a row vector, at most 32 lanes),
- * ROWS = the kv head's query rows (at most 256 / TPR), COLS = 32 keys per tile; COLS, then ROWS, shrink
- * until the workgroup fits the device.
- */
-function plan(gpu: Gpu, rowsPerHead: number, dh4: number, want: DecodeAttentionOptions["blocks"] = {}): Plan {
-  for (const [key, x] of Object.entries(want))
-    if (x !== undefined && (!Number.isInteger(x) || x < 1)) throw new TensorError(`attentionDecode: block size ${key}=${x} must be a positive integer`);
-  const lim = gpu.limits;
-  const maxWg = Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX, 256);
-  const tpr = want.tpr ?? Math.min(32, 2 ** Math.ceil(Math.log2(Math.ceil(dh4 / 2))));
-  let rows = Math.max(1, Math.min(rowsPerHead, Math.floor(maxWg / tpr)));
-  let cols = want.cols ?? 32;
-  const fits = () => sharedBytes(rows, cols, tpr, dh4) <= lim.maxComputeWorkgroupStorageSize && rows * tpr <= Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX);
-  while (!fits()) {
-    if (want.cols === undefined && cols > 4) cols /= 2;
-    else if (rows > 1) rows = Math.ceil(rows / 2);
-    else
-      throw new TensorError(
-        `attentionDecode: tiles (rows ${rows}, cols ${cols}, tpr ${tpr}) for Dh=${4 * dh4} need ${sharedBytes(rows, cols, tpr, dh4)} bytes of workgroup memory ` +
-          `and ${rows * tpr} invocations; the device allows ${lim.maxComputeWorkgroupStorageSize} and ${lim.maxComputeInvocationsPerWorkgroup}`,
-      );
-  }
-  return { rows, cols, tpr, constants: { ROWS: rows, COLS: cols, TPR: tpr, DH4: dh4 }, defines: { OV: Math.ceil(dh4 / tpr) } };
+  blocks?: DecodeBlocks;
 }
 
 function checkInputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | undefined) {
@@ -112,60 +69,12 @@ export function attentionDecode(q: Tensor, k: Tensor, v: Tensor, opts: DecodeAtt
   const scale = opts.scale ?? 1 / Math.sqrt(Dh);
   if (!Number.isFinite(scale)) throw fail(`scale must be finite, got ${scale}`);
   if (B * Hkv > 65535) throw fail(`B * Hkv = ${B * Hkv} exceeds 65535 (workgroups per grid dimension)`);
-  const causal = opts.causal ?? true;
-  const dh4 = Dh / 4;
-  const rowsPerHead = (Hq / Hkv) * Tq;
-  const pl = plan(gpu, rowsPerHead, dh4, opts.blocks);
-
+  const splits = opts.splits;
+  if (splits !== undefined && (!Number.isInteger(splits) || splits < 1 || splits > 65535)) throw fail(`splits ${splits} must be an integer in [1, 65535]`);
+  const plan = planAttentionDecode(gpu, { Hq, Hkv, Tq, Dh, blocks: opts.blocks });
   const out = Tensor.empty(gpu, q.shape);
-  if (out.size === 0) return out;
-  // Split the keys any query can see (causal: up to offset + Tq) over enough workgroups.
-  const keyEnd = causal ? Math.min(Tk, offset + Tq) : Tk;
-  const rowBlocks = Math.ceil(rowsPerHead / pl.rows);
-  const maxSplits = Math.max(1, Math.ceil(keyEnd / (MIN_TILES_PER_SPLIT * pl.cols)));
-  let splits = opts.splits ?? Math.min(maxSplits, Math.ceil(TARGET_WORKGROUPS / (rowBlocks * B * Hkv)));
-  if (!Number.isInteger(splits) || splits < 1 || splits > 65535) throw fail(`splits ${splits} must be an integer in [1, 65535]`);
-  const chunk = Math.max(pl.cols, Math.ceil(Math.ceil(keyEnd / splits) / pl.cols) * pl.cols);
-  splits = Math.max(1, Math.ceil(keyEnd / chunk));
-
-  const nr = B * Hq * Tq;
-  const params = {
-    tq: Tq,
-    tk: Tk,
-    s: S,
-    offset,
-    hkv: Hkv,
-    rows: rowsPerHead,
-    causal: causal ? 1 : 0,
-    has_mask: mask ? 1 : 0,
-    mask_stride: mask ? mask.shape[1]! : 0,
-    scale,
-    chunk,
-    splits,
-    nr,
-    n: nr * dh4,
-    row: 0,
-    cols: pl.cols,
-  };
-  const direct = splits === 1;
-  const oPart = direct ? out : Tensor.empty(gpu, [splits, nr, Dh]);
-  const mlPart = Tensor.empty(gpu, [splits, nr, 2]);
-  gpu.dispatch(
-    ATTENTION_DECODE,
-    "decode_attn",
-    { q: q.buffer, k: k.buffer, v: v.buffer, mask: (mask ?? q).buffer, o_part: oPart.buffer, ml_part: mlPart.buffer },
-    [rowBlocks, B * Hkv, splits],
-    { params, constants: pl.constants, defines: pl.defines, name: "attention_decode" },
-  );
-  if (!direct) {
-    const g = grid1d(gpu, nr * dh4, 64);
-    gpu.dispatch(ATTENTION_DECODE, "decode_combine", { po: oPart.buffer, pml: mlPart.buffer, out: out.buffer }, g.workgroups, {
-      params: { ...params, row: g.row },
-      constants: { DH4: dh4 },
-      name: "attention_decode.combine",
-    });
-    oPart.release();
-  }
-  mlPart.release();
+  const io = { q: q.buffer, k: k.buffer, v: v.buffer, mask: mask?.buffer, out: out.buffer };
+  const maskStride = mask ? mask.shape[1]! : 0;
+  attentionDecodeForward(gpu, io, { B, Hq, Hkv, Tq, S, Tk, Dh, offset, causal: opts.causal ?? true, scale, maskStride, splits, plan });
   return out;
 }

@@ -1,6 +1,6 @@
 /**
  * Embedding lookup: `embedding(ids, table)` gathers rows of `table` [V, D] at int32 `ids` [...] into
- * [..., D] (torch.nn.functional.embedding; HF LlamaForCausalLM's embed_tokens). Kernels: kernels/embedding.wgsl.
+ * [..., D] (torch.nn.functional.embedding; HF LlamaForCausalLM's embed_tokens). Launchers: src/kernels/embedding.ts.
  *
  * ids may be an i32 Tensor, or host data (an Int32Array or number[], with `opts.shape`, default [n]):
  *   - host ids are checked at the call site (integers in [0, V), else a TensorError) and the backward's sort
@@ -12,24 +12,18 @@
  * names get 0. Deterministic (no atomics; bit-identical between the host and GPU paths), correct for
  * repeated ids. Cost at V = 128k, n = 8k, D = 4096: dominated by writing the dense 2 GiB dTable once.
  */
-import embeddingSrc from "../../../kernels/embedding.wgsl" with { type: "text" };
-import { defineKernel, vec4Units, type Gpu } from "../../gpu/index.ts";
+import type { Gpu } from "../../gpu/index.ts";
+import { embeddingBackward, embeddingGather, embeddingSort, type EmbeddingDims } from "../../kernels/embedding.ts";
 import { attach } from "../autograd.ts";
 import { checkShape, fmtShape, numel, TensorError } from "../shape.ts";
-import { checkOperands, grid1d, Tensor } from "../tensor.ts";
+import { checkOperands, Tensor } from "../tensor.ts";
 
-export const EMBEDDING = defineKernel("kernels/embedding.wgsl", embeddingSrc);
-
-const WG = 256;
 const U32_LIMIT = 2 ** 32;
 
 export interface EmbeddingOptions {
   /** Shape of host ids (default [ids.length]); ignored for a Tensor. */
   shape?: readonly number[];
 }
-
-type Params = { n: number; d: number; v: number; row: number; gx: number; oob: number };
-
 
 export function embedding(ids: Tensor | ArrayLike<number>, table: Tensor, opts: EmbeddingOptions = {}): Tensor {
   const gpu = checkOperands("embedding", table);
@@ -49,26 +43,21 @@ export function embedding(ids: Tensor | ArrayLike<number>, table: Tensor, opts: 
   const n = idsT.size;
   if (n * d >= U32_LIMIT || v * d >= U32_LIMIT)
     throw new TensorError(`embedding: ${n} ids of a [${v}, ${d}] table exceed the kernels' 2^32-element indexing`);
-  const prm: Params = { n, d, v, row: 0, gx: 0, oob: Number.NaN };
+  const dims: EmbeddingDims = { n, v, d };
 
   const out = Tensor.empty(gpu, [...idsT.shape, d]);
-  if (n * d > 0) {
-    // Rows move in vec4s when d % 4 == 0: the kernel's `d` then counts vec4s.
-    const { units: du, defines } = vec4Units(d);
-    const g = grid1d(gpu, n * du);
-    gpu.dispatch(EMBEDDING, "gather", { ids: idsT.buffer, table: table.buffer, out: out.buffer }, g.workgroups, {
-      params: { ...prm, d: du, row: g.row },
-      defines,
-      name: "embedding",
-    });
-  }
+  embeddingGather(gpu, { ids: idsT.buffer, table: table.buffer, out: out.buffer }, dims);
   const r = attach(out, {
     op: "embedding",
     inputs: [table],
     save: () => [host ? null : idsT],
     backward: (g, [sids]) => {
       if (n === 0 || v * d === 0) return [Tensor.zeros(gpu, [v, d])];
-      return [scatterGrad(g, prm, host ? hostOrder(gpu, host) : gpuOrder(sids!, prm))];
+      const order = host ? hostOrder(gpu, host) : gpuOrder(sids!, dims);
+      const dtable = Tensor.empty(gpu, [v, d]);
+      embeddingBackward(gpu, { gout: g.buffer, order: order.buffer, dtable: dtable.buffer }, dims);
+      order.release();
+      return [dtable];
     },
   });
   idsT.release();
@@ -99,34 +88,8 @@ function hostOrder(gpu: Gpu, ids: Int32Array): Tensor {
 }
 
 /** The same order, sorted on the GPU by rank counting. */
-function gpuOrder(ids: Tensor, p: Params): Tensor {
-  const order = Tensor.empty(ids.gpu, [2 * p.n], { dtype: "i32" });
-  const g = grid1d(ids.gpu, p.n, WG);
-  ids.gpu.dispatch(EMBEDDING, "rank", { ids: ids.buffer, order: order.buffer }, g.workgroups, {
-    params: { ...p, gx: g.workgroups[0] },
-    name: "embedding.sort",
-  });
+function gpuOrder(ids: Tensor, dims: EmbeddingDims): Tensor {
+  const order = Tensor.empty(ids.gpu, [2 * dims.n], { dtype: "i32" });
+  embeddingSort(ids.gpu, { ids: ids.buffer, order: order.buffer }, dims);
   return order;
-}
-
-/** dTable [V, D] from the output gradient and the sorted order (consumed); n, V and D are > 0. */
-function scatterGrad(g: Tensor, p: Params, order: Tensor): Tensor {
-  const gpu = g.gpu;
-  const dtable = Tensor.empty(gpu, [p.v, p.d]);
-  const bounds = Tensor.empty(gpu, [p.v + 1], { dtype: "u32" });
-  const gb = grid1d(gpu, p.v + 1);
-  gpu.dispatch(EMBEDDING, "bounds_search", { order_in: order.buffer, bounds: bounds.buffer }, gb.workgroups, {
-    params: { ...p, row: gb.row },
-    name: "embedding.bounds",
-  });
-  const { units: du, defines } = vec4Units(p.d);
-  const gs = grid1d(gpu, p.v * du);
-  gpu.dispatch(EMBEDDING, "scatter", { gout: g.buffer, order_in: order.buffer, bounds_in: bounds.buffer, out: dtable.buffer }, gs.workgroups, {
-    params: { ...p, d: du, row: gs.row },
-    defines,
-    name: "embedding.backward",
-  });
-  bounds.release();
-  order.release();
-  return dtable;
 }

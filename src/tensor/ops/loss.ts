@@ -1,7 +1,6 @@
 /**
  * What AlignX's losses need: cross-entropy (fused with log-softmax), masked mean pooling, L2 normalization
- * and the cosine-similarity matrix. Kernels: kernels/softmax.wgsl (cross-entropy, l2_normalize: row kernels)
- * and kernels/loss.wgsl (masked_mean, the small `contract` product behind the cosine matrix).
+ * and the cosine-similarity matrix. Launchers: src/kernels/loss.ts.
  *
  * crossEntropy(logits [N, V], targets [N] i32, { ignoreIndex = -100 }) is F.cross_entropy with
  * reduction="mean": the mean over rows whose target is not ignoreIndex of logsumexp(row) - row[target].
@@ -21,14 +20,20 @@
  * cosineSimilarityMatrix(a [N, D], b [M, D], eps = 1e-12) → [N, M] = l2Normalize(a) · l2Normalize(b)ᵀ,
  * with gradients to both (a zero row has similarity 0 with everything).
  */
-import lossSrc from "../../../kernels/loss.wgsl" with { type: "text" };
-import { defineKernel, rowLaunch, type Binding } from "../../gpu/index.ts";
+import {
+  contract as contractLaunch,
+  crossEntropyBackward,
+  crossEntropyForward,
+  l2NormalizeBackward,
+  l2NormalizeForward,
+  maskedMeanBackward,
+  maskedMeanForward,
+  type ContractOptions,
+} from "../../kernels/loss.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, TensorError } from "../shape.ts";
-import { checkOperands, grid1d, Tensor } from "../tensor.ts";
-import { dispatchRows, rowSumMap, SOFTMAX, type RowSumMap } from "./softmax.ts";
-
-export const LOSS = defineKernel("kernels/loss.wgsl", lossSrc);
+import { checkOperands, Tensor } from "../tensor.ts";
+import { lastAxisRows } from "./softmax.ts";
 
 const I32_MIN = -(2 ** 31);
 const I32_MAX = 2 ** 31 - 1;
@@ -81,27 +86,18 @@ export function crossEntropy(logits: Tensor, targets: Tensor | ArrayLike<number>
   // Intermediates are released when this block ends (`using`); the node keeps its own views of them.
   using owned = targets instanceof Tensor ? null : Tensor.fromArray(gpu, targets, [N], { dtype: "i32" });
   const t = owned ?? (targets as Tensor);
-  using rowloss = Tensor.empty(gpu, [N]);
   /** Per row (max, sum of exp(x - max)), then the number of kept rows. */
   using stats = Tensor.empty(gpu, [2 * N + 1]);
   const out = Tensor.empty(gpu, []);
-  dispatchRows(gpu, "ce_fwd", { a: logits.buffer, targets: t.buffer, rowloss: rowloss.buffer, stats: stats.buffer }, N, V, { name: op, ignore });
-  // One workgroup: the mean over kept rows, and their count for the backward.
-  gpu.dispatch(SOFTMAX, "ce_mean", { targets: t.buffer, rowloss: rowloss.buffer, out: out.buffer, stats: stats.buffer }, 1, {
-    params: { ...SOFTMAX.zeroParams, rows: N, n: V, gx: 1, ignore, eps: 0, nan: Number.NaN },
-    ...rowLaunch(gpu),
-    name: `${op}.mean`,
-  });
+  const o = { rows: N, classes: V, ignoreIndex: ignore };
+  crossEntropyForward(gpu, { logits: logits.buffer, targets: t.buffer, loss: out.buffer, stats: stats.buffer }, o);
   return attach(out, {
     op,
     inputs: [logits],
     save: () => [logits, t, stats],
     backward: (g, [x, tt, st]) => {
       const dx = Tensor.empty(gpu, x!.shape);
-      dispatchRows(gpu, "ce_bwd", { a: x!.buffer, b: g.buffer, targets: tt!.buffer, stats: st!.buffer, out: dx.buffer }, N, V, {
-        name: `${op}.backward`,
-        ignore,
-      });
+      crossEntropyBackward(gpu, { logits: x!.buffer, targets: tt!.buffer, stats: st!.buffer, dloss: g.buffer, dlogits: dx.buffer }, o);
       return [dx];
     },
   });
@@ -132,69 +128,49 @@ export function maskedMean(x: Tensor, mask: Tensor): Tensor {
   const out = Tensor.empty(gpu, [B, D]);
   /** 1 / (sum of the row's mask), 0 for an empty row; released at the end of this block (the node keeps a view). */
   using inv = Tensor.empty(gpu, [B]);
-  const g = grid1d(gpu, B * D);
-  gpu.dispatch(LOSS, "masked_mean_fwd", { x_in: x.buffer, mask: mask.buffer, out: out.buffer, inv: inv.buffer }, g.workgroups, {
-    params: lossParams({ b: B, t: T, d: D, row: g.row }),
-    name: op,
-  });
+  maskedMeanForward(gpu, { x: x.buffer, mask: mask.buffer, out: out.buffer, inv: inv.buffer }, { B, T, D });
   return attach(out, {
     op,
     inputs: [x],
     save: () => [mask, inv],
     backward: (gy, [m, iv]) => {
       const dx = Tensor.empty(gpu, [B, T, D]);
-      const gg = grid1d(gpu, dx.size);
-      gpu.dispatch(LOSS, "masked_mean_bwd", { gout: gy.buffer, mask: m!.buffer, inv: iv!.buffer, out: dx.buffer }, gg.workgroups, {
-        params: lossParams({ b: B, t: T, d: D, row: gg.row }),
-        name: `${op}.backward`,
-      });
+      maskedMeanBackward(gpu, { dout: gy.buffer, mask: m!.buffer, inv: iv!.buffer, dx: dx.buffer }, { B, T, D });
       return [dx];
     },
   });
 }
 
-/** kernels/loss.wgsl's params with the fields an entry does not read set to 0. */
-function lossParams(p: Record<string, number>): Record<string, number> {
-  return { ...LOSS.zeroParams, ...p };
-}
-
 // ---- L2 normalization and cosine similarity -----------------------------------------------------------
-
-// With n = ||x|| (s.x = n^2) and d = max(n, eps): y = x / d; dx = (g - x (g.x) / n^2) / d when n >= eps
-// (PyTorch's clamp_min passes the gradient at n == eps), else g / eps.
-const L2_FORWARD: RowSumMap = { load: "let x = a[i];", term: "vec2f(x * x, 0.0)", map: "x / max(sqrt(s.x), p.eps)" };
-const L2_BACKWARD: RowSumMap = {
-  load: "let x = a[i]; let g = b[i];",
-  term: "vec2f(x * x, g * x)",
-  map: "(g - x * select(0.0, s.y / s.x, sqrt(s.x) >= p.eps)) / max(sqrt(s.x), p.eps)",
-};
 
 /** x / max(||x||, eps) over the last axis (F.normalize(x, dim=-1, eps=eps)). Saves x. */
 export function l2Normalize(x: Tensor, eps = 1e-12): Tensor {
   const op = "l2_normalize";
-  checkOperands(op, x);
+  const gpu = checkOperands(op, x);
   if (!(eps >= 0) || !Number.isFinite(eps)) throw new TensorError(`${op}: eps must be finite and >= 0, got ${eps}`);
-  const out = rowSumMap(op, L2_FORWARD, x, null, eps);
+  const { rows, n } = lastAxisRows(x);
+  const out = Tensor.empty(gpu, x.shape);
+  l2NormalizeForward(gpu, { x: x.buffer, y: out.buffer }, { rows, n, eps });
   return attach(out, {
     op,
     inputs: [x],
     save: () => [x],
-    backward: (g, [sx]) => [rowSumMap(`${op}.backward`, L2_BACKWARD, sx!, g, eps)],
+    backward: (g, [sx]) => {
+      const dx = Tensor.empty(gpu, sx!.shape);
+      l2NormalizeBackward(gpu, { x: sx!.buffer, dy: g.buffer, dx: dx.buffer }, { rows, n, eps });
+      return [dx];
+    },
   });
 }
 
 /**
- * A new [rows, cols] tensor: out[r, c] = sum_k lhs[r * lr + k * lk] * rhs[k * rk + c * rc] over k < depth
- * (kernels/loss.wgsl `contract`).
+ * A new [rows, cols] tensor: out[r, c] = sum_k lhs[r * lr + k * lk] * rhs[k * rk + c * rc] over k < depth.
  */
-function contract(name: string, lhs: Tensor, rhs: Tensor, rows: number, cols: number, depth: number, s: { lr: number; lk: number; rk: number; rc: number }): Tensor {
+function contract(name: string, lhs: Tensor, rhs: Tensor, rows: number, cols: number, depth: number, s: Omit<ContractOptions, "rows" | "cols" | "depth" | "name">): Tensor {
   const gpu = lhs.gpu;
   if (depth === 0) return Tensor.zeros(gpu, [rows, cols]);
   const out = Tensor.empty(gpu, [rows, cols]);
-  if (out.size === 0) return out;
-  const g = grid1d(gpu, out.size);
-  const bindings: Record<string, Binding> = { lhs: lhs.buffer, rhs: rhs.buffer, out: out.buffer };
-  gpu.dispatch(LOSS, "contract", bindings, g.workgroups, { params: lossParams({ rows, cols, depth, ...s, row: g.row }), name });
+  contractLaunch(gpu, { lhs: lhs.buffer, rhs: rhs.buffer, out: out.buffer }, { rows, cols, depth, ...s, name });
   return out;
 }
 

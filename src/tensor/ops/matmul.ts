@@ -1,8 +1,7 @@
 /**
  * Matrix products: `matmul(a, b, { transA, transB })` (2-D and batched) and `linear(x, w, bias)` (HF/PyTorch
- * `nn.Linear`: y = x · wᵀ + bias, weight [out, in]). Kernels: kernels/matmul.wgsl, one templated source
- * whose operand layouts (transposed or not, vec4-aligned or not) are `defines`; transposes are read in
- * place, never copied.
+ * `nn.Linear`: y = x · wᵀ + bias, weight [out, in]). Launchers: src/kernels/matmul.ts (kernel variants, the
+ * device's choice among them, and their tuner).
  *
  * Batching: a [...batch, M, K] and b [...batch, K, N] with equal batch dimensions, or one of them 2-D and
  * shared across the other's batch (a weight, as PyTorch broadcasts it), give [...batch, M, N].
@@ -20,25 +19,13 @@
  * linear's bias) must share one dtype; backward products mix them freely (an f32 dC with an f16 operand),
  * and each input's gradient comes out in that input's dtype. f16 gradient sums (a bias, a weight shared by a
  * batch) reduce in f32 and round once.
- *
- * Kernel variant: the device's `policy.matmul` (src/gpu/policy.ts): an explicit kernel, or under "auto" the
- * variant `tuneMatmul` timed fastest on this adapter for the dtype and size class, else a heuristic.
  */
-import commonSrc from "../../../kernels/matmul_common.wgsl" with { type: "text" };
-import matmulSrc from "../../../kernels/matmul.wgsl" with { type: "text" };
-import subgroupSrc from "../../../kernels/matmul_subgroup.wgsl" with { type: "text" };
-import { defineKernel, defineLibrary, describeSubgroups, hasSubgroupsOf, hashText, type Gpu, type MatmulKernel, type PooledBuffer, type TuneResult } from "../../gpu/index.ts";
+import { matmulProduct, type MatmulDType, type MatmulProblem } from "../../kernels/matmul.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, numel, sameShape, TensorError, type Shape } from "../shape.ts";
 import { Tensor, type DType } from "../tensor.ts";
 import { cast } from "./cast.ts";
 import { sum } from "./reduce.ts";
-
-const MATMUL_COMMON = defineLibrary("kernels/matmul_common.wgsl", commonSrc);
-export const MATMUL_OPS = defineKernel("kernels/matmul.wgsl", matmulSrc, [MATMUL_COMMON]);
-export const MATMUL_SUBGROUP = defineKernel("kernels/matmul_subgroup.wgsl", subgroupSrc, [MATMUL_COMMON]);
-
-export type { MatmulKernel };
 
 export interface MatmulOptions {
   /** Use aᵀ: a is [..., K, M]. */
@@ -49,176 +36,11 @@ export interface MatmulOptions {
   outDtype?: DType;
 }
 
-/** The problem one kernel launch solves: `batch` products C[z] = op(A[z]) · op(B[z]) of M x K by K x N. */
-interface Problem {
-  M: number;
-  N: number;
-  K: number;
-  batch: number;
-  /** Operands shared by every batch (a 2-D weight): batch stride 0. */
-  sharedA: boolean;
-  sharedB: boolean;
-  transA: boolean;
-  transB: boolean;
-}
-
-/**
- * WGSL for operand `v` of `dtype`: its binding's element type and loads, converted to f32 (vec4 bindings
- * when the contiguous size is a multiple of 4).
- */
-function access(v: string, vec: boolean, dtype: DType): { T: string; LD: string; LD4: string } {
-  const e = dtype === "f16" ? "f16" : "f32";
-  const f = (x: string) => (e === "f32" ? x : `f32(${x})`);
-  return vec
-    ? { T: `vec4<${e}>`, LD: f(`${v}[i >> 2u][i & 3u]`), LD4: e === "f32" ? `${v}[i >> 2u]` : `vec4<f32>(${v}[i >> 2u])` }
-    : { T: e, LD: f(`${v}[i]`), LD4: `vec4<f32>(${f(`${v}[i]`)}, ${f(`${v}[i + 1u]`)}, ${f(`${v}[i + 2u]`)}, ${f(`${v}[i + 3u]`)})` };
-}
-
-/** The C_T / C_ST defines: f32 accumulators v stored as `dtype`, as one vec4 or per valid column. */
-function store(vec: boolean, dtype: DType): { C_T: string; C_ST: string } {
-  const e = dtype === "f16" ? "f16" : "f32";
-  const cv = e === "f32" ? "v" : "vec4<f16>(v)";
-  const cs = e === "f32" ? "v[j]" : "f16(v[j])";
-  return vec
-    ? { C_T: `vec4<${e}>`, C_ST: `c[i >> 2u] = ${cv};` }
-    : { C_T: e, C_ST: `for (var j = 0u; j < cols; j++) { c[i + j] = ${cs}; }` };
-}
-
-/** Whether `matmul_sg` can run here: the subgroups feature, and subgroups of exactly 8 lanes. */
-export function subgroupKernelFits(gpu: Gpu): boolean {
-  return hasSubgroupsOf(gpu, 8);
-}
-
-/** One kernel variant: an entry point and, for `direct`, its rows per invocation. */
-export interface MatmulVariant {
-  kernel: MatmulKernel;
-  tm: number;
-}
-
-export const variantName = (v: MatmulVariant): string => (v.kernel === "direct" ? `direct-tm${v.tm}` : v.kernel);
-
-/**
- * The entries other than `direct` (whose rows per invocation are `policy.matmul.tm` and whose block follows
- * its workgroup shape): their fixed TM define and the [columns, rows] block of C one workgroup covers.
- */
-const FIXED: Record<Exclude<MatmulKernel, "direct">, { tm: number; block: [number, number] }> = {
-  tiled: { tm: 4, block: [64, 64] },
-  tiled128: { tm: 8, block: [128, 128] },
-  subgroup: { tm: 8, block: [32, 8] },
-};
-
-/** The variants that can run on this device: what `tuneMatmul` times. */
-export function matmulVariants(gpu: Gpu): MatmulVariant[] {
-  const fixed: Exclude<MatmulKernel, "direct">[] = ["tiled", "tiled128"];
-  if (subgroupKernelFits(gpu)) fixed.push("subgroup");
-  return [{ kernel: "direct", tm: 8 }, { kernel: "direct", tm: 4 }, ...fixed.map((kernel) => ({ kernel, tm: FIXED[kernel].tm }))];
-}
-
-/** The default where nothing is tuned: tiled on GPUs; on CPU adapters subgroup where it fits, else direct. */
-function heuristic(gpu: Gpu): MatmulVariant {
-  if (gpu.adapter.kind !== "cpu") return { kernel: "tiled", tm: FIXED.tiled.tm };
-  return subgroupKernelFits(gpu) ? { kernel: "subgroup", tm: FIXED.subgroup.tm } : { kernel: "direct", tm: 8 };
-}
-
-/** Tuning is remembered per operand dtype and size class (FLOPs below / above 2^25, e.g. 256 x 256 x 512). */
-const sizeClass = (pr: Problem): "small" | "large" => (pr.M * pr.N * pr.K * pr.batch < 2 ** 25 ? "small" : "large");
-/** Hash of the kernels' WGSL: editing a matmul kernel re-tunes it. */
-const KERNELS_VERSION = hashText(commonSrc + matmulSrc + subgroupSrc);
-export const matmulTuneKey = (dtype: DType, cls: "small" | "large"): string => `matmul/${dtype}/${cls}/${KERNELS_VERSION}`;
-
-/**
- * The variant a product runs with: the device's `policy.matmul.kernel` when set; under "auto", the tuned
- * choice for its dtype and size class when `tuneMatmul` has run on this adapter (now or in an earlier
- * process), else the heuristic default.
- */
-export function matmulVariantFor(gpu: Gpu, pr: Pick<Problem, "M" | "N" | "K" | "batch">, dtype: DType, name = "matmul"): MatmulVariant {
-  const { kernel: k, tm } = gpu.policy.matmul;
-  if (k === "subgroup" && !subgroupKernelFits(gpu))
-    throw new TensorError(`${name}: the subgroup matmul kernel needs 8-lane subgroups; ${describeSubgroups(gpu)}`);
-  if (k !== "auto") return { kernel: k, tm: k === "direct" ? tm : FIXED[k].tm };
-  const t = gpu.tuner.lookup(matmulTuneKey(dtype, sizeClass(pr as Problem)));
-  return (t && matmulVariants(gpu).find((v) => variantName(v) === t.choice)) || heuristic(gpu);
-}
-
-/**
- * Time every variant that runs here on a small and a large product (NT, as `linear` runs it) per dtype and
- * remember the fastest (src/gpu/autotune.ts: cached per adapter on disk, so later runs only read the file).
- * Returns the results by key. Takes ~1 s on lavapipe the first time, nothing once cached.
- */
-export async function tuneMatmul(gpu: Gpu, tuner = gpu.tuner): Promise<Record<string, TuneResult>> {
-  const out: Record<string, TuneResult> = {};
-  const cpu = gpu.adapter.kind === "cpu";
-  const shapes = { small: cpu ? [128, 128, 256] : [256, 256, 512], large: cpu ? [512, 512, 512] : [2048, 2048, 2048] } as const;
-  for (const dtype of ["f32", ...(gpu.features.has("shader-f16") ? ["f16"] : [])] as DType[])
-    for (const cls of ["small", "large"] as const) {
-      const key = matmulTuneKey(dtype, cls);
-      const [M, N, K] = shapes[cls];
-      using x = Tensor.full(gpu, [M, K], 0.5, { dtype });
-      using w = Tensor.full(gpu, [N, K], 0.25, { dtype });
-      const pr: Problem = { M, N, K, batch: 1, sharedA: false, sharedB: false, transA: false, transB: true };
-      const candidates = matmulVariants(gpu).map((v) => ({
-        name: variantName(v),
-        run: () => {
-          const c = Tensor.empty(gpu, [M, N], { dtype });
-          launch("matmul.tune", pr, x, w, null, c, v);
-          c.release();
-        },
-      }));
-      const r = await tuner.tune(key, candidates);
-      if (r) out[key] = r;
-    }
-  return out;
-}
-
-/** Record the launch(es) of `pr` into `out` ([batch, M, N] elements), reading a, b and optionally bias [N]. */
-function launch(name: string, pr: Problem, a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor, variant?: MatmulVariant): void {
-  const { M, N, K, transA, transB } = pr;
-  if (M * N * pr.batch === 0) return;
-  const gpu = out.gpu;
-  // Contiguous dimension of each operand: k when A is not transposed / B is; else its outer size.
-  const aKc = !transA;
-  const bKc = transB;
-  // (An empty operand, K = 0, is never read: bind it as f32, which a 4-byte buffer satisfies.)
-  const aVec = (aKc ? K : M) % 4 === 0 && K > 0;
-  const bVec = (bKc ? K : N) % 4 === 0 && K > 0;
-  const cVec = N % 4 === 0;
-  const A = access("a", aVec, a.dtype);
-  const B = access("b", bVec, b.dtype);
-  const { kernel: kind, tm } = variant ?? matmulVariantFor(gpu, pr, a.dtype, name);
-  const defines = {
-    TM: tm,
-    A_T: A.T,
-    A_LD: A.LD,
-    A_LD4: A.LD4,
-    A_KC: String(aKc),
-    A_VEC: String(aVec),
-    B_T: B.T,
-    B_LD: B.LD,
-    B_LD4: B.LD4,
-    B_KC: String(bKc),
-    B_VEC: String(bVec),
-    ...store(cVec, out.dtype),
-    BIAS: bias ? (bias.dtype === "f16" ? "f32(bias[n])" : "bias[n]") : "0.0",
-    BIAS_T: bias?.dtype === "f16" ? "f16" : "f32",
-  };
-  const { wgx: wx, wgy: wy, maxBatch } = gpu.policy.matmul;
-  const [bn, bm] = kind === "direct" ? [4 * wx, wy * tm] : FIXED[kind].block;
-  const [gx, gy] = [Math.ceil(N / bn), Math.ceil(M / bm)];
-  const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
-  if (gx > maxWg || gy > maxWg)
-    throw new TensorError(`${name}: a ${M} x ${N} output needs ${gx} x ${gy} workgroups; the device allows ${maxWg} per dimension`);
-  if (Math.max(pr.batch * M * N, (pr.sharedA ? 1 : pr.batch) * M * K, (pr.sharedB ? 1 : pr.batch) * K * N) >= 2 ** 32)
-    throw new TensorError(`${name}: operands of 2^32 or more elements are not supported`);
-  const bindings: Record<string, PooledBuffer> = { a: a.buffer, b: b.buffer, c: out.buffer };
-  if (bias) bindings.bias = bias.buffer;
-  const [source, entry] = kind === "subgroup" ? [MATMUL_SUBGROUP, "matmul_sg"] : [MATMUL_OPS, kind === "direct" ? "matmul" : `matmul_${kind}`];
-  const constants: Record<string, number> = kind === "direct" ? { WG_X: wx, WG_Y: wy } : {};
-  const perDispatch = Math.max(1, Math.min(maxWg, maxBatch));
-  const params = { M, N, K, sA: pr.sharedA ? 0 : M * K, sB: pr.sharedB ? 0 : K * N, batch0: 0 };
-  for (let z = 0; z < pr.batch; z += perDispatch) {
-    params.batch0 = z;
-    gpu.dispatch(source, entry, bindings, [gx, gy, Math.min(perDispatch, pr.batch - z)], { params: { ...params }, defines, constants, name });
-  }
+/** Record the launch(es) of `pr` into `out` ([batch, M, N] elements), reading a, b and optionally bias [N] (f32/f16: checkFloat). */
+function launch(name: string, pr: MatmulProblem, a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor): void {
+  const dt = (t: Tensor) => t.dtype as MatmulDType;
+  const io = bias ? { a: a.buffer, b: b.buffer, c: out.buffer, bias: bias.buffer } : { a: a.buffer, b: b.buffer, c: out.buffer };
+  matmulProduct(out.gpu, io, { ...pr, dtypes: { a: dt(a), b: dt(b), c: dt(out), ...(bias ? { bias: dt(bias) } : {}) }, name });
 }
 
 const describe = (x: string, t: Tensor, trans: boolean) => `${x} ${fmtShape(t.shape)}${trans ? " (transposed)" : ""}`;
@@ -241,7 +63,7 @@ function checkFloat(op: string, ts: readonly Tensor[], out: DType, same: boolean
 }
 
 /** Shapes of op(a) · op(b): the launch problem and the output shape. Throws naming `op` and both shapes. */
-function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): { pr: Problem; shape: number[] } {
+function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): { pr: MatmulProblem; shape: number[] } {
   const both = `${describe("a", a, transA)} and ${describe("b", b, transB)}`;
   if (a.rank < 2 || b.rank < 2) throw new TensorError(`${op}: needs operands of rank >= 2 (matrices or batches of them), got ${both}`);
   const [ra, ca] = a.shape.slice(-2) as [number, number];
@@ -356,7 +178,7 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null, opts: { outDt
   const lead = x.shape.slice(0, -1);
   const rows = numel(lead);
   const out = Tensor.empty(x.gpu, [...lead, nOut], { dtype });
-  const pr: Problem = { M: rows, N: nOut, K: nIn, batch: 1, sharedA: false, sharedB: false, transA: false, transB: true };
+  const pr: MatmulProblem = { M: rows, N: nOut, K: nIn, batch: 1, sharedA: false, sharedB: false, transA: false, transB: true };
   launch(op, pr, x, w, bias ?? null, out);
   const [xShape, xDtype] = [x.shape, x.dtype];
   return attach(out, {

@@ -1,5 +1,5 @@
 /**
- * Random tensors and dropout on the GPU: counter-based Philox4x32-10 (kernels/random.wgsl), driven by a
+ * Random tensors and dropout on the GPU: counter-based Philox4x32-10 (launchers: src/kernels/random.ts), driven by a
  * Generator (src/tensor/rng.ts: a seed and an offset that each launch advances by one). Every value depends
  * only on (seed, offset, element index), so runs repeat exactly.
  *
@@ -16,39 +16,14 @@
  * backward. Eval mode (training = false) and p = 0 return a view of x and draw no offset; p = 1 gives
  * zeros (and zero gradients), as PyTorch does.
  */
-import randomSrc from "../../../kernels/random.wgsl" with { type: "text" };
-import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
+import type { Gpu } from "../../gpu/index.ts";
+import { dropoutBackward, dropoutForward, dropoutThreshold, philoxBits, philoxNormal, philoxUniform } from "../../kernels/random.ts";
 import { attach } from "../autograd.ts";
 import { defaultGenerator, Generator, type PhiloxLaunch } from "../rng.ts";
 import { checkShape, TensorError, type Shape } from "../shape.ts";
-import { checkOperands, grid1d, Tensor } from "../tensor.ts";
+import { checkOperands, Tensor } from "../tensor.ts";
 
-export const RANDOM = defineKernel("kernels/random.wgsl", randomSrc);
-
-type Entry = "random_bits" | "rand_uniform" | "rand_normal" | "dropout";
-
-interface Extra {
-  thr?: number;
-  scale?: number;
-  shift?: number;
-  src?: Tensor;
-}
-
-/** Record one random.wgsl launch writing `out` (n elements), one invocation per block of 4. */
-function launch(entry: Entry, name: string, out: Tensor, l: PhiloxLaunch, e: Extra = {}): void {
-  const n = out.size;
-  if (n === 0) return;
-  if (n > 0xffffffff) throw new TensorError(`${name}: ${n} elements exceed the kernel's 2^32 limit`);
-  const g = grid1d(out.gpu, Math.ceil(n / 4));
-  const [c0, c1, c2, c3] = l.counter;
-  const [k0, k1] = l.key;
-  const bindings: Record<string, PooledBuffer> = entry === "random_bits" ? { bits_out: out.buffer } : { out: out.buffer };
-  if (e.src) bindings.src = e.src.buffer;
-  out.gpu.dispatch(RANDOM, entry, bindings, g.workgroups, {
-    params: { n, row: g.row, c0, c1, c2, c3, k0, k1, thr: e.thr ?? 0, scale: e.scale ?? 1, shift: e.shift ?? 0 },
-    name,
-  });
-}
+export { dropoutThreshold };
 
 function checkGen(op: string, gen: Generator): Generator {
   if (!(gen instanceof Generator)) throw new TensorError(`${op}: expected a Generator, got ${String(gen)}`);
@@ -60,7 +35,7 @@ export function rand(gpu: Gpu, shape: Shape, gen: Generator = defaultGenerator):
   checkShape(shape, "rand: shape");
   const l = checkGen("rand", gen).nextLaunch();
   const out = Tensor.empty(gpu, shape);
-  launch("rand_uniform", "rand", out, l);
+  philoxUniform(gpu, { out: out.buffer }, { n: out.size, philox: l });
   return out;
 }
 
@@ -73,7 +48,7 @@ export function randn(gpu: Gpu, shape: Shape, gen: Generator = defaultGenerator,
     throw new TensorError(`randn: mean must be finite and std finite and >= 0, got mean=${mean}, std=${std}`);
   const l = checkGen("randn", gen).nextLaunch();
   const out = Tensor.empty(gpu, shape);
-  launch("rand_normal", "randn", out, l, { scale: std, shift: mean });
+  philoxNormal(gpu, { out: out.buffer }, { n: out.size, philox: l, mean, std });
   return out;
 }
 
@@ -82,7 +57,7 @@ export function randomBits(gpu: Gpu, shape: Shape, gen: Generator = defaultGener
   checkShape(shape, "randomBits: shape");
   const l = checkGen("randomBits", gen).nextLaunch();
   const out = Tensor.empty(gpu, shape, { dtype: "u32" });
-  launch("random_bits", "random_bits", out, l);
+  philoxBits(gpu, { out: out.buffer }, { n: out.size, philox: l });
   return out;
 }
 
@@ -95,16 +70,9 @@ export function philoxBlocks(gpu: Gpu, blocks: number, counter: readonly number[
   if (counter.length !== 4 || key.length !== 2 || !counter.every(u32) || !key.every(u32))
     throw new TensorError(`philoxBlocks: counter must be 4 and key 2 u32 words, got [${counter}] and [${key}]`);
   const out = Tensor.empty(gpu, [blocks * 4], { dtype: "u32" });
-  launch("random_bits", "philox_blocks", out, { counter: [...counter] as PhiloxLaunch["counter"], key: [...key] as PhiloxLaunch["key"] });
+  const philox = { counter: [...counter] as PhiloxLaunch["counter"], key: [...key] as PhiloxLaunch["key"] };
+  philoxBits(gpu, { out: out.buffer }, { n: out.size, philox, name: "philox_blocks" });
   return out;
-}
-
-/**
- * The 24-bit keep threshold of dropout with drop probability p: keep iff (word >> 8) < threshold, which is
- * exactly "u < 1 - p" for the u that rand() would draw from the same word (as PyTorch's mask).
- */
-export function dropoutThreshold(p: number): number {
-  return Math.ceil((1 - p) * 2 ** 24);
 }
 
 /**
@@ -118,16 +86,14 @@ export function dropout(x: Tensor, p = 0.5, gen: Generator = defaultGenerator, t
   checkGen("dropout", gen);
   if (!training || p === 0) return x.reshape(x.shape);
   const l = gen.nextLaunch();
-  const thr = dropoutThreshold(p);
-  const scale = p === 1 ? 0 : 1 / (1 - p);
   const out = Tensor.empty(gpu, x.shape);
-  launch("dropout", "dropout", out, l, { src: x, thr, scale });
+  dropoutForward(gpu, { x: x.buffer, out: out.buffer }, { n: out.size, philox: l, p });
   return attach(out, {
     op: "dropout",
     inputs: [x],
     backward: (g) => {
       const dx = Tensor.empty(g.gpu, g.shape);
-      launch("dropout", "dropout.backward", dx, l, { src: g, thr, scale });
+      dropoutBackward(g.gpu, { gout: g.buffer, dx: dx.buffer }, { n: dx.size, philox: l, p });
       return [dx];
     },
   });

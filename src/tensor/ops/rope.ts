@@ -1,7 +1,7 @@
 /**
  * Rotary position embedding as HF LLaMA applies it (LlamaRotaryEmbedding + apply_rotary_pos_emb, default
  * rope_type): rotate-half convention, out = x * cos + rotate_half(x) * sin with rotate_half(x) = cat(-x2, x1),
- * cos/sin of pos * inv_freq[i] repeated over both halves. Kernel: kernels/rope.wgsl.
+ * cos/sin of pos * inv_freq[i] repeated over both halves. Launchers: src/kernels/rope.ts.
  *
  *   rope(x [B, H, T, Dh], positions [B, T] or [T], { theta })              attention's layout
  *   rope(x [B, T, H, Dh], positions, { theta, layout: "bthd", outLayout: "bhtd" })
@@ -20,16 +20,15 @@
  * Positions given as host data are checked at the call site (integers, |angle| < 2^21); positions in a GPU
  * tensor are not (the kernel stays in bounds; angles past 2^21 lose accuracy).
  */
-import ropeSrc from "../../../kernels/rope.wgsl" with { type: "text" };
-import { defineKernel } from "../../gpu/index.ts";
+import { ROPE_MAX_ANGLE, ropeBackward, ropeForward, type RopeDims, type RopeLayout } from "../../kernels/rope.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, sameShape, TensorError } from "../shape.ts";
-import { checkOperands, grid1d, Tensor } from "../tensor.ts";
+import { checkOperands, Tensor } from "../tensor.ts";
 
-export const ROPE = defineKernel("kernels/rope.wgsl", ropeSrc);
-
+/** The largest |angle| the kernel's sin/cos reduction is accurate for. */
+export { ROPE_MAX_ANGLE };
 /** "bhtd": [B, H, T, Dh] (attention's); "bthd": [B, T, H, Dh] (a projection's output, reshaped). */
-export type RopeLayout = "bhtd" | "bthd";
+export type { RopeLayout };
 
 export interface RopeOptions {
   /** rope_theta (HF `config.rope_theta`). Default 10000. */
@@ -44,9 +43,6 @@ export interface RopeOptions {
    */
   invFreq?: ArrayLike<number> | Tensor;
 }
-
-/** The largest |angle| the kernel's sin/cos reduction is accurate for. */
-export const ROPE_MAX_ANGLE = 2 ** 21;
 
 /** HF's float32 inv_freq: 1.0 / (theta ** (arange(0, dh, 2).float() / dh)), every step rounded to f32. */
 export function ropeInvFreq(dh: number, theta = 10000): Float32Array {
@@ -108,42 +104,20 @@ export function rope(x: Tensor, positions: Tensor | ArrayLike<number>, opts: Rop
     pos = Tensor.fromArray(gpu, positions, n === dims.t ? [dims.t] : [dims.b, dims.t], { dtype: "i32" });
   }
   const invT = given instanceof Tensor ? given.detach() : Tensor.fromArray(gpu, inv!, [inv!.length]);
-  const out = rotate(x, layout, outLayout, dims, pos, invT, 1, "rope");
+  const o: RopeDims = { ...dims, layout, outLayout, batchedPositions: pos.rank === 2 };
+  const out = Tensor.empty(gpu, shapeOf(outLayout, dims));
+  ropeForward(gpu, { x: x.buffer, pos: pos.buffer, invFreq: invT.buffer, out: out.buffer }, o);
   const r = attach(out, {
     op: "rope",
     inputs: [x],
     save: () => [pos, invT],
-    backward: (g, [sp, si]) => [rotate(g, outLayout, layout, dims, sp!, si!, -1, "rope.backward")],
+    backward: (g, [sp, si]) => {
+      const dx = Tensor.empty(g.gpu, shapeOf(layout, dims));
+      ropeBackward(g.gpu, { gout: g.buffer, pos: sp!.buffer, invFreq: si!.buffer, dx: dx.buffer }, o);
+      return [dx];
+    },
   });
   pos.release();
   invT.release();
   return r;
-}
-
-/** Rotate src (in layout `from`) by dir * angle into a new tensor in layout `to`. */
-function rotate(src: Tensor, from: RopeLayout, to: RopeLayout, d: Dims, pos: Tensor, invT: Tensor, dir: 1 | -1, name: string): Tensor {
-  const out = Tensor.empty(src.gpu, shapeOf(to, d));
-  const half = d.dh / 2;
-  const n = d.b * d.h * d.t * half;
-  if (n === 0) return out;
-  const rowT = from === "bhtd" ? d.dh : d.h * d.dh; // stride of t in src
-  const rowH = from === "bhtd" ? d.t * d.dh : d.dh; // stride of h in src
-  const g = grid1d(src.gpu, n);
-  src.gpu.dispatch(ROPE, "rope", { x: src.buffer, pos: pos.buffer, inv_freq: invT.buffer, out: out.buffer }, g.workgroups, {
-    params: {
-      n,
-      row: g.row,
-      half,
-      heads: d.h,
-      seq: d.t,
-      hmajor: to === "bhtd" ? 1 : 0,
-      sb: d.h * d.t * d.dh,
-      sh: rowH,
-      st: rowT,
-      pb: pos.rank === 2 ? d.t : 0,
-      dir,
-    },
-    name,
-  });
-  return out;
 }

@@ -1,5 +1,5 @@
 /**
- * Shape and index ops, each a materialized copy with a backward rule. Kernels: kernels/shape_ops.wgsl.
+ * Shape and index ops, each a materialized copy with a backward rule. Launchers: src/kernels/shape_ops.ts.
  *
  *   slice(x, axis, start?, end?, step?)   Python-style x[..., start:end:step, ...] along one axis
  *   narrow(x, axis, start, length)        torch.narrow
@@ -12,7 +12,8 @@
  *   clamp(x, min?, max?)                  torch.clamp with scalar bounds
  *
  * Everything but where and clamp copies bits, so it accepts any 32-bit dtype (f32, i32, u32: slicing token
- * ids works); gradients are f32. All of them are built on ONE kernel entry, `copyStrided`:
+ * ids works); gradients are f32. All of them are built on ONE kernel entry, `copyStrided` (the launcher
+ * stridedCopy):
  *
  *   copyStrided(shape, src: View, dst: View, name?)
  *     for every coordinate c of `shape` (row-major):  dst.tensor[dst.offset + Σ c_d dst.strides[d]]
@@ -28,16 +29,22 @@
  * bit pattern for integer dtypes) in the forward and is skipped in the backward; ids are not read back
  * to the host for checking.
  */
-import shapeSrc from "../../../kernels/shape_ops.wgsl" with { type: "text" };
-import { defineKernel, type Gpu, type PooledBuffer } from "../../gpu/index.ts";
+import type { Gpu } from "../../gpu/index.ts";
+import {
+  clampBackward,
+  clampForward,
+  indexSelectBackward,
+  indexSelectForward,
+  isCopyDType,
+  stridedCopy,
+  whereBackward,
+  whereForward,
+  type CopyDType,
+} from "../../kernels/shape_ops.ts";
 import { attach } from "../autograd.ts";
-import { broadcastShapes, broadcastStrides, fmtShape, normalizeAxis, numel, stridedParams, stridesOf, TensorError, type Shape } from "../shape.ts";
-import { checkOperands, grid1d, Tensor, type DType } from "../tensor.ts";
+import { broadcastShapes, broadcastStrides, fmtShape, normalizeAxis, numel, stridesOf, TensorError, type Shape } from "../shape.ts";
+import { checkOperands, Tensor } from "../tensor.ts";
 import { sumTo } from "./reduce.ts";
-
-export const SHAPE_OPS = defineKernel("kernels/shape_ops.wgsl", shapeSrc);
-/** WGSL element type per dtype the copying ops accept. */
-const WGSL_TYPE: Partial<Record<DType, string>> = { f32: "f32", i32: "i32", u32: "u32" };
 
 /** A strided view of a tensor's flat storage: element c of the iteration shape is at offset + Σ c_d strides[d]. */
 export interface View {
@@ -46,25 +53,7 @@ export interface View {
   offset?: number;
 }
 
-// ---- launching ----------------------------------------------------------------------------------------
-
-/**
- * Params of an entry that walks `shape` with up to three strided operands (a, b, c): coalesced sizes and
- * strides, offsets. Throws naming `op` when more than MAX_RANK dimensions survive coalescing.
- */
-function walkParams(op: string, shape: Shape, strides: (readonly number[])[], offsets: number[] = []): Record<string, number> {
-  const p: Record<string, number> = { ...SHAPE_OPS.zeroParams, ...stridedParams(op, shape, strides, "abc") };
-  "abc".split("").forEach((k, j) => (p[`${k}_off`] = offsets[j] ?? 0));
-  return p;
-}
-
-function dispatch(gpu: Gpu, entry: string, name: string, bindings: Record<string, PooledBuffer>, params: Record<string, number>, T = "f32"): void {
-  if (params.n === 0) return;
-  if (params.n! > 0xffffffff) throw new TensorError(`${name}: ${params.n} elements exceed the kernel's 2^32 limit`);
-  const g = grid1d(gpu, params.n!);
-  params.row = g.row;
-  gpu.dispatch(SHAPE_OPS, entry, bindings, g.workgroups, { params, defines: { T }, name });
-}
+// ---- copying ------------------------------------------------------------------------------------------
 
 /** Largest element offset a view reaches over `shape` (shape non-empty). */
 function reach(shape: Shape, v: View): number {
@@ -80,8 +69,8 @@ export function copyStrided(shape: Shape, src: View, dst: View, name = "copy_str
   const gpu = src.tensor.gpu;
   src.tensor.assertLive();
   dst.tensor.assertLive();
-  const T = WGSL_TYPE[src.tensor.dtype];
-  if (!T || src.tensor.dtype !== dst.tensor.dtype)
+  const dtype = src.tensor.dtype;
+  if (!isCopyDType(dtype) || dtype !== dst.tensor.dtype)
     throw new TensorError(`${name}: cannot copy ${src.tensor} into ${dst.tensor} (32-bit dtypes only, both the same)`);
   for (const v of [src, dst]) {
     if (v.strides.length !== shape.length) throw new TensorError(`${name}: ${v.strides.length} strides for a rank-${shape.length} copy`);
@@ -90,8 +79,7 @@ export function copyStrided(shape: Shape, src: View, dst: View, name = "copy_str
     if (numel(shape) > 0 && reach(shape, v) >= v.tensor.size)
       throw new TensorError(`${name}: view ${fmtShape(shape)} strides [${v.strides}] offset ${v.offset ?? 0} leaves ${v.tensor}`);
   }
-  const params = walkParams(name, shape, [src.strides, dst.strides], [src.offset ?? 0, dst.offset ?? 0]);
-  dispatch(gpu, "copy_strided", name, { src: src.tensor.buffer, dst: dst.tensor.buffer }, params, T);
+  stridedCopy(gpu, { src: src.tensor.buffer, dst: dst.tensor.buffer }, { shape, src, dst, dtype, name });
 }
 
 /** A new contiguous tensor holding the view `src` over `shape` (the gather every copying op uses). */
@@ -108,7 +96,7 @@ function checkCopyable(op: string, ts: readonly Tensor[]): Gpu {
     if (!(t instanceof Tensor)) throw new TensorError(`${op}: expected tensors, got ${String(t)}`);
     t.assertLive();
     if (t.gpu !== ts[0]!.gpu) throw new TensorError(`${op}: operands live on different GPU devices`);
-    if (!WGSL_TYPE[t.dtype]) throw new TensorError(`${op}: ${t} has dtype ${t.dtype}; shape ops support 32-bit dtypes (f32, i32, u32)`);
+    if (!isCopyDType(t.dtype)) throw new TensorError(`${op}: ${t} has dtype ${t.dtype}; shape ops support 32-bit dtypes (f32, i32, u32)`);
     if (t.dtype !== ts[0]!.dtype) throw new TensorError(`${op}: dtypes differ (${ts[0]} and ${t})`);
   }
   return ts[0]!.gpu;
@@ -299,8 +287,8 @@ export function indexSelect(x: Tensor, axis: number, ids: Tensor): Tensor {
   const m = ids.size;
   const outShape = withAxis(x.shape, ax, m);
   const out = Tensor.empty(gpu, outShape, { dtype: x.dtype });
-  const params = () => ({ ...SHAPE_OPS.zeroParams, n: outer * m * inner, inner, m, rows, bad: 0x7fc00000 });
-  dispatch(gpu, "index_select", "indexSelect", { src: x.buffer, ids: ids.buffer, dst: out.buffer }, params(), WGSL_TYPE[x.dtype]);
+  const dims = { outer, rows, m, inner };
+  indexSelectForward(gpu, { src: x.buffer, ids: ids.buffer, dst: out.buffer }, { ...dims, dtype: x.dtype as CopyDType });
   const xShape = x.shape;
   return attach(out, {
     op: "indexSelect",
@@ -308,7 +296,7 @@ export function indexSelect(x: Tensor, axis: number, ids: Tensor): Tensor {
     save: () => [ids],
     backward: (g, [sids]) => {
       const dx = Tensor.zeros(g.gpu, xShape);
-      dispatch(g.gpu, "index_add", "indexSelect.backward", { gout: g.buffer, ids: sids!.buffer, acc: dx.buffer }, params());
+      indexSelectBackward(g.gpu, { gout: g.buffer, ids: sids!.buffer, acc: dx.buffer }, dims);
       return [dx];
     },
   });
@@ -325,7 +313,7 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShapes("where", broadcastShapes("where", cond.shape, a.shape), b.shape);
   const strides = [cond, a, b].map((t) => broadcastStrides(t.shape, shape));
   const out = Tensor.empty(gpu, shape);
-  dispatch(gpu, "where_select", "where", { cond: cond.buffer, x: a.buffer, y: b.buffer, out: out.buffer }, walkParams("where", shape, strides));
+  whereForward(gpu, { cond: cond.buffer, a: a.buffer, b: b.buffer, out: out.buffer }, { shape, strides: [strides[0]!, strides[1]!, strides[2]!] });
   const [aShape, bShape, condStrides] = [a.shape, b.shape, strides[0]!];
   return attach(out, {
     op: "where",
@@ -334,8 +322,7 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
     backward: (g, [c], needs) => {
       const ga = Tensor.empty(g.gpu, shape);
       const gb = Tensor.empty(g.gpu, shape);
-      const params = walkParams("where.backward", shape, [condStrides]);
-      dispatch(g.gpu, "where_grad", "where.backward", { cond: c!.buffer, gout: g.buffer, out: ga.buffer, out2: gb.buffer }, params);
+      whereBackward(g.gpu, { cond: c!.buffer, gout: g.buffer, ga: ga.buffer, gb: gb.buffer }, { shape, condStrides });
       return [ga, gb].map((full, i) => {
         const r = needs[i] ? sumTo(full, i === 0 ? aShape : bShape) : null;
         full.release();
@@ -353,16 +340,16 @@ export function clamp(x: Tensor, min?: number, max?: number): Tensor {
   const gpu = checkOperands("clamp", x);
   if (min === undefined && max === undefined) throw new TensorError("clamp: at least one of min and max must be given");
   for (const v of [min, max]) if (v !== undefined && (typeof v !== "number" || Number.isNaN(v))) throw new TensorError(`clamp: bounds must be numbers, got ${v}`);
-  const params = () => ({ ...SHAPE_OPS.zeroParams, n: x.size, lo: min ?? -Infinity, hi: max ?? Infinity });
+  const bounds = { n: x.size, lo: min ?? -Infinity, hi: max ?? Infinity };
   const out = Tensor.empty(gpu, x.shape);
-  dispatch(gpu, "clamp_fwd", "clamp", { x: x.buffer, out: out.buffer }, params());
+  clampForward(gpu, { x: x.buffer, out: out.buffer }, bounds);
   return attach(out, {
     op: "clamp",
     inputs: [x],
     save: () => [x],
     backward: (g, [sx]) => {
       const dx = Tensor.empty(g.gpu, g.shape);
-      dispatch(g.gpu, "clamp_grad", "clamp.backward", { x: sx!.buffer, gout: g.buffer, out: dx.buffer }, params());
+      clampBackward(g.gpu, { x: sx!.buffer, gout: g.buffer, dx: dx.buffer }, bounds);
       return [dx];
     },
   });

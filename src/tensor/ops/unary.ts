@@ -1,72 +1,41 @@
 /**
- * Elementwise unary ops. Kernels: kernels/unary.wgsl (expressions use its accurate helpers).
+ * Elementwise unary ops: the call-site checks and the autograd rules. Launchers: src/kernels/unary.ts (the
+ * forward and gradient expressions of every op, kernels/unary.wgsl).
  *
- * Each op is one row of UNARY_OPS: the forward expression in x (and the scalar `p.alpha`), and either the
- * gradient expression in g and x (the node saves x) or, for ops whose gradient is itself an op on g alone
- * (neg, mul_scalar, add_scalar), a rule that needs nothing saved.
+ * Ops whose gradient is itself an op on g alone (neg, mul_scalar, add_scalar) have a rule in GRAD_RULES and
+ * save nothing; every other op saves x and runs the launcher's gradient kernel.
  *
  * Activations: `silu` is HF LLaMA's `hidden_act: "silu"`; `gelu` is PyTorch's default exact, erf-based GELU
  * (nn.GELU(), F.gelu(x)); `gelu(x, "tanh")` is the tanh approximation (F.gelu(x, approximate="tanh")).
  */
-import unarySrc from "../../../kernels/unary.wgsl" with { type: "text" };
-import { defineKernel, elementwise, type PooledBuffer } from "../../gpu/index.ts";
+import { unaryBackward, unaryForward, type UnaryOp } from "../../kernels/unary.ts";
 import { attach } from "../autograd.ts";
 import { TensorError } from "../shape.ts";
 import { checkOperands, Tensor } from "../tensor.ts";
 
-export const UNARY = defineKernel("kernels/unary.wgsl", unarySrc);
+export { UNARY_OPS, type UnaryOp } from "../../kernels/unary.ts";
 
-interface UnaryDef {
-  f: string;
-  /** Gradient in g and x; absent when the op's gradient is computed by `rule` from g alone. */
-  d?: string;
-  rule?: (g: Tensor, alpha: number) => Tensor;
-}
-
-export const UNARY_OPS = {
-  neg: { f: "-x", rule: (g) => neg(g) },
-  exp: { f: "exp(x)", d: "g * exp(x)" },
-  log: { f: "log(x)", d: "g / x" },
-  sqrt: { f: "sqrt(x)", d: "g * 0.5 / sqrt(x)" },
-  rsqrt: { f: "inverseSqrt(x)", d: "-0.5 * g * inverseSqrt(x) / x" },
-  tanh: { f: "tanh_stable(x)", d: "g * d_tanh(x)" },
-  sigmoid: { f: "sigmoid(x)", d: "g * d_sigmoid(x)" },
-  silu: { f: "silu(x)", d: "g * d_silu(x)" },
-  gelu: { f: "gelu(x)", d: "g * d_gelu(x)" },
-  gelu_tanh: { f: "gelu_tanh(x)", d: "g * d_gelu_tanh(x)" },
-  pow: { f: "powf(x, p.alpha)", d: "g * d_pow(x, p.alpha)" },
-  mul_scalar: { f: "x * p.alpha", rule: (g, s) => mulScalar(g, s) },
-  add_scalar: { f: "x + p.alpha", rule: (g) => g.detach() },
-} satisfies Record<string, UnaryDef>;
-
-export type UnaryOp = keyof typeof UNARY_OPS;
-
-function launch(entry: "unary" | "unary_grad", name: string, expr: string, alpha: number, x: Tensor, out: Tensor, g?: Tensor): void {
-  if (out.size === 0) return;
-  const e = elementwise(x.gpu, out.size);
-  const bindings: Record<string, PooledBuffer> = { x_in: x.buffer, out: out.buffer };
-  if (g) bindings.gout = g.buffer;
-  x.gpu.dispatch(UNARY, entry, bindings, e.workgroups, {
-    params: { n: e.units, row: e.row, alpha },
-    defines: { ...(entry === "unary" ? { F: expr, D: "0.0" } : { F: "0.0", D: expr }), ...e.defines },
-    name,
-  });
-}
+/** Gradients that are an op on g alone (the launcher has no gradient kernel for these). */
+const GRAD_RULES: { [K in UnaryOp]?: (g: Tensor, alpha: number) => Tensor } = {
+  neg: (g) => neg(g),
+  mul_scalar: (g, s) => mulScalar(g, s),
+  add_scalar: (g) => g.detach(),
+};
 
 export function unary(op: UnaryOp, x: Tensor, alpha = 0): Tensor {
   const gpu = checkOperands(op, x);
   if (!Number.isFinite(alpha)) throw new TensorError(`${op}: the scalar must be finite, got ${alpha}`);
-  const def: UnaryDef = UNARY_OPS[op];
   const out = Tensor.empty(gpu, x.shape);
-  launch("unary", op, def.f, alpha, x, out);
+  unaryForward(gpu, { x: x.buffer, out: out.buffer }, { op, n: out.size, alpha });
+  const rule = GRAD_RULES[op];
   return attach(out, {
     op,
     inputs: [x],
-    save: () => [def.d ? x : null],
+    save: () => [rule ? null : x],
     backward: (g, [sx]) => {
-      if (def.rule) return [def.rule(g, alpha)];
+      if (rule) return [rule(g, alpha)];
       const dx = Tensor.empty(g.gpu, g.shape);
-      launch("unary_grad", `${op}.backward`, def.d!, alpha, sx!, dx, g);
+      unaryBackward(g.gpu, { x: sx!.buffer, gout: g.buffer, dx: dx.buffer }, { op, n: dx.size, alpha });
       return [dx];
     },
   });
