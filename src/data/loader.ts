@@ -23,7 +23,7 @@
  *
  * Determinism: one producer runs the pipeline above strictly in order; prefetching (`prefetch` batches, and the
  * next block read while the current one is decoded) changes only timing, never the batches. The random streams
- * are small seeded generators whose whole state is one u32 (mulberry32, as src/tensor/rng.ts, with the state
+ * are small seeded generators whose whole state is one u32 (src/tensor/rng.ts Mulberry32, with the state
  * exposed so it can be saved): shard order (seed, epoch), the shuffle buffer and the group order.
  *
  * Prefetch vs state: the producer is ahead of the consumer, so its live position is NOT the resume point. It
@@ -52,6 +52,7 @@ import fg from "fast-glob";
 import { existsSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { MANIFEST_FILE, readManifest } from "./manifest.ts";
+import { Mulberry32, mixSeed } from "../tensor/rng.ts";
 import { IGNORE_INDEX } from "./prompt.ts";
 import { ShardError, ShardReader, type ShardBlock, type ShardRecord } from "./shard.ts";
 
@@ -187,45 +188,9 @@ export class LoaderError extends Error {
   exitCode = 1;
 }
 
-// ---- seeded generator with a saveable state ------------------------------------------------------------------
-
-/** mulberry32 (as src/tensor/rng.ts) with its u32 state in the open, so it can be saved and restored. */
-export class SeededRng {
-  constructor(public state: number) {
-    this.state = state >>> 0;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** Uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-}
-
-/** A u32 from a seed (any safe integer) and small stream numbers (murmur3-style mixing). */
-export function mixSeed(seed: number, ...parts: number[]): number {
-  let h = 0x2545f491;
-  const feed = (v: number) => {
-    h = Math.imul(h ^ (v >>> 0), 0x9e3779b1);
-    h ^= h >>> 15;
-  };
-  feed(seed);
-  feed(Math.floor(seed / 4294967296));
-  for (const p of parts) feed(p);
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
 const STREAM_ORDER = 1, STREAM_BUFFER = 2, STREAM_GROUP = 3;
 
-function shuffleInPlace<T>(a: T[], rng: SeededRng): void {
+function shuffleInPlace<T>(a: T[], rng: Mulberry32): void {
   for (let i = a.length - 1; i > 0; i--) {
     const j = rng.int(i + 1);
     const t = a[i]!;
@@ -371,8 +336,8 @@ class Producer {
   private order: number[] = [];
   shardCursor = 0;
   recordCursor = 0;
-  readonly bufferRng: SeededRng;
-  readonly groupRng: SeededRng;
+  readonly bufferRng: Mulberry32;
+  readonly groupRng: Mulberry32;
   buffer: Item[] = [];
   private group: Item[] = [];
   pending: Item[][] = [];
@@ -389,8 +354,8 @@ class Producer {
     private readonly shape: LoaderShape,
     private readonly epochs: number,
   ) {
-    this.bufferRng = new SeededRng(mixSeed(shape.seed, STREAM_BUFFER));
-    this.groupRng = new SeededRng(mixSeed(shape.seed, STREAM_GROUP));
+    this.bufferRng = new Mulberry32(mixSeed(shape.seed, STREAM_BUFFER));
+    this.groupRng = new Mulberry32(mixSeed(shape.seed, STREAM_GROUP));
     this.groupSize = shape.groupByLength ? shape.groupBatches * shape.batchSize : shape.batchSize;
     this.startEpoch(0);
   }
@@ -413,7 +378,7 @@ class Producer {
   /** The shard order of epoch e. */
   shardOrder(e: number): number[] {
     const order = this.readers.map((_, i) => i);
-    if (this.shape.shuffle) shuffleInPlace(order, new SeededRng(mixSeed(this.shape.seed, STREAM_ORDER, e)));
+    if (this.shape.shuffle) shuffleInPlace(order, new Mulberry32(mixSeed(this.shape.seed, STREAM_ORDER, e)));
     return order;
   }
 

@@ -25,7 +25,7 @@
  * `useCache: false` recomputes the full forward over the whole sequence each step instead (slow; the
  * reference the cached path is tested against).
  */
-import { mulberry32, narrow, noGrad, scope, TensorError, type Tensor } from "../tensor/index.ts";
+import { mixSeed, mulberry32, narrow, noGrad, scope, TensorError, type Tensor } from "../tensor/index.ts";
 import { KvCache } from "./kv_cache.ts";
 import type { LlamaModel } from "./llama.ts";
 
@@ -213,10 +213,3 @@ export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rand:
 }
 
 
-/** One 32-bit seed per (seed, row) (murmur3's finalizer over both). */
-function mixSeed(seed: number, row: number): number {
-  let h = (seed ^ Math.floor(seed / 2 ** 32) ^ Math.imul(row + 1, 0x9e3779b9)) >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}

@@ -128,14 +128,47 @@ export function philox4x32_10(counter: readonly number[], key: readonly number[]
   return [c0, c1, c2, c3];
 }
 
-/** mulberry32: a small seeded host PRNG, uniform in [0, 1) (host-side sampling, test inputs). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
+/**
+ * mulberry32: the small seeded host PRNG (host-side sampling, shuffles, test inputs), its whole state one u32 in
+ * the open so that it can be saved and restored (the data loader's resumable state).
+ */
+export class Mulberry32 {
+  state: number;
+  constructor(seed: number) {
+    this.state = seed >>> 0;
+  }
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+}
+
+/** mulberry32 as a function: uniform in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  const g = new Mulberry32(seed);
+  return () => g.next();
+}
+
+/**
+ * One u32 seed from a seed (any safe integer) and small stream numbers (a generation row, a loader stream and
+ * epoch): each part is folded in with murmur3's finalizer.
+ */
+export function mixSeed(seed: number, ...parts: number[]): number {
+  const fmix = (h: number) => {
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
   };
+  let h = (seed ^ Math.floor(seed / 2 ** 32)) >>> 0;
+  if (parts.length === 0) return fmix(h);
+  for (const p of parts) h = fmix((h ^ Math.imul(p + 1, 0x9e3779b9)) >>> 0);
+  return h;
 }

@@ -1,9 +1,9 @@
 // `alignx pack` and `alignx verify` end to end: each test spawns `bun src/cli/main.ts …` from the repo root with a
 // hard timeout (SIGKILL), and checks the exit code, the output, and what is (not) left on disk.
-import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { scratchDirs } from "../data/helpers.ts";
 
 const ROOT = resolve(import.meta.dir, "..", "..");
 const MAIN = join(ROOT, "src/cli/main.ts");
@@ -11,8 +11,7 @@ const TOKENIZER = join(ROOT, "test/fixtures/tokenizers/bytelevel");
 const SPAWN_TIMEOUT_MS = 45_000;
 const TEST_TIMEOUT_MS = 60_000;
 
-const TMP = mkdtempSync(join(tmpdir(), "alignx-pack-cli-"));
-afterAll(() => rmSync(TMP, { recursive: true, force: true }));
+const { scratch } = scratchDirs("alignx-pack-cli-");
 
 interface Result {
   code: number | null;
@@ -31,19 +30,6 @@ async function alignx(...args: string[]): Promise<Result> {
   return { code, stdout, stderr };
 }
 
-let n = 0;
-/** A fresh directory under TMP and a writer of files into it. */
-function scratch() {
-  const dir = join(TMP, `s${n++}`);
-  mkdirSync(dir);
-  const w = (name: string, content: string | Uint8Array) => {
-    const p = join(dir, name);
-    mkdirSync(dirname(p), { recursive: true });
-    writeFileSync(p, content);
-    return p;
-  };
-  return { dir, w };
-}
 
 const pairs = (k: number) => Array.from({ length: k }, (_, i) => `Der Fuchs Nummer ${i} wohnt in Köln.\tThe fox number ${i} lives in Cologne.\n`).join("");
 

@@ -1,8 +1,9 @@
 // Shared by the data tests: fixture paths, the FLORES-101 lines in ../shared when they exist, and a Python
 // with the Rust `tokenizers` library when one is around.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { afterAll } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 export const FIXTURES = join(import.meta.dir, "..", "fixtures", "tokenizers");
 export const UDHR_LINES: string[] = readFileSync(join(FIXTURES, "udhr.txt"), "utf8").split("\n").filter((l) => l.length > 0);
@@ -84,4 +85,26 @@ export function rustEncode(python: string, tokenizerJsonPath: string, texts: str
   const r = Bun.spawnSync([python, "-c", script, tokenizerJsonPath, input, output], { stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`python tokenizers failed: ${r.stderr.toString()}`);
   return JSON.parse(readFileSync(output, "utf8"));
+}
+
+/**
+ * A temp directory for one test file, removed after it, and `scratch()`: a fresh subdirectory of it with `w(name,
+ * content)`, which writes a file there (creating its folders) and returns its path.
+ */
+export function scratchDirs(prefix: string): { root: string; scratch: () => { dir: string; w: (name: string, content: string | Uint8Array) => string } } {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  let n = 0;
+  const scratch = () => {
+    const dir = join(root, `s${n++}`);
+    mkdirSync(dir);
+    const w = (name: string, content: string | Uint8Array) => {
+      const p = join(dir, name);
+      mkdirSync(dirname(p), { recursive: true });
+      writeFileSync(p, content);
+      return p;
+    };
+    return { dir, w };
+  };
+  return { root, scratch };
 }

@@ -2,9 +2,8 @@
 // ids, directions, spans, prompt length), the stage-2 mix, pretraining sequences, drops and bad records, output
 // safety, an interrupted pack, and every output checked by verifyCorpus and opened by the Loader; then the real
 // data in ../shared/data when it is there. Small fixture tokenizers and tiny corpora in temp dirs.
-import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { translationInstruction } from "../../src/data/examples.ts";
 import { Loader } from "../../src/data/loader.ts";
@@ -16,7 +15,7 @@ import { ShardReader, type Task } from "../../src/data/shard.ts";
 import { loadTokenizer, type HfTokenizer } from "../../src/data/tokenizer.ts";
 import { verifyCorpus } from "../../src/data/verify.ts";
 import { mulberry32 } from "../../src/tensor/rng.ts";
-import { FIXTURES } from "./helpers.ts";
+import { FIXTURES, scratchDirs } from "./helpers.ts";
 
 const ROOT = resolve(import.meta.dir, "..", "..");
 const SHARED = join(import.meta.dir, "..", "..", "..", "shared", "data");
@@ -25,22 +24,8 @@ const BYTELEVEL = join(FIXTURES, "bytelevel");
 const llama2 = await loadTokenizer(LLAMA2);
 const bytelevel = await loadTokenizer(BYTELEVEL);
 
-const TMP = mkdtempSync(join(tmpdir(), "alignx-pack-"));
-afterAll(() => rmSync(TMP, { recursive: true, force: true }));
+const { scratch } = scratchDirs("alignx-pack-");
 
-let scratchN = 0;
-/** A fresh directory under TMP and a writer of files into it. */
-function scratch() {
-  const dir = join(TMP, `s${scratchN++}`);
-  mkdirSync(dir);
-  const w = (name: string, content: string | Uint8Array) => {
-    const p = join(dir, name);
-    mkdirSync(dirname(p), { recursive: true });
-    writeFileSync(p, content);
-    return p;
-  };
-  return { dir, w };
-}
 
 // ---- synthetic parallel text: every sentence unique (its number), umlauts and accents included -------------
 

@@ -6,17 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HEADER_BYTES, ShardWriter, TASKS, type RecordInput, type ShardMeta } from "../../src/data/shard.ts";
 
-/** mulberry32: a small seeded generator, uniform in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded generator (mulberry32), uniform in [0, 1). */
+export { mulberry32 as rng } from "../../src/tensor/rng.ts";
 
 /** A random integer in [0, n). */
 export const below = (rand: () => number, n: number): number => Math.floor(rand() * n);
