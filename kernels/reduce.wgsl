@@ -90,7 +90,7 @@ fn max_mask(@builtin(global_invocation_id) gid: vec3u) {
   let o = i / (p.n * p.inner);
   let j = i % p.inner;
   let m = aux0[o * p.inner + j];
-  dst[i] = select(0.0, 1.0, src[i] == m || (src[i] != src[i] && m != m));
+  dst[i] = select(0.0, 1.0, src[i] == m || (is_nan(src[i]) && is_nan(m))); // NaN equals NaN (bits: lavapipe folds x != x)
 }
 
 @compute @workgroup_size(256)
