@@ -8,6 +8,7 @@ import { DEFAULT_POLICY, elementwise, Gpu, grid1d, mergePolicy, rowGrid, rowLaun
 import { Tensor } from "../../src/tensor/index.ts";
 import { matmulVariantFor } from "../../src/kernels/matmul.ts";
 import { getGpu } from "../helpers.ts";
+import { matmulProduct as refMatmul } from "../reference/matmul.ts";
 import { expectClose } from "../tensor/helpers.ts";
 
 describe("kernel policy", () => {
@@ -164,12 +165,8 @@ describe("kernel policy", () => {
       const X = Float32Array.from({ length: R * N }, (_, i) => (((i * 37) % 101) - 50) / 64);
       const rowSums = Array.from({ length: R }, (_, r) => X.subarray(r * N, (r + 1) * N).reduce((a, b) => a + b, 0));
       const W = Float32Array.from({ length: N * 3 }, (_, i) => ((i % 7) - 3) / 8);
-      const prod = Array.from({ length: R * 3 }, (_, e) => {
-        const [r, c] = [Math.floor(e / 3), e % 3];
-        let s = 0;
-        for (let k = 0; k < N; k++) s += X[r * N + k]! * W[k * 3 + c]!;
-        return s;
-      });
+      const mm = { M: R, N: 3, K: N, batch: 1, sharedA: false, sharedB: false, transA: false, transB: false };
+      const prod = refMatmul({ a: Float64Array.from(X), b: Float64Array.from(W) }, mm).c;
       for (const gpu of [other, shared]) {
         using x = Tensor.fromArray(gpu, X, [R, N]);
         using w = Tensor.fromArray(gpu, W, [N, 3]);

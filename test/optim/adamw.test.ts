@@ -1,13 +1,15 @@
-// AdamW against a float64 reference written from torch.optim.AdamW's update rule, on parameters of sizes that
-// are not multiples of the workgroup, over several steps with some gradients null (skipped: per-parameter step
-// counts), with parameter groups; plus the dispatch/upload budget of a step, checkpoints (stateDict /
-// loadStateDict and their shape check), release, and argument errors.
+// AdamW through the optimizer: parameters of sizes that are not multiples of the workgroup, over several steps with
+// some gradients null (skipped: per-parameter step counts), against the float64 update of test/reference/optim.ts
+// driven with each parameter's own state; parameter groups; the dispatch/upload budget of a step, checkpoints
+// (stateDict / loadStateDict and their shape check), release, and argument errors. The kernel on every size class,
+// several hyperparameter sets and a 2-D workgroup grid is a launcher row: test/kernels/rows/optim.ts.
 import { describe, expect, test } from "bun:test";
 import { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from "../../src/optim/index.ts";
 import { Tensor } from "../../src/tensor/index.ts";
+import { adamw } from "../reference/optim.ts";
 import { expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "../tensor/helpers.ts";
 
-/** float64 AdamW for one parameter: torch's _single_tensor_adamw (amsgrad off), written out. */
+/** One parameter's AdamW state, as torch keeps it (step count, exp_avg, exp_avg_sq), stepped by the reference. */
 class RefAdamW {
   m: Float64Array;
   v: Float64Array;
@@ -20,18 +22,10 @@ class RefAdamW {
     this.v = new Float64Array(p.length);
   }
   step(g: Float64Array): void {
-    const { lr, eps, weightDecay } = this.o;
-    const [b1, b2] = this.o.betas;
+    const { lr, eps, weightDecay, betas } = this.o;
     this.t++;
-    const bc1 = 1 - b1 ** this.t;
-    const bc2 = 1 - b2 ** this.t;
-    for (let i = 0; i < this.p.length; i++) {
-      this.p[i]! *= 1 - lr * weightDecay;
-      this.m[i] = b1 * this.m[i]! + (1 - b1) * g[i]!;
-      this.v[i] = b2 * this.v[i]! + (1 - b2) * g[i]! * g[i]!;
-      const denom = Math.sqrt(this.v[i]!) / Math.sqrt(bc2) + eps;
-      this.p[i]! -= (lr / bc1) * (this.m[i]! / denom);
-    }
+    const o = { n: this.p.length, lr, beta1: betas[0], beta2: betas[1], eps, weightDecay, step: this.t };
+    ({ p: this.p, m: this.m, v: this.v } = adamw({ p: this.p, g, m: this.m, v: this.v }, o));
   }
 }
 
@@ -116,25 +110,6 @@ describe("AdamW", () => {
     expectClose("w", await w.toArray(), rw.p);
     expectClose("b", await b.toArray(), rb.p);
     opt.release();
-  });
-
-  test("a 2-D grid of workgroups (x capped at 2) covers every element", async () => {
-    const gpu = await getGpu();
-    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
-      const r = rng(seedOf("adamw grid"));
-      const X = uniform(r, 1100);
-      using p = upload(gpu, X, [1100], true);
-      const ref = new RefAdamW(Float64Array.from(X), ADAMW_DEFAULTS);
-      const opt = new AdamW([p]);
-      for (let s = 0; s < 2; s++) {
-        const G = uniform(r, 1100);
-        setGrad(p, G);
-        ref.step(G);
-        opt.step();
-      }
-      expectClose("1100 elements on a 3x2 grid", await p.toArray(), ref.p);
-      opt.release();
-    });
   });
 
   test("a step is one fused dispatch per parameter with a gradient, and uploads nothing", async () => {

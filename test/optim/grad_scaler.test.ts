@@ -1,6 +1,7 @@
 // GradScaler (src/optim/grad_scaler.ts) against torch.cuda.amp.GradScaler's semantics:
 //   - defaults and scale(loss): loss * 2^16, gradients scaled through backward;
-//   - unscale_: gradients divided on the GPU, bit-exact with torch's f32(1 / f64(scale)) multiplier;
+//   - unscale_: gradients divided on the GPU, bit-exact with torch's f32(1 / f64(scale)) multiplier (the kernel on
+//     odd sizes, injected infs and a 2-D workgroup grid is a launcher row: test/kernels/rows/grad_scaler.ts);
 //   - an injected inf or NaN in one gradient of several: step() skips the optimizer (parameters unchanged bit
 //     for bit, no optimizer state created), update() halves the scale and resets the growth tracker;
 //   - a clean step equals the optimizer stepping on the unscaled gradients, bit for bit;
@@ -16,6 +17,7 @@ import { describe, expect, test } from "bun:test";
 import { AdamW, clipGradNorm, GradScaler, SGD } from "../../src/optim/index.ts";
 import { scope, Tensor, TensorError } from "../../src/tensor/index.ts";
 import { expectFlatMemory } from "../helpers.ts";
+import { unscaleGrads } from "../reference/grad_scaler.ts";
 import { getGpu, rng, seedOf, uniform } from "../tensor/helpers.ts";
 
 const SLOW = 120_000;
@@ -58,9 +60,9 @@ describe("GradScaler", () => {
     setGrad(p1, g1);
     setGrad(p2, g2);
     s.unscale_(opt);
-    const inv = Math.fround(1 / 3);
-    expect(Array.from(await p1.grad!.toArray())).toEqual(Array.from(g1, (v) => Math.fround(v * inv)));
-    expect(Array.from(await p2.grad!.toArray())).toEqual(Array.from(g2, (v) => Math.fround(v * inv)));
+    const ref = unscaleGrads({ grads: [g1, g2] }, { sizes: [5, 3], invScale: Math.fround(1 / 3) }); // torch's f32(1 / f64(3))
+    expect(Array.from(await p1.grad!.toArray())).toEqual(Array.from(Float32Array.from(ref.grads[0]!)));
+    expect(Array.from(await p2.grad!.toArray())).toEqual(Array.from(Float32Array.from(ref.grads[1]!)));
     expect(p3.grad).toBeNull();
     expect(await s.step(opt)).toBe(true);
     s.update();

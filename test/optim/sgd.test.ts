@@ -1,13 +1,16 @@
-// SGD against a float64 reference written from torch.optim.SGD's update rule: plain, weight decay, momentum
-// with and without dampening, nesterov; null gradients skipped (the momentum buffer is born on a parameter's
-// first step with a gradient and is never read before it is written: the kernel sees a NaN-poisoned buffer
-// then); one dispatch per parameter and no upload; checkpoints; argument errors.
+// SGD through the optimizer: plain, weight decay, momentum with and without dampening, nesterov, over several steps
+// with null gradients skipped (the momentum buffer is born on a parameter's first step with a gradient and is never
+// read before it is written: the kernel sees a NaN-poisoned buffer then), against the float64 updates of
+// test/reference/optim.ts driven with each parameter's own state; one dispatch per parameter and no upload;
+// checkpoints; argument errors. The kernels on every size class and a 2-D workgroup grid are launcher rows:
+// test/kernels/rows/optim.ts.
 import { describe, expect, test } from "bun:test";
 import { SGD, type SGDOptions } from "../../src/optim/index.ts";
 import { Tensor } from "../../src/tensor/index.ts";
+import { sgd, sgdMomentum } from "../reference/optim.ts";
 import { expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "../tensor/helpers.ts";
 
-/** float64 SGD for one parameter: torch's _single_tensor_sgd, written out. */
+/** One parameter's SGD state, as torch keeps it (the momentum buffer from its first step on), stepped by the reference. */
 class RefSGD {
   buf: Float64Array | null = null;
   constructor(
@@ -15,15 +18,9 @@ class RefSGD {
     readonly o: SGDOptions,
   ) {}
   step(g: Float64Array): void {
-    const { lr, momentum, dampening, weightDecay, nesterov } = this.o;
-    const d = g.map((x, i) => x + weightDecay * this.p[i]!);
-    let dir: Float64Array = d;
-    if (momentum !== 0) {
-      if (!this.buf) this.buf = Float64Array.from(d);
-      else for (let i = 0; i < d.length; i++) this.buf[i] = momentum * this.buf[i]! + (1 - dampening) * d[i]!;
-      dir = nesterov ? d.map((x, i) => x + momentum * this.buf![i]!) : this.buf;
-    }
-    for (let i = 0; i < d.length; i++) this.p[i]! -= lr * dir[i]!;
+    const n = this.p.length;
+    if (this.o.momentum === 0) this.p = sgd({ p: this.p, g }, { n, ...this.o }).p;
+    else ({ p: this.p, buf: this.buf } = sgdMomentum({ p: this.p, g, buf: this.buf }, { n, ...this.o, first: this.buf === null }));
   }
 }
 
@@ -68,26 +65,6 @@ describe("SGD", () => {
       opt.release();
       for (const p of params) p.release();
     });
-
-  test("a 2-D grid of workgroups (x capped at 2) covers every element", async () => {
-    const gpu = await getGpu();
-    await gpu.withPolicy({ grid: { maxX: 2 } }, async () => {
-      const r = rng(seedOf("sgd grid"));
-      const X = uniform(r, 1100);
-      using p = upload(gpu, X, [1100], true);
-      const o = VARIANTS[4]![1];
-      const ref = new RefSGD(Float64Array.from(X), o);
-      const opt = new SGD([p], o);
-      for (let s = 0; s < 2; s++) {
-        const G = uniform(r, 1100);
-        setGrad(p, G);
-        ref.step(G);
-        opt.step();
-      }
-      expectClose("1100 elements on a 3x2 grid", await p.toArray(), ref.p);
-      opt.release();
-    });
-  });
 
   test("one dispatch per parameter per step, no upload; momentum buffers survive a checkpoint", async () => {
     const gpu = await getGpu();

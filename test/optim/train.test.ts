@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { AdamW, clipGradNorm, getCosineScheduleWithWarmup, LambdaLR, type AdamWOptions } from "../../src/optim/index.ts";
 import { scope, type Tensor } from "../../src/tensor/index.ts";
 import { expectFlatMemory } from "../helpers.ts";
+import { adamw as adamw64, clipGradNorm as clipGradNorm64 } from "../reference/optim.ts";
 import { expectClose, getGpu, rng, uniform, upload } from "../tensor/helpers.ts";
 
 const [N, D, H, K] = [16, 3, 9, 2];
@@ -78,20 +79,13 @@ function referenceLosses(steps: number): number[] {
         for (let i = 0; i < D; i++) G.w1[i * H + j]! += X[n * D + i]! * da;
       }
     for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) G.b2[k]! += dO[n * K + k]!;
-    // clip_grad_norm_, then AdamW at lr * schedule(t - 1).
-    let ss = 0;
-    for (const k of keys) for (const g of G[k]) ss += g * g;
-    const coef = Math.min(1, MAX_NORM / (Math.sqrt(ss) + 1e-6));
+    // clip_grad_norm_, then AdamW at lr * schedule(t - 1) (test/reference/optim.ts).
+    const clipped = clipGradNorm64({ grads: keys.map((k) => G[k]) }, { sizes: keys.map((k) => G[k].length), maxNorm: MAX_NORM }).grads;
     const lr = OPTS.lr * schedule(t - 1);
-    const [b1, b2] = OPTS.betas;
-    for (const k of keys)
-      for (let i = 0; i < P[k].length; i++) {
-        const g = G[k][i]! * coef;
-        P[k][i]! *= 1 - lr * OPTS.weightDecay;
-        M[k][i] = b1 * M[k][i]! + (1 - b1) * g;
-        V[k][i] = b2 * V[k][i]! + (1 - b2) * g * g;
-        P[k][i]! -= (lr / (1 - b1 ** t)) * (M[k][i]! / (Math.sqrt(V[k][i]!) / Math.sqrt(1 - b2 ** t) + OPTS.eps));
-      }
+    keys.forEach((k, j) => {
+      const o = { n: P[k].length, lr, beta1: OPTS.betas[0], beta2: OPTS.betas[1], eps: OPTS.eps, weightDecay: OPTS.weightDecay, step: t };
+      ({ p: P[k], m: M[k], v: V[k] } = adamw64({ p: P[k], g: clipped[j]!, m: M[k], v: V[k] }, o));
+    });
   }
   return losses;
 }

@@ -1,89 +1,26 @@
-// Fused attention (src/tensor/ops/attention.ts): forward and dq/dk/dv against an explicit-softmax float64
-// reference (itself checked by central differences) over T in {1, 5, 17, 64}, Dh in {8, 16, 64},
-// Hq/Hkv in {2/2, 4/2, 4/1}, B in {1, 2}, causal or not, no / left / right key padding; against the PyTorch
-// goldens; odd block sizes; rows with no visible key (0, never NaN); no T x T buffer at T = 512; flat memory
-// over a training-style loop; shape errors. Every fresh tensor starts as NaN.
+// Attention (src/tensor/ops/attention.ts), fused and unfused: forward and dq/dk/dv through the op against the
+// explicit-softmax float64 reference of test/reference/attention.ts (itself checked by central differences)
+// over T in {1, 5, 17, 64}, Dh in {8, 16, 64}, Hq/Hkv in {2/2, 4/2, 4/1}, B in {1, 2}, causal or not, no / left /
+// right key padding; against the PyTorch goldens; odd block sizes; rows with no visible key (0, never NaN); no T x T buffer at T = 512; flat memory
+// over a training-style loop; shape errors. Every fresh tensor starts as NaN. The fused kernels' launchers
+// on their own are rows of test/kernels/rows/attention.ts (the unfused softmax's of rows/softmax.ts).
 import { describe, expect, test } from "bun:test";
 import { attention, type AttentionBlocks } from "../../src/tensor/ops/attention.ts";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+import { attentionBackward as refBackward, attentionForward as refForward, type AttentionDims } from "../reference/attention.ts";
 import { loadGoldens } from "./goldens.ts";
 import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload } from "./helpers.ts";
 
-interface Dims {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  T: number;
-  Dh: number;
-}
-
-interface Ref {
-  out: Float64Array;
-  dq: Float64Array;
-  dk: Float64Array;
-  dv: Float64Array;
-  /** Per element: the sum of |terms| it is made of, the scale f32 rounding error is relative to. */
-  mag: { out: Float64Array; dq: Float64Array; dk: Float64Array; dv: Float64Array };
-  /** Per query row [B, Hq, T]: whether it sees any key. */
-  hasKey: boolean[];
-}
+type Dims = AttentionDims;
 
 /**
- * float64 attention with an explicit softmax per query row, and the gradients of sum(out * G): with
- * P = softmax(scale * q k^T), dP = G v^T, D_i = sum_j P_ij dP_ij, dS = P (dP - D):
- * dq = scale dS k, dk = scale dS^T q (summed over the query heads of a kv head), dv = P^T G.
+ * The float64 reference (test/reference/attention.ts): the forward, then the backward of sum(out * G) from the
+ * reference forward's out and lse.
  */
-function reference(Q: Float64Array, K: Float64Array, V: Float64Array, G: Float64Array, d: Dims, causal: boolean, mask: Float64Array | undefined, scale: number): Ref {
-  const { B, Hq, Hkv, T, Dh } = d;
-  const group = Hq / Hkv;
-  const z = (n: number) => new Float64Array(n);
-  const nq = B * Hq * T * Dh;
-  const nk = B * Hkv * T * Dh;
-  const r: Ref = { out: z(nq), dq: z(nq), dk: z(nk), dv: z(nk), mag: { out: z(nq), dq: z(nq), dk: z(nk), dv: z(nk) }, hasKey: [] };
-  for (let b = 0; b < B; b++)
-    for (let h = 0; h < Hq; h++) {
-      const kh = Math.floor(h / group);
-      for (let i = 0; i < T; i++) {
-        const qi = ((b * Hq + h) * T + i) * Dh;
-        const js: number[] = [];
-        for (let j = 0; j < T; j++) if ((!causal || j <= i) && (!mask || mask[b * T + j] !== 0)) js.push(j);
-        r.hasKey.push(js.length > 0);
-        if (!js.length) continue;
-        const kj = (j: number) => ((b * Hkv + kh) * T + j) * Dh;
-        const s = js.map((j) => {
-          let acc = 0;
-          for (let c = 0; c < Dh; c++) acc += Q[qi + c]! * K[kj(j) + c]!;
-          return acc * scale;
-        });
-        const m = Math.max(...s);
-        const e = s.map((x) => Math.exp(x - m));
-        const Z = e.reduce((a, x) => a + x, 0);
-        const P = e.map((x) => x / Z);
-        const dP = js.map((j) => {
-          let acc = 0;
-          for (let c = 0; c < Dh; c++) acc += G[qi + c]! * V[kj(j) + c]!;
-          return acc;
-        });
-        const D = P.reduce((a, p, n) => a + p * dP[n]!, 0);
-        js.forEach((j, n) => {
-          const p = P[n]!;
-          const ds = p * (dP[n]! - D);
-          const dsMag = p * (Math.abs(dP[n]!) + Math.abs(D));
-          for (let c = 0; c < Dh; c++) {
-            const [qc, kc] = [qi + c, kj(j) + c];
-            r.out[qc] += p * V[kc]!;
-            r.mag.out[qc] += p * Math.abs(V[kc]!);
-            r.dq[qc] += scale * ds * K[kc]!;
-            r.mag.dq[qc] += scale * dsMag * Math.abs(K[kc]!);
-            r.dk[kc] += scale * ds * Q[qc]!;
-            r.mag.dk[kc] += scale * dsMag * Math.abs(Q[qc]!);
-            r.dv[kc] += p * G[qc]!;
-            r.mag.dv[kc] += p * Math.abs(G[qc]!);
-          }
-        });
-      }
-    }
-  return r;
+function reference(Q: Float64Array, K: Float64Array, V: Float64Array, G: Float64Array, d: Dims, causal: boolean, mask: Float64Array | undefined, scale: number) {
+  const o = { ...d, causal, scale };
+  const f = refForward({ q: Q, k: K, v: V, mask }, o);
+  return { ...f, ...refBackward({ q: Q, k: K, v: V, mask, out: f.out, lse: f.lse, dout: G }, o) };
 }
 
 type Padding = "none" | "left" | "right";
@@ -134,11 +71,11 @@ async function check(c: Case): Promise<void> {
   const out = attention(q, k, v, { causal: c.causal, keyPaddingMask: mask, scale: c.scale, blocks: c.blocks });
   expect(out.shape).toEqual(qShape);
   const tol = { rtol: 1e-3, atol: 1e-6 };
-  expectClose(`${what} forward`, await out.toArray(), ref.out, { ...tol, mag: ref.mag.out });
+  expectClose(`${what} forward`, await out.toArray(), ref.out, { ...tol, mag: ref.outMag });
   out.backward(g);
-  expectClose(`${what} dq`, await q.grad!.toArray(), ref.dq, { ...tol, mag: ref.mag.dq });
-  expectClose(`${what} dk`, await k.grad!.toArray(), ref.dk, { ...tol, mag: ref.mag.dk });
-  expectClose(`${what} dv`, await v.grad!.toArray(), ref.dv, { ...tol, mag: ref.mag.dv });
+  expectClose(`${what} dq`, await q.grad!.toArray(), ref.dq, { ...tol, mag: ref.dqMag });
+  expectClose(`${what} dk`, await k.grad!.toArray(), ref.dk, { ...tol, mag: ref.dkMag });
+  expectClose(`${what} dv`, await v.grad!.toArray(), ref.dv, { ...tol, mag: ref.dvMag });
   for (const t of [q, k, v, g, out, mask]) t?.release();
 }
 
@@ -227,9 +164,9 @@ describe("attention", () => {
           }
         });
         expect(ref.hasKey.filter((x) => !x).length).toBe(causal ? 2 * 3 + 2 * 5 : 2 * 5);
-        expectClose("masked rows: forward", o, ref.out, { rtol: 1e-3, mag: ref.mag.out });
-        expectClose("masked rows: dk", dk, ref.dk, { rtol: 1e-3, mag: ref.mag.dk });
-        expectClose("masked rows: dv", dv, ref.dv, { rtol: 1e-3, mag: ref.mag.dv });
+        expectClose("masked rows: forward", o, ref.out, { rtol: 1e-3, mag: ref.outMag });
+        expectClose("masked rows: dk", dk, ref.dk, { rtol: 1e-3, mag: ref.dkMag });
+        expectClose("masked rows: dv", dv, ref.dv, { rtol: 1e-3, mag: ref.dvMag });
         for (const t of [q, k, v, g, mask, out]) t.release();
       }
     });
@@ -255,10 +192,10 @@ describe("attention", () => {
         out.backward(g);
         const rows = (x: ArrayLike<number>) => Array.from(x).filter((_, e) => ref.hasKey[Math.floor(e / Dh)]);
         const tol = { rtol: 1e-3, atol: 1e-6 };
-        expectClose(`${gc.name} out`, rows(await out.toArray()), rows(gc.outputs.out!.data), { ...tol, mag: rows(ref.mag.out) });
-        expectClose(`${gc.name} dq`, await q.grad!.toArray(), gc.grads.q!.data, { ...tol, mag: ref.mag.dq });
-        expectClose(`${gc.name} dk`, await k.grad!.toArray(), gc.grads.k!.data, { ...tol, mag: ref.mag.dk });
-        expectClose(`${gc.name} dv`, await v.grad!.toArray(), gc.grads.v!.data, { ...tol, mag: ref.mag.dv });
+        expectClose(`${gc.name} out`, rows(await out.toArray()), rows(gc.outputs.out!.data), { ...tol, mag: rows(ref.outMag) });
+        expectClose(`${gc.name} dq`, await q.grad!.toArray(), gc.grads.q!.data, { ...tol, mag: ref.dqMag });
+        expectClose(`${gc.name} dk`, await k.grad!.toArray(), gc.grads.k!.data, { ...tol, mag: ref.dkMag });
+        expectClose(`${gc.name} dv`, await v.grad!.toArray(), gc.grads.v!.data, { ...tol, mag: ref.dvMag });
         for (const x of [q, k, v, g, out, mask]) x?.release();
       }
     });

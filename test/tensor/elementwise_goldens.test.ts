@@ -1,6 +1,7 @@
 // PyTorch goldens for the elementwise and reduction ops (tools/goldens/elementwise.py): forward values and
-// input gradients of sum(out * upstream). The float64 references and finite-difference checks live in
-// binary/unary/reduce.test.ts; this file pins the semantics to torch's (broadcasting, GELU forms, pow,
+// input gradients of sum(out * upstream). The float64 references live in test/reference/{binary,unary,reduce}.ts
+// (their finite-difference checks in binary/unary/reduce.test.ts, the launchers' table in
+// test/kernels/launchers.test.ts); this file pins the semantics to torch's (broadcasting, GELU forms, pow,
 // torch.amax tie sharing).
 import { describe, test } from "bun:test";
 import { add, div, max, mean, mul, sub, sum, Tensor } from "../../src/tensor/index.ts";

@@ -7,7 +7,7 @@
 // Products (skipped without shader-f16): f16 operands, f32 accumulation, f16 output by default (f32 on
 // request), on every kernel (direct with 4 and 8 rows per invocation, tiled) and transpose combination, with
 // odd shapes, batches and 2-D operands shared by a batch; each input's gradient is f16. References are
-// float64 on the f16-rounded inputs (and f16-rounded upstream gradients). Tolerances:
+// test/reference/matmul.ts's float64 on the f16-rounded inputs (and f16-rounded upstream gradients). Tolerances:
 //   f16 result:  |got - ref| <= 1e-7 + 2e-3 * sum|terms|   (rounding the result to f16 costs <= 2^-11 of
 //                |ref| <= 4.9e-4 * sum|terms|; f32 accumulation adds ~K * 2^-24 * sum|terms|; 1e-7 covers
 //                the f16 subnormal spacing 6e-8)
@@ -19,6 +19,8 @@ import { clone, scope, Tensor, TensorError } from "../../src/tensor/index.ts";
 import { cast } from "../../src/tensor/ops/cast.ts";
 import { linear, matmul } from "../../src/tensor/ops/matmul.ts";
 import { expectFlatMemory } from "../helpers.ts";
+import { toHalf } from "../reference/cast.ts"; // values rounded to f16 (nearest even), as float64
+import { matmulProduct as refProduct, matmulProductBackward as refProductBackward, matmulProblemOf } from "../reference/matmul.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectClose, getGpu, MATMUL_KERNELS as KERNELS, matmulKernelRuns, numel, rng, seedOf, uniform, type Shape } from "./helpers.ts";
 
@@ -31,9 +33,6 @@ const testF16K = (kc: (typeof KERNELS)[number]) => (HAS_F16 && matmulKernelRuns(
 
 const F16_TOL = { rtol: 2e-3, atol: 1e-7 };
 const F32_TOL = { rtol: 1e-5, atol: 1e-7 };
-
-/** Values rounded to f16 (round to nearest even), as float64. */
-const toHalf = (a: ArrayLike<number>): Float64Array => Float64Array.from(Float16Array.from(a));
 
 const up16 = (data: ArrayLike<number>, shape: Shape, requiresGrad = false) => Tensor.fromArray(gpu, data, shape, { dtype: "f16", requiresGrad });
 
@@ -94,34 +93,15 @@ describe("f16 tensors", () => {
 
 const stored = (s: Shape, t: boolean): number[] => (t ? [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!] : [...s]);
 
-/** float64 op(A) · op(B) (stored layouts), and the gradients of sum(out * R), with sums of |terms|. */
+/**
+ * The float64 reference (test/reference/matmul.ts) on operands in their stored layouts (equal batches, or one
+ * operand 2-D and shared): op(A) · op(B) and the gradients of sum(out * R), with sums of |terms|.
+ */
 function reference(A: Float64Array, aShape: Shape, B: Float64Array, bShape: Shape, tA: boolean, tB: boolean, R: Float64Array) {
-  const [ra, ca] = aShape.slice(-2) as [number, number];
-  const [rb, cb] = bShape.slice(-2) as [number, number];
-  const [M, K] = tA ? [ca, ra] : [ra, ca];
-  const N = tB ? rb : cb;
-  const batch = aShape.length > 2 ? aShape.slice(0, -2) : bShape.slice(0, -2);
-  const nb = numel(batch);
-  const aS = aShape.length === 2 ? 0 : M * K;
-  const bS = bShape.length === 2 ? 0 : K * N;
-  const o = { shape: [...batch, M, N], out: new Float64Array(nb * M * N), magOut: new Float64Array(nb * M * N) };
-  const g = { da: new Float64Array(A.length), db: new Float64Array(B.length), magA: new Float64Array(A.length), magB: new Float64Array(B.length) };
-  for (let z = 0; z < nb; z++)
-    for (let m = 0; m < M; m++)
-      for (let n = 0; n < N; n++) {
-        const oi = (z * M + m) * N + n;
-        for (let k = 0; k < K; k++) {
-          const ia = z * aS + (tA ? k * M + m : m * K + k);
-          const ib = z * bS + (tB ? n * K + k : k * N + n);
-          o.out[oi] += A[ia]! * B[ib]!;
-          o.magOut[oi] += Math.abs(A[ia]! * B[ib]!);
-          g.da[ia] += R[oi]! * B[ib]!;
-          g.magA[ia] += Math.abs(R[oi]! * B[ib]!);
-          g.db[ib] += R[oi]! * A[ia]!;
-          g.magB[ib] += Math.abs(R[oi]! * A[ia]!);
-        }
-      }
-  return { ...o, ...g };
+  const { pr, shape } = matmulProblemOf(aShape, bShape, tA, tB);
+  const { c, cMag } = refProduct({ a: A, b: B }, pr);
+  const g = refProductBackward({ a: A, b: B, dc: R }, pr);
+  return { shape, out: c, magOut: cMag, da: g.da, magA: g.daMag, db: g.db, magB: g.dbMag };
 }
 
 const CASES: { name: string; a: Shape; b: Shape }[] = [

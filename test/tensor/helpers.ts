@@ -35,41 +35,9 @@ export function upload(gpu: Gpu, data: Float64Array, shape: Shape, requiresGrad 
   return Tensor.fromArray(gpu, Float32Array.from(data), shape, { requiresGrad });
 }
 
-// ---- a float64 broadcasting reference, written independently of src/tensor/shape.ts ----
+// ---- a float64 broadcasting reference, written independently of src/tensor/shape.ts (test/reference/broadcast.ts) ----
 
-export function refBroadcastShape(a: Shape, b: Shape): number[] {
-  const n = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const da = i - (n - a.length) >= 0 ? a[i - (n - a.length)]! : 1;
-    const db = i - (n - b.length) >= 0 ? b[i - (n - b.length)]! : 1;
-    if (da !== db && da !== 1 && db !== 1) throw new Error(`reference: ${a} vs ${b}`);
-    out.push(Math.max(da, db));
-  }
-  return out;
-}
-
-/** For each element of `out` (row-major), the flat index of the element of `s` broadcast onto it. */
-export function sourceIndex(s: Shape, out: Shape): Int32Array {
-  const n = numel(out);
-  const idx = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let rem = i;
-    let src = 0;
-    let mult = 1;
-    for (let d = out.length - 1; d >= 0; d--) {
-      const c = rem % out[d]!;
-      rem = Math.floor(rem / out[d]!);
-      const sd = d - (out.length - s.length);
-      if (sd >= 0) {
-        if (s[sd] !== 1) src += c * mult;
-        mult *= s[sd]!;
-      }
-    }
-    idx[i] = src;
-  }
-  return idx;
-}
+export { refBroadcastShape, sourceIndex } from "../reference/broadcast.ts";
 
 // ---- comparison ----
 
@@ -81,8 +49,8 @@ export interface CloseOpts {
 }
 
 /**
- * Every element within atol + rtol * max(|ref|, mag); NaN only where the reference is NaN. Failure names
- * the first bad element and how many there are.
+ * Every element within atol + rtol * max(|ref|, mag); NaN only where the reference is NaN, ±inf only where it is
+ * that infinity. Failure names the first bad element and how many there are.
  */
 export function expectClose(what: string, got: ArrayLike<number>, ref: ArrayLike<number>, o: CloseOpts = {}): void {
   const rtol = o.rtol ?? 1e-4;
@@ -94,7 +62,8 @@ export function expectClose(what: string, got: ArrayLike<number>, ref: ArrayLike
     const g = got[i]!;
     const r = ref[i]!;
     const scale = Math.max(Math.abs(r), o.mag ? Math.abs(o.mag[i]!) : 0);
-    const ok = Number.isNaN(r) ? Number.isNaN(g) : Math.abs(g - r) <= atol + rtol * scale;
+    // An infinite reference wants that infinity exactly (|g - r| and the tolerance would be NaN or infinite).
+    const ok = Number.isNaN(r) ? Number.isNaN(g) : !Number.isFinite(r) ? g === r : Math.abs(g - r) <= atol + rtol * scale;
     if (!ok) {
       if (!bad) first = `[${i}] got ${g}, expected ${r} (tolerance ${(atol + rtol * scale).toExponential(2)})`;
       bad++;

@@ -1,103 +1,45 @@
 // cross_entropy (with ignoreIndex), masked_mean, l2_normalize and the cosine-similarity matrix: forward and
-// input gradients against float64 references (the reference gradients checked by central differences), on
+// input gradients through the ops against the float64 references of test/reference/loss.ts (their gradients
+// checked here by central differences; the launchers on their own are rows of test/kernels/rows/loss.ts), on
 // sizes shorter and longer than the 256-wide workgroup (rows of 1, 7, 300, 5000), large logits (+-80), the
 // PyTorch goldens, PyTorch 1.13's all-ignored semantics (NaN loss, zero gradient), invalid targets (host:
 // TensorError; GPU: NaN), shape errors at the call site, and a memory-flat loop. Fresh tensors are NaN.
 import { describe, expect, test } from "bun:test";
 import { scope, Tensor } from "../../src/tensor/index.ts";
 import { checkTargets, cosineSimilarityMatrix, crossEntropy, l2Normalize, maskedMean } from "../../src/tensor/ops/loss.ts";
+import * as ref from "../reference/loss.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, rng, seedOf, uniform, upload } from "./helpers.ts";
 
-// ---- float64 references -------------------------------------------------------------------------------
+// ---- the float64 references (test/reference/loss.ts), as the op tests call them ---------------------------
 
 /** Mean cross-entropy, its gradient wrt the logits (times upstream gs), and per-element |terms| scale. */
-function refCrossEntropy(X: Float64Array, T: ArrayLike<number>, V: number, ignore: number, gs = 1): { loss: number; grad: Float64Array; mag: Float64Array } {
-  const N = T.length;
-  const grad = new Float64Array(N * V);
-  const mag = new Float64Array(N * V);
-  const kept = Array.from(T).filter((t) => t !== ignore).length;
-  let total = 0;
-  for (let i = 0; i < N; i++) {
-    if (T[i] === ignore) continue;
-    let m = -Infinity;
-    for (let k = 0; k < V; k++) m = Math.max(m, X[i * V + k]!);
-    let s = 0;
-    for (let k = 0; k < V; k++) s += Math.exp(X[i * V + k]! - m);
-    total += m + Math.log(s) - X[i * V + T[i]!]!;
-    for (let k = 0; k < V; k++) {
-      const p = Math.exp(X[i * V + k]! - m) / s;
-      const oh = k === T[i] ? 1 : 0;
-      grad[i * V + k] = (gs / kept) * (p - oh);
-      mag[i * V + k] = Math.abs(gs / kept) * (p + oh);
-    }
-  }
-  return { loss: total / kept, grad, mag };
+function refCrossEntropy(X: Float64Array, T: ArrayLike<number>, V: number, ignore: number, gs = 1) {
+  const o = { rows: T.length, classes: V, ignoreIndex: ignore };
+  const f = ref.crossEntropyForward({ logits: X, targets: T }, o);
+  const b = ref.crossEntropyBackward({ logits: X, targets: T, stats: f.stats, dloss: [gs] }, o);
+  return { loss: f.loss[0]!, grad: b.dlogits, mag: b.dlogitsMag };
 }
 
 /** Rows of x / max(||x||, eps), and the gradient for upstream G. */
-function refL2(X: Float64Array, n: number, G: Float64Array | null, eps = 1e-12): { y: Float64Array; grad: Float64Array; mag: Float64Array } {
-  const y = new Float64Array(X.length);
-  const grad = new Float64Array(X.length);
-  const mag = new Float64Array(X.length);
-  for (let base = 0; base < X.length; base += n) {
-    let ss = 0, gx = 0, gxAbs = 0;
-    for (let k = 0; k < n; k++) {
-      ss += X[base + k]! ** 2;
-      if (G) (gx += G[base + k]! * X[base + k]!), (gxAbs += Math.abs(G[base + k]! * X[base + k]!));
-    }
-    const nrm = Math.sqrt(ss);
-    const d = Math.max(nrm, eps);
-    for (let k = 0; k < n; k++) {
-      const [x, g] = [X[base + k]!, G ? G[base + k]! : 0];
-      y[base + k] = x / d;
-      grad[base + k] = nrm >= eps ? (g - (x * gx) / ss) / d : g / eps;
-      mag[base + k] = nrm >= eps ? (Math.abs(g) + Math.abs(x * gxAbs) / ss) / d : Math.abs(g) / eps;
-    }
-  }
-  return { y, grad, mag };
+function refL2(X: Float64Array, n: number, G: Float64Array | null, eps = 1e-12) {
+  const o = { rows: X.length / n, n, eps };
+  const b = ref.l2NormalizeBackward({ x: X, dy: G ?? new Float64Array(X.length) }, o);
+  return { y: ref.l2NormalizeForward({ x: X }, o).y, grad: b.dx, mag: b.dxMag };
 }
 
 /** out [N, M] = l2(A) l2(B)ᵀ and the gradients wrt A and B for upstream G [N, M]. */
 function refCosine(A: Float64Array, B: Float64Array, N: number, M: number, D: number, G: Float64Array) {
-  const an = refL2(A, D, null).y;
-  const bn = refL2(B, D, null).y;
-  const out = new Float64Array(N * M);
-  const gan = new Float64Array(N * D);
-  const gbn = new Float64Array(M * D);
-  for (let i = 0; i < N; i++)
-    for (let j = 0; j < M; j++) {
-      let s = 0;
-      for (let d = 0; d < D; d++) {
-        s += an[i * D + d]! * bn[j * D + d]!;
-        gan[i * D + d] += G[i * M + j]! * bn[j * D + d]!;
-        gbn[j * D + d] += G[i * M + j]! * an[i * D + d]!;
-      }
-      out[i * M + j] = s;
-    }
-  const ga = refL2(A, D, gan);
-  const gb = refL2(B, D, gbn);
-  return { out, ga: ga.grad, gb: gb.grad, magA: ga.mag, magB: gb.mag };
+  const r = ref.cosineSimilarityMatrix({ a: A, b: B, dout: G }, { N, M, D });
+  return { out: r.out, ga: r.da, gb: r.db, magA: r.daMag, magB: r.dbMag };
 }
 
 /** Masked mean of X [B, T, D] by mask [B, T], and its gradient for upstream G [B, D]. */
 function refMaskedMean(X: Float64Array, Mk: ArrayLike<number>, B: number, T: number, D: number, G: Float64Array) {
-  const out = new Float64Array(B * D);
-  const mag = new Float64Array(B * D);
-  const grad = new Float64Array(B * T * D);
-  for (let b = 0; b < B; b++) {
-    let cnt = 0;
-    for (let t = 0; t < T; t++) cnt += Mk[b * T + t]!;
-    for (let d = 0; d < D; d++) {
-      let s = 0, sAbs = 0;
-      for (let t = 0; t < T; t++) if (Mk[b * T + t]) (s += Mk[b * T + t]! * X[(b * T + t) * D + d]!), (sAbs += Math.abs(Mk[b * T + t]! * X[(b * T + t) * D + d]!));
-      out[b * D + d] = cnt ? s / cnt : 0;
-      mag[b * D + d] = cnt ? sAbs / cnt : 0;
-      for (let t = 0; t < T; t++) grad[(b * T + t) * D + d] = cnt ? (G[b * D + d]! * Mk[b * T + t]!) / cnt : 0;
-    }
-  }
-  return { out, mag, grad };
+  const mask = Float64Array.from(Mk);
+  const f = ref.maskedMeanForward({ x: X, mask }, { B, T, D });
+  return { out: f.out, mag: f.outMag, grad: ref.maskedMeanBackward({ dout: G, mask, inv: f.inv }, { B, T, D }).dx };
 }
 
 // ---- cross-entropy ------------------------------------------------------------------------------------
@@ -330,8 +272,14 @@ describe("l2_normalize and cosine_similarity_matrix", () => {
     expect(() => l2Normalize(a, -1)).toThrow("l2_normalize: eps must be finite and >= 0, got -1");
   });
 
-  test("the float64 reference gradients match central differences", () => {
+  test("the float64 reference gradients match central differences (l2_normalize, the cosine matrix, masked_mean)", () => {
     const r = rng(13);
+    const [Bm, Tm, Dm] = [2, 3, 2];
+    const Xm = uniform(r, Bm * Tm * Dm);
+    const Mk = Float64Array.of(1, 0, 1, 0, 0, 0); // row 1: an empty mask
+    const Gm = uniform(r, Bm * Dm);
+    const fm = (x: Float64Array) => refMaskedMean(x, Mk, Bm, Tm, Dm, Gm).out.reduce((s, y, i) => s + y * Gm[i]!, 0);
+    expectClose("masked mean reference gradient", refMaskedMean(Xm, Mk, Bm, Tm, Dm, Gm).grad, centralDiff(fm, Xm), { rtol: 1e-6, atol: 1e-8 });
     const X = uniform(r, 2 * 5, -2, 2);
     const G = uniform(r, 2 * 5);
     const f = (x: Float64Array) => refL2(x, 5, null).y.reduce((s, y, i) => s + y * G[i]!, 0);

@@ -1,14 +1,16 @@
 // matmul (NN, NT, TN, TT; 2-D, batched, a 2-D operand shared by a batch) and linear (with and without
-// bias, any leading dimensions): forward and every input's gradient against a float64 reference written
-// as plain loops over the stored layouts, on every kernel (direct with 4 and 8 rows per invocation, tiled,
-// subgroup where the device has 8-lane subgroups),
+// bias, any leading dimensions): forward and every input's gradient (the op's backward rule) against the
+// float64 reference of test/reference/matmul.ts (plain loops over the stored layouts), on every kernel (direct
+// with 4 and 8 rows per invocation, tiled, tiled128, subgroup where the device has 8-lane subgroups),
 // with shapes that are and are not multiples of 4 / the block sizes; against PyTorch goldens; errors
 // naming the op and shapes; memory flat over repeated forward+backward. Fresh tensors are NaN-poisoned.
+// The launcher itself (every kernel x layout x shape, bias, f16) is a table: test/kernels/rows/matmul.ts.
 import { describe, expect, test } from "bun:test";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { linear, matmul } from "../../src/tensor/ops/matmul.ts";
 import { loadGoldens, type GoldenTensor } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
+import { matmulProduct as refProduct, matmulProductBackward as refProductBackward, matmulProblemOf, type MatmulProblem } from "../reference/matmul.ts";
 import { centralDiff, expectClose, getGpu, MATMUL_KERNELS as KERNELS, matmulKernelRuns, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
 
 const GPU = await getGpu();
@@ -17,60 +19,6 @@ const GPU = await getGpu();
 const SLOW = 120_000;
 
 const stored = (s: Shape, t: boolean): number[] => (t ? [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!] : [...s]);
-
-interface Ref {
-  shape: number[];
-  out: Float64Array;
-  magOut: Float64Array;
-  /** Gradients of sum(out * R) wrt a and b, and the sums of |terms| behind each element. */
-  da: Float64Array;
-  db: Float64Array;
-  magA: Float64Array;
-  magB: Float64Array;
-}
-
-/**
- * float64 op(A) · op(B) for A, B in their stored layouts (op = transpose of the last two dimensions where
- * the flag is set), and the gradients of sum(out * R), accumulated term by term into the stored layouts.
- * Batch: equal batch dimensions, or one operand 2-D (index 0 for every batch).
- */
-function reference(A: Float64Array, aShape: Shape, B: Float64Array, bShape: Shape, tA: boolean, tB: boolean, R: Float64Array | null): Ref {
-  const [ra, ca] = aShape.slice(-2) as [number, number];
-  const [rb, cb] = bShape.slice(-2) as [number, number];
-  const [M, K] = tA ? [ca, ra] : [ra, ca];
-  const N = tB ? rb : cb;
-  const batchShape = aShape.length > 2 ? aShape.slice(0, -2) : bShape.slice(0, -2);
-  const nb = numel(batchShape);
-  const aS = aShape.length === 2 ? 0 : M * K;
-  const bS = bShape.length === 2 ? 0 : K * N;
-  const r: Ref = {
-    shape: [...batchShape, M, N],
-    out: new Float64Array(nb * M * N),
-    magOut: new Float64Array(nb * M * N),
-    da: new Float64Array(A.length),
-    db: new Float64Array(B.length),
-    magA: new Float64Array(A.length),
-    magB: new Float64Array(B.length),
-  };
-  for (let z = 0; z < nb; z++)
-    for (let m = 0; m < M; m++)
-      for (let n = 0; n < N; n++) {
-        const o = (z * M + m) * N + n;
-        for (let k = 0; k < K; k++) {
-          const ia = z * aS + (tA ? k * M + m : m * K + k);
-          const ib = z * bS + (tB ? n * K + k : k * N + n);
-          r.out[o] += A[ia]! * B[ib]!;
-          r.magOut[o] += Math.abs(A[ia]! * B[ib]!);
-          if (R) {
-            r.da[ia] += R[o]! * B[ib]!;
-            r.magA[ia] += Math.abs(R[o]! * B[ib]!);
-            r.db[ib] += R[o]! * A[ia]!;
-            r.magB[ib] += Math.abs(R[o]! * A[ia]!);
-          }
-        }
-      }
-  return r;
-}
 
 const TOL = { rtol: 1e-4, atol: 1e-6 }; // relative to the sum of |terms| of each element
 
@@ -81,20 +29,21 @@ async function checkMatmul(aShape: Shape, bShape: Shape, tA: boolean, tB: boolea
   const r = rng(seedOf(what));
   const A = uniform(r, numel(aShape));
   const B = uniform(r, numel(bShape));
-  const ref0 = reference(A, aShape, B, bShape, tA, tB, null);
-  const R = uniform(r, ref0.out.length);
-  const ref = reference(A, aShape, B, bShape, tA, tB, R);
+  const { pr, shape } = matmulProblemOf(aShape, bShape, tA, tB);
+  const ref = refProduct({ a: A, b: B }, pr);
+  const R = uniform(r, ref.c.length);
+  const grads = refProductBackward({ a: A, b: B, dc: R }, pr);
   const a = upload(gpu, A, aShape, true);
   const b = upload(gpu, B, bShape, true);
   const out = matmul(a, b, { transA: tA, transB: tB });
-  expect(out.shape).toEqual(ref.shape);
-  expectClose(`${what} forward`, await out.toArray(), ref.out, { ...TOL, mag: ref.magOut });
-  const Rt = upload(gpu, R, ref.shape);
+  expect(out.shape).toEqual(shape);
+  expectClose(`${what} forward`, await out.toArray(), ref.c, { ...TOL, mag: ref.cMag });
+  const Rt = upload(gpu, R, shape);
   out.backward(Rt);
   expect(a.grad!.shape).toEqual([...aShape]);
   expect(b.grad!.shape).toEqual([...bShape]);
-  expectClose(`${what} grad a`, await a.grad!.toArray(), ref.da, { ...TOL, mag: ref.magA });
-  expectClose(`${what} grad b`, await b.grad!.toArray(), ref.db, { ...TOL, mag: ref.magB });
+  expectClose(`${what} grad a`, await a.grad!.toArray(), grads.da, { ...TOL, mag: grads.daMag });
+  expectClose(`${what} grad b`, await b.grad!.toArray(), grads.db, { ...TOL, mag: grads.dbMag });
   for (const t of [a, b, out, Rt]) t.release();
 }
 
@@ -185,13 +134,16 @@ describe("matmul", () => {
     const r = rng(11);
     for (const [tA, tB] of VARIANTS) {
       const [aShape, bShape] = shapes(2, 3, 4, tA, tB, [2], []);
+      const { pr } = matmulProblemOf(aShape, bShape, tA, tB);
       const A = uniform(r, numel(aShape));
       const B = uniform(r, numel(bShape));
+      const bias = uniform(r, 3);
       const R = uniform(r, 2 * 2 * 3);
-      const ref = reference(A, aShape, B, bShape, tA, tB, R);
-      const loss = (x: Float64Array, y: Float64Array) => reference(x, aShape, y, bShape, tA, tB, null).out.reduce((s, v, i) => s + v * R[i]!, 0);
-      expectClose("d/da", ref.da, centralDiff((x) => loss(x, B), A), { rtol: 1e-6, atol: 1e-8 });
-      expectClose("d/db", ref.db, centralDiff((y) => loss(A, y), B), { rtol: 1e-6, atol: 1e-8 });
+      const ref = refProductBackward({ a: A, b: B, dc: R }, pr);
+      const loss = (x: Float64Array, y: Float64Array, z: Float64Array) => refProduct({ a: x, b: y, bias: z }, pr).c.reduce((s, v, i) => s + v * R[i]!, 0);
+      expectClose("d/da", ref.da, centralDiff((x) => loss(x, B, bias), A), { rtol: 1e-6, atol: 1e-8 });
+      expectClose("d/db", ref.db, centralDiff((y) => loss(A, y, bias), B), { rtol: 1e-6, atol: 1e-8 });
+      expectClose("d/dbias", ref.dbias, centralDiff((z) => loss(A, B, z), bias), { rtol: 1e-6, atol: 1e-8 });
     }
   });
 });
@@ -207,32 +159,24 @@ async function checkLinear(xShape: Shape, nOut: number, withBias: boolean): Prom
   const W = uniform(r, nOut * nIn);
   const Bv = uniform(r, nOut);
   const rows = numel(xShape) / nIn;
-  // linear = x2 [rows, in] · wᵀ (+ bias): the matmul reference with transB, plus the bias terms.
-  const ref0 = reference(X, [rows, nIn], W, [nOut, nIn], false, true, null);
-  const R = uniform(r, ref0.out.length);
-  const ref = reference(X, [rows, nIn], W, [nOut, nIn], false, true, R);
-  const dBias = new Float64Array(nOut);
-  const magBias = new Float64Array(nOut);
-  if (withBias)
-    for (let i = 0; i < ref.out.length; i++) {
-      ref.out[i] += Bv[i % nOut]!;
-      ref.magOut[i] += Math.abs(Bv[i % nOut]!);
-      dBias[i % nOut] += R[i]!;
-      magBias[i % nOut] += Math.abs(R[i]!);
-    }
+  // linear = x2 [rows, in] · wᵀ (+ bias): the matmul reference with transB.
+  const pr: MatmulProblem = { M: rows, N: nOut, K: nIn, batch: 1, sharedA: false, sharedB: false, transA: false, transB: true };
+  const ref = refProduct({ a: X, b: W, bias: withBias ? Bv : undefined }, pr);
+  const R = uniform(r, ref.c.length);
+  const grads = refProductBackward({ a: X, b: W, dc: R }, pr);
   const x = upload(gpu, X, xShape, true);
   const w = upload(gpu, W, [nOut, nIn], true);
   const bias = withBias ? upload(gpu, Bv, [nOut], true) : null;
   const y = linear(x, w, bias);
   const yShape = [...xShape.slice(0, -1), nOut];
   expect(y.shape).toEqual(yShape);
-  expectClose(`${what} forward`, await y.toArray(), ref.out, { ...TOL, mag: ref.magOut });
+  expectClose(`${what} forward`, await y.toArray(), ref.c, { ...TOL, mag: ref.cMag });
   const Rt = upload(gpu, R, yShape);
   y.backward(Rt);
   expect(x.grad!.shape).toEqual([...xShape]);
-  expectClose(`${what} grad x`, await x.grad!.toArray(), ref.da, { ...TOL, mag: ref.magA });
-  expectClose(`${what} grad w`, await w.grad!.toArray(), ref.db, { ...TOL, mag: ref.magB });
-  if (bias) expectClose(`${what} grad bias`, await bias.grad!.toArray(), dBias, { ...TOL, mag: magBias });
+  expectClose(`${what} grad x`, await x.grad!.toArray(), grads.da, { ...TOL, mag: grads.daMag });
+  expectClose(`${what} grad w`, await w.grad!.toArray(), grads.db, { ...TOL, mag: grads.dbMag });
+  if (bias) expectClose(`${what} grad bias`, await bias.grad!.toArray(), grads.dbias, { ...TOL, mag: grads.dbiasMag });
   for (const t of [x, w, y, Rt, bias]) t?.release();
 }
 

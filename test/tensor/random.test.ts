@@ -1,8 +1,9 @@
-// Random ops: Philox4x32-10 against the Random123 known-answer vectors (GPU kernel, CPU port, and an
-// independent BigInt reference written here); rand / randn / randomBits element by element against that
-// reference; statistics of 1e5 samples (mean, variance, Kolmogorov-Smirnov, chi-square over bins, bit
-// balance, correlation between launches); repeatability; dropout's mask, scaling and regenerated backward;
-// and flat memory over a training-style loop.
+// Random ops: Philox4x32-10 against the Random123 known-answer vectors (GPU kernel, CPU port, and the
+// independent BigInt reference of test/reference/random.ts); rand / randn / randomBits element by element against
+// that reference at the Generator's (seed, offset); statistics of 1e5 samples (mean, variance, Kolmogorov-Smirnov,
+// chi-square over bins, bit balance, correlation between launches); repeatability; dropout's mask, scaling and
+// regenerated backward; and flat memory over a training-style loop. The launchers on partial blocks, carrying
+// counters, p = 0 and 1 and a 2-D workgroup grid are rows of test/kernels/rows/random.ts.
 import { describe, expect, test } from "bun:test";
 import {
   dropout,
@@ -14,48 +15,21 @@ import {
 import { defaultGenerator, Generator, manualSeed, philox4x32_10 } from "../../src/tensor/rng.ts";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { expectFlatMemory } from "../helpers.ts";
+import * as ref from "../reference/random.ts";
 import { expectClose, getGpu, rng, seedOf, uniform, upload } from "./helpers.ts";
 
-// ---- an independent reference: Philox4x32-10 in BigInt, straight from the paper's round function ----
+// ---- the reference at a Generator's launch ----
 
-const MASK32 = 0xffffffffn;
-function philoxBig(counter: bigint[], key: bigint[]): bigint[] {
-  const [M0, M1, W0, W1] = [0xd2511f53n, 0xcd9e8d57n, 0x9e3779b9n, 0xbb67ae85n];
-  let c = [...counter];
-  let k = [...key];
-  for (let round = 0; round < 10; round++) {
-    if (round > 0) k = [(k[0]! + W0) & MASK32, (k[1]! + W1) & MASK32];
-    const p0 = M0 * c[0]!;
-    const p1 = M1 * c[2]!;
-    c = [(p1 >> 32n) ^ c[1]! ^ k[0]!, p1 & MASK32, (p0 >> 32n) ^ c[3]! ^ k[1]!, p0 & MASK32];
-  }
-  return c;
+/** The launch at (seed, offset), as src/tensor/rng.ts documents it: key = seed, counter = offset * 2^64. */
+function launch(seed: bigint, offset: bigint, n: number): ref.RandomOptions {
+  const w = (v: bigint, s: bigint) => Number((v >> s) & 0xffffffffn);
+  return { n, philox: { key: [w(seed, 0n), w(seed, 32n)], counter: [0, 0, w(offset, 0n), w(offset, 32n)] } };
 }
-
-/** Raw words 0..n-1 of the launch (seed, offset): element i is word i % 4 of counter (i / 4) + offset * 2^64. */
-function refWords(seed: bigint, offset: bigint, n: number): number[] {
-  const key = [seed & MASK32, (seed >> 32n) & MASK32];
-  const out: number[] = [];
-  for (let b = 0; 4 * b < n; b++) {
-    const ctr = BigInt(b) + (offset << 64n);
-    const w = philoxBig([0n, 32n, 64n, 96n].map((s) => (ctr >> s) & MASK32), key);
-    for (let j = 0; j < 4 && 4 * b + j < n; j++) out.push(Number(w[j]!));
-  }
-  return out;
-}
-
-const unit = (w: number) => (w >>> 8) / 2 ** 24;
-/** Normals 0..n-1 of the launch (seed, offset): Box-Muller on word pairs (0, 1) and (2, 3) of each block. */
-function refNormals(seed: bigint, offset: bigint, n: number): number[] {
-  const words = refWords(seed, offset, Math.ceil(n / 4) * 4); // a partial last block still pairs whole
-  const z: number[] = [];
-  for (let i = 0; i < words.length; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - unit(words[i]!)));
-    const theta = Math.PI * (2 * unit(words[i + 1]!) - 1);
-    z.push(r * Math.cos(theta), r * Math.sin(theta));
-  }
-  return z.slice(0, n);
-}
+/** Raw words 0..n-1 of the launch (seed, offset). */
+const refWords = (seed: bigint, offset: bigint, n: number) => Array.from(ref.philoxBits({}, launch(seed, offset, n)).out);
+/** Standard normals 0..n-1 of the launch (seed, offset). */
+const refNormals = (seed: bigint, offset: bigint, n: number) => Array.from(ref.philoxNormal({}, { ...launch(seed, offset, n), mean: 0, std: 1 }).out);
+const { philoxBig, unit } = ref;
 
 const hex = (ws: ArrayLike<number | bigint>) => Array.from(ws, (w) => w.toString(16).padStart(8, "0")).join(" ");
 const words = (s: string) => s.split(" ").map((h) => parseInt(h, 16));
@@ -305,12 +279,9 @@ describe("rand, randn, randomBits", () => {
 });
 
 describe("dropout", () => {
-  /** Reference: keep where the uniform of the reference word is < 1 - p; out = src * (keep ? scale : 0) in f32. */
-  function refDropout(src: ArrayLike<number>, p: number, seed: bigint, offset: bigint): number[] {
-    const w = refWords(seed, offset, src.length);
-    const scale = Math.fround(p === 1 ? 0 : 1 / (1 - p));
-    return Array.from(src, (v, i) => Math.fround(v * (unit(w[i]!) < 1 - p ? scale : 0)));
-  }
+  /** The reference at (seed, offset): keep where the uniform of the word is < 1 - p; out = src * (keep ? scale : 0) in f32. */
+  const refDropout = (src: Float64Array, p: number, seed: bigint, offset: bigint): number[] =>
+    Array.from(ref.dropoutForward({ x: src }, { ...launch(seed, offset, src.length), p }).out);
 
   test("forward and backward use the same mask, regenerated from (seed, offset); nothing is saved", async () => {
     const gpu = await getGpu();

@@ -1,7 +1,9 @@
-// Shape and index ops: forward and input gradients against float64 references (a coordinate-map reference
-// for the copying ops, written independently of shape.ts), against PyTorch 1.13 goldens, on shapes that are
-// not multiples of the workgroup size, with every fresh tensor poisoned with NaN; the general strided copy
-// on its own; i32 tensors; invalid ids; errors at the call site; and flat memory over 50 steps.
+// Shape and index ops: forward and input gradients through autograd against the float64 references of
+// test/reference/shape_ops.ts (a coordinate-map reference for the copying ops, written independently of
+// shape.ts; where and clamp), against PyTorch 1.13 goldens, on shapes that are not multiples of the workgroup
+// size, with every fresh tensor poisoned with NaN; the general strided copy on its own; i32 tensors; invalid
+// ids; errors at the call site; and flat memory over 50 steps. The launchers themselves (every entry, f32 /
+// i32 / u32 words, a 2-D workgroup grid) are rows of test/kernels/rows/shape_ops.ts.
 import { describe, expect, test } from "bun:test";
 import {
   clamp,
@@ -20,45 +22,8 @@ import {
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { loadGoldens, type GoldenTensor } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
+import { broadcastStrides, clampBackward, clampForward, copyByMap, flatIndex, whereBackward, whereForward, type SourceMap } from "../reference/shape_ops.ts";
 import { expectClose, getGpu, numel, refBroadcastShape, rng, seedOf, sourceIndex, uniform, upload, type Shape } from "./helpers.ts";
-
-// ---- float64 references ----
-
-/** Row-major coordinates of flat index i in `shape`. */
-function coords(i: number, shape: Shape): number[] {
-  const c = new Array<number>(shape.length);
-  for (let d = shape.length - 1; d >= 0; d--) {
-    c[d] = i % shape[d]!;
-    i = Math.floor(i / shape[d]!);
-  }
-  return c;
-}
-/** Flat row-major index of coordinates c in `shape`. */
-const flatIndex = (c: readonly number[], shape: Shape) => c.reduce((acc, v, d) => acc * shape[d]! + v, 0);
-
-/**
- * A copying op as a map: output element (coordinates) -> [which input, flat index in it] or null (a NaN
- * output). Forward: out = inputs[k][idx]. Gradients: grad[k][idx] += upstream, with |terms| for tolerance.
- */
-type SourceMap = (c: number[]) => [number, number] | null;
-function refCopy(inputs: Float64Array[], outShape: Shape, map: SourceMap, R: Float64Array) {
-  const n = numel(outShape);
-  const out = new Float64Array(n);
-  const grads = inputs.map((x) => new Float64Array(x.length));
-  const mags = inputs.map((x) => new Float64Array(x.length));
-  for (let i = 0; i < n; i++) {
-    const src = map(coords(i, outShape));
-    if (!src) {
-      out[i] = Number.NaN;
-      continue;
-    }
-    const [k, idx] = src;
-    out[i] = inputs[k]![idx]!;
-    grads[k]![idx] += R[i]!;
-    mags[k]![idx] += Math.abs(R[i]!);
-  }
-  return { out, grads, mags };
-}
 
 const ids32 = (gpu: Awaited<ReturnType<typeof getGpu>>, ids: number[]) => Tensor.fromArray(gpu, ids, [ids.length], { dtype: "i32" });
 
@@ -71,7 +36,7 @@ async function checkCopyOp(what: string, shapes: Shape[], outShape: Shape, op: (
   const r = rng(seedOf(what));
   const X = shapes.map((s) => uniform(r, numel(s)));
   const R = uniform(r, numel(outShape));
-  const ref = refCopy(X, outShape, map, R);
+  const ref = copyByMap(X, outShape, map, R);
   const xs = X.map((x, k) => upload(gpu, x, shapes[k]!, true));
   const out = op(xs);
   expect(out.shape).toEqual([...outShape]);
@@ -209,16 +174,18 @@ describe("where and clamp: forward and gradients against float64", () => {
       const C = Float64Array.from({ length: numel(cs!) }, () => (r() < 0.5 ? 1 : 0));
       const [A, B] = [uniform(r, numel(as!)), uniform(r, numel(bs!))];
       const outShape = refBroadcastShape(refBroadcastShape(cs!, as!), bs!);
-      const [ic, ia, ib] = [cs!, as!, bs!].map((s) => sourceIndex(s, outShape));
+      const [ia, ib] = [as!, bs!].map((s) => sourceIndex(s, outShape));
       const n = numel(outShape);
       const R = uniform(r, n);
-      const ref = new Float64Array(n), ga = new Float64Array(A.length), gb = new Float64Array(B.length);
+      // The kernels' reference over the broadcast shape; each branch's gradient then summed back to its input's shape.
+      const strides = [cs!, as!, bs!].map((s) => broadcastStrides(s, outShape)) as [number[], number[], number[]];
+      const ref = whereForward({ cond: C, a: A, b: B }, { shape: outShape, strides }).out;
+      const full = whereBackward({ cond: C, gout: R }, { shape: outShape, condStrides: strides[0] });
+      const ga = new Float64Array(A.length), gb = new Float64Array(B.length);
       const ma = new Float64Array(A.length), mb = new Float64Array(B.length);
       for (let i = 0; i < n; i++) {
-        const take = C[ic![i]!] !== 0;
-        ref[i] = take ? A[ia![i]!]! : B[ib![i]!]!;
-        (take ? ga : gb)[(take ? ia : ib)![i]!] += R[i]!;
-        (take ? ma : mb)[(take ? ia : ib)![i]!] += Math.abs(R[i]!);
+        (ga[ia![i]!] += full.ga[i]!), (ma[ia![i]!] += Math.abs(full.ga[i]!));
+        (gb[ib![i]!] += full.gb[i]!), (mb[ib![i]!] += Math.abs(full.gb[i]!));
       }
       using c = upload(gpu, C, cs!);
       using a = upload(gpu, A, as!, true);
@@ -244,8 +211,8 @@ describe("where and clamp: forward and gradients against float64", () => {
     for (const [lo, hi] of [[-0.25, 0.5], [0.5, undefined], [undefined, -0.25], [1, -1]] as (number | undefined)[][]) {
       const L = lo ?? -Infinity, H = hi ?? Infinity;
       const R = uniform(r, X.length);
-      const f = X.map((v) => (Number.isNaN(v) ? v : Math.min(Math.max(v, L), H)));
-      const d = X.map((v, i) => (L <= v && v <= H ? R[i]! : 0));
+      const f = clampForward({ x: X }, { n: X.length, lo: L, hi: H }).out;
+      const d = clampBackward({ x: X, gout: R }, { n: X.length, lo: L, hi: H }).dx;
       using x = upload(gpu, X, [7, 41], true);
       using y = clamp(x, lo, hi);
       expectClose(`clamp ${lo} ${hi} forward`, await y.toArray(), f, { rtol: 0, atol: 0 });

@@ -1,11 +1,13 @@
-// softmax and log_softmax over the last axis: forward and input gradient against float64 references (the
-// reference gradients themselves checked by central differences), on rows of 1, 7, 300 and 5000 elements
-// (shorter and longer than the 256-wide workgroup), large logits (+-80, +-500) where an unshifted exp
-// would overflow, a 2-D grid of row workgroups, the PyTorch goldens, and a memory-flat training loop.
-// Every fresh tensor is poisoned with NaN.
+// softmax and log_softmax over the last axis: forward and input gradient through the ops against the float64
+// references of test/reference/softmax.ts (their gradients checked here by central differences), on rows of 1,
+// 7, 300 and 5000 elements (shorter and longer than the 256-wide workgroup), large logits (+-80, +-500) where an
+// unshifted exp would overflow, a 2-D grid of row workgroups, the PyTorch goldens, and a memory-flat training
+// loop. Every fresh tensor is poisoned with NaN. The launchers on their own (every row-reduction variant, the
+// attention softmax, rowSumMap) are rows of test/kernels/rows/softmax.ts.
 import { describe, expect, test } from "bun:test";
 import { scope, Tensor } from "../../src/tensor/index.ts";
 import { logSoftmax, softmax } from "../../src/tensor/ops/softmax.ts";
+import { attentionSoftmaxBackward, attentionSoftmaxForward, softmaxBackward, softmaxForward } from "../reference/softmax.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
@@ -13,42 +15,14 @@ import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload, 
 type Op = "softmax" | "log_softmax";
 const FN = { softmax, log_softmax: logSoftmax };
 
-/** float64 softmax or log_softmax of each row of n elements. */
-function refForward(op: Op, X: Float64Array, n: number): Float64Array {
-  const Y = new Float64Array(X.length);
-  for (let base = 0; base < X.length; base += n) {
-    let m = -Infinity;
-    for (let k = 0; k < n; k++) m = Math.max(m, X[base + k]!);
-    let s = 0;
-    for (let k = 0; k < n; k++) s += Math.exp(X[base + k]! - m);
-    for (let k = 0; k < n; k++) Y[base + k] = op === "softmax" ? Math.exp(X[base + k]! - m) / s : X[base + k]! - m - Math.log(s);
-  }
-  return Y;
-}
-
-/**
- * float64 input gradient for upstream G, and per element the scale f32 can promise (sum of |terms|):
- * softmax dx = y (g - sum(g y)); log_softmax dx = g - softmax sum(g).
- */
-function refBackward(op: Op, X: Float64Array, G: Float64Array, n: number): { grad: Float64Array; mag: Float64Array } {
-  const Y = refForward("softmax", X, n);
-  const grad = new Float64Array(X.length);
-  const mag = new Float64Array(X.length);
-  for (let base = 0; base < X.length; base += n) {
-    let dot = 0, dotAbs = 0;
-    for (let k = 0; k < n; k++) {
-      const w = op === "softmax" ? Y[base + k]! : 1;
-      dot += G[base + k]! * w;
-      dotAbs += Math.abs(G[base + k]! * w);
-    }
-    for (let k = 0; k < n; k++) {
-      const [g, y] = [G[base + k]!, Y[base + k]!];
-      grad[base + k] = op === "softmax" ? y * (g - dot) : g - y * dot;
-      mag[base + k] = op === "softmax" ? y * (Math.abs(g) + dotAbs) : Math.abs(g) + y * dotAbs;
-    }
-  }
-  return { grad, mag };
-}
+/** The float64 reference (test/reference/softmax.ts) over rows of n: the forward, and dx for upstream G with its |terms| scale. */
+const rowsOf = (X: Float64Array, n: number) => ({ rows: n ? X.length / n : 0, n });
+const refForward = (op: Op, X: Float64Array, n: number) => softmaxForward({ x: X }, { ...rowsOf(X, n), kind: op }).y;
+const refBackward = (op: Op, X: Float64Array, G: Float64Array, n: number) => {
+  const o = { ...rowsOf(X, n), kind: op };
+  const { dx, dxMag } = softmaxBackward({ y: softmaxForward({ x: X }, o).y, dy: G }, o);
+  return { grad: dx, mag: dxMag };
+};
 
 async function check(op: Op, shape: Shape, lo = -3, hi = 3): Promise<void> {
   const gpu = await getGpu();
@@ -97,7 +71,7 @@ describe("softmax and log_softmax", () => {
     });
   }
 
-  test("the float64 reference gradients match central differences", () => {
+  test("the float64 reference gradients match central differences (softmax, log_softmax, the attention softmax)", () => {
     const r = rng(11);
     for (const op of ["softmax", "log_softmax"] as const) {
       const n = 6;
@@ -106,6 +80,15 @@ describe("softmax and log_softmax", () => {
       const f = (x: Float64Array) => refForward(op, x, n).reduce((acc, y, i) => acc + y * G[i]!, 0);
       expectClose(`${op} reference gradient`, refBackward(op, X, G, n).grad, centralDiff(f, X), { rtol: 1e-6, atol: 1e-8 });
     }
+    // Two batch elements x 2 heads x 4 queries, causal, batch 1 padding key 0 (its query 0 sees nothing).
+    const o = { rows: 16, n: 4, scale: 0.7, causal: true, batchRows: 8 };
+    const S = uniform(r, 64, -3, 3);
+    const G = uniform(r, 64);
+    const mask = Float64Array.of(1, 1, 1, 1, 0, 1, 1, 1);
+    const probs = (s: Float64Array) => attentionSoftmaxForward({ scores: s, mask }, o).probs;
+    const f = (s: Float64Array) => probs(s).reduce((acc, p, i) => acc + p * G[i]!, 0);
+    const grad = attentionSoftmaxBackward({ probs: probs(S), dprobs: G }, o).dscores;
+    expectClose("attention softmax reference gradient", grad, centralDiff(f, S), { rtol: 1e-6, atol: 1e-8 });
   });
 
   test("a 2-D grid of row workgroups (x capped at 2) covers every row", async () => {

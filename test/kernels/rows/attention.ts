@@ -1,0 +1,137 @@
+// attention rows: the fused (flash) kernels' launchers attentionForward and attentionBackward
+// (src/kernels/attention.ts) against test/reference/attention.ts: T in {1, 5, 17, 64}, Dh in {8, 16, 64, 256},
+// Hq/Hkv in {2/2, 4/2, 4/1} (grouped-query attention), B in {1, 2}, causal or not, no / left / right key padding,
+// query rows that see no key (out 0, lse LSE_NONE, zero gradients), block sizes that divide nothing, and a
+// backward that writes dq alone or dk/dv alone. The backward reads the reference forward's out and lse (rounded
+// to f32), so each launcher is checked on its own. The unfused path's own piece (attentionSoftmax) is in
+// rows/softmax.ts; its matrix products in rows/matmul.ts. Tolerance: the attention op tests',
+// |err| <= 1e-6 + 1e-3 sum|terms|.
+import { attentionBackward, attentionForward, planAttention, type AttentionBlocks, type AttentionLaunchOptions } from "../../../src/kernels/attention.ts";
+import * as ref from "../../reference/attention.ts";
+import { uniform } from "../../tensor/helpers.ts";
+import type { Check, LauncherRow } from "../harness.ts";
+
+type Padding = "none" | "left" | "right";
+
+/** Key-padding mask [B, T]: batch 0 pads ceil(T/4) positions, batch 1 floor(T/2) (T = 1: all of batch 0). */
+function paddingMask(B: number, T: number, side: Padding): Float64Array | undefined {
+  if (side === "none") return undefined;
+  const m = new Float64Array(B * T).fill(1);
+  for (let b = 0; b < B; b++) {
+    const pad = b % 2 === 0 ? Math.ceil(T / 4) : Math.floor(T / 2);
+    for (let n = 0; n < pad; n++) m[b * T + (side === "left" ? n : T - 1 - n)] = 0;
+  }
+  return m;
+}
+
+interface Case {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  T: number;
+  Dh: number;
+  causal: boolean;
+  /** A padding side, or an explicit mask [B, T]. */
+  pad: Padding | { label: string; mask: number[] };
+  scale?: number;
+  blocks?: Partial<AttentionBlocks>;
+  /** Backward outputs: all (default), dq only, or dk and dv only. */
+  grads?: "all" | "dq" | "dkdv";
+}
+
+const TOL = { rtol: 1e-3, atol: 1e-6 };
+
+function row(launcher: "attentionForward" | "attentionBackward", c: Case): LauncherRow {
+  const padTag = typeof c.pad === "string" ? `pad=${c.pad}` : `mask ${c.pad.label}`;
+  const grads = c.grads ?? "all";
+  const name =
+    `attention ${launcher} B${c.B} H${c.Hq}/${c.Hkv} T${c.T} Dh${c.Dh} ${c.causal ? "causal" : "full"} ${padTag}` +
+    (c.scale !== undefined ? ` scale=${c.scale}` : "") +
+    (c.blocks ? ` blocks=${JSON.stringify(c.blocks)}` : "") +
+    (grads !== "all" ? ` (${grads} only)` : "");
+  return {
+    family: "attention",
+    name,
+    async run(gpu, io, r): Promise<Check[]> {
+      const { B, Hq, Hkv, T, Dh } = c;
+      const [nq, nk] = [B * Hq * T * Dh, B * Hkv * T * Dh];
+      const Q = uniform(r, nq, -2, 2); // wide enough that softmax rows are far from uniform
+      const K = uniform(r, nk, -2, 2);
+      const V = uniform(r, nk);
+      const dout = uniform(r, nq);
+      const mask = typeof c.pad === "string" ? paddingMask(B, T, c.pad) : Float64Array.from(c.pad.mask);
+      const o: AttentionLaunchOptions = {
+        B,
+        Hq,
+        Hkv,
+        T,
+        Dh,
+        causal: c.causal,
+        scale: c.scale ?? 1 / Math.sqrt(Dh),
+        plan: planAttention(gpu, Dh, { blocks: c.blocks, backward: launcher === "attentionBackward" }),
+      };
+      const fwd = ref.attentionForward({ q: Q, k: K, v: V, mask }, o);
+      const [q, k, v] = [io.input(Q), io.input(K), io.input(V)];
+      const m = mask && io.input(mask);
+      if (launcher === "attentionForward") {
+        const [out, lse] = [io.output(nq), io.output(B * Hq * T)];
+        attentionForward(gpu, { q, k, v, mask: m, out, lse }, o);
+        return [
+          { what: "out", got: await io.read(out, nq), ref: fwd.out, opts: { ...TOL, mag: fwd.outMag } },
+          // lse = m + log(s): its f32 error is relative to |m| + |log s| <= |lse| + 2 |m| (scores here are O(1)).
+          { what: "lse", got: await io.read(lse, B * Hq * T), ref: Float64Array.from(new Float32Array(fwd.lse)), opts: { rtol: 1e-5, atol: 1e-5 } },
+        ];
+      }
+      // The backward from the reference forward's out and lse, as f32 buffers hold them.
+      const out32 = Float64Array.from(new Float32Array(fwd.out));
+      const lse32 = Float64Array.from(new Float32Array(fwd.lse));
+      const want = ref.attentionBackward({ q: Q, k: K, v: V, mask, out: out32, lse: lse32, dout }, o);
+      const dq = grads !== "dkdv" ? io.output(nq) : undefined;
+      const [dk, dv] = grads !== "dq" ? [io.output(nk), io.output(nk)] : [undefined, undefined];
+      attentionBackward(gpu, { q, k, v, mask: m, out: io.input(out32), lse: io.input(lse32), dout: io.input(dout), dq, dk, dv }, o);
+      const checks: Check[] = [];
+      if (dq) checks.push({ what: "dq", got: await io.read(dq, nq), ref: want.dq, opts: { ...TOL, mag: want.dqMag } });
+      if (dk && dv) {
+        checks.push({ what: "dk", got: await io.read(dk, nk), ref: want.dk, opts: { ...TOL, mag: want.dkMag } });
+        checks.push({ what: "dv", got: await io.read(dv, nk), ref: want.dv, opts: { ...TOL, mag: want.dvMag } });
+      }
+      return checks;
+    },
+  };
+}
+
+const HEADS: [number, number][] = [
+  [2, 2],
+  [4, 2],
+  [4, 1],
+];
+
+const cases: Case[] = [];
+// Every T with every Dh of 8/16/64, cycling heads and batch over them (the attention op tests' cases), each with
+// every causal x padding combination.
+[1, 5, 17, 64].forEach((T, ti) =>
+  [8, 16, 64].forEach((Dh, di) => {
+    const [Hq, Hkv] = HEADS[(ti + di) % 3]!;
+    const B = 1 + ((ti + di) % 2);
+    for (const causal of [true, false]) for (const pad of ["none", "left", "right"] as const) cases.push({ B, Hq, Hkv, T, Dh, causal, pad });
+  }),
+);
+cases.push(
+  // Block sizes that divide nothing: Dh 8 = 2 vec4 over 3 lanes (lane 2 owns none); tiles of 5 queries and 7 keys.
+  { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 8, causal: true, pad: "left", blocks: { bq: 5, bk: 7, tpr: 3 } },
+  // Dh 16 = 4 vec4 over 3 lanes (2, 1, 1 each); one query per forward/dQ workgroup, one per dK/dV tile.
+  { B: 1, Hq: 4, Hkv: 1, T: 23, Dh: 16, causal: false, pad: "right", scale: 0.5, blocks: { bq: 1, bk: 3, tpr: 3 } },
+  // 32 x 8 lanes = 256 invocations, tiles of 2 keys; in dK/dV 2 x 8 = 16 invocations load 32-query tiles.
+  { B: 2, Hq: 2, Hkv: 2, T: 64, Dh: 64, causal: true, pad: "right", blocks: { bq: 32, bk: 2, tpr: 8 } },
+  // Dh = 256 (Gemma) fits by shrinking the tiles to the device's workgroup memory.
+  { B: 1, Hq: 2, Hkv: 1, T: 19, Dh: 256, causal: true, pad: "right" },
+  // Rows with no visible key: batch 0 left-padded by 3 (queries 0-2 see nothing under causal), batch 1 all padded.
+  { B: 2, Hq: 2, Hkv: 1, T: 5, Dh: 8, causal: true, pad: { label: "3 left / all", mask: [0, 0, 0, 1, 1, 0, 0, 0, 0, 0] } },
+  { B: 2, Hq: 2, Hkv: 1, T: 5, Dh: 8, causal: false, pad: { label: "3 left / all", mask: [0, 0, 0, 1, 1, 0, 0, 0, 0, 0] } },
+);
+
+export const rows: LauncherRow[] = [];
+for (const c of cases) for (const l of ["attentionForward", "attentionBackward"] as const) rows.push(row(l, c));
+// A backward that writes only dq, or only dk and dv.
+rows.push(row("attentionBackward", { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 16, causal: true, pad: "left", grads: "dq" }));
+rows.push(row("attentionBackward", { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 16, causal: true, pad: "left", grads: "dkdv" }));

@@ -1,0 +1,99 @@
+// norm rows: normForward, normDx and normParamGrads (src/kernels/norm.ts) against test/reference/norm.ts, for
+// rmsnorm (with and without Gemma's unit offset) and layernorm (with and without bias): row lengths 1, 7, 13,
+// 300 and 4096 under the device's default reduction; forward and dx under every row-reduction variant
+// (test/kernels/row_variants.ts); the parameter gradient over ragged row chunks and the most chunks
+// (policy.norm); a 2-D workgroup grid (grid.maxX 2); large and zero eps. dx and the parameter gradients read
+// the reference forward's stats (rounded to f32), so each launcher is checked on its own.
+import type { PartialPolicy } from "../../../src/gpu/policy.ts";
+import { normDx, normForward, normParamGrads, type NormOptions } from "../../../src/kernels/norm.ts";
+import * as ref from "../../reference/norm.ts";
+import { uniform } from "../../tensor/helpers.ts";
+import type { Check, LauncherRow } from "../harness.ts";
+import { ROW_LENGTHS, ROW_VARIANTS } from "../row_variants.ts";
+
+/** The four norms the ops build: kind, unit offset, bias. */
+const KINDS = {
+  rmsnorm: { kind: "rmsnorm", unitOffset: false, bias: false, eps: 1e-6 },
+  rmsnorm_unit: { kind: "rmsnorm", unitOffset: true, bias: false, eps: 1e-6 },
+  layernorm: { kind: "layernorm", unitOffset: false, bias: true, eps: 1e-5 },
+  layernorm_nobias: { kind: "layernorm", unitOffset: false, bias: false, eps: 1e-5 },
+} as const;
+type Kind = keyof typeof KINDS;
+type Launcher = "normForward" | "normDx" | "normParamGrads";
+const LAUNCHERS: Launcher[] = ["normForward", "normDx", "normParamGrads"];
+
+/** Seeded inputs as the op tests draw them, the reference forward, and its stats rounded to f32 (what dx reads). */
+function inputs(r: () => number, o: NormOptions) {
+  const x = uniform(r, o.rows * o.d, -2, 2.5);
+  const w = uniform(r, o.d, 0.5, 1.5);
+  const b = o.bias ? uniform(r, o.d) : undefined;
+  const gout = uniform(r, o.rows * o.d);
+  const fwd = ref.normForward({ x, w, b }, o);
+  return { x, w, b, gout, fwd, stats: Float64Array.from(new Float32Array(fwd.stats)) };
+}
+
+function row(launcher: Launcher, k: Kind, rows: number, d: number, extra: { eps?: number; variant?: PartialPolicy; label?: string; skip?: LauncherRow["skip"] } = {}): LauncherRow {
+  const o: NormOptions = { rows, d, ...KINDS[k], eps: extra.eps ?? KINDS[k].eps };
+  const epsTag = extra.eps === undefined ? "" : ` eps ${extra.eps}`;
+  return {
+    family: "norm",
+    name: `norm ${launcher} ${k} [${rows}, ${d}]${epsTag}${extra.label ? ` (${extra.label})` : ""}`,
+    variant: extra.variant,
+    skip: extra.skip,
+    async run(gpu, io, r): Promise<Check[]> {
+      const v = inputs(r, o);
+      const [x, w, gout, stats] = [io.input(v.x), io.input(v.w), io.input(v.gout), io.input(v.stats)];
+      if (launcher === "normForward") {
+        const [y, st] = [io.output(rows * d), io.output(rows * 2)];
+        normForward(gpu, { x, w, b: v.b && io.input(v.b), y, stats: st }, o);
+        return [
+          { what: "y", got: await io.read(y, rows * d), ref: v.fwd.y, opts: { mag: v.fwd.yMag } },
+          { what: "stats", got: await io.read(st, rows * 2), ref: v.fwd.stats, opts: { mag: v.fwd.statsMag } },
+        ];
+      }
+      if (launcher === "normDx") {
+        const dx = io.output(rows * d);
+        normDx(gpu, { x, w, gout, stats, dx }, o);
+        const want = ref.normDx({ x: v.x, w: v.w, gout: v.gout, stats: v.stats }, o);
+        return [{ what: "dx", got: await io.read(dx, rows * d), ref: want.dx, opts: { mag: want.dxMag } }];
+      }
+      const [dw, db] = [io.output(d), o.bias ? io.output(d) : undefined];
+      normParamGrads(gpu, { x, gout, stats, dw, db }, o);
+      const want = ref.normParamGrads({ x: v.x, gout: v.gout, stats: v.stats }, o);
+      const checks: Check[] = [{ what: "dw", got: await io.read(dw, d), ref: want.dw, opts: { mag: want.dwMag } }];
+      if (db) checks.push({ what: "db", got: await io.read(db, d), ref: want.db!, opts: { mag: want.dbMag } });
+      return checks;
+    },
+  };
+}
+
+export const rows: LauncherRow[] = [];
+
+// The default reduction; up to 256 rows the parameter gradient is one pass, [300, 5] takes the chunked two passes.
+const SHAPES: [number, number][] = [[1, 7], [3, 7], [5, 1], [6, 300], [2, 4096], [37, 13], [300, 5]];
+for (const k of Object.keys(KINDS) as Kind[]) for (const [n, d] of SHAPES) for (const l of LAUNCHERS) rows.push(row(l, k, n, d));
+
+// Every row-reduction variant: forward and dx, rows shorter than, equal to and longer than the workgroup.
+for (const rv of ROW_VARIANTS)
+  for (const k of ["rmsnorm", "layernorm_nobias"] as const)
+    for (const d of ROW_LENGTHS)
+      for (const l of ["normForward", "normDx"] as const) rows.push(row(l, k, 5, d, { variant: rv.variant, label: rv.label, skip: rv.skip }));
+
+// The parameter gradient over ragged chunks (singlePassRows 0: the default sums up to 256 rows in one pass).
+rows.push(row("normParamGrads", "layernorm", 37, 13, { variant: { norm: { singlePassRows: 0, minChunk: 4 } }, label: "chunks of 4, the last of 1" }));
+rows.push(row("normParamGrads", "rmsnorm_unit", 37, 13, { variant: { norm: { singlePassRows: 0, minChunk: 4 } }, label: "chunks of 4, the last of 1" }));
+rows.push(row("normParamGrads", "layernorm", 37, 13, { variant: { norm: { singlePassRows: 0, minChunk: 1, maxChunks: 5 } }, label: "5 chunks of 8, the last of 5" }));
+rows.push(row("normParamGrads", "rmsnorm", 37, 13, { variant: { norm: { singlePassRows: 0, minChunk: 1, maxChunks: 1000 } }, label: "one row per chunk" }));
+
+// A 2-D grid of workgroups (x capped at 2): 5 row-workgroups on a 2x3 grid, one idle; 300 columns.
+for (const l of LAUNCHERS) {
+  rows.push(row(l, "layernorm", 5, 300, { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" }));
+  rows.push(row(l, "rmsnorm", 7, 3, { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" }));
+}
+
+// eps as the reference computes it: large, and 0 on rows away from zero.
+for (const l of LAUNCHERS) {
+  rows.push(row(l, "rmsnorm", 3, 20, { eps: 0.5 }));
+  rows.push(row(l, "layernorm", 3, 20, { eps: 2 }));
+  rows.push(row(l, "rmsnorm", 3, 20, { eps: 0 }));
+}

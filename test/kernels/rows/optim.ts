@@ -1,0 +1,133 @@
+// adamw, sgd, sgdMomentum and clipGradNorm (src/kernels/optim.ts) against test/reference/optim.ts:
+//   adamw over 5 steps from zero state (the bias corrections change every step; each step checked), two sets of
+//     hyperparameters, f32 and vec4 units and one element;
+//   sgd plain and with weight decay; sgdMomentum with momentum, dampening + decay, nesterov + decay, over 4 steps,
+//     the first with a NaN-poisoned momentum buffer that it must not read;
+//   clipGradNorm: clipping active and inactive, one gradient, several workgroups per gradient, maxNorm Infinity
+//     (measure only), under every row-reduction variant (test/kernels/row_variants.ts), and ragged partials under a clip policy
+//     (workgroups capped per gradient: the strided loop; many partials: the final pass strides);
+//   a 2-D grid of workgroups (policy grid.maxX 2) for each update.
+import type { Gpu, PooledBuffer } from "../../../src/gpu/index.ts";
+import type { PartialPolicy } from "../../../src/gpu/policy.ts";
+import { adamw, clipGradNorm, sgd, sgdMomentum } from "../../../src/kernels/optim.ts";
+import * as R from "../../reference/optim.ts";
+import { uniform } from "../../tensor/helpers.ts";
+import type { Check, LauncherRow, RowIo } from "../harness.ts";
+import { ROW_VARIANTS } from "../row_variants.ts";
+
+const GRID: PartialPolicy = { grid: { maxX: 2 } };
+/** A variant in a row's name: " family.setting=value ...". */
+const tag = (v?: PartialPolicy) =>
+  v ? " " + Object.entries(v).flatMap(([f, s]) => Object.entries(s as object).map(([k, x]) => `${f}.${k}=${x}`)).join(" ") : "";
+
+/** The buffers a launcher updated in place, read back. */
+async function readAll(io: RowIo, bufs: Record<string, PooledBuffer>, n: number): Promise<Record<string, Float32Array>> {
+  const out: Record<string, Float32Array> = {};
+  for (const [k, b] of Object.entries(bufs)) out[k] = await io.read(b, n);
+  return out;
+}
+
+const ADAMW_SETS: [string, Omit<R.AdamWParams, "n" | "step">][] = [
+  ["lr 0.02 betas (0.85, 0.99) eps 1e-6 wd 0.3", { lr: 0.02, beta1: 0.85, beta2: 0.99, eps: 1e-6, weightDecay: 0.3 }],
+  ["torch defaults, wd 0.01", { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }],
+];
+
+function adamwRow(setName: string, h: Omit<R.AdamWParams, "n" | "step">, n: number, variant?: PartialPolicy): LauncherRow {
+  return {
+    family: "optim",
+    name: `optim adamw ${setName} n=${n} 5 steps${tag(variant)}`,
+    variant,
+    async run(gpu, io, r) {
+      let s = { p: uniform(r, n), m: new Float64Array(n), v: new Float64Array(n) };
+      const bufs = { p: io.input(s.p), m: io.input(s.m), v: io.input(s.v) };
+      const checks: Check[] = [];
+      for (let step = 1; step <= 5; step++) {
+        const G = uniform(r, n, -2, 2);
+        const o = { ...h, n, step, label: "row" };
+        adamw(gpu, { ...bufs, g: io.input(G) }, o);
+        s = R.adamw({ ...s, g: G }, o);
+        const got = await readAll(io, bufs, n);
+        for (const k of ["p", "m", "v"] as const) checks.push({ what: `step ${step} ${k}`, got: got[k]!, ref: s[k] });
+      }
+      return checks;
+    },
+  };
+}
+
+const SGD_SETS: [string, Omit<R.SgdMomentumParams, "n" | "first">][] = [
+  ["plain", { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false }],
+  ["weight decay", { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0.2, nesterov: false }],
+  ["momentum", { lr: 0.05, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false }],
+  ["momentum + dampening + decay", { lr: 0.05, momentum: 0.7, dampening: 0.3, weightDecay: 0.1, nesterov: false }],
+  ["nesterov + decay", { lr: 0.05, momentum: 0.9, dampening: 0, weightDecay: 0.05, nesterov: true }],
+];
+
+function sgdRow(setName: string, h: Omit<R.SgdMomentumParams, "n" | "first">, n: number, variant?: PartialPolicy): LauncherRow {
+  const launcher = h.momentum === 0 ? "sgd" : "sgdMomentum";
+  return {
+    family: "optim",
+    name: `optim ${launcher} ${setName} n=${n} 4 steps${tag(variant)}`,
+    variant,
+    async run(gpu, io, r) {
+      let P = uniform(r, n);
+      let B: Float64Array | null = null;
+      const p = io.input(P);
+      const buf = io.output(n); // NaN: the first step must write it without reading it
+      const checks: Check[] = [];
+      for (let step = 0; step < 4; step++) {
+        const G = uniform(r, n, -2, 2);
+        const g = io.input(G);
+        if (h.momentum === 0) {
+          sgd(gpu, { p, g }, { n, lr: h.lr, weightDecay: h.weightDecay, label: "row" });
+          P = R.sgd({ p: P, g: G }, { n, lr: h.lr, weightDecay: h.weightDecay }).p;
+        } else {
+          const o = { ...h, n, first: step === 0, label: "row" };
+          sgdMomentum(gpu, { p, g, buf }, o);
+          ({ p: P, buf: B } = R.sgdMomentum({ p: P, g: G, buf: B }, o));
+          checks.push({ what: `step ${step} buf`, got: await io.read(buf, n), ref: B });
+        }
+        checks.push({ what: `step ${step} p`, got: await io.read(p, n), ref: P });
+      }
+      return checks;
+    },
+  };
+}
+
+function clipRow(what: string, sizes: number[], maxNorm: number, scale = 1, v: { variant?: PartialPolicy; label?: string; skip?: LauncherRow["skip"] } = {}): LauncherRow {
+  return {
+    family: "optim",
+    name: `optim clipGradNorm ${what} [${sizes}] maxNorm ${maxNorm}${v.label ? ` (${v.label})` : tag(v.variant)}`,
+    variant: v.variant,
+    skip: v.skip,
+    async run(gpu: Gpu, io, r) {
+      const G = sizes.map((n) => uniform(r, n, -scale, scale));
+      const grads = G.map((g) => io.input(g));
+      const total = io.output(1);
+      clipGradNorm(gpu, { grads, total }, { sizes, maxNorm });
+      const ref = R.clipGradNorm({ grads: G }, { sizes, maxNorm });
+      const checks: Check[] = [{ what: "total", got: await io.read(total, 1), ref: [ref.total] }];
+      for (let j = 0; j < sizes.length; j++) checks.push({ what: `grad ${j}`, got: await io.read(grads[j]!, sizes[j]!), ref: ref.grads[j]! });
+      return checks;
+    },
+  };
+}
+
+export const rows: LauncherRow[] = [
+  ...ADAMW_SETS.flatMap(([name, h]) => [37, 303, 300, 1].map((n) => adamwRow(name, h, n))),
+  adamwRow(ADAMW_SETS[0]![0], ADAMW_SETS[0]![1], 1101, GRID), // f32 units: 5 workgroups
+  adamwRow(ADAMW_SETS[1]![0], ADAMW_SETS[1]![1], 4100, GRID), // vec4 units: 1025 vec4s, 5 workgroups
+  ...SGD_SETS.flatMap(([name, h]) => [37, 303, 300].map((n) => sgdRow(name, h, n))),
+  sgdRow(SGD_SETS[1]![0], SGD_SETS[1]![1], 4100, GRID),
+  sgdRow(SGD_SETS[4]![0], SGD_SETS[4]![1], 1101, GRID),
+  ...ROW_VARIANTS.flatMap((v) => [
+    clipRow("three small", [7, 15, 37], 1.0, 1, v),
+    clipRow("inactive", [7, 15, 37], 100.0, 1, v),
+    clipRow("one gradient", [1], 0.5, 3, v),
+    clipRow("several workgroups per gradient", [5000, 13013, 3], 2.0, 1, v),
+    clipRow("measure only", [7, 15, 300], Infinity, 1, v),
+  ]),
+  // Ragged partials: workgroups capped at 3 per gradient (the strided loop), and a 2-D scaling grid.
+  clipRow("ragged partials", [2049, 1, 700, 256], 1.5, 1, { variant: { clip: { perGroup: 300, maxGroups: 3 }, grid: { maxX: 2 } } }),
+  // 313 + 5 partials: the final pass strides too.
+  clipRow("many partials", [20001, 257], 3.0, 1, { variant: { clip: { maxGroups: 65535, perGroup: 64 }, grid: { maxX: 2 } } }),
+];

@@ -1,0 +1,71 @@
+// rope rows: ropeForward and ropeBackward (src/kernels/rope.ts) against test/reference/rope.ts in every layout
+// pair (bhtd/bthd in, bhtd/bthd out), with [T] and [B, T] positions, odd half sizes (dh 6, 10), dh up to 128,
+// large and negative positions (the in-kernel sin/cos range reduction, angles up to 2^21), and a 2-D workgroup
+// grid (grid.maxX 2). Tolerance: relative to |x1| + |x2|, the kernel's sin/cos within ~1 ulp of the exact ones.
+import type { PartialPolicy } from "../../../src/gpu/policy.ts";
+import { ropeBackward, ropeForward, type RopeDims, type RopeLayout } from "../../../src/kernels/rope.ts";
+import { ropeInvFreq } from "../../../src/tensor/ops/rope.ts";
+import * as ref from "../../reference/rope.ts";
+import { uniform } from "../../tensor/helpers.ts";
+import type { LauncherRow } from "../harness.ts";
+
+interface Case {
+  b: number;
+  h: number;
+  t: number;
+  dh: number;
+  theta?: number;
+  layout: RopeLayout;
+  outLayout: RopeLayout;
+  /** Positions: [T] or [B, T] (by length), drawn from the row's generator, or 0..T-1 when absent. */
+  pos?: number[] | ((r: () => number) => number[]);
+  variant?: PartialPolicy;
+  label?: string;
+}
+
+const TOL = { rtol: 5e-7, atol: 0 };
+
+function row(launcher: "ropeForward" | "ropeBackward", c: Case): LauncherRow {
+  const posTag = c.pos === undefined ? "" : typeof c.pos === "function" ? " random positions" : ` pos [${c.pos.join(",")}]`;
+  const tags = `${c.theta ? ` theta ${c.theta}` : ""}${posTag}${c.label ? ` (${c.label})` : ""}`;
+  return {
+    family: "rope",
+    name: `rope ${launcher} ${c.layout}->${c.outLayout} b ${c.b} h ${c.h} t ${c.t} dh ${c.dh}${tags}`,
+    variant: c.variant,
+    async run(gpu, io, r) {
+      const posArr = typeof c.pos === "function" ? c.pos(r) : (c.pos ?? Array.from({ length: c.t }, (_, i) => i));
+      const pos = Int32Array.from(posArr);
+      const o: RopeDims = { b: c.b, h: c.h, t: c.t, dh: c.dh, layout: c.layout, outLayout: c.outLayout, batchedPositions: pos.length !== c.t };
+      const invFreq = Float64Array.from(ropeInvFreq(c.dh, c.theta ?? 10000));
+      const n = c.b * c.h * c.t * c.dh;
+      const X = uniform(r, n);
+      const [p, f, out] = [io.input(pos), io.input(invFreq), io.output(n)];
+      if (launcher === "ropeForward") {
+        ropeForward(gpu, { x: io.input(X), pos: p, invFreq: f, out }, o);
+        const want = ref.ropeForward({ x: X, pos, invFreq }, o);
+        return [{ what: "out", got: await io.read(out, n), ref: want.out, opts: { ...TOL, mag: want.outMag } }];
+      }
+      ropeBackward(gpu, { gout: io.input(X), pos: p, invFreq: f, dx: out }, o);
+      const want = ref.ropeBackward({ gout: X, pos, invFreq }, o);
+      return [{ what: "dx", got: await io.read(out, n), ref: want.dx, opts: { ...TOL, mag: want.dxMag } }];
+    },
+  };
+}
+
+const CASES: Case[] = [];
+for (const [layout, outLayout] of [["bhtd", "bhtd"], ["bthd", "bthd"], ["bthd", "bhtd"], ["bhtd", "bthd"]] as const) {
+  CASES.push({ b: 2, h: 3, t: 5, dh: 8, layout, outLayout });
+  CASES.push({ b: 1, h: 2, t: 7, dh: 6, layout, outLayout, theta: 500000 }); // half = 3
+}
+// [B, T] and [T] positions; dh up to 128.
+CASES.push({ b: 2, h: 2, t: 4, dh: 16, layout: "bhtd", outLayout: "bhtd", pos: [5, 6, 7, 8, 0, 1, 2, 100] });
+CASES.push({ b: 2, h: 2, t: 4, dh: 16, layout: "bthd", outLayout: "bhtd", pos: [9, 3, 0, 4000] });
+CASES.push({ b: 1, h: 3, t: 3, dh: 128, layout: "bhtd", outLayout: "bhtd", pos: [0, 17, 8191], theta: 500000 });
+// Large and negative positions: the sin/cos range reduction (dh 2: inv_freq = [1], angle = position, up to 2^21).
+const big = (r: () => number) => Array.from({ length: 64 }, () => Math.floor(r() * 2_000_000) - 1000);
+CASES.push({ b: 1, h: 1, t: 64, dh: 2, layout: "bhtd", outLayout: "bhtd", pos: big });
+CASES.push({ b: 1, h: 2, t: 64, dh: 64, layout: "bhtd", outLayout: "bhtd", pos: (r) => big(r).map((p) => p % 131072) });
+// A 2-D grid of workgroups (x capped at 2): 900 pairs on a 2x2 grid.
+CASES.push({ b: 2, h: 3, t: 30, dh: 10, layout: "bthd", outLayout: "bhtd", variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" });
+
+export const rows: LauncherRow[] = CASES.flatMap((c) => [row("ropeForward", c), row("ropeBackward", c)]);
