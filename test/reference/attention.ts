@@ -107,3 +107,19 @@ export function attentionBackward(
   });
   return { dq, dqMag, dk, dkMag, dv, dvMag };
 }
+
+export type Padding = "none" | "left" | "right";
+
+/**
+ * A key-padding mask [B, T] for tests (1 keep, 0 padded): batch 0 pads ceil(T/4) positions, batch 1 floor(T/2), on
+ * the left or the right (T = 1 pads all of batch 0); `none` gives no mask.
+ */
+export function paddingMask(B: number, T: number, side: Padding): Float64Array | undefined {
+  if (side === "none") return undefined;
+  const m = new Float64Array(B * T).fill(1);
+  for (let b = 0; b < B; b++) {
+    const pad = b % 2 === 0 ? Math.ceil(T / 4) : Math.floor(T / 2);
+    for (let n = 0; n < pad; n++) m[b * T + (side === "left" ? n : T - 1 - n)] = 0;
+  }
+  return m;
+}

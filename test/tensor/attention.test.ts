@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { attention, type AttentionBlocks } from "../../src/tensor/ops/attention.ts";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
-import { attentionBackward as refBackward, attentionForward as refForward, type AttentionDims } from "../reference/attention.ts";
+import { attentionBackward as refBackward, attentionForward as refForward, paddingMask, type AttentionDims, type Padding } from "../reference/attention.ts";
 import { loadGoldens } from "./goldens.ts";
 import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload } from "./helpers.ts";
 
@@ -23,18 +23,6 @@ function reference(Q: Float64Array, K: Float64Array, V: Float64Array, G: Float64
   return { ...f, ...refBackward({ q: Q, k: K, v: V, mask, out: f.out, lse: f.lse, dout: G }, o) };
 }
 
-type Padding = "none" | "left" | "right";
-
-/** Key-padding mask [B, T]: batch 0 pads ceil(T/4) positions, batch 1 floor(T/2) (T = 1: all of batch 0). */
-function paddingMask(B: number, T: number, side: Padding): Float64Array | undefined {
-  if (side === "none") return undefined;
-  const m = new Float64Array(B * T).fill(1);
-  for (let b = 0; b < B; b++) {
-    const pad = b % 2 === 0 ? Math.ceil(T / 4) : Math.floor(T / 2);
-    for (let n = 0; n < pad; n++) m[b * T + (side === "left" ? n : T - 1 - n)] = 0;
-  }
-  return m;
-}
 
 interface Case {
   d: Dims;

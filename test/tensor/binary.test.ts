@@ -7,17 +7,10 @@ import { describe, expect, test } from "bun:test";
 import { add, binary, div, mul, sub, Tensor, type BinaryOp } from "../../src/tensor/index.ts";
 import { BINARY_OPS as OPS, binaryForward, binaryGrad, sumToShape } from "../reference/binary.ts";
 import { awayFromZero, centralDiff, expectClose, getGpu, numel, refBroadcastShape, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
+import { BROADCAST_CASES } from "../kernels/rows/binary.ts";
 
-const CASES: [Shape, Shape][] = [
-  [[3, 101], [3, 101]], // same shape: no reduction
-  [[5, 7], [7]], // row vector
-  [[6, 1], [1, 45]], // outer product: both operands broadcast
-  [[3, 1, 5], [4, 1]], // both broadcast, different ranks
-  [[2, 3, 4, 5], [3, 1, 5]],
-  [[], [2, 3]], // 0-d operand
-  [[9, 31], [1]],
-  [[2, 1, 3, 1, 5], [1, 4, 1, 6, 1]], // alternating broadcast: 5 dimensions survive coalescing
-];
+/** One same-shape pair and the rows' broadcast pairs (test/kernels/rows/binary.ts), through the op. */
+const CASES: [Shape, Shape][] = [[[3, 101], [3, 101]], ...BROADCAST_CASES];
 
 async function check(op: BinaryOp, aShape: Shape, bShape: Shape, needs: [boolean, boolean] = [true, true]): Promise<void> {
   const gpu = await getGpu();

@@ -12,6 +12,7 @@ import { loadGoldens, type GoldenTensor } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { matmulProduct as refProduct, matmulProductBackward as refProductBackward, matmulProblemOf, type MatmulProblem } from "../reference/matmul.ts";
 import { centralDiff, expectClose, getGpu, MATMUL_KERNELS as KERNELS, matmulKernelRuns, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
+import { SHAPES_2D } from "../kernels/rows/matmul.ts";
 
 const GPU = await getGpu();
 
@@ -55,17 +56,6 @@ const VARIANTS: [boolean, boolean][] = [
 ];
 
 // [M, N, K] of op(a) [M, K] · op(b) [K, N].
-const SHAPES_2D: [number, number, number][] = [
-  [1, 1, 1],
-  [37, 29, 20], // partial blocks everywhere; K % 4 == 0, M and N odd
-  [64, 64, 64], // every operand vec4-aligned, exact blocks
-  [20, 36, 16], // vec4-aligned with partial blocks: M % 8 == 4, N % 32 == 4 (clamped loads of edge lanes)
-  [130, 136, 9], // more than one 128-block each way (tiled128), the second ones partial; K tail of 1
-  [13, 12, 300], // long K with a tail of 0; N % 4 == 0
-  [6, 5, 7], // K tail of 3
-  [9, 8, 3], // K < 4: the tail loop alone
-  [3, 4, 0], // empty reduction: zeros
-];
 
 function shapes(M: number, N: number, K: number, tA: boolean, tB: boolean, batchA: Shape = [], batchB: Shape = []): [number[], number[]] {
   return [stored([...batchA, M, K], tA), stored([...batchB, K, N], tB)];

@@ -11,18 +11,6 @@ import * as ref from "../../reference/attention.ts";
 import { uniform } from "../../tensor/helpers.ts";
 import type { Check, LauncherRow } from "../harness.ts";
 
-type Padding = "none" | "left" | "right";
-
-/** Key-padding mask [B, T]: batch 0 pads ceil(T/4) positions, batch 1 floor(T/2) (T = 1: all of batch 0). */
-function paddingMask(B: number, T: number, side: Padding): Float64Array | undefined {
-  if (side === "none") return undefined;
-  const m = new Float64Array(B * T).fill(1);
-  for (let b = 0; b < B; b++) {
-    const pad = b % 2 === 0 ? Math.ceil(T / 4) : Math.floor(T / 2);
-    for (let n = 0; n < pad; n++) m[b * T + (side === "left" ? n : T - 1 - n)] = 0;
-  }
-  return m;
-}
 
 interface Case {
   B: number;
@@ -32,7 +20,7 @@ interface Case {
   Dh: number;
   causal: boolean;
   /** A padding side, or an explicit mask [B, T]. */
-  pad: Padding | { label: string; mask: number[] };
+  pad: ref.Padding | { label: string; mask: number[] };
   scale?: number;
   blocks?: Partial<AttentionBlocks>;
   /** Backward outputs: all (default), dq only, or dk and dv only. */
@@ -59,7 +47,7 @@ function row(launcher: "attentionForward" | "attentionBackward", c: Case): Launc
       const K = uniform(r, nk, -2, 2);
       const V = uniform(r, nk);
       const dout = uniform(r, nq);
-      const mask = typeof c.pad === "string" ? paddingMask(B, T, c.pad) : Float64Array.from(c.pad.mask);
+      const mask = typeof c.pad === "string" ? ref.paddingMask(B, T, c.pad) : Float64Array.from(c.pad.mask);
       const o: AttentionLaunchOptions = {
         B,
         Hq,

@@ -8,11 +8,8 @@ import * as R from "../../reference/binary.ts";
 import { awayFromZero, numel, refBroadcastShape, uniform, type Shape } from "../../tensor/helpers.ts";
 import type { Check, LauncherRow } from "../harness.ts";
 
-const CASES: [Shape, Shape][] = [
-  [[37], [37]], // same shape, one partial workgroup
-  [[3, 101], [3, 101]], // 303 elements: two workgroups, the last partial
-  [[4, 65], [4, 65]], // 260 elements: the vec4 kernels (65 vec4s, one partial workgroup)
-  [[1028], [1028]], // 257 vec4s: two workgroups, the last holding one
+/** Broadcast patterns (the op tests run them through autograd too). */
+export const BROADCAST_CASES: [Shape, Shape][] = [
   [[5, 7], [7]], // row vector
   [[6, 1], [1, 45]], // outer product: both operands broadcast
   [[3, 1, 5], [4, 1]], // both broadcast, different ranks
@@ -20,6 +17,13 @@ const CASES: [Shape, Shape][] = [
   [[], [2, 3]], // 0-d operand
   [[9, 31], [1]],
   [[2, 1, 3, 1, 5], [1, 4, 1, 6, 1]], // alternating broadcast: 5 dimensions survive coalescing
+];
+const CASES: [Shape, Shape][] = [
+  [[37], [37]], // same shape, one partial workgroup
+  [[3, 101], [3, 101]], // 303 elements: two workgroups, the last partial
+  [[4, 65], [4, 65]], // 260 elements: the vec4 kernels (65 vec4s, one partial workgroup)
+  [[1028], [1028]], // 257 vec4s: two workgroups, the last holding one
+  ...BROADCAST_CASES,
 ];
 const same = (a: Shape, b: Shape) => JSON.stringify(a) === JSON.stringify(b);
 const PAIRS = CASES.flatMap(([a, b]): [Shape, Shape][] => (same(a, b) ? [[a, b]] : [[a, b], [b, a]]));

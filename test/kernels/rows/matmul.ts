@@ -107,7 +107,8 @@ function row(kc: MatmulKernelConfig, c: Case): LauncherRow {
 export const rows: LauncherRow[] = [];
 
 // [M, N, K] of op(a) [M, K] · op(b) [K, N] (the matmul op tests' shapes).
-const SHAPES_2D: [number, number, number][] = [
+/** [M, N, K] of the 2-D products (the op tests sweep them through autograd too). */
+export const SHAPES_2D: [number, number, number][] = [
   [1, 1, 1],
   [37, 29, 20], // partial blocks everywhere; K % 4 == 0, M and N odd
   [64, 64, 64], // every operand vec4-aligned, exact blocks
