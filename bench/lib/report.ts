@@ -9,10 +9,12 @@
  *                 peak_over_params, estimate_bytes, dispatches_per_step, loss }],
  *     skipped: [{ what, why }], runtime_s, phases_s }
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdir, stat } from "node:fs/promises";
 import type { TuneResult } from "../../src/gpu/index.ts";
 import type { DataResult } from "../suites/data.ts";
 import { join } from "node:path";
+import { writeBytesAtomic } from "../../src/io/atomic.ts";
+import { prepareOutput } from "../../src/io/output.ts";
 
 export interface KernelResult {
   name: string;
@@ -108,12 +110,23 @@ export function printTrain(ts: TrainResult[]): void {
     );
 }
 
-/** Write latest.json and a dated copy; returns the dated path. */
-export function writeResult(dir: string, r: BenchResult): string {
-  mkdirSync(dir, { recursive: true });
+/**
+ * Check the results folder before the run (src/io/output.ts rules, exit 2 naming --out): an existing one must
+ * be a writable directory whose latest.json may be replaced; a new one must be creatable.
+ */
+export async function checkResultDir(dir: string): Promise<void> {
+  const latest = join(dir, "latest.json");
+  const there = await stat(dir).catch(() => null);
+  if (there?.isDirectory()) await prepareOutput(latest, { kind: "file", label: "bench: --out" });
+  else await prepareOutput(dir, { kind: "dir", label: "bench: --out" });
+}
+
+/** Write latest.json and a dated copy, each atomically; returns the dated path. */
+export async function writeResult(dir: string, r: BenchResult): Promise<string> {
+  await mkdir(dir, { recursive: true });
   const json = JSON.stringify(r, null, 2) + "\n";
-  writeFileSync(join(dir, "latest.json"), json);
+  await writeBytesAtomic(join(dir, "latest.json"), json);
   const dated = join(dir, `${r.date.replace(/[:.]/g, "-")}.json`);
-  writeFileSync(dated, json);
+  await writeBytesAtomic(dated, json);
   return dated;
 }

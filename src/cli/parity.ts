@@ -21,7 +21,9 @@
  */
 import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
-import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/index.ts";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { prepareOutput, readSafetensors, writeSafetensors, type TensorToWrite } from "../io/index.ts";
 import { readBatch } from "../nn/batch.ts";
 import { LlamaModel } from "../nn/llama.ts";
 
@@ -103,8 +105,31 @@ async function checkAgainst(ref: string, ours: Map<string, { shape: readonly num
   return `${line}: within ${PARITY_TOL.logits} (logits, loss) and ${PARITY_TOL.grad} (gradients)`;
 }
 
+/**
+ * The output path, checked before any work (src/io/output.ts): not an input (--model's directory and files,
+ * --batch, --expected), a writable regular file or a new path in a writable directory, and at least half the
+ * weight files' size free (a safe lower bound: the F32 gradients alone hold as many bytes as the weights' data).
+ * Exit 2 naming the path otherwise.
+ */
+async function checkOut(opts: ParityOptions): Promise<void> {
+  let weights = 0;
+  const names = await readdir(opts.model).catch(() => [] as string[]);
+  for (const n of names) if (/^model(-\d+-of-\d+)?\.safetensors$/.test(n)) weights += (await stat(join(opts.model, n)).catch(() => null))?.size ?? 0;
+  await prepareOutput(opts.out, {
+    kind: "file",
+    label: "parity: --out",
+    inputs: [
+      { path: opts.model, label: "--model" },
+      { path: opts.batch, label: "--batch" },
+      ...(opts.expected ? [{ path: opts.expected, label: "--expected" }] : []),
+    ],
+    minBytes: Math.floor(weights / 2),
+  });
+}
+
 export async function parity(opts: ParityOptions): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
+  await checkOut(opts);
   const gpu = opts.gpu ?? (await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu, tune: true })); // tune: time the kernel variants on a first run (cached on disk after)
   const t0 = performance.now();
   let model: LlamaModel | undefined;

@@ -18,13 +18,14 @@
  * Bad options are CorpusErrors with exitCode 2; bad data CorpusErrors / ShardErrors with exitCode 1.
  */
 import { availableParallelism } from "node:os";
-import { lstat, readdir } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { saveDirAtomic } from "../io/atomic.ts";
+import { prepareOutput } from "../io/output.ts";
 import { mulberry32 } from "../tensor/rng.ts";
 import { CorpusError, type CorpusItem, type Format, type ReadOptions } from "./corpus.ts";
 import { alpacaPrompt } from "./prompt.ts";
-import { openInputs } from "./formats/index.ts";
+import { expandInput, openInputs } from "./formats/index.ts";
 import { ALIGNX_LANGS, normalizeLang } from "./languages.ts";
 import { countRecord, emptyCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type ShardEntry } from "./manifest.ts";
 import { SequencePacker } from "./examples.ts";
@@ -104,14 +105,28 @@ export function checkPackOptions(o: PackOptions): void {
   if (o.seqLen !== undefined && o.task !== "pretrain") throw usage("--seq-len applies to --task pretrain (stage1/2 use --cutoff)");
 }
 
-/** Refuse an existing output unless `overwrite`, and never replace something that is not a pack output. */
-async function checkOutput(out: string, overwrite: boolean): Promise<void> {
-  const st = await lstat(out).catch(() => null);
-  if (!st) return;
-  if (!st.isDirectory()) throw usage(`${out} exists and is not a directory; refusing to replace it`);
-  if (!overwrite) throw usage(`${out} exists; pass --overwrite to replace it`);
-  const names = await readdir(out);
-  if (names.length > 0 && !names.includes(MANIFEST_FILE)) throw usage(`${out} is not empty and holds no ${MANIFEST_FILE} (not an alignx pack output); refusing to replace it even with --overwrite`);
+/**
+ * The output directory, before any work: the output-path rules of io/output.ts (not an input, not inside an
+ * input directory, holding no input; a directory, a link to one, or a new path; not read-only; a writable
+ * location with free space), then pack's own: an existing one is refused unless `overwrite`, and never replaced
+ * when it is not a pack output.
+ */
+async function checkOutput(o: PackOptions): Promise<void> {
+  const inputs = [{ path: o.tokenizer, label: "--tokenizer" }];
+  for (const pattern of o.inputs) {
+    let paths: string[] = [];
+    try {
+      paths = expandInput(pattern);
+    } catch {
+      // a pattern matching nothing: openInputs says so, in its turn
+    }
+    for (const p of paths) inputs.push({ path: p, label: "input" }); // the word udhr names no file: skipped as missing
+  }
+  const t = await prepareOutput(o.out, { kind: "dir", label: "alignx pack: --out", inputs });
+  if (!t.existing) return;
+  if (!o.overwrite) throw usage(`${o.out} exists; pass --overwrite to replace it`);
+  const names = await readdir(t.target);
+  if (names.length > 0 && !names.includes(MANIFEST_FILE)) throw usage(`${o.out} is not empty and holds no ${MANIFEST_FILE} (not an alignx pack output); refusing to replace it even with --overwrite`);
 }
 
 /** Fisher–Yates with a seeded generator. */
@@ -304,7 +319,7 @@ class ChunkRunner {
 export async function pack(o: PackOptions): Promise<Manifest> {
   checkPackOptions(o);
   const log = o.log ?? (() => {});
-  await checkOutput(o.out, o.overwrite ?? false);
+  await checkOutput(o);
   const tok = await loadTokenizer(o.tokenizer);
   if (o.task !== "pretrain" && tok.eosId === null) throw new CorpusError(`${o.tokenizer}: the tokenizer has no EOS token, which the instruction examples end with`, o.tokenizer);
   const corpus = await readCorpus(o, log);

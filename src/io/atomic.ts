@@ -14,31 +14,57 @@
  * absent. A process killed in that instant leaves `DIR.old-PID` (complete) and maybe `DIR.tmp-PID`;
  * `recoverInterruptedSave(dir)` (run at the start of every saveDirAtomic) puts the old one back and
  * removes leftovers of processes that no longer run.
+ *
+ * Both writers apply the output-path rules of output.ts themselves, so every caller gets them: only a regular
+ * file (a directory) or a new path is replaced, a symbolic link is followed (its target replaced, the link
+ * kept), a read-only one is refused, a replaced file keeps its mode; stale `.NAME.tmp-PID-N` files of dead
+ * processes are removed first; temps in flight are removed on SIGINT/SIGTERM/exit; write errors name `path`,
+ * never the temp file. Commands also call output.ts's prepareOutput before their work (inputs, free space).
  */
-import { lstat, mkdir, open, readdir, rename, rm, type FileHandle } from "node:fs/promises";
+import { chmod, mkdir, open, readdir, rename, rm, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { CheckpointError } from "./errors.ts";
+import { outputWriteError, processAlive, removeStaleTemps, resolveOutputTarget, restoreOld, tempFileName, trackTemp } from "./output.ts";
 
 let seq = 0;
 
-/** Create `path` atomically: `fill` writes the content through a handle to a temp file. */
+/**
+ * Create or replace `path` atomically: `fill` writes the content through a handle to a temp file. `path` must
+ * be a new path or a writable regular file, or a symbolic link to one (which is followed: its target is
+ * replaced, the link stays); anything else is an OutputPathError before `fill` runs. A replaced file keeps
+ * its permission bits (and, for root, its owner).
+ */
 export async function writeFileAtomic(path: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
-  const dir = dirname(resolve(path));
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${++seq}`);
+  const { target, existing } = await resolveOutputTarget(path, "file");
+  const dir = dirname(target);
+  const tmp = tempFileName(target, ++seq);
+  const untrack = trackTemp(tmp);
+  await removeStaleTemps(target);
   let fh: FileHandle | undefined;
   try {
     fh = await open(tmp, "wx", 0o644);
+    if (existing) await keepOwnership(fh, existing);
     await fill(fh);
     await fh.sync();
     await fh.close();
     fh = undefined;
-    await rename(tmp, path);
+    await rename(tmp, target);
   } catch (e) {
     await fh?.close().catch(() => {});
     await rm(tmp, { force: true }).catch(() => {});
-    throw e;
+    throw outputWriteError(e, path, tmp, existing !== null);
+  } finally {
+    untrack();
   }
   await syncDir(dir);
+}
+
+/** Give the temp file the replaced file's permission bits (not set-id bits) and, where allowed, its owner. */
+async function keepOwnership(fh: FileHandle, st: { mode: number; uid: number; gid: number }): Promise<void> {
+  await fh.chmod(st.mode & 0o1777);
+  const uid = typeof process.getuid === "function" ? process.getuid() : -1;
+  const gid = typeof process.getgid === "function" ? process.getgid() : -1;
+  if (st.uid !== uid || st.gid !== gid) await fh.chown(st.uid, st.gid).catch(() => {}); // only root may give a file away
 }
 
 /** Write all of `data` at `position` (FileHandle.write may write less than asked). */
@@ -78,21 +104,23 @@ const saving = new Set<string>();
  * resolves does the result replace `dir` (see the module comment). Returns what `fill` returns.
  */
 export async function saveDirAtomic<T>(dir: string, fill: (tmpDir: string) => Promise<T>): Promise<T> {
-  const target = resolve(dir);
+  // A directory, a symbolic link to one (followed: the directory it points to is replaced) or a new path.
+  const { target } = await resolveOutputTarget(dir, "dir");
   if (saving.has(target)) throw new CheckpointError("another save to this directory is still in progress in this process", target);
   saving.add(target);
+  const tmp = `${target}.tmp-${process.pid}`;
+  const untrack = trackTemp(tmp);
   try {
     const parent = dirname(target);
     await mkdir(parent, { recursive: true });
     await recoverInterruptedSave(target);
-    const existing = await lstat(target).catch(() => null);
-    if (existing && !existing.isDirectory()) throw new CheckpointError("exists and is not a directory; refusing to replace it", target);
-    const tmp = `${target}.tmp-${process.pid}`;
+    const { existing } = await resolveOutputTarget(target, "dir"); // again: the recovery may have put one back
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp);
     let result: T;
     try {
       result = await fill(tmp);
+      if (existing) await chmod(tmp, existing.mode & 0o1777); // the replaced directory's permission bits
       await syncTree(tmp);
     } catch (e) {
       await rm(tmp, { recursive: true, force: true }).catch(() => {});
@@ -110,18 +138,24 @@ export async function saveDirAtomic<T>(dir: string, fill: (tmpDir: string) => Pr
     }
     const old = `${target}.old-${process.pid}`;
     await rm(old, { recursive: true, force: true });
-    await rename(target, old);
+    const untrackOld = trackTemp(old, restoreOld(target, old));
     try {
-      await rename(tmp, target);
-    } catch (e) {
-      await rename(old, target).catch(() => {});
-      await rm(tmp, { recursive: true, force: true }).catch(() => {});
-      throw e;
+      await rename(target, old);
+      try {
+        await rename(tmp, target);
+      } catch (e) {
+        await rename(old, target).catch(() => {});
+        await rm(tmp, { recursive: true, force: true }).catch(() => {});
+        throw e;
+      }
+      await syncDir(parent);
+      await rm(old, { recursive: true, force: true });
+    } finally {
+      untrackOld();
     }
-    await syncDir(parent);
-    await rm(old, { recursive: true, force: true });
     return result;
   } finally {
+    untrack();
     saving.delete(target);
   }
 }
@@ -139,7 +173,7 @@ export async function recoverInterruptedSave(dir: string): Promise<string[]> {
   const done: string[] = [];
   const leftovers = names
     .map((n) => /^(.*)\.(tmp|old)-(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null && m[1] === base && !processAlive(Number(m[3])));
+    .filter((m): m is RegExpExecArray => m !== null && m[1] === base && (Number(m[3]) === process.pid || !processAlive(Number(m[3])))); // our own leftovers are never in use (saves to one dir are serialized)
   let present = names.includes(base);
   for (const m of leftovers.filter((x) => x[2] === "old")) {
     const p = join(parent, m[0]);
@@ -160,15 +194,6 @@ export async function recoverInterruptedSave(dir: string): Promise<string[]> {
   return done;
 }
 
-function processAlive(pid: number): boolean {
-  if (pid === process.pid) return false; // our own leftovers are never in use (saves to one dir are serialized)
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 async function syncTree(dir: string): Promise<void> {
   for (const ent of await readdir(dir, { withFileTypes: true })) {

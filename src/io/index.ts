@@ -3,6 +3,7 @@
 export * from "./errors.ts";
 export * from "./half.ts";
 export * from "./atomic.ts";
+export * from "./output.ts";
 export * from "./safetensors.ts";
 export * from "./checkpoint.ts";
 export * from "./hf_config.ts";
