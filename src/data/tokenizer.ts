@@ -182,6 +182,12 @@ export class HfTokenizer implements TextTokenizer {
         source,
       );
     }
+    // The model and the added tokens are checked here, naming the field: tokenizers.js assumes their shapes
+    // (a merge that is not a string fails there as "x.split is not a function").
+    validateModel(model as Json, type, source);
+    if (type === "BPE" && (model as Json).merges == null) json.model = { ...(model as Json), merges: [] }; // the Rust library's default
+    validateAddedTokens(json.added_tokens, source);
+    validateComponents(json, model as Json, type, source);
     // Fields tokenizers.js requires; the Rust library lets some be absent.
     for (const k of ["normalizer", "pre_tokenizer", "post_processor", "decoder"]) json[k] ??= null;
     json.added_tokens ??= [];
@@ -200,7 +206,16 @@ export class HfTokenizer implements TextTokenizer {
 
   /** Token ids of `text`. */
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    return this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+    let r: { ids: number[]; tokens: string[] };
+    try {
+      r = this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true });
+    } catch (e) {
+      throw new TokenizerError(`cannot encode with this tokenizer: ${(e as Error)?.message ?? e}`, this.source);
+    }
+    // What load-time checks cannot foresee still fails naming the file, never as an id `undefined`.
+    const bad = r.ids.findIndex((id) => !Number.isInteger(id));
+    if (bad >= 0) throw new TokenizerError(`encode: token ${JSON.stringify(r.tokens[bad])} has no id (not in the vocabulary, and no unknown token)`, this.source);
+    return r.ids;
   }
 
   /** Token strings of `text` (as in the vocabulary, e.g. "▁Hello" or "ĠHello"). */
@@ -233,6 +248,168 @@ export class HfTokenizer implements TextTokenizer {
   isSpecial(id: number): boolean {
     return this.specialIds.has(id);
   }
+}
+
+/** The largest token id the Rust library can hold (u32). */
+const MAX_TOKEN_ID = 2 ** 32 - 1;
+
+const isId = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0 && v <= MAX_TOKEN_ID;
+
+/** `v` for a message: JSON, shortened. */
+function show(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/**
+ * Check what tokenizers.js takes on trust in `model`, as strictly as the Rust library's deserializer does:
+ * BPE: vocab {token: id}, merges all "left right" strings (one space) or all [left, right] pairs, each part and
+ * their concatenation in the vocabulary (the Rust crate's MergeTokenOutOfVocabulary); WordPiece: vocab
+ * {token: id}; Unigram: vocab [[piece, score], ...] (not empty) and unk_id an index into it. Errors name the
+ * field (`model.merges[12]`).
+ */
+function validateModel(model: Json, type: string, source: string): void {
+  const fail = (msg: string) => new TokenizerError(msg, source);
+  if (type === "Unigram") {
+    const vocab = model.vocab;
+    if (!Array.isArray(vocab) || vocab.length === 0) throw fail(`model.vocab is ${show(vocab)}, not a non-empty list of [piece, score] pairs (Unigram)`);
+    vocab.forEach((e: unknown, i) => {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== "string" || typeof e[1] !== "number" || !Number.isFinite(e[1]))
+        throw fail(`model.vocab[${i}] is ${show(e)}, not a [piece, score] pair (a string and a finite number)`);
+    });
+    const unk = model.unk_id;
+    if (unk != null && !(isId(unk) && unk < vocab.length)) throw fail(`model.unk_id is ${show(unk)}, not an index into model.vocab (${vocab.length} pieces) or null`);
+    return;
+  }
+  const vocab = model.vocab;
+  if (vocab === null || typeof vocab !== "object" || Array.isArray(vocab)) throw fail(`model.vocab is ${show(vocab)}, not an object {token: id} (${type})`);
+  for (const [token, id] of Object.entries(vocab as Json)) if (!isId(id)) throw fail(`model.vocab[${show(token)}] is ${show(id)}, not a token id (an integer in [0, 2^32))`);
+  for (const k of ["unk_token", "continuing_subword_prefix", "end_of_word_suffix"])
+    if (model[k] != null && typeof model[k] !== "string") throw fail(`model.${k} is ${show(model[k])}, not a string or null`);
+  if (type !== "BPE") return;
+  for (const k of ["fuse_unk", "byte_fallback", "ignore_merges"])
+    if (model[k] != null && typeof model[k] !== "boolean") throw fail(`model.${k} is ${show(model[k])}, not true or false`);
+  const merges = model.merges;
+  if (merges == null) return;
+  if (!Array.isArray(merges)) throw fail(`model.merges is ${show(merges)}, not a list of merges ("left right" strings or [left, right] pairs)`);
+  const pairs = merges.length > 0 && Array.isArray(merges[0]);
+  const prefix = typeof model.continuing_subword_prefix === "string" ? model.continuing_subword_prefix : "";
+  const has = (t: string) => Object.hasOwn(vocab, t);
+  merges.forEach((m: unknown, i) => {
+    let parts: unknown[];
+    if (pairs) {
+      if (!Array.isArray(m) || m.length !== 2 || typeof m[0] !== "string" || typeof m[1] !== "string")
+        throw fail(`model.merges[${i}] is ${show(m)}, not a [left, right] pair of strings${i ? " like model.merges[0] (the two formats cannot be mixed)" : ""}`);
+      parts = m;
+    } else {
+      if (typeof m !== "string")
+        throw fail(`model.merges[${i}] is ${show(m)}, not ${i ? `a "left right" string like model.merges[0] (the two formats cannot be mixed)` : `a "left right" string or a [left, right] pair of strings`}`);
+      if (m.startsWith("#version")) return; // a merges.txt header, which the Rust library skips
+      parts = m.split(" ");
+      if (parts.length !== 2) throw fail(`model.merges[${i}] is ${show(m)}, not two tokens separated by one space`);
+    }
+    const [a, b] = parts as [string, string];
+    for (const t of [a, b, a + b.slice(prefix.length)]) if (!has(t)) throw fail(`model.merges[${i}] ${show(m)}: ${show(t)} is not in model.vocab`);
+  });
+}
+
+/** added_tokens: a list of {id, content, ...} with a token id, a non-empty content and boolean flags. */
+function validateAddedTokens(added: unknown, source: string): void {
+  if (added == null) return;
+  const fail = (msg: string) => new TokenizerError(msg, source);
+  if (!Array.isArray(added)) throw fail(`added_tokens is ${show(added)}, not a list`);
+  added.forEach((t: unknown, i) => {
+    if (t === null || typeof t !== "object" || Array.isArray(t)) throw fail(`added_tokens[${i}] is ${show(t)}, not an object {id, content, ...}`);
+    const o = t as Json;
+    if (!isId(o.id)) throw fail(`added_tokens[${i}].id is ${show(o.id)}, not a token id (an integer in [0, 2^32))`);
+    if (typeof o.content !== "string" || o.content === "") throw fail(`added_tokens[${i}].content is ${show(o.content)}, not a non-empty string`);
+    for (const k of ["single_word", "lstrip", "rstrip", "normalized", "special"])
+      if (o[k] != null && typeof o[k] !== "boolean") throw fail(`added_tokens[${i}].${k} is ${show(o[k])}, not true or false`);
+  });
+}
+
+/**
+ * What tokenizers.js would only trip over while encoding (a TypeError, an id `undefined`, or text silently
+ * dropped), checked at load as the Rust library's deserializer does, naming the field: the unknown token must be
+ * in the vocabulary (WordPiece needs one); Split / Replace patterns are {String} or {Regex}; a
+ * TemplateProcessing template is a list of {Sequence: {id: "A" | "B"}} and {SpecialToken: {id}} pieces whose
+ * special tokens are in the vocabulary; Bert/Roberta processing's sep and cls are [token, id] pairs.
+ */
+function validateComponents(json: Json, model: Json, type: string, source: string): void {
+  const fail = (msg: string) => new TokenizerError(msg, source);
+  const added = new Set(Array.isArray(json.added_tokens) ? (json.added_tokens as Json[]).map((t) => t.content as string) : []);
+  const vocab = model.vocab;
+  const known = (t: string): boolean =>
+    added.has(t) || (Array.isArray(vocab) ? vocab.some((e) => Array.isArray(e) && e[0] === t) : Object.hasOwn(vocab as Json, t));
+  if (type !== "Unigram") {
+    const unk = model.unk_token;
+    if (type === "WordPiece" && typeof unk !== "string") throw fail(`model.unk_token is ${show(unk)}: WordPiece needs an unknown token`);
+    if (typeof unk === "string" && !known(unk)) throw fail(`model.unk_token ${show(unk)} is not in model.vocab or added_tokens`);
+  }
+  const walk = (node: unknown, path: string): void => {
+    if (Array.isArray(node)) return node.forEach((x, i) => walk(x, `${path}[${i}]`));
+    if (node === null || typeof node !== "object") return;
+    const o = node as Json;
+    if (o.type === "Split" || o.type === "Replace") {
+      const p = o.pattern as Json | null | undefined;
+      const ok = p !== null && typeof p === "object" && !Array.isArray(p) && (typeof p.String === "string" || typeof p.Regex === "string");
+      if (!ok) throw fail(`${path}.pattern is ${show(p)}, not {"String": text} or {"Regex": pattern}`);
+    }
+    for (const k of ["normalizers", "pretokenizers", "decoders", "processors"]) if (o[k] != null) walk(o[k], `${path}.${k}`);
+  };
+  walk(json.normalizer, "normalizer");
+  walk(json.pre_tokenizer, "pre_tokenizer");
+  walk(json.decoder, "decoder");
+  const post = (pp: unknown, path: string): void => {
+    if (pp === null || pp === undefined) return;
+    if (typeof pp !== "object" || Array.isArray(pp)) throw fail(`${path} is ${show(pp)}, not an object or null`);
+    const o = pp as Json;
+    if (o.type === "Sequence") {
+      if (!Array.isArray(o.processors)) throw fail(`${path}.processors is ${show(o.processors)}, not a list`);
+      return o.processors.forEach((x, i) => post(x, `${path}.processors[${i}]`));
+    }
+    if (o.type === "TemplateProcessing") {
+      for (const k of ["single", "pair"]) {
+        const t = o[k];
+        if (!Array.isArray(t)) throw fail(`${path}.${k} is ${show(t)}, not a list of template pieces`);
+        t.forEach((piece: unknown, i) => {
+          const at = `${path}.${k}[${i}]`;
+          const p = piece as Json | null;
+          const seq = p && typeof p === "object" ? (p.Sequence as Json | undefined) : undefined;
+          const sp = p && typeof p === "object" ? (p.SpecialToken as Json | undefined) : undefined;
+          const typeId = (seq ?? sp)?.type_id;
+          if (seq && typeof seq === "object" && (seq.id === "A" || seq.id === "B") && isId(typeId)) return;
+          if (sp && typeof sp === "object" && typeof sp.id === "string" && isId(typeId)) {
+            if (!known(sp.id)) throw fail(`${at}: special token ${show(sp.id)} is not in model.vocab or added_tokens`);
+            return;
+          }
+          throw fail(`${at} is ${show(piece)}, not {"Sequence": {"id": "A" or "B", "type_id": n}} or {"SpecialToken": {"id": token, "type_id": n}}`);
+        });
+      }
+      return;
+    }
+    if (o.type === "BertProcessing" || o.type === "RobertaProcessing")
+      for (const k of ["sep", "cls"]) {
+        const v = o[k];
+        if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== "string" || !isId(v[1])) throw fail(`${path}.${k} is ${show(v)}, not a [token, id] pair`);
+        if (!known(v[0])) throw fail(`${path}.${k}: ${show(v[0])} is not in model.vocab or added_tokens`);
+      }
+  };
+  post(json.post_processor, "post_processor");
+}
+
+/**
+ * A tokenizer must not produce ids a model lacks: its vocabulary (added tokens included) must fit the model's
+ * `vocabSize` (`what` names where that number comes from, e.g. "DIR/config.json's vocab_size"). A smaller
+ * tokenizer is fine (models pad their embeddings). Fails with a TokenizerError naming the tokenizer file.
+ */
+export function checkTokenizerFits(tok: HfTokenizer, vocabSize: number, what: string): void {
+  if (tok.vocabSize <= vocabSize) return;
+  throw new TokenizerError(
+    `has ${tok.vocabSize} token ids (0..${tok.vocabSize - 1}), more than the model's ${vocabSize} (${what}): ids ${vocabSize} and up have no embedding; ` +
+      `is this the tokenizer of another model?`,
+    tok.source,
+  );
 }
 
 /**

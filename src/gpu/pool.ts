@@ -56,6 +56,23 @@ export function parseBytes(s: string): number {
   return Math.floor(Number(m[1]) * mult);
 }
 
+/**
+ * The budget `ALIGNX_GPU_MEMORY` sets (Infinity when unset or empty): a value that is not a byte count, or is
+ * 0, fails naming the variable. Gpu.open reads it before the device opens.
+ */
+export function budgetFromEnv(env: Record<string, string | undefined> = process.env): number {
+  const v = env.ALIGNX_GPU_MEMORY;
+  if (v === undefined || v.trim() === "") return Infinity;
+  let bytes: number;
+  try {
+    bytes = parseBytes(v);
+  } catch {
+    throw new GpuError(`ALIGNX_GPU_MEMORY=${JSON.stringify(v)} is not a byte count (examples: 512M, 8G, 1.5GiB, 1000000; unset it for no budget)`);
+  }
+  if (!(bytes > 0) || !Number.isFinite(bytes)) throw new GpuError(`ALIGNX_GPU_MEMORY=${JSON.stringify(v)} must be a positive byte count (unset it for no budget)`);
+  return bytes;
+}
+
 export class BufferPool {
   private free = new Map<string, PooledBuffer[]>();
   private nextId = 1;
@@ -66,7 +83,7 @@ export class BufferPool {
   constructor(
     private readonly device: GPUDevice,
     private readonly maxBufferSize: number,
-    readonly budgetBytes = process.env.ALIGNX_GPU_MEMORY ? parseBytes(process.env.ALIGNX_GPU_MEMORY) : Infinity,
+    readonly budgetBytes = budgetFromEnv(),
   ) {}
 
   acquire(bytes: number, usage = STORAGE_USAGE, label?: string): PooledBuffer {

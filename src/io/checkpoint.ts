@@ -5,8 +5,9 @@
  * `openCheckpoint(dir)` reads the index (if any) and every shard's header (never the data), and builds
  * tensor name → (shard, entry). Everything that is wrong is reported together in one CheckpointError:
  * missing shard files, names the index maps to a shard that lacks them, names found in more than one
- * shard, names in a shard that the index does not list. Like `transformers`, a directory holding both a
- * `model.safetensors` and an index uses `model.safetensors`.
+ * shard, names in a shard that the index does not list, shard paths that are directories. A tensor name given
+ * twice in the index is refused (JSON.parse would keep the last). Like `transformers`, a directory holding
+ * both a `model.safetensors` and an index uses `model.safetensors`.
  *
  * `writeCheckpoint(dir, tensors)` writes the same layout atomically (saveDirAtomic): shards of at most
  * `maxShardBytes` (5 GB by default, as `save_pretrained`; a larger tensor gets a shard of its own), named
@@ -20,6 +21,7 @@ import type { Tensor } from "../tensor/index.ts";
 import { saveDirAtomic, writeBytesAtomic } from "./atomic.ts";
 import { CheckpointError, listLines } from "./errors.ts";
 import {
+  firstDuplicateKey,
   openSafetensors,
   ST_DTYPES,
   tensorsToWrite,
@@ -127,9 +129,13 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
     return openSingle(path, path);
   }
   const single = join(path, SINGLE_FILE);
-  if (await isFile(single)) return openSingle(path, single);
+  const singleKind = await kindOf(single);
+  if (singleKind === "file") return openSingle(path, single);
   const index = join(path, INDEX_FILE);
-  if (await isFile(index)) return openIndexed(path, index);
+  const indexKind = await kindOf(index);
+  if (indexKind === "file") return openIndexed(path, index);
+  for (const [p, kind] of [[single, singleKind], [index, indexKind]] as const)
+    if (kind !== "missing") throw new CheckpointError(`is a ${kind}, not a file`, p);
   const names = await readdir(path).catch(() => [] as string[]);
   const pickle = names.filter((n) => /^pytorch_model.*\.bin(\.index\.json)?$/.test(n));
   throw new CheckpointError(
@@ -139,8 +145,25 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
   );
 }
 
-async function isFile(p: string): Promise<boolean> {
-  return (await stat(p).catch(() => null))?.isFile() ?? false;
+/** What is at `p` (symlinks followed): a file, a directory, something else, or nothing. */
+async function kindOf(p: string): Promise<"file" | "directory" | "special file" | "missing"> {
+  const st = await stat(p).catch(() => null);
+  return !st ? "missing" : st.isFile() ? "file" : st.isDirectory() ? "directory" : "special file";
+}
+
+/**
+ * A checkpoint directory is required (what `LlamaModel.fromPretrained` and `--model` take): a missing path or
+ * a file (a .safetensors, a config.json) fails naming it, before anything is read.
+ */
+export async function requireCheckpointDir(path: string): Promise<void> {
+  const kind = await kindOf(path);
+  if (kind === "directory") return;
+  if (kind === "missing") throw new CheckpointError(`no such file or directory${await interruptedHint(path)}`, path);
+  throw new CheckpointError(
+    `is a ${kind}, not a checkpoint directory (a directory holding config.json and ${SINGLE_FILE} or ${INDEX_FILE} with its shards)` +
+      (kind === "file" ? `; give its directory, ${dirname(path)}` : ""),
+    path,
+  );
 }
 
 /** " (DIR.old-123 is left from an interrupted save: ...)" when that explains a missing directory. */
@@ -161,12 +184,21 @@ async function openSingle(path: string, file: string): Promise<Checkpoint> {
 async function openIndexed(dir: string, indexPath: string): Promise<Checkpoint> {
   const fail = (msg: string, field?: string) => new CheckpointError(msg, indexPath, field === undefined ? {} : { field });
   let doc: unknown;
+  let text: string;
   try {
-    doc = JSON.parse(await readFile(indexPath, "utf8"));
+    text = await readFile(indexPath, "utf8");
+  } catch (e) {
+    throw fail(`cannot read: ${(e as Error).message}`);
+  }
+  try {
+    doc = JSON.parse(text);
   } catch (e) {
     throw fail(`not valid JSON: ${(e as Error).message}`);
   }
   if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw fail("not a JSON object");
+  // JSON.parse keeps the last of two equal keys: a tensor mapped twice (perhaps to two shards) is refused.
+  const dup = firstDuplicateKey(text);
+  if (dup) throw fail(`${JSON.stringify(dup.key)} appears twice${dup.path.length ? ` in ${dup.path.join(".")}` : " at the top level"}`, dup.path[0] ?? dup.key);
   const { weight_map: wm, metadata: md = {} } = doc as Record<string, unknown>;
   if (md === null || typeof md !== "object" || Array.isArray(md)) throw fail("must be an object", "metadata");
   const total = (md as Record<string, unknown>).total_size;
@@ -183,13 +215,19 @@ async function openIndexed(dir: string, indexPath: string): Promise<Checkpoint> 
 
   const shardNames = [...new Set(shardOf.values())].sort();
   const missing: string[] = [];
-  for (const s of shardNames) if (!(await isFile(join(dir, s)))) missing.push(s);
-  if (missing.length) {
+  const notFiles: string[] = [];
+  for (const s of shardNames) {
+    const kind = await kindOf(join(dir, s));
+    if (kind === "missing") missing.push(s);
+    else if (kind !== "file") notFiles.push(`${join(dir, s)} is a ${kind}, not a file`);
+  }
+  if (missing.length || notFiles.length) {
     const count = (s: string) => [...shardOf.values()].filter((x) => x === s).length;
-    throw new CheckpointError(
-      `${missing.length} shard file(s) named by ${basename(indexPath)} are missing:\n${listLines(missing.map((s) => `${join(dir, s)} (holds ${count(s)} tensors)`))}`,
-      dir,
-    );
+    const parts: string[] = [];
+    if (missing.length)
+      parts.push(`${missing.length} shard file(s) named by ${basename(indexPath)} are missing:\n${listLines(missing.map((s) => `${join(dir, s)} (holds ${count(s)} tensors)`))}`);
+    if (notFiles.length) parts.push(`${notFiles.length} shard path(s) named by ${basename(indexPath)} are not files:\n${listLines(notFiles)}`);
+    throw new CheckpointError(parts.join("\n"), dir);
   }
 
   const files: SafetensorsFile[] = [];

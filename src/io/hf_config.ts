@@ -5,7 +5,10 @@
  *
  * Defaults follow transformers' LlamaConfig / MistralConfig / GemmaConfig; the sizes that define a model
  * (hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, vocab_size) are required, since
- * a default there would silently build the wrong model. Every error names the file and the field.
+ * a default there would silently build the wrong model. Every error names the file and the field. Sizes have
+ * sane bounds (MAX_HIDDEN_LAYERS layers, MAX_PARAMETERS parameters, counted in closed form), and
+ * `checkConfigScale` compares a config with a checkpoint's tensors in O(checkpoint) before anything
+ * proportional to the config (its parameter list) is built: `num_hidden_layers: 1e9` fails at once.
  *
  * Family differences the model needs (all in the normalized config):
  *   - Gemma: RMSNorm multiplies by (1 + weight) (`normWeightOffset` 1); embeddings are scaled by
@@ -22,6 +25,11 @@ import { CheckpointError, listLines } from "./errors.ts";
 
 export const MODEL_TYPES = ["llama", "mistral", "gemma"] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
+
+/** The most decoder layers a config may have (a sane bound: released models have at most a few hundred). */
+export const MAX_HIDDEN_LAYERS = 10_000;
+/** The most parameters a config may describe (10 trillion; the largest released models have about 2). */
+export const MAX_PARAMETERS = 1e13;
 
 export const ACTIVATIONS = ["silu", "gelu", "gelu_pytorch_tanh"] as const;
 export type Activation = (typeof ACTIVATIONS)[number];
@@ -149,6 +157,9 @@ export function parseHfConfig(doc: unknown, source = "config.json"): LlamaFamily
     headDim = hiddenSize / numAttentionHeads;
   }
   if (headDim % 2 !== 0) throw fail("head_dim", `head size ${headDim} is odd; rotary embeddings rotate pairs of dimensions`);
+  // Sane bounds, before anything is built from these sizes (parameter lists, checks against a checkpoint).
+  if (numHiddenLayers > MAX_HIDDEN_LAYERS)
+    throw fail("num_hidden_layers", `${numHiddenLayers} layers are more than the ${MAX_HIDDEN_LAYERS} this loader accepts (released models have at most a few hundred)`);
 
   const rmsNormEps = num("rms_norm_eps", 1e-6, (x) => x > 0, "a number > 0");
   const ropeTheta = num("rope_theta", 10000, (x) => x > 0, "a number > 0");
@@ -215,6 +226,17 @@ export function parseHfConfig(doc: unknown, source = "config.json"): LlamaFamily
     const a = raw.architectures;
     if (!Array.isArray(a) || !a.every((x) => typeof x === "string")) throw fail("architectures", "is not a list of strings");
     architectures = a as string[];
+  }
+
+  const sizes = { hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads, headDim, vocabSize, tieWordEmbeddings, attentionBias, mlpBias };
+  const { embed, perLayer, total } = parameterParts(sizes);
+  if (!(total <= MAX_PARAMETERS)) {
+    const field =
+      embed >= perLayer * numHiddenLayers ? "vocab_size" : perLayer > MAX_PARAMETERS ? (3 * intermediateSize > 4 * hiddenSize ? "intermediate_size" : "hidden_size") : "num_hidden_layers";
+    throw fail(
+      field,
+      `the config describes ${fmtCount(total)} parameters (${describeSizes(sizes)}), more than the ${fmtCount(MAX_PARAMETERS)} this loader accepts`,
+    );
   }
 
   return {
@@ -326,9 +348,75 @@ export function expectedParameters(cfg: LlamaFamilyConfig): ParamSpec[] {
   return out;
 }
 
-/** Number of parameters (tied embeddings counted once). */
-export function parameterCount(cfg: LlamaFamilyConfig): number {
-  return expectedParameters(cfg).reduce((n, p) => n + p.shape.reduce((a, d) => a * d, 1), 0);
+/** The sizes that decide the parameters. */
+type Sizes = Pick<
+  LlamaFamilyConfig,
+  "hiddenSize" | "intermediateSize" | "numHiddenLayers" | "numAttentionHeads" | "numKeyValueHeads" | "headDim" | "vocabSize" | "tieWordEmbeddings" | "attentionBias" | "mlpBias"
+>;
+
+/** Parameters of the embeddings (and untied head), of one layer, and in all, in closed form (O(1)). */
+function parameterParts(c: Sizes): { embed: number; perLayer: number; total: number } {
+  const h = c.hiddenSize;
+  const q = c.numAttentionHeads * c.headDim;
+  const kv = c.numKeyValueHeads * c.headDim;
+  const inter = c.intermediateSize;
+  const perLayer = 2 * q * h + 2 * kv * h + (c.attentionBias ? q + 2 * kv + h : 0) + 3 * inter * h + (c.mlpBias ? 2 * inter + h : 0) + 2 * h;
+  const embed = c.vocabSize * h * (c.tieWordEmbeddings ? 1 : 2);
+  return { embed, perLayer, total: embed + c.numHiddenLayers * perLayer + h };
+}
+
+/** 21632, 41.2M, 8.03B, 51.2T: a parameter count for messages. */
+function fmtCount(n: number): string {
+  if (n < 1e6) return String(n);
+  const [div, unit] = n < 1e9 ? [1e6, "M"] : n < 1e12 ? [1e9, "B"] : [1e12, "T"];
+  const v = n / div;
+  return `${v < 1000 ? v.toPrecision(3) : Math.round(v)}${unit}`;
+}
+
+function describeSizes(c: Sizes): string {
+  return `${c.numHiddenLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numAttentionHeads} heads of ${c.headDim}, vocab ${c.vocabSize}`;
+}
+
+/** Number of parameters (tied embeddings counted once), in closed form: O(1) whatever the config says. */
+export function parameterCount(cfg: Sizes): number {
+  return parameterParts(cfg).total;
+}
+
+/** Number of tensors `expectedParameters` lists, in closed form. */
+export function expectedTensorCount(cfg: Sizes): number {
+  return 2 + (cfg.tieWordEmbeddings ? 0 : 1) + cfg.numHiddenLayers * (9 + (cfg.attentionBias ? 4 : 0) + (cfg.mlpBias ? 3 : 0));
+}
+
+/**
+ * Before a checkpoint is compared tensor by tensor with its config (which lists every expected parameter):
+ * a config out of proportion to the checkpoint (more than twice its tensors or its parameters, as a typo in
+ * num_hidden_layers or hidden_size makes it) fails here, in O(checkpoint) time and memory, with one error
+ * naming config.json (`configSource`), the sizes on both sides and the checkpoint (`ckptSource`).
+ */
+export function checkConfigScale(
+  cfg: LlamaFamilyConfig,
+  params: Iterable<{ name: string; shape: readonly number[] }>,
+  configSource: string,
+  ckptSource: string,
+): void {
+  let tensors = 0;
+  let elements = 0;
+  let layers = 0;
+  for (const p of params) {
+    tensors++;
+    elements += p.shape.reduce((a, d) => a * d, 1);
+    const m = /^model\.layers\.(\d+)\./.exec(p.name);
+    if (m) layers = Math.max(layers, Number(m[1]) + 1);
+  }
+  const wantTensors = expectedTensorCount(cfg);
+  const wantParams = parameterCount(cfg);
+  if (wantTensors <= 2 * tensors + 64 && wantParams <= 2 * elements + 2 ** 20) return;
+  throw new CheckpointError(
+    `the config describes ${fmtCount(wantParams)} parameters in ${wantTensors} tensors (${describeSizes(cfg)}), ` +
+      `but the checkpoint ${ckptSource} holds ${fmtCount(elements)} in ${tensors} tensors (${layers} layers): the config does not describe these weights`,
+    configSource,
+    layers !== cfg.numHiddenLayers ? { field: "num_hidden_layers" } : {},
+  );
 }
 
 /** Names a checkpoint may hold beyond the parameters (and that loading skips). */

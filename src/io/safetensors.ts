@@ -13,9 +13,11 @@
  * still the one whose header was read (device, inode, size, mtime), so a checkpoint replaced while open
  * fails clearly instead of yielding bytes from the wrong offsets. Every check fails with a
  * CheckpointError naming the file, the byte offset and the tensor, before anything is allocated from an
- * unchecked size: header length ≤ 100 MB and ≤ file size - 8; the header is UTF-8 JSON, an object; each
- * entry has a known dtype, a shape of integers ≥ 0, data_offsets within the data region with
- * end - begin = elements × dtype size; no two tensors overlap (gaps are allowed).
+ * unchecked size: header length ≤ 100 MB and ≤ file size - 8; the header is UTF-8 JSON, an object, with no
+ * key given twice at any depth (a duplicate tensor name is named as such); each entry has a known dtype, a
+ * shape of integers ≥ 0, data_offsets within the data region with end - begin = elements × dtype size; and,
+ * as the Rust crate requires, the tensors sorted by offsets tile the data region exactly: no overlap, no
+ * gap, no byte after the last tensor (header order is free; a zero-size tensor sits at a boundary).
  *
  * Writing (`writeSafetensors`) produces what the Python library writes: tensors laid out by dtype alignment
  * (larger element sizes first, the Rust crate's dtype order) and by name within a dtype, the header in the
@@ -150,7 +152,7 @@ async function withFile<T>(path: string, expect: FileIdentity | null, fn: (fh: F
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw new CheckpointError("not a regular file", path);
+    if (!st.isFile()) throw new CheckpointError(st.isDirectory() ? "is a directory, not a safetensors file" : "not a regular file", path, tensor === undefined ? {} : { tensor });
     if (expect) {
       const now = identityOf(st);
       if (now.dev !== expect.dev || now.ino !== expect.ino || now.size !== expect.size || now.mtimeMs !== expect.mtimeMs)
@@ -278,7 +280,8 @@ export function parseSafetensorsHeader(
   path = "<memory>",
 ): { metadata: Record<string, string> | null; entries: Map<string, TensorEntry> } {
   const n = header.byteLength;
-  const dataLen = fileSize - 8 - n;
+  const dataStart = 8 + n;
+  const dataLen = fileSize - dataStart;
   const fail = (msg: string, where: { offset?: number; tensor?: string } = {}) => new CheckpointError(msg, path, where);
   if (n === 0 || header[0] !== 0x7b) throw fail(`header does not start with "{" (found ${n === 0 ? "an empty header" : `byte 0x${header[0]!.toString(16).padStart(2, "0")}`})`, { offset: 8 });
   let text: string;
@@ -294,6 +297,20 @@ export function parseSafetensorsHeader(
     throw fail(`header (bytes 8..${8 + n}) is not valid JSON: ${(e as Error).message}`, { offset: 8 });
   }
   if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw fail(`header is JSON but not an object (${Array.isArray(doc) ? "an array" : String(doc)})`, { offset: 8 });
+  const dup = firstDuplicateKey(text);
+  if (dup) {
+    const offset = 8 + new TextEncoder().encode(text.slice(0, dup.index)).byteLength;
+    if (dup.path.length === 0)
+      throw fail(dup.key === "__metadata__" ? `"__metadata__" appears twice in the header` : `duplicate tensor name: ${JSON.stringify(dup.key)} appears twice in the header`, {
+        offset,
+        ...(dup.key === "__metadata__" ? {} : { tensor: dup.key }),
+      });
+    const owner = dup.path[0]!;
+    throw fail(`duplicate key ${JSON.stringify(dup.key)} in ${owner === "__metadata__" ? `"__metadata__"` : "the entry"}${dup.path.length > 1 ? ` (at ${dup.path.slice(1).join(".")})` : ""}`, {
+      offset,
+      ...(owner === "__metadata__" ? {} : { tensor: owner }),
+    });
+  }
 
   // The byte offset of an entry's key in the file, for error messages only.
   const at = (name: string): number => {
@@ -329,7 +346,6 @@ export function parseSafetensorsHeader(
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => typeof o === "number" && Number.isSafeInteger(o) && o >= 0))
       throw bad(`data_offsets is ${JSON.stringify(offs)}, not [begin, end] with integers >= 0`);
     const [begin, end] = offs as [number, number];
-    const dataStart = 8 + n;
     if (begin > end) throw bad(`data_offsets [${begin}, ${end}]: begin is after end`, dataStart + begin);
     if (end > dataLen)
       throw bad(
@@ -342,18 +358,85 @@ export function parseSafetensorsHeader(
     entries.set(name, { name, dtype, shape: Object.freeze([...shape] as number[]), numel, byteLength, dataOffsets: Object.freeze([begin, end] as const), offset: dataStart + begin });
   }
 
-  // Overlaps: sort the non-empty ranges by start; each must begin at or after the previous one's end.
-  const ranges = [...entries.values()].filter((e) => e.byteLength > 0).sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0]);
-  for (let i = 1; i < ranges.length; i++) {
-    const prev = ranges[i - 1]!;
-    const cur = ranges[i]!;
-    if (cur.dataOffsets[0] < prev.dataOffsets[1])
+  // The Rust crate's rule (Metadata::validate, then the MetadataIncompleteBuffer check): sorted by
+  // (begin, end), in any header order, each tensor begins where the previous one ends, the first at 0, and
+  // the last ends where the file does. So no overlap, no gap, no trailing byte; a zero-size tensor sits at a
+  // boundary between tensors (or at 0, or at the end).
+  const ranges = [...entries.values()].sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1]);
+  let pos = 0;
+  let prev: TensorEntry | undefined;
+  for (const cur of ranges) {
+    const [begin, end] = cur.dataOffsets;
+    if (begin < pos)
       throw fail(
-        `data_offsets [${cur.dataOffsets.join(", ")}] overlap those of ${JSON.stringify(prev.name)} [${prev.dataOffsets.join(", ")}]`,
+        `data_offsets [${begin}, ${end}] overlap those of ${JSON.stringify(prev!.name)} [${prev!.dataOffsets.join(", ")}]`,
         { offset: cur.offset, tensor: cur.name },
       );
+    if (begin > pos)
+      throw fail(
+        `data_offsets [${begin}, ${end}] leave a gap of ${begin - pos} bytes (data bytes ${pos}..${begin}) after ${prev ? `${JSON.stringify(prev.name)} [${prev.dataOffsets.join(", ")}]` : "the start of the data region"}; tensors must tile the data region without gaps`,
+        { offset: dataStart + pos, tensor: cur.name },
+      );
+    pos = end;
+    if (end > begin || !prev) prev = cur;
   }
+  if (pos !== dataLen)
+    throw fail(
+      `${dataLen - pos} bytes after the last tensor's data (the tensors end at data byte ${pos}, file byte ${dataStart + pos}; the file has ${fileSize}): trailing bytes or a missing tensor`,
+      { offset: dataStart + pos },
+    );
   return { metadata, entries };
+}
+
+/**
+ * Every object key of a JSON text that JSON.parse accepted, checked for duplicates at every depth (JSON.parse
+ * keeps the last silently; the Rust crate's serde refuses duplicate fields). Returns the first duplicate: its
+ * decoded key, the path of the object holding it (empty at the top level) and the index of its second
+ * occurrence in `text`, or null.
+ */
+export function firstDuplicateKey(text: string): { key: string; path: string[]; index: number } | null {
+  const stack: { keys: Set<string> | null; key: string | null }[] = [];
+  let i = 0;
+  const n = text.length;
+  const skipString = (from: number): number => {
+    let j = from + 1;
+    while (j < n) {
+      const c = text.charCodeAt(j);
+      if (c === 0x22) return j + 1;
+      j += c === 0x5c ? 2 : 1;
+    }
+    return n;
+  };
+  let pendingKey: string | null = null; // the key whose value comes next
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      stack.push({ keys: c === 0x7b ? new Set() : null, key: pendingKey });
+      pendingKey = null;
+      i++;
+    } else if (c === 0x7d || c === 0x5d || c === 0x2c) {
+      if (c !== 0x2c) stack.pop();
+      pendingKey = null;
+      i++;
+    } else if (c === 0x22) {
+      const end = skipString(i);
+      const top = stack[stack.length - 1];
+      // A string is a key when it is inside an object and followed by ':'.
+      let k = end;
+      while (k < n && (text.charCodeAt(k) === 0x20 || text.charCodeAt(k) === 0x0a || text.charCodeAt(k) === 0x0d || text.charCodeAt(k) === 0x09)) k++;
+      if (top?.keys && text.charCodeAt(k) === 0x3a) {
+        const key = JSON.parse(text.slice(i, end)) as string;
+        if (top.keys.has(key)) return { key, path: stack.slice(1).map((s) => s.key ?? "[]"), index: i };
+        top.keys.add(key);
+        pendingKey = key;
+        i = k + 1;
+        continue;
+      }
+      pendingKey = null;
+      i = end;
+    } else i++;
+  }
+  return null;
 }
 
 /** Offset (within `b`) of the first byte that breaks UTF-8 (for the error message). */

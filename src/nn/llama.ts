@@ -46,12 +46,15 @@
 import { join } from "node:path";
 import type { Gpu } from "../gpu/index.ts";
 import {
+  CheckpointError,
+  checkConfigScale,
   checkParameters,
   expectedParameters,
   hfConfigJson,
   openCheckpoint,
   parseHfConfig,
   readHfConfig,
+  requireCheckpointDir,
   type LlamaFamilyConfig,
   type ParamSpec,
   type WrittenCheckpoint,
@@ -218,10 +221,15 @@ export class LlamaModel extends Module {
    * time (F16/BF16 widened to f32).
    */
   static async fromPretrained(gpu: Gpu, dir: string, opts: LoadOptions = {}): Promise<LlamaModel> {
-    const config = await readHfConfig(dir);
-    checkSupported(config);
+    await requireCheckpointDir(dir);
+    const configPath = join(dir, "config.json");
+    const config = await readHfConfig(configPath);
+    checkSupported(config, configPath);
     const ckpt = await openCheckpoint(dir);
     try {
+      // Sizes first, in O(checkpoint): a config out of proportion to the weights fails before anything
+      // proportional to it (the expected parameter list) is built.
+      checkConfigScale(config, ckpt.params(), configPath, ckpt.path);
       checkParameters(config, ckpt.params(), ckpt.path);
       const params = await loadParameters(gpu, ckpt, expectedParameters(config), opts);
       const model = new LlamaModel(gpu, config, params, opts.requiresGrad ?? true);
@@ -471,9 +479,14 @@ function isNormalized(c: object): c is LlamaFamilyConfig {
   return "modelType" in c && "hiddenSize" in c && "raw" in c;
 }
 
-/** What the GPU ops cannot do: a TensorError naming the field. */
-function checkSupported(c: LlamaFamilyConfig): void {
-  if (c.headDim % 4 !== 0) throw new TensorError(`LlamaModel: head_dim ${c.headDim} is not a multiple of 4, which the attention kernel needs`);
+/** What the GPU ops cannot do: a TensorError naming the field, or with `source` (config.json) a CheckpointError naming it. */
+function checkSupported(c: LlamaFamilyConfig, source?: string): void {
+  if (c.headDim % 4 !== 0) {
+    const given = c.raw.head_dim !== undefined && c.raw.head_dim !== null;
+    const why = `head_dim ${c.headDim}${given ? "" : ` (hidden_size ${c.hiddenSize} / num_attention_heads ${c.numAttentionHeads})`} is not a multiple of 4, which the attention kernel needs`;
+    if (source !== undefined) throw new CheckpointError(why, source, { field: given ? "head_dim" : "num_attention_heads" });
+    throw new TensorError(`LlamaModel: ${why}`);
+  }
 }
 
 function activation(name: LlamaFamilyConfig["hiddenAct"]): Act {

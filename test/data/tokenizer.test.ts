@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HfTokenizer, TokenizerError, loadTokenizer } from "../../src/data/tokenizer.ts";
+import { HfTokenizer, TokenizerError, checkTokenizerFits, loadTokenizer } from "../../src/data/tokenizer.ts";
 import { FIXTURES, GOLDENS, UDHR_LINES, floresLines, rustEncode, tokenizersPython } from "./helpers.ts";
 
 const FAMILIES = ["bytelevel", "llama2", "mistral", "gemma", "unigram"] as const;
@@ -170,6 +170,66 @@ describe("errors name the file", () => {
     const badNorm = variant("bytelevel", { "tokenizer.json": { ...json, normalizer: { type: "Frobnicate" } } });
     await expect(loadTokenizer(badNorm)).rejects.toThrow(`${join(badNorm, "tokenizer.json")}: cannot be loaded: Unknown Normalizer type: Frobnicate`);
     expect(() => HfTokenizer.fromJson(null, {}, "inline")).toThrow("inline: is not a tokenizer.json");
+  });
+});
+
+describe("malformed model and added tokens: a TokenizerError naming the file and the field", () => {
+  const bl = JSON.parse(readFileSync(join(FIXTURES, "bytelevel", "tokenizer.json"), "utf8"));
+  const uni = JSON.parse(readFileSync(join(FIXTURES, "unigram", "tokenizer.json"), "utf8"));
+  const [m0, m1] = [bl.model.merges[0] as [string, string], bl.model.merges[1] as [string, string]];
+  const withModel = (base: Record<string, unknown>, patch: Record<string, unknown>) => ({ ...base, model: { ...(base.model as object), ...patch } });
+  const cases: [string, unknown, RegExp][] = [
+    ["merges of numbers (was: x.split is not a function)", withModel(bl, { merges: [1, 2] }), /: model\.merges\[0\] is 1, not a "left right" string or a \[left, right\] pair of strings$/],
+    ["merges not a list", withModel(bl, { merges: "a b" }), /: model\.merges is "a b", not a list of merges/],
+    ["a null merge", withModel(bl, { merges: [m0, null] }), /: model\.merges\[1\] is null, not a \[left, right\] pair of strings like model\.merges\[0\] \(the two formats cannot be mixed\)/],
+    ["mixed formats", withModel(bl, { merges: [m0.join(" "), m1] }), /: model\.merges\[1\] is \[.*\], not a "left right" string like model\.merges\[0\]/],
+    ["a pair of one", withModel(bl, { merges: [[m0[0]]] }), /: model\.merges\[0\] is \[".*"\], not a \[left, right\] pair of strings$/],
+    ["a pair with a number", withModel(bl, { merges: [[m0[0], 7]] }), /: model\.merges\[0\] is \[".*",7\], not a \[left, right\] pair/],
+    ["a string of three tokens", withModel(bl, { merges: [`${m0[0]} ${m0[1]} x`] }), /: model\.merges\[0\] is ".*", not two tokens separated by one space/],
+    ["a merge of a token not in the vocabulary", withModel(bl, { merges: [m0, ["zzzq", m0[1]]] }), /: model\.merges\[1\] \["zzzq",".*"\]: "zzzq" is not in model\.vocab$/],
+    ["a merge whose result is not in the vocabulary", withModel(bl, { merges: [[m0[1], m0[0]]] }), /: model\.merges\[0\] .*: ".*" is not in model\.vocab$/],
+    ["vocab a list", withModel(bl, { vocab: ["a"] }), /: model\.vocab is \["a"\], not an object \{token: id\} \(BPE\)/],
+    ["a vocab id that is not an id", withModel(bl, { vocab: { ...bl.model.vocab, zz: -1 } }), /: model\.vocab\["zz"\] is -1, not a token id/],
+    ["byte_fallback not a boolean", withModel(bl, { byte_fallback: "yes" }), /: model\.byte_fallback is "yes", not true or false/],
+    ["Unigram vocab entry", withModel(uni, { vocab: [["a", 0], ["b"]] }), /: model\.vocab\[1\] is \["b"\], not a \[piece, score\] pair/],
+    ["Unigram empty vocab", withModel(uni, { vocab: [] }), /: model\.vocab is \[\], not a non-empty list of \[piece, score\] pairs \(Unigram\)/],
+    ["Unigram unk_id out of range", withModel(uni, { unk_id: 10 ** 6 }), /: model\.unk_id is 1000000, not an index into model\.vocab \(600 pieces\) or null/],
+    ["added_tokens not a list", { ...bl, added_tokens: {} }, /: added_tokens is \{\}, not a list/],
+    ["an added token without an id", { ...bl, added_tokens: [{ content: "<x>" }] }, /: added_tokens\[0\]\.id is undefined, not a token id/],
+    ["an added token id beyond u32", { ...bl, added_tokens: [{ id: 2 ** 32, content: "<x>" }] }, /: added_tokens\[0\]\.id is 4294967296, not a token id/],
+    ["an added token with empty content", { ...bl, added_tokens: [{ id: 3, content: "" }] }, /: added_tokens\[0\]\.content is "", not a non-empty string/],
+    ["an added token flag not a boolean", { ...bl, added_tokens: [{ id: 3, content: "<x>", special: 1 }] }, /: added_tokens\[0\]\.special is 1, not true or false/],
+  ];
+  for (const [what, json, re] of cases)
+    test(what, async () => {
+      const dir = variant("bytelevel", { "tokenizer.json": json });
+      const err = await loadTokenizer(dir).catch((e) => e);
+      expect(err).toBeInstanceOf(TokenizerError);
+      expect(err.file).toBe(join(dir, "tokenizer.json"));
+      expect(err.message.startsWith(`${join(dir, "tokenizer.json")}: `)).toBe(true);
+      expect(err.message).toMatch(re);
+    });
+
+  test("accepted as the Rust library accepts them: merges absent (none), \"#version\" lines, both merge formats", () => {
+    const noMerges = withModel(bl, {});
+    delete (noMerges.model as Record<string, unknown>).merges;
+    const t = HfTokenizer.fromJson(noMerges);
+    expect(t.encode("ab", { addSpecialTokens: false }).length).toBe(2); // bytes only
+    const strings = HfTokenizer.fromJson(withModel(bl, { merges: ["#version: 0.2", ...bl.model.merges.map((m: string[]) => m.join(" "))] }));
+    const pairs = HfTokenizer.fromJson(bl);
+    expect(strings.encode("Everyone has the right to life")).toEqual(pairs.encode("Everyone has the right to life"));
+  });
+
+  test("checkTokenizerFits: a tokenizer with more ids than the model's vocabulary names both", async () => {
+    const tok = await loadTokenizer(join(FIXTURES, "bytelevel"));
+    checkTokenizerFits(tok, tok.vocabSize, "config.json's vocab_size");
+    checkTokenizerFits(tok, tok.vocabSize + 100, "config.json's vocab_size"); // padded embeddings: fine
+    expect(() => checkTokenizerFits(tok, 80, "m/config.json's vocab_size")).toThrow(
+      new TokenizerError(
+        `has ${tok.vocabSize} token ids (0..${tok.vocabSize - 1}), more than the model's 80 (m/config.json's vocab_size): ids 80 and up have no embedding; is this the tokenizer of another model?`,
+        join(FIXTURES, "bytelevel", "tokenizer.json"),
+      ),
+    );
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { GpuError, GpuOutOfMemoryError } from "../../src/gpu/index.ts";
-import { BufferPool, parseBytes } from "../../src/gpu/pool.ts";
+import { Gpu, GpuError, GpuOutOfMemoryError } from "../../src/gpu/index.ts";
+import { BufferPool, budgetFromEnv, parseBytes } from "../../src/gpu/pool.ts";
 import { getGpu, rng } from "../helpers.ts";
 
 describe("buffer pool", () => {
@@ -72,6 +72,27 @@ describe("buffer pool", () => {
     expect(() => pool.acquire(-1)).toThrow(GpuError);
     pool.release(a);
     pool.trim();
+  });
+
+  test("ALIGNX_GPU_MEMORY: a value that is not a positive byte count fails naming the variable, before a device opens", async () => {
+    expect(budgetFromEnv({})).toBe(Infinity);
+    expect(budgetFromEnv({ ALIGNX_GPU_MEMORY: "" })).toBe(Infinity);
+    expect(budgetFromEnv({ ALIGNX_GPU_MEMORY: "8G" })).toBe(8 * 2 ** 30);
+    for (const v of ["abc", "8 GB of it", "-1G", "0", "0.1"])
+      expect(() => budgetFromEnv({ ALIGNX_GPU_MEMORY: v })).toThrow(new RegExp(`^ALIGNX_GPU_MEMORY="${v}" (is not a byte count|must be a positive byte count)`));
+    const saved = process.env.ALIGNX_GPU_MEMORY;
+    process.env.ALIGNX_GPU_MEMORY = "abc";
+    try {
+      const e = await Gpu.open({ cpu: true }).then(
+        (g) => (g.destroy(), null),
+        (x: Error) => x,
+      );
+      expect(e).toBeInstanceOf(GpuError);
+      expect(e!.message).toBe(`ALIGNX_GPU_MEMORY="abc" is not a byte count (examples: 512M, 8G, 1.5GiB, 1000000; unset it for no budget)`);
+    } finally {
+      if (saved === undefined) delete process.env.ALIGNX_GPU_MEMORY;
+      else process.env.ALIGNX_GPU_MEMORY = saved;
+    }
   });
 
   test("byte counts parse", () => {

@@ -202,6 +202,34 @@ describe("broken checkpoints: every problem listed in one error", () => {
       expect((await expectError(openCheckpoint(d))).message).toMatch(re);
     });
 
+  test("a shard path that is a directory is named as one (not as missing); so is a model.safetensors or index directory", async () => {
+    const d = copyTiny();
+    rmSync(join(d, SHARD2));
+    mkdirSync(join(d, SHARD2));
+    const e = await expectError(openCheckpoint(d));
+    expect(e.file).toBe(d);
+    expect(e.message).toContain(`1 shard path(s) named by ${INDEX_FILE} are not files:\n  ${join(d, SHARD2)} is a directory, not a file`);
+    expect(e.message).not.toMatch(/missing/);
+
+    const single = join(TMP, `single-dir-${++n}`);
+    mkdirSync(join(single, SINGLE_FILE), { recursive: true });
+    const e2 = await expectError(openCheckpoint(single));
+    expect(e2.message).toBe(`${join(single, SINGLE_FILE)}: is a directory, not a file`);
+    const ixDir = join(TMP, `index-dir-${++n}`);
+    mkdirSync(join(ixDir, INDEX_FILE), { recursive: true });
+    expect((await expectError(openCheckpoint(ixDir))).message).toBe(`${join(ixDir, INDEX_FILE)}: is a directory, not a file`);
+  });
+
+  test("a tensor mapped twice in the index (JSON.parse would keep the last) is named", async () => {
+    const d = copyTiny();
+    const text = readFileSync(join(d, INDEX_FILE), "utf8").replace(`"lm_head.weight": "${SHARD2}"`, `"lm_head.weight": "${SHARD2}",\n    "lm_head.weight": "${SHARD1}"`);
+    writeFileSync(join(d, INDEX_FILE), text);
+    const e = await expectError(openCheckpoint(d));
+    expect(e.file).toBe(join(d, INDEX_FILE));
+    expect(e.field).toBe("weight_map");
+    expect(e.message).toMatch(/"lm_head\.weight" appears twice in weight_map/);
+  });
+
   test("a corrupt shard fails with the shard's own error (file and byte offset)", async () => {
     const d = copyTiny();
     const b = readFileSync(join(d, SHARD2));

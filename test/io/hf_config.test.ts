@@ -8,9 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CheckpointError } from "../../src/io/errors.ts";
 import {
+  checkConfigScale,
   checkParameters,
   compareParameters,
   expectedParameters,
+  expectedTensorCount,
   hfConfigJson,
   parameterCount,
   parseHfConfig,
@@ -177,6 +179,9 @@ describe("bad configs name the file and the field", () => {
     ["sliding window on LLaMA", { sliding_window: 4096 }, "sliding_window", /only Mistral uses sliding-window attention/],
     ["attention dropout of 1", { attention_dropout: 1 }, "attention_dropout", /1 is not a probability in \[0, 1\)/],
     ["architectures not a list", { architectures: "LlamaForCausalLM" }, "architectures", /is not a list of strings/],
+    ["a billion layers", { num_hidden_layers: 1e9 }, "num_hidden_layers", /1000000000 layers are more than the 10000 this loader accepts/],
+    ["a vocabulary of 1e11", { vocab_size: 1e11 }, "vocab_size", /the config describes 51\.2T parameters \(2 layers, hidden 256, .*vocab 100000000000\), more than the 10\.0T this loader accepts/],
+    ["an intermediate size of 1e11", { intermediate_size: 1e11 }, "intermediate_size", /the config describes 154T parameters \(2 layers, hidden 256, intermediate 100000000000/],
   ];
   for (const [what, patch, field, re] of cases)
     test(what, () => {
@@ -207,6 +212,41 @@ describe("bad configs name the file and the field", () => {
     await expect(readHfConfig(TMP)).rejects.toThrow(/config\.json: not valid JSON: JSON Parse error/);
     writeFileSync(join(TMP, "config.json"), "[]");
     await expect(readHfConfig(TMP)).rejects.toThrow(/config\.json: not a JSON object/);
+  });
+});
+
+describe("sizes are checked in O(1) before anything proportional to them is built", () => {
+  test("parameterCount and expectedTensorCount are closed forms of expectedParameters", () => {
+    for (const name of ["llama-7b", "llama2-7b", "llama3-8b-instruct", "llama3.1-8b-instruct", "mistral-7b-v0.3", "gemma-2b"])
+      for (const patch of [{}, { attention_bias: name.startsWith("llama"), mlp_bias: name.startsWith("llama") }, { tie_word_embeddings: true }]) {
+        const cfg = parseHfConfig({ ...raw(name), ...patch });
+        const list = expectedParameters(cfg);
+        expect(parameterCount(cfg)).toBe(list.reduce((n, p) => n + p.shape.reduce((a, d) => a * d, 1), 0));
+        expect(expectedTensorCount(cfg)).toBe(list.length);
+      }
+  });
+
+  test("a config out of proportion to the checkpoint fails in one line naming config.json, both sizes and the checkpoint", () => {
+    const cfg = parseHfConfig({ ...raw("llama3-8b-instruct"), num_hidden_layers: 2 });
+    const params = expectedParameters(cfg).map((p) => ({ name: p.name, shape: p.shape }));
+    checkConfigScale(cfg, params, "d/config.json", "d"); // fits: nothing to say
+    const deep = parseHfConfig({ ...raw("llama3-8b-instruct"), num_hidden_layers: 9000 });
+    const t0 = performance.now();
+    let err: unknown;
+    try {
+      checkConfigScale(deep, params, "d/config.json", "d");
+    } catch (e) {
+      err = e;
+    }
+    expect(performance.now() - t0).toBeLessThan(50);
+    expect(err).toBeInstanceOf(CheckpointError);
+    const e = err as CheckpointError;
+    expect(e.file).toBe("d/config.json");
+    expect(e.field).toBe("num_hidden_layers");
+    expect(e.message).toMatch(/the config describes 7\.74B parameters in 81003 tensors \(9000 layers, hidden 256, .*\), but the checkpoint d holds 67\.4M in 21 tensors \(2 layers\): the config does not describe these weights/);
+    // The same layer count with an MLP 200 times too wide: named without a field.
+    const wide = parseHfConfig({ ...raw("llama3-8b-instruct"), num_hidden_layers: 2, intermediate_size: 896 * 200 });
+    expect(() => checkConfigScale(wide, params, "d/config.json", "d")).toThrow(/d\/config\.json: the config describes/);
   });
 });
 

@@ -366,6 +366,56 @@ const CORRUPT: Corrupt[] = [
     tensor: "small",
   },
   {
+    what: "a gap between tensors",
+    bytes: raw(hdr({ a: entry("U8", [2], [0, 2]), b: entry("U8", [2], [6, 8]) }), 8),
+    message: /\(byte \d+, tensor "b"\): data_offsets \[6, 8\] leave a gap of 4 bytes \(data bytes 2\.\.6\) after "a" \[0, 2\]; tensors must tile the data region/,
+    offset: (b) => b.byteLength - 6,
+    tensor: "b",
+  },
+  {
+    what: "a gap before the first tensor",
+    bytes: raw(hdr({ a: entry("U8", [2], [2, 4]) }), 4),
+    message: /data_offsets \[2, 4\] leave a gap of 2 bytes \(data bytes 0\.\.2\) after the start of the data region/,
+    offset: (b) => b.byteLength - 4,
+    tensor: "a",
+  },
+  {
+    what: "trailing bytes after the last tensor",
+    bytes: raw(hdr({ a: entry("U8", [2], [0, 2]), b: entry("U8", [2], [2, 4]) }), 7),
+    message: /3 bytes after the last tensor's data \(the tensors end at data byte 4, file byte \d+; the file has \d+\): trailing bytes or a missing tensor/,
+    offset: (b) => b.byteLength - 3,
+  },
+  { what: "data but no tensors", bytes: raw("{}", 5), message: /5 bytes after the last tensor's data \(the tensors end at data byte 0/, offset: 10 },
+  {
+    what: "a zero-size tensor inside another",
+    bytes: raw(hdr({ a: entry("U8", [4], [0, 4]), e: entry("F32", [0], [2, 2]) }), 4),
+    message: /data_offsets \[2, 2\] overlap those of "a" \[0, 4\]/,
+    offset: (b) => b.byteLength - 2,
+    tensor: "e",
+  },
+  {
+    what: "a duplicate tensor name (JSON.parse would keep the last)",
+    bytes: raw('{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"w":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}}', 4),
+    message: /duplicate tensor name: "w" appears twice in the header/,
+    offset: find('"w":{"dtype":"U8","shape":[2],"data_offsets":[2'),
+    tensor: "w",
+  },
+  {
+    what: "a duplicate tensor name spelt with an escape",
+    bytes: raw('{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"\\u0077":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}', 2),
+    message: /duplicate tensor name: "w" appears twice/,
+    offset: find('"\\u0077"'),
+    tensor: "w",
+  },
+  {
+    what: "a duplicate key inside an entry",
+    bytes: raw('{"w":{"dtype":"U8","dtype":"F32","shape":[2],"data_offsets":[0,2]}}', 2),
+    message: /duplicate key "dtype" in the entry/,
+    offset: find('"dtype":"F32"'),
+    tensor: "w",
+  },
+  { what: "__metadata__ twice", bytes: raw('{"__metadata__":{},"__metadata__":{"format":"pt"}}'), message: /"__metadata__" appears twice in the header/, offset: 27 },
+  {
     what: "size mismatch",
     bytes: raw(hdr({ w: entry("F32", [2, 2], [0, 12]) }), 16),
     message: /data_offsets \[0, 12\] hold 12 bytes, but F32 \[2,2\] needs 4 × 4 = 16/,
@@ -398,18 +448,26 @@ describe("corrupt files", () => {
       if (c.tensor) expect(e.message).toContain(`tensor ${JSON.stringify(c.tensor)}`);
     });
 
-  test("gaps between tensors and trailing bytes are allowed; zero-size tensors may sit anywhere", async () => {
+  test("as the Rust crate: tensors tile the data region in any header order; zero-size tensors sit at boundaries", async () => {
     const path = tmp();
-    writeFileSync(path, raw(hdr({ a: entry("U8", [2], [0, 2]), b: entry("U8", [2], [6, 8]), e: entry("F32", [0, 3], [1, 1]) }), 12));
+    // Header order b, e, a, z; offsets order a, e (at the a|b boundary), b, z (at the end).
+    const h = hdr({ b: entry("U8", [2], [2, 4]), e: entry("F32", [0, 3], [2, 2]), a: entry("U8", [2], [0, 2]), z: entry("I64", [0], [4, 4]) });
+    const bytes = raw(h, 4);
+    bytes.set([1, 2, 3, 4], bytes.length - 4);
+    writeFileSync(path, bytes);
     const f = await openSafetensors(path);
-    expect(f.names()).toEqual(["a", "b", "e"]);
+    expect(f.names()).toEqual(["b", "e", "a", "z"]);
     expect((await f.readTensor("e")).data).toEqual(new Float32Array(0));
+    expect([...(await f.readTensor("b")).data]).toEqual([3, 4]);
     await f.close();
+    // An empty header over an empty data region is a valid (empty) file.
+    writeFileSync(path, raw("{}"));
+    expect((await openSafetensors(path)).names()).toEqual([]);
   });
 
   test("a missing file, a directory", async () => {
     expect((await expectError(openSafetensors(join(TMP, "absent.safetensors")))).message).toMatch(/absent\.safetensors: no such file/);
-    expect((await expectError(openSafetensors(TMP))).message).toMatch(/: not a regular file/);
+    expect((await expectError(openSafetensors(TMP))).message).toMatch(/: is a directory, not a safetensors file/);
   });
 
   test("a file truncated or replaced after it was opened fails naming the tensor", async () => {

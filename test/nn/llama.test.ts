@@ -3,10 +3,10 @@
 // error), input checks, padding invariance, inference without a graph, memory (nothing leaks; flat over a
 // training run; the memoryReport estimate against a measured peak) and a tiny model trained from scratch.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expectedParameters, openCheckpoint, parameterCount, parseHfConfig, readHfConfig, writeCheckpoint, type TensorToWrite } from "../../src/io/index.ts";
+import { CheckpointError, expectedParameters, openCheckpoint, parameterCount, parseHfConfig, readHfConfig, writeCheckpoint, type TensorToWrite } from "../../src/io/index.ts";
 import { LlamaModel, memoryReport } from "../../src/nn/index.ts";
 import { AdamW } from "../../src/optim/index.ts";
 import { noGrad, type Tensor } from "../../src/tensor/index.ts";
@@ -176,6 +176,56 @@ describe("checkpoints", () => {
     expect(gpu.memory().liveBuffers).toBe(live); // checked before anything is uploaded
 
     await expect(LlamaModel.fromPretrained(gpu, join(tmp, "no-such-dir"))).rejects.toThrow(/no-such-dir.*no such file/);
+  });
+
+  test("strict inputs: a config out of proportion to its checkpoint fails at once, naming config.json and the field", async () => {
+    const gpu = await getGpu();
+    const src = join(FIXTURES, "llama");
+    const cfg = JSON.parse(await readFile(join(src, "config.json"), "utf8"));
+    const dirWith = async (name: string, patch: Record<string, unknown>) => {
+      const d = join(tmp, name);
+      await mkdir(d, { recursive: true });
+      await copyFile(join(src, "model.safetensors"), join(d, "model.safetensors"));
+      await writeFile(join(d, "config.json"), JSON.stringify({ ...cfg, ...patch }));
+      return d;
+    };
+    const live = gpu.memory().liveBuffers;
+    const rss0 = process.memoryUsage().rss;
+    const t0 = performance.now();
+    for (const [layers, re] of [
+      [1e9, /\(field "num_hidden_layers"\): 1000000000 layers are more than the 10000 this loader accepts/],
+      [2e5, /\(field "num_hidden_layers"\): 200000 layers are more than the 10000/],
+      [5000, /\(field "num_hidden_layers"\): the config describes 41\.2M parameters in 80003 tensors \(5000 layers, hidden 32, .*\), but the checkpoint .* holds 21632 in 35 tensors \(2 layers\): the config does not describe these weights/],
+    ] as const) {
+      const d = await dirWith(`layers-${layers}`, { num_hidden_layers: layers });
+      const e = await LlamaModel.fromPretrained(gpu, d).then(() => null, (x: Error) => x);
+      expect(e).toBeInstanceOf(CheckpointError);
+      expect(e!.message.startsWith(`${join(d, "config.json")} (field "num_hidden_layers"): `)).toBe(true);
+      expect(e!.message).toMatch(re);
+    }
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(200 * 2 ** 20);
+    expect(gpu.memory().liveBuffers).toBe(live);
+  });
+
+  test("strict inputs: head_dim the kernels cannot run and --model pointing at a file name config.json / the path", async () => {
+    const gpu = await getGpu();
+    const src = join(FIXTURES, "llama");
+    const cfg = JSON.parse(await readFile(join(src, "config.json"), "utf8"));
+    const d = join(tmp, "head-dim-6");
+    await mkdir(d, { recursive: true });
+    await copyFile(join(src, "model.safetensors"), join(d, "model.safetensors"));
+    await writeFile(join(d, "config.json"), JSON.stringify({ ...cfg, head_dim: 6 }));
+    await expect(LlamaModel.fromPretrained(gpu, d)).rejects.toThrow(`${join(d, "config.json")} (field "head_dim"): head_dim 6 is not a multiple of 4, which the attention kernel needs`);
+    // Without head_dim in the file: hidden_size / num_attention_heads, and that field is named.
+    await writeFile(join(d, "config.json"), JSON.stringify({ ...cfg, hidden_size: 24, num_attention_heads: 4, num_key_value_heads: 4 }));
+    await expect(LlamaModel.fromPretrained(gpu, d)).rejects.toThrow(`(field "num_attention_heads"): head_dim 6 (hidden_size 24 / num_attention_heads 4) is not a multiple of 4`);
+    for (const file of ["model.safetensors", "config.json"]) {
+      const p = join(src, file);
+      const e = await LlamaModel.fromPretrained(gpu, p).then(() => null, (x: Error) => x);
+      expect(e).toBeInstanceOf(CheckpointError);
+      expect(e!.message).toBe(`${p}: is a file, not a checkpoint directory (a directory holding config.json and model.safetensors or model.safetensors.index.json with its shards); give its directory, ${src}`);
+    }
   });
 
   test("a tied model loads a checkpoint that also stores lm_head.weight (ignored, as HF)", async () => {
