@@ -16,6 +16,12 @@
 //
 // A query row with no visible key (e.g. a left-padded position under causal + padding) gets out = 0,
 // lse = LSE_NONE and zero gradients (torch's SDPA gives NaN there; HF avoids such rows).
+// NaN propagates as in torch: a NaN among a row's visible scores (from q or k) makes its softmax, out and lse
+// NaN, and so the gradients that read them; a NaN in v, dout or a gradient input reaches what it multiplies.
+// Invisible pairs take no part at all (as torch's flash kernels skip masked blocks): their weights in `w` are
+// MASKED, recognized by the bits (`is_masked`) and skipped, so they add nothing, not 0 times a NaN. A row's sum
+// of exp is tested on the bits too (`nonzero`, kernels/nan.wgsl appended): a float compare would read a NaN score
+// as masked and a NaN sum as "no key" (and lavapipe compiles float compares as if NaN did not exist).
 //
 // Layout: q, dout, out, dq [B, Hq, T, Dh]; k, v, dk, dv [B, Hkv, T, Dh]; lse [B, Hq, T]; stats
 // [B, Hq, T] of vec2 (lse, D); mask [B, T] (read only when has_mask; the caller binds some other buffer
@@ -78,10 +84,19 @@ override PARTS: u32 = 2u;  // dot products formed per (row, column): 1 in fwd (s
 override WG: u32 = ROWS * TPR;
 
 const OV: u32 = {{OV:1}}u;
-/** Score of an invisible key; compared, never exponentiated, so arithmetic stays finite. */
+/**
+ * The weight in `w` of an invisible pair (its score in the forward, its P and dS in the backward): a running max
+ * starts from it, and accumulate skips it; never exponentiated, so arithmetic stays finite. (A visible weight of
+ * exactly -1e30 would be taken for it: far outside any softmax's range.)
+ */
 const MASKED: f32 = -1.0e30;
 /** lse of a row with no visible key: exp(score - LSE_NONE) is 0. */
 const LSE_NONE: f32 = 1.0e30;
+
+/** A weight is MASKED, by its bits: a NaN stays visible (NaN > MASKED would be false). */
+fn is_masked(x: f32) -> bool {
+  return bitcast<u32>(x) == bitcast<u32>(MASKED);
+}
 
 alias Slice = array<vec4f, OV>;
 
@@ -94,7 +109,7 @@ fn visible(b: u32, i: u32, j: u32) -> bool {
   if (i >= p.t || j >= p.t || (p.causal != 0u && j > i)) {
     return false;
   }
-  return p.has_mask == 0u || mask[b * p.t + j] != 0.0;
+  return p.has_mask == 0u || nonzero(mask[b * p.t + j]); // on the bits: a NaN mask value keeps the key (NaN != 0)
 }
 
 /** Lane l's columns of the row at vec4 offset `base` (zeros when !ok). */
@@ -158,14 +173,18 @@ fn reduced(which: u32, c: u32, r: u32) -> f32 {
 
 /**
  * acc += sum_c weight_c * tile[half][c] over lane l's columns, weight_c = w[which][r][c], or when `softmax`
- * exp(w - shift) for visible scores and 0 for MASKED ones. Returns the sum of the weights.
+ * exp(w - shift); a MASKED weight (an invisible pair) adds nothing, not even 0 times a NaN of the tile row.
+ * Returns the sum of the weights (NaN when a visible one is).
  */
 fn accumulate(acc: ptr<function, Slice>, which: u32, half: u32, r: u32, l: u32, softmax: bool, shift: f32) -> f32 {
   var total = 0.0;
   for (var c = 0u; c < p.cols; c++) {
     var wt = w[(which * ROWS + r) * COLS + c];
+    if (is_masked(wt)) {
+      continue;
+    }
     if (softmax) {
-      wt = select(0.0, exp(wt - shift), wt > MASKED);
+      wt = exp(wt - shift);
     }
     total += wt;
     let row = (half * COLS + c) * DH4;
@@ -221,7 +240,7 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
     m = m_new;
   }
   if (i < p.t) {
-    let any = sum > 0.0;
+    let any = nonzero(sum); // some key is visible (sum >= 1), or the row is NaN
     store_slice(&out, q_row, l, o, select(0.0, 1.0 / sum, any));
     if (l == 0u) {
       lse[bh * p.t + i] = select(LSE_NONE, m + log(sum), any);
@@ -269,7 +288,7 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
     partial_dots(gx, 1u, 1u, r, l); // dout . v_j
     workgroupBarrier();
     for (var c = l; c < p.cols; c += TPR) {
-      var ds = 0.0;
+      var ds = MASKED; // invisible: adds nothing
       if (visible(b, i, j0 + c)) {
         ds = exp(reduced(0u, c, r) * p.scale - st.x) * (reduced(1u, c, r) - st.y);
       }
@@ -314,8 +333,8 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_in
       partial_dots(vx, 1u, 1u, r, l); // v_j . dout_i
       workgroupBarrier();
       for (var c = l; c < p.cols; c += TPR) {
-        var pr = 0.0;
-        var ds = 0.0;
+        var pr = MASKED; // invisible: adds nothing
+        var ds = MASKED;
         if (visible(b, i0 + c, j)) {
           let st = col_stats[c];
           pr = exp(reduced(0u, c, r) * p.scale - st.x);

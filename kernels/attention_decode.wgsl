@@ -5,7 +5,10 @@
 // for Tq new queries per head at cache slots offset .. offset+Tq-1, against the first Tk rows of caches
 // allocated with S >= Tk rows per kv head. kvh = h / group (grouped-query attention, group = Hq / Hkv).
 // visible(i, j) = j < Tk, (!causal or j <= offset + i), and (no mask or mask[b, j] != 0) (key padding, HF's
-// attention_mask: 1 keep, 0 pad). A query row with no visible key gets out = 0.
+// attention_mask: 1 keep, 0 pad). A query row with no visible key gets out = 0. A NaN among a row's visible
+// scores (or in a visible value row) makes its out NaN, as in torch; invisible keys take no part (see
+// kernels/attention.wgsl: MASKED and the sums are tested on the bits, kernels/nan.wgsl appended; a split's NaN
+// reaches the combined output through its sum).
 //
 //   decode_attn     one pass over a split's keys with an online softmax. With splits = 1 it writes `out`
 //                   (o_part bound to the output) normalized; otherwise the split's unnormalized o and its
@@ -74,8 +77,13 @@ override DH4: u32 = 16u;   // head dim / 4
 override WG: u32 = ROWS * TPR;
 
 const OV: u32 = {{OV:1}}u;
-/** Score of an invisible key; compared, never exponentiated. */
+/** Score of an invisible key: a running max starts from it, the value loop skips it; never exponentiated. */
 const MASKED: f32 = -1.0e30;
+
+/** A score (or a split's max) is MASKED: its bits, so a NaN stays visible (NaN > MASKED is false). */
+fn is_masked(x: f32) -> bool {
+  return bitcast<u32>(x) == bitcast<u32>(MASKED);
+}
 
 alias Slice = array<vec4f, OV>;
 
@@ -87,7 +95,7 @@ fn visible(b: u32, i: u32, j: u32, hi: u32) -> bool {
   if (j >= hi || (p.causal != 0u && j > p.offset + i)) {
     return false;
   }
-  return p.has_mask == 0u || mask[b * p.mask_stride + j] != 0.0;
+  return p.has_mask == 0u || nonzero(mask[b * p.mask_stride + j]); // on the bits: NaN keeps the key (NaN != 0)
 }
 
 /** Keys j0 .. j0+COLS of the kv head at vec4 offset `head` into both tile halves (zeros from `hi` on). */
@@ -167,7 +175,10 @@ fn decode_attn(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
     }
     for (var c = 0u; c < p.cols; c++) {
       let sc = w[r * COLS + c];
-      let e = select(0.0, exp(sc - m_new), sc > MASKED);
+      if (is_masked(sc)) {
+        continue; // an invisible key adds nothing, not even 0 times a NaN of its value row
+      }
+      let e = exp(sc - m_new);
       sum += e;
       for (var s = 0u; s < OV; s++) {
         let col = l + TPR * s;
@@ -183,7 +194,7 @@ fn decode_attn(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
   }
   // splits = 1: the normalized output (0 for a row that sees no key); else this split's share.
   let direct = p.splits == 1u;
-  let f = select(1.0, select(0.0, 1.0 / sum, sum > 0.0), direct);
+  let f = select(1.0, select(0.0, 1.0 / sum, nonzero(sum)), direct); // sum >= 1, 0 (no key) or NaN
   let base = (wid.z * p.nr + qr) * DH4;
   for (var s = 0u; s < OV; s++) {
     let c = l + TPR * s;
@@ -211,9 +222,9 @@ fn decode_combine(@builtin(global_invocation_id) gid: vec3u) {
   var acc = vec4f(0.0);
   for (var s = 0u; s < p.splits; s++) {
     let ml = pml[s * p.nr + qr];
-    let e = select(0.0, exp(ml.x - m), ml.x > MASKED); // a split that saw no key adds nothing
+    let e = select(exp(ml.x - m), 0.0, is_masked(ml.x)); // a split that saw no key adds nothing
     total += ml.y * e;
     acc += po[s * p.nr * DH4 + x] * e;
   }
-  out[x] = select(vec4f(0.0), acc / total, total > 0.0);
+  out[x] = select(vec4f(0.0), acc / total, nonzero(total)); // total > 0, 0 (no key) or NaN
 }

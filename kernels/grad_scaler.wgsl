@@ -28,7 +28,7 @@ fn unscale(@builtin(global_invocation_id) gid: vec3u) {
     return;
   }
   let v = grad[i];
-  if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) {
+  if (!is_finite(v)) { // inf or NaN, on the bits (kernels/nan.wgsl, appended)
     atomicStore(&found_inf[0], 1u);
   }
   if (p.inv_scale != 1.0) {

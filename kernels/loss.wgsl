@@ -8,8 +8,11 @@
 //                    and stats[2r], stats[2r + 1] = m, s. The probabilities are never stored.
 //   ce_mean          ONE workgroup: sums rowloss and counts kept rows (target != ignore) over all `rows`;
 //                    out[0] = sum / kept (NaN when nothing is kept, as PyTorch), stats[2 * rows] = kept.
-//   ce_bwd           per row: out[i] = gout[0] / kept * (exp(x - m) / s - [i == t]); 0 for ignored rows, NaN
-//                    for invalid targets.
+//   ce_bwd           per row: out[i] = gout[0] / kept * (exp(x - m) / s - [i == t]); 0 for ignored rows (NaN
+//                    where exp(x - m) / s is, i.e. in the whole row when s is NaN or 0: torch's log_softmax
+//                    backward gives 0 - exp(y) * 0), NaN for invalid targets.
+//                    NaN and +inf as torch: a row holding either has s = NaN (kernels/online_softmax.wgsl; its m
+//                    is then unspecified), so its loss and every gradient of it are NaN.
 //                    The ce_* entries are row kernels: ONE WORKGROUP PER ROW of WG invocations striding the row
 //                    (WG and the workgroup reduction wg_reduce: kernels/row_reduce.wgsl, appended), workgroups on
 //                    a 2-D grid, `gx` per grid row: row r = wid.y * gx + wid.x. n * rows < 2^32 elements; f32
@@ -69,12 +72,12 @@ fn masked_mean_fwd(@builtin(global_invocation_id) gid: vec3u) {
   var cnt = 0.0;
   for (var t = 0u; t < p.t; t++) {
     let m = mask[b * p.t + t];
-    if (m != 0.0) {
+    if (nonzero(m)) { // on the bits: a NaN mask value counts (and makes the mean NaN), -0 does not
       acc += m * x_in[(b * p.t + t) * p.d + d];
       cnt += m;
     }
   }
-  let w = select(1.0 / cnt, 0.0, cnt == 0.0);
+  let w = select(1.0 / cnt, 0.0, !nonzero(cnt)); // NaN for a NaN count
   out[i] = acc * w;
   if (d == 0u) {
     inv[b] = w;
@@ -160,9 +163,12 @@ fn ce_bwd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
   let scale = select(p.nan, gout[0] / stats[2u * p.rows], valid); // kept >= 1 whenever a row is kept
   let m = stats[2u * r];
   let inv_s = 1.0 / stats[2u * r + 1u];
+  // An ignored row's gradient, torch's log_softmax backward 0 - exp(y) * 0: 0, or NaN throughout when the row's
+  // softmax is (s NaN or 0: a NaN, a +inf or all -inf in the row; inv_s finite makes every prob finite). Per row.
+  let dropped = select(0.0, p.nan, !is_finite(inv_s));
   for (var k = lid; k < p.n; k += WG) {
     let prob = exp(a[base + k] - m) * inv_s;
     let grad = scale * (prob - select(0.0, 1.0, i32(k) == t));
-    out[base + k] = select(grad, 0.0, ignored);
+    out[base + k] = select(grad, dropped, ignored);
   }
 }

@@ -15,11 +15,19 @@ fn online_push(ms: vec2f, x: f32) -> vec2f {
   return vec2f(ms.x, ms.y + exp(x - ms.x));
 }
 
-// (max, sum of exp(x - max)) over a[base .. base + n).
+// A merged pair as torch's softmax sees it: a row holding +inf has max +inf and sum exp(inf - inf) = NaN, so
+// everything after is NaN; the online pair counted that term as 1 (its push takes exp(x - x) to be 1). A NaN
+// in the row has already made the sum NaN (exp(NaN - m), whatever max did with it). Per row, on the bits.
+fn softmax_pair(ms: vec2f) -> vec2f {
+  let m = bitcast<u32>(ms.x);
+  return select(ms, vec2f(ms.x, bitcast<f32>(m | 0x400000u)), m == 0x7f800000u); // +inf | quiet bit: a NaN
+}
+
+// (max, sum of exp(x - max)) over a[base .. base + n): the sum NaN when the row holds a NaN or a +inf.
 fn row_max_sum(base: u32, lid: u32) -> vec2f {
   var ms = vec2f(LOWEST, 0.0);
   for (var k = lid; k < p.n; k += WG) {
     ms = online_push(ms, a[base + k]);
   }
-  return wg_reduce(ms, lid, RED_SOFTMAX);
+  return softmax_pair(wg_reduce(ms, lid, RED_SOFTMAX));
 }

@@ -16,6 +16,8 @@
 //                 its sum of squares to partial[base + w]. One dispatch per gradient, each into its own slots.
 //   norm_finish   pass 2: one workgroup sums partial[0 .. count) and writes total[0] = sqrt(sum).
 //   clip_scale    pass 3: gs *= min(1, max_norm / (total[0] + 1e-6)), read on the GPU (no host round-trip).
+//                 A NaN norm (a NaN in any gradient) makes every gradient NaN, as torch's clamp(max=1) keeps
+//                 the NaN coefficient (nan_min, kernels/nan.wgsl: a WGSL min may drop it).
 //
 // Elements move in VT units (src/gpu/grid.ts `elementwise`): vec4<f32> when the tensor's size is a multiple of
 // 4 (define VEC; n then counts vec4s), else f32; every formula reads the same for both.
@@ -152,6 +154,6 @@ fn clip_scale(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= params.n) {
     return;
   }
-  let scale = min(1.0, params.max_norm / (total[0] + 1e-6));
+  let scale = nan_min(1.0, params.max_norm / (total[0] + 1e-6)); // NaN for a NaN norm: every gradient NaN, as torch
   gs[i] = gs[i] * scale;
 }

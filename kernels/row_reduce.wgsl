@@ -4,8 +4,10 @@
 //
 // Ops on a vec2f (two independent lanes, except RED_SOFTMAX):
 //   RED_SUM      u + v
-//   RED_MAX      max(u, v), NaN if either is NaN (torch.amax; is_nan tests the bits)
-//   RED_SOFTMAX  online softmax pairs (m, s) = (max, sum of exp(x - m)): merged to the larger max
+//   RED_MAX      max(u, v), NaN if either is NaN (torch.amax; is_nan tests the bits: kernels/nan.wgsl, appended
+//                with this library)
+//   RED_SOFTMAX  online softmax pairs (m, s) = (max, sum of exp(x - m)): merged to the larger max; a NaN
+//                anywhere makes the sum NaN (exp(NaN - m), or s NaN times anything), whatever max does with it
 //
 // WG (override) is the workgroup size the caller launched, a power of two. src/gpu/row_reduce.ts `rowLaunch` picks
 // it per adapter with the define SUBGROUP_ROWS:
@@ -18,15 +20,6 @@ override WG: u32 = 256u;
 const RED_SUM: u32 = 0u;
 const RED_MAX: u32 = 1u;
 const RED_SOFTMAX: u32 = 2u;
-
-// NaN tests on the bits: CPU drivers may compile float compares as if NaN did not exist (x != x folds to
-// false on lavapipe), integer compares stay exact.
-fn is_nan(x: f32) -> bool {
-  return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-}
-fn is_nan2(v: vec2f) -> vec2<bool> {
-  return (bitcast<vec2u>(v) & vec2u(0x7fffffffu)) > vec2u(0x7f800000u);
-}
 
 fn red_merge(u: vec2f, v: vec2f, op: u32) -> vec2f {
   if (op == RED_SOFTMAX) {

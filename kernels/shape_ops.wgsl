@@ -8,12 +8,15 @@
 //                  backward into a zeroed gradient: src contiguous). Element type {{T:f32}} (any 32-bit).
 //                  Overlapping destination elements are not allowed (no accumulation).
 //   where_select   out[i] = cond[ia] != 0 ? x[ib] : y[ic], cond/x/y broadcast to the output (strides a/b/c).
+//                  cond != 0 as IEEE has it, tested on the bits (kernels/nan.wgsl `nonzero`, appended): a NaN
+//                  condition is true (torch's bool(NaN)), -0 false.
 //   where_grad     gx[i] = cond[ia] != 0 ? g[i] : 0,  gy[i] = cond[ia] != 0 ? 0 : g[i]  (output's shape;
 //                  the caller sums each down to its input's shape). A select, so NaN gradients do not leak
 //                  into the unselected branch (as torch.where's backward).
-//   clamp_fwd      out[i] = min(max(x, lo), hi) written as selects, so NaN stays NaN (as torch.clamp).
+//   clamp_fwd      out[i] = min(max(x, lo), hi) written as selects, and x itself when x is NaN (as torch.clamp;
+//                  tested on the bits: a float compare with NaN is not to be trusted, WGSL allows finite math).
 //   clamp_grad     out[i] = (lo <= x && x <= hi) ? g[i] : 0: the subgradient 1 AT the bounds, 0 outside and
-//                  for NaN x (torch 1.13's clamp_backward, a where()).
+//                  for NaN x, on the bits too (torch 1.13's clamp_backward, a where()).
 //   index_select   out[o, j, k] = src[o, ids[j], k]: src seen as [outer, rows, inner], out as
 //                  [outer, m, inner]. An id outside [0, rows) yields the bit pattern `bad` (the host passes
 //                  the NaN 0x7fc00000: a WGSL constant NaN does not compile).
@@ -118,7 +121,7 @@ fn where_select(@builtin(global_invocation_id) gid: vec3u) {
     return;
   }
   let o = offsets(i);
-  out[i] = select(y[o.z], x[o.y], cond[o.x] != 0.0);
+  out[i] = select(y[o.z], x[o.y], nonzero(cond[o.x]));
 }
 
 @compute @workgroup_size(256)
@@ -127,7 +130,7 @@ fn where_grad(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= p.n) {
     return;
   }
-  let take = cond[offsets(i).x] != 0.0;
+  let take = nonzero(cond[offsets(i).x]);
   let g = gout[i];
   out[i] = select(0.0, g, take);
   out2[i] = select(g, 0.0, take);
@@ -141,7 +144,7 @@ fn clamp_fwd(@builtin(global_invocation_id) gid: vec3u) {
   }
   let v = x[i];
   let low = select(v, p.lo, v < p.lo);
-  out[i] = select(low, p.hi, low > p.hi);
+  out[i] = select(select(low, p.hi, low > p.hi), v, is_nan(v));
 }
 
 @compute @workgroup_size(256)
@@ -151,7 +154,7 @@ fn clamp_grad(@builtin(global_invocation_id) gid: vec3u) {
     return;
   }
   let v = x[i];
-  out[i] = select(0.0, gout[i], p.lo <= v && v <= p.hi);
+  out[i] = select(0.0, gout[i], p.lo <= v && v <= p.hi && !is_nan(v));
 }
 
 // (o, j, k) of flat index i over [outer, m, inner], and the source row's id (-1 when out of range).

@@ -18,10 +18,12 @@
 //                row r holds the scores of query i = r % n against keys 0 .. n - 1; with x = scale * a,
 //                key j visible when (!causal or j <= i) and (!has_mask or b[(r / batch_rows) * n + j] != 0),
 //                out = exp(x - m) / s over the visible keys and 0 elsewhere; a row with no visible key is
-//                all 0 (as the fused kernel: no NaN).
+//                all 0 (as the fused kernel: no NaN). A NaN among the visible scores makes the row's visible
+//                probabilities NaN (torch's softmax; invisible scores are never read).
 //
 // Limits: n * rows < 2^32 elements; f32 accumulation (sums of up to n / WG terms per invocation, then a
-// tree or a subgroup reduction). Values of +-inf are not special-cased: a row of all -inf gives NaN, as in PyTorch.
+// tree or a subgroup reduction). NaN and +-inf as in PyTorch: a row holding a NaN or a +inf gives NaN everywhere
+// (online_softmax.wgsl softmax_pair), and so does a row of all -inf.
 
 struct Params {
   rows: u32,
@@ -75,7 +77,7 @@ fn row_sum_map(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
 }
 
 fn key_visible(r: u32, i: u32, j: u32) -> bool {
-  return (p.causal == 0u || j <= i) && (p.has_mask == 0u || b[(r / p.batch_rows) * p.n + j] != 0.0);
+  return (p.causal == 0u || j <= i) && (p.has_mask == 0u || nonzero(b[(r / p.batch_rows) * p.n + j])); // NaN keeps the key
 }
 
 @compute @workgroup_size(WG)
@@ -93,8 +95,8 @@ fn attn_softmax(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_ind
       acc = online_push(acc, p.scale * a[base + j]);
     }
   }
-  let ms = wg_reduce(acc, lid, RED_SOFTMAX);
-  let inv = select(0.0, 1.0 / ms.y, ms.y > 0.0);
+  let ms = softmax_pair(wg_reduce(acc, lid, RED_SOFTMAX));
+  let inv = select(0.0, 1.0 / ms.y, nonzero(ms.y)); // s >= 1, 0 (no visible key) or NaN (a NaN score): by the bits
   for (var j = lid; j < p.n; j += WG) {
     var y = 0.0;
     if (j < end && key_visible(r, i, j)) {

@@ -9,9 +9,11 @@ import rowReduceSrc from "../../kernels/row_reduce.wgsl" with { type: "text" };
 import { describeSubgroups, hasSubgroupsOf, type AdapterEntry } from "./device.ts";
 import { GpuError } from "./errors.ts";
 import { defineLibrary } from "./kernel.ts";
+import { NAN } from "./nan.ts";
 import type { KernelPolicy } from "./policy.ts";
 
-export const ROW_REDUCE = defineLibrary("kernels/row_reduce.wgsl", rowReduceSrc);
+/** Needs kernels/nan.wgsl (is_nan), appended with it. */
+export const ROW_REDUCE = defineLibrary("kernels/row_reduce.wgsl", rowReduceSrc, [NAN]);
 
 export interface RowLaunch {
   constants: Record<string, number> & { WG: number };

@@ -30,11 +30,11 @@
  * amortizes the extra dispatches (bench/NOTES.md); on a GPU only a measurement can say.
  */
 import attentionSrc from "../../kernels/attention.wgsl" with { type: "text" };
-import { defineKernel, GpuError, grid1d, hashText, type Binding, type Gpu } from "../gpu/index.ts";
+import { defineKernel, GpuError, grid1d, hashText, NAN, type Binding, type Gpu } from "../gpu/index.ts";
 import { MATMUL_OPS } from "./matmul.ts";
 import { SOFTMAX } from "./softmax.ts";
 
-export const ATTENTION = defineKernel("kernels/attention.wgsl", attentionSrc);
+export const ATTENTION = defineKernel("kernels/attention.wgsl", attentionSrc, [NAN]);
 
 /** Block sizes (see the kernel's header). */
 export interface AttentionBlocks {

@@ -16,9 +16,9 @@
  * the tile sizes (and checks them against the device) before anything is allocated.
  */
 import decodeSrc from "../../kernels/attention_decode.wgsl" with { type: "text" };
-import { defineKernel, GpuError, grid1d, type Binding, type Gpu } from "../gpu/index.ts";
+import { defineKernel, GpuError, grid1d, NAN, type Binding, type Gpu } from "../gpu/index.ts";
 
-export const ATTENTION_DECODE = defineKernel("kernels/attention_decode.wgsl", decodeSrc);
+export const ATTENTION_DECODE = defineKernel("kernels/attention_decode.wgsl", decodeSrc, [NAN]);
 
 /** Workgroups the default split count aims for (a few per SM of a large GPU). */
 const TARGET_WORKGROUPS = 256;

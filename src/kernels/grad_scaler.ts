@@ -10,9 +10,9 @@
  *       store), so clean steps cost no atomics. 2-D grid of src/gpu/grid.ts, 256 per workgroup; n < 2^32.
  */
 import scalerSrc from "../../kernels/grad_scaler.wgsl" with { type: "text" };
-import { defineKernel, grid1d, type Binding, type Gpu } from "../gpu/index.ts";
+import { defineKernel, grid1d, NAN, type Binding, type Gpu } from "../gpu/index.ts";
 
-export const GRAD_SCALER = defineKernel("kernels/grad_scaler.wgsl", scalerSrc);
+export const GRAD_SCALER = defineKernel("kernels/grad_scaler.wgsl", scalerSrc, [NAN]);
 
 /** Clear the flag, then unscale every gradient in place and raise the flag on any inf/NaN. */
 export function unscaleGrads(gpu: Gpu, io: { grads: readonly Binding[]; foundInf: Binding }, o: { sizes: readonly number[]; invScale: number }): void {

@@ -95,12 +95,13 @@ export function maskedMeanBackward(gpu: Gpu, io: { dout: Binding; mask: Binding;
 // ---- L2 normalization ---------------------------------------------------------------------------------
 
 // With n = ||x|| (s.x = n^2) and d = max(n, eps): y = x / d; dx = (g - x (g.x) / n^2) / d when n >= eps
-// (PyTorch's clamp_min passes the gradient at n == eps), else g / eps.
-const L2_FORWARD: RowSumMap = { load: "let x = a[i];", term: "vec2f(x * x, 0.0)", map: "x / max(sqrt(s.x), p.eps)" };
+// (PyTorch's clamp_min passes the gradient at n == eps), else g / eps. d is NaN when n is (clamp_min keeps a NaN:
+// nan_max, kernels/nan.wgsl), so a NaN in a row makes the whole row NaN, as F.normalize.
+const L2_FORWARD: RowSumMap = { load: "let x = a[i];", term: "vec2f(x * x, 0.0)", map: "x / nan_max(sqrt(s.x), p.eps)" };
 const L2_BACKWARD: RowSumMap = {
   load: "let x = a[i]; let g = b[i];",
   term: "vec2f(x * x, g * x)",
-  map: "(g - x * select(0.0, s.y / s.x, sqrt(s.x) >= p.eps)) / max(sqrt(s.x), p.eps)",
+  map: "(g - x * select(0.0, s.y / s.x, sqrt(s.x) >= p.eps)) / nan_max(sqrt(s.x), p.eps)",
 };
 
 /** Record y = x / max(||x||, eps) per row of n. */

@@ -34,10 +34,10 @@ interface Combiner {
 const COMBINERS: Record<ReduceCombine, Combiner> = {
   sum: { expr: "a + b", init: 0, red: "RED_SUM" },
   /**
-   * max that propagates NaN, as torch.max/amax do (a + b is NaN when either is). `a != a` does not work as a
-   * NaN test on lavapipe (folded away); is_nan (kernels/row_reduce.wgsl) tests the bits.
+   * max that propagates NaN, as torch.max/amax do: nan_max (kernels/nan.wgsl, appended with ROW_REDUCE) tests the
+   * bits; `a != a` does not work as a NaN test on lavapipe (folded away).
    */
-  max: { expr: "select(max(a, b), a + b, is_nan(a) || is_nan(b))", init: -Infinity, red: "RED_MAX" },
+  max: { expr: "nan_max(a, b)", init: -Infinity, red: "RED_MAX" },
 };
 
 export interface ReduceOptions {

@@ -20,10 +20,10 @@
  *                        bits); distinct ids are exact; invalid ids are skipped.
  */
 import shapeSrc from "../../kernels/shape_ops.wgsl" with { type: "text" };
-import { defineKernel, grid1d, TensorError, type Binding, type Gpu } from "../gpu/index.ts";
+import { defineKernel, grid1d, NAN, TensorError, type Binding, type Gpu } from "../gpu/index.ts";
 import { stridedParams } from "../gpu/strided.ts";
 
-export const SHAPE_OPS = defineKernel("kernels/shape_ops.wgsl", shapeSrc);
+export const SHAPE_OPS = defineKernel("kernels/shape_ops.wgsl", shapeSrc, [NAN]);
 
 /** The element types the copying entries take (any 32-bit type; the bits are moved, not converted). */
 export type CopyDType = "f32" | "i32" | "u32";

@@ -18,7 +18,9 @@
  *     crosses p is kept), then a draw from a seeded PRNG, one stream per row, so the same seed gives the
  *     same tokens;
  *   - a row stops at the first of `eosTokenIds` (kept in its output) and is padded after it; generation stops
- *     when every row has stopped or after maxNewTokens.
+ *     when every row has stopped or after maxNewTokens;
+ *   - logits that are not finite (NaN or inf in a running row) stop generation with a TensorError naming the
+ *     step (1-based), the row and the logit, instead of sampling from them.
  * Everything runs under noGrad; each step's tensors are released before the next, so GPU memory stays flat
  * (the cache is allocated once, for prompt + maxNewTokens slots, and released at the end).
  *
@@ -101,6 +103,7 @@ export async function generate(model: LlamaModel, promptIds: number[][], opts: G
       } finally {
         logits.release();
       }
+      checkFinite(host, V, done, step, maxNewTokens);
       const next = promptIds.map((_, b) => {
         const t = done[b] ? pad : sampleToken(host.subarray(b * V, (b + 1) * V), sampling, rand[b]!);
         if (!done[b] && eos.has(t)) {
@@ -123,6 +126,22 @@ export async function generate(model: LlamaModel, promptIds: number[][], opts: G
     cache?.release();
   }
   return { tokens, lengths, finished };
+}
+
+/**
+ * Stop, rather than sample from logits that are not finite: a NaN or an infinity in a running row's logits (from NaN
+ * or inf in the weights or in the activations) is an error naming the step, the row and the first such logit.
+ */
+function checkFinite(host: Float32Array, V: number, done: readonly boolean[], step: number, maxNewTokens: number): void {
+  done.forEach((d, b) => {
+    if (d) return;
+    for (let i = b * V; i < (b + 1) * V; i++)
+      if (!Number.isFinite(host[i]!))
+        throw new TensorError(
+          `generate: step ${step + 1} of ${maxNewTokens}: the logits of prompt ${b} are not finite (logit ${i - b * V} is ${host[i]}); ` +
+            "the model's weights or activations hold NaN or inf, so no token can be chosen",
+        );
+  });
 }
 
 /** The full forward over left-padded `ids` (HF positions: cumsum(mask) - 1, padding 1); logits of the last column [B, 1, V]. */

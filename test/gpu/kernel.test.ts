@@ -57,6 +57,26 @@ describe("kernels", () => {
     expect(() => defineLibrary("kernels/lib_enable.wgsl", "enable subgroups;\nfn f() {}")).toThrow("kernels/lib_enable.wgsl:1:");
   });
 
+  test("a library that needs another brings it along, each library appended once (errors still name its file)", async () => {
+    const gpu = await getGpu();
+    const base = defineLibrary("kernels/lib_base.wgsl", "fn base(v: f32) -> f32 { return {{BASE:v + 1.0}}; }\n");
+    const mid = defineLibrary("kernels/lib_mid.wgsl", "@group(0) @binding(0) var<storage, read_write> x: array<f32>;\nfn mid(v: f32) -> f32 { return base(v) * 2.0; }\n", [base]);
+    const src = "@compute @workgroup_size(1) fn main() { x[0] = mid(x[0]) + base(0.0); }";
+    // Named by the kernel too, and twice: a WGSL redeclaration would fail to compile.
+    for (const libs of [[mid], [mid, base], [base, mid, base]]) {
+      const k = defineKernel("kernels/uses_needs.wgsl", src, libs);
+      expect(k.parts.map((p) => p.file)).toEqual(["kernels/uses_needs.wgsl", ...(libs[0] === base ? [base.file, mid.file] : [mid.file, base.file])]);
+      const buf = gpu.upload(new Float32Array([3]));
+      gpu.dispatch(k, "main", { x: buf }, 1);
+      expect([...new Float32Array(await gpu.read(buf, 4))]).toEqual([9]); // (3 + 1) * 2 + 1
+      gpu.release(buf);
+    }
+    const err = await gpu.compile(defineKernel("kernels/uses_needs.wgsl", src, [mid]), "main", ["x"], { BASE: "v + nope" }).catch((e) => e);
+    expect(err).toBeInstanceOf(WgslError);
+    expect(err.file).toBe("kernels/lib_base.wgsl");
+    expect(err.line).toBe(1);
+  });
+
   test("//#if blocks choose code by a define, keep line numbers, and report unbalanced directives", async () => {
     const gpu = await getGpu();
     const src = [

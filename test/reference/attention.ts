@@ -13,6 +13,11 @@
  *                      dk and dv summed over the query heads sharing a kv head. Given the reference forward's
  *                      out and lse these are the gradients of sum(out * dout) (checked by central differences).
  *                      Magnitudes: dS_ij is scaled by P_ij (|dout_i · v_j| + |D_i|).
+ *
+ * NaN, as torch: a NaN among a row's visible scores (a NaN in q_i, or in k_j of a visible j) makes its max, P, out
+ * and lse NaN (Math.max of a NaN is NaN), and the gradients that read them; a NaN in v, dout, out or lse reaches
+ * what it multiplies. Invisible pairs are never read (as torch's flash kernels skip masked blocks; its math path,
+ * which adds -inf to the scores, would spread a NaN there too).
  */
 import type { AttentionDims } from "../../src/kernels/attention.ts";
 

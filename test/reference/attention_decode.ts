@@ -8,7 +8,8 @@
  *                           when j < Tk, (!causal or j <= offset + i) and (no mask or mask[b, j] != 0);
  *                           out_i = sum_j softmax_j(scale q_i · k_j) v_j (an explicit softmax over the visible
  *                           keys), 0 for a row that sees none. Key splits are the kernel's business: the result
- *                           does not depend on them.
+ *                           does not depend on them. NaN: a NaN among a row's visible scores, or in a visible
+ *                           value row, makes its out NaN (torch's rule); invisible keys are never read.
  */
 import type { DecodeLaunchOptions } from "../../src/kernels/attention_decode.ts";
 

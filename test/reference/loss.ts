@@ -8,12 +8,17 @@
  *                         loss [1] = sum of l_r over kept rows (t != ignoreIndex) / kept, NaN when none is kept;
  *                         stats [2 rows + 1] = (m, s) per row, then kept.
  *   crossEntropyBackward  from the forward's stats: dlogits[r, i] = dloss[0] / kept (exp(x - m) / s - [i == t]);
- *                         0 in ignored rows, NaN in rows with an invalid target.
+ *                         0 in ignored rows (0 · exp(x - m) / s: NaN where that is, as torch's log_softmax
+ *                         backward 0 - exp(y) · 0), NaN in rows with an invalid target.
+ *                         NaN and +inf as torch, by float64 arithmetic: a row holding either has s = NaN
+ *                         (exp(NaN - m), exp(inf - inf)), so its loss and gradient are NaN; the kernel's m of such a
+ *                         row is unspecified (only s, which every use divides by, must be NaN).
  *   maskedMeanForward     x [B, T, D], mask [B, T]: out[b, d] = sum_t mask[b,t] x[b,t,d] / sum_t mask[b,t] over the
  *                         positions with mask != 0 (x there is never read: it may be NaN), 0 for an all-zero row;
- *                         inv [B] = 1 / sum_t mask[b,t] (0 for an empty row).
+ *                         inv [B] = 1 / sum_t mask[b,t] (0 for an empty row). A NaN mask value counts (NaN != 0):
+ *                         its row's count, inv and mean are NaN.
  *   maskedMeanBackward    from the forward's inv: dx[b,t,d] = dout[b,d] mask[b,t] inv[b].
- *   l2NormalizeForward    per row of n: y = x / max(||x||, eps).
+ *   l2NormalizeForward    per row of n: y = x / max(||x||, eps) (NaN when ||x|| is: clamp_min keeps a NaN).
  *   l2NormalizeBackward   with r = ||x||, d = max(r, eps): dx = (dy - x (dy · x) / r^2) / d when r >= eps, else dy / eps.
  *   contract              out [rows, cols] = sum_k lhs[r lr + k lk] rhs[k rk + c rc] over k < depth.
  * And the op the last three make (src/tensor/ops/loss.ts):
@@ -60,9 +65,12 @@ export function crossEntropyBackward(
   const scale = io.dloss[0]! / io.stats[2 * rows]!;
   for (let r = 0; r < rows; r++) {
     const t = io.targets[r]!;
-    if (t === ignoreIndex) continue;
-    const valid = Number.isInteger(t) && t >= 0 && t < V;
     const [m, s] = [io.stats[2 * r]!, io.stats[2 * r + 1]!];
+    if (t === ignoreIndex) {
+      for (let k = 0; k < V; k++) dlogits[r * V + k] = 0 * (Math.exp(io.logits[r * V + k]! - m) / s);
+      continue;
+    }
+    const valid = Number.isInteger(t) && t >= 0 && t < V;
     for (let k = 0; k < V; k++) {
       const p = Math.exp(io.logits[r * V + k]! - m) / s;
       const oh = k === t ? 1 : 0;
@@ -90,7 +98,7 @@ export function maskedMeanForward(io: { x: Float64Array; mask: Float64Array }, o
   for (let b = 0; b < B; b++) {
     let cnt = 0;
     for (let t = 0; t < T; t++) cnt += io.mask[b * T + t]!;
-    inv[b] = cnt ? 1 / cnt : 0;
+    inv[b] = cnt !== 0 ? 1 / cnt : 0; // NaN for a NaN count (a NaN mask value)
     for (let d = 0; d < D; d++) {
       let s = 0;
       let sAbs = 0;
@@ -98,8 +106,8 @@ export function maskedMeanForward(io: { x: Float64Array; mask: Float64Array }, o
         const m = io.mask[b * T + t]!;
         if (m !== 0) (s += m * io.x[(b * T + t) * D + d]!), (sAbs += Math.abs(m * io.x[(b * T + t) * D + d]!));
       }
-      out[b * D + d] = cnt ? s / cnt : 0;
-      outMag[b * D + d] = cnt ? sAbs / Math.abs(cnt) : 0;
+      out[b * D + d] = cnt !== 0 ? s / cnt : 0;
+      outMag[b * D + d] = cnt !== 0 ? sAbs / Math.abs(cnt) : 0;
     }
   }
   return { out, outMag, inv };
@@ -154,7 +162,7 @@ export function l2NormalizeBackward(io: { x: Float64Array; dy: Float64Array }, o
     const d = Math.max(r, eps);
     for (let k = 0; k < n; k++) {
       const [x, g] = [io.x[base + k]!, io.dy[base + k]!];
-      dx[base + k] = r >= eps ? (g - (x * gx) / ss) / d : g / eps;
+      dx[base + k] = r >= eps ? (g - (x * gx) / ss) / d : g / d; // d = eps, or NaN with r
       dxMag[base + k] = r >= eps ? (Math.abs(g) + Math.abs(x * gxAbs) / ss) / d : Math.abs(g) / eps;
     }
   }

@@ -14,7 +14,8 @@
  *       read), else momentum · buf + (1 − dampening) · d; p ← p − lr · (nesterov ? d + momentum · buf : buf)
  *   clipGradNorm({ grads }, { sizes, maxNorm })  → { grads, total }
  *       torch.nn.utils.clip_grad_norm_ (norm 2): total = √(Σ_j Σ_i g_j[i]²); unless maxNorm is Infinity,
- *       g_j ← g_j · min(1, maxNorm / (total + 1e-6)).
+ *       g_j ← g_j · min(1, maxNorm / (total + 1e-6)). A NaN gradient makes total NaN and (Math.min keeps a NaN, as
+ *       torch.clamp does) every clipped gradient NaN.
  */
 
 /** What the references return: fresh arrays. */

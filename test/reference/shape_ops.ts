@@ -5,7 +5,8 @@
  *
  *   stridedCopy          dst[dst.offset + Σ c_d dst.strides[d]] = src[src.offset + Σ c_d src.strides[d]]; the
  *                        other elements of dst keep their values (the returned dst starts as a copy of io.dst).
- *   whereForward         out[c] = cond[c · cs] != 0 ? a[c · as] : b[c · bs] (element strides cs, as, bs).
+ *   whereForward         out[c] = cond[c · cs] != 0 ? a[c · as] : b[c · bs] (element strides cs, as, bs); a NaN
+ *                        condition is true (NaN != 0, torch's bool(NaN)), -0 false.
  *   whereBackward        ga[c] = cond != 0 ? gout[c] : 0, gb[c] = cond != 0 ? 0 : gout[c] (both over `shape`).
  *   clampForward         out = NaN for NaN, else min(max(x, lo), hi) (lo > hi gives hi).
  *   clampBackward        dx = lo <= x <= hi ? gout : 0 (NaN x: 0).

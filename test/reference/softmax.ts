@@ -13,6 +13,10 @@
  *   attentionSoftmaxBackward  dscores = scale probs (dprobs - sum(dprobs probs))
  *   rowSumMap                 out_i = def.map(a_i, b_i, S, eps) with S = sum over the row of def.term(a_j, b_j) (two
  *                             sums): the launcher's WGSL `def` written as float64 functions
+ *
+ * NaN and infinities as in torch, by plain float64 arithmetic: a NaN in a row makes m or s NaN and so the whole
+ * row's softmax (attentionSoftmax: a NaN among the visible scores, its visible probabilities; invisible scores are
+ * never read); a +inf gives m = +inf and exp(inf - inf) = NaN in s, so NaN everywhere too.
  */
 import type { AttentionSoftmaxOptions, SoftmaxKind } from "../../src/kernels/softmax.ts";
 

@@ -8,7 +8,8 @@
  *   neg −x (−1) · exp eˣ (eˣ) · log ln x (1/x) · sqrt √x (1/(2√x)) · rsqrt 1/√x (−x^−1.5/2) · tanh (1 − tanh²)
  *   sigmoid σ(x) (σ(x)σ(−x)) · silu xσ(x) (σ(x)(1 + xσ(−x))) · gelu xΦ(x) (Φ(x) + xφ(x))
  *   gelu_tanh x·σ(2u) = x(1 + tanh u)/2 (σ(2u) + x·u'(x)/(2cosh²u)) · pow x^α (αx^(α−1); a negative base gives
- *   NaN unless α is an integer) · mul_scalar αx (α) · add_scalar x + α (1).
+ *   NaN unless α is an integer; α = 0: 1 and derivative 0 for every x, NaN included, as torch) · mul_scalar αx (α)
+ *   · add_scalar x + α (1). Otherwise a NaN x gives NaN (plain float64 arithmetic), as in torch.
  * Written to keep relative precision in the tails: σ without overflow, erfc by a continued fraction beyond 2
  * (where 1 − erf would cancel), gelu_tanh's 0.5(1 + tanh u) as σ(2u). unaryBackward also answers for neg,
  * mul_scalar and add_scalar, whose gradient the op computes from g alone (the launcher has no kernel for them).
@@ -61,7 +62,7 @@ export const UNARY_REF: Record<UnaryOp, { f: F1; d: F1; lo: number; hi: number }
     lo: -5,
     hi: 5,
   },
-  pow: { f: (x, e) => x ** e, d: (x, e) => e * x ** (e - 1), lo: 0.1, hi: 3 },
+  pow: { f: (x, e) => x ** e, d: (x, e) => (e === 0 ? 0 : e * x ** (e - 1)), lo: 0.1, hi: 3 }, // exponent 0: 0 even for NaN x (torch's pow_backward)
   mul_scalar: { f: (x, s) => x * s, d: (_, s) => s, lo: -3, hi: 3 },
   add_scalar: { f: (x, s) => x + s, d: () => 1, lo: -3, hi: 3 },
 };

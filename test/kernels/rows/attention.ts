@@ -2,8 +2,9 @@
 // (src/kernels/attention.ts) against test/reference/attention.ts: T in {1, 5, 17, 64}, Dh in {8, 16, 64, 256},
 // Hq/Hkv in {2/2, 4/2, 4/1} (grouped-query attention), B in {1, 2}, causal or not, no / left / right key padding,
 // query rows that see no key (out 0, lse LSE_NONE, zero gradients), block sizes that divide nothing, and a
-// backward that writes dq alone or dk/dv alone. The backward reads the reference forward's out and lse (rounded
-// to f32), so each launcher is checked on its own. The unfused path's own piece (attentionSoftmax) is in
+// backward that writes dq alone or dk/dv alone, and a NaN in q, k, v and dout (NaN exactly where the reference
+// has NaN: a NaN among a row's visible scores makes the row NaN, as in torch; invisible pairs take no part). The backward reads the reference
+// forward's out and lse (rounded to f32, NaN included), so each launcher is checked on its own. The unfused path's own piece (attentionSoftmax) is in
 // rows/softmax.ts; its matrix products in rows/matmul.ts. Tolerance: the attention op tests',
 // |err| <= 1e-6 + 1e-3 sum|terms|.
 import { attentionBackward, attentionForward, planAttention, type AttentionBlocks, type AttentionLaunchOptions } from "../../../src/kernels/attention.ts";
@@ -25,6 +26,12 @@ interface Case {
   blocks?: Partial<AttentionBlocks>;
   /** Backward outputs: all (default), dq only, or dk and dv only. */
   grads?: "all" | "dq" | "dkdv";
+  /**
+   * A NaN in one element each of q (batch 0, head 0, query min(2, T - 1)), k (the last batch and kv head, key T/2),
+   * v (batch 0, kv head 0, the last key: masked under right padding) and dout (the last batch and head, query T - 2),
+   * and the mask's first 1 made NaN (still a kept key).
+   */
+  nan?: boolean;
 }
 
 const TOL = { rtol: 1e-3, atol: 1e-6 };
@@ -36,7 +43,8 @@ function row(launcher: "attentionForward" | "attentionBackward", c: Case): Launc
     `attention ${launcher} B${c.B} H${c.Hq}/${c.Hkv} T${c.T} Dh${c.Dh} ${c.causal ? "causal" : "full"} ${padTag}` +
     (c.scale !== undefined ? ` scale=${c.scale}` : "") +
     (c.blocks ? ` blocks=${JSON.stringify(c.blocks)}` : "") +
-    (grads !== "all" ? ` (${grads} only)` : "");
+    (grads !== "all" ? ` (${grads} only)` : "") +
+    (c.nan ? " with NaN in q k v dout" : "");
   return {
     family: "attention",
     name,
@@ -47,7 +55,14 @@ function row(launcher: "attentionForward" | "attentionBackward", c: Case): Launc
       const K = uniform(r, nk, -2, 2);
       const V = uniform(r, nk);
       const dout = uniform(r, nq);
+      if (c.nan) {
+        Q[Math.min(2, T - 1) * Dh] = NaN; // every score of that query row: its out, lse and dq are NaN
+        K[((B * Hkv - 1) * T + (T >> 1)) * Dh + 1] = NaN; // that key's score in every row that sees it
+        V[(T - 1) * Dh + 2] = NaN; // out of the rows that see the last key (none when it is padded)
+        dout[((B * Hq - 1) * T + Math.max(0, T - 2)) * Dh + 3] = NaN; // that row's dq; dk and dv of the keys it sees
+      }
       const mask = typeof c.pad === "string" ? ref.paddingMask(B, T, c.pad) : Float64Array.from(c.pad.mask);
+      if (c.nan && mask) mask[mask.indexOf(1)] = NaN; // a NaN mask value keeps its key (NaN != 0, torch's bool(NaN))
       const o: AttentionLaunchOptions = {
         B,
         Hq,
@@ -123,3 +138,10 @@ for (const c of cases) for (const l of ["attentionForward", "attentionBackward"]
 // A backward that writes only dq, or only dk and dv.
 rows.push(row("attentionBackward", { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 16, causal: true, pad: "left", grads: "dq" }));
 rows.push(row("attentionBackward", { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 16, causal: true, pad: "left", grads: "dkdv" }));
+// NaN propagation: a NaN in q and in k, causal with padding (the NaN key is masked for some rows) and not, over
+// several tiles (blocks that divide nothing).
+for (const c of [
+  { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 16, causal: true, pad: "left", blocks: { bq: 5, bk: 7, tpr: 3 }, nan: true },
+  { B: 2, Hq: 2, Hkv: 1, T: 23, Dh: 8, causal: false, pad: "right", nan: true },
+] satisfies Case[])
+  for (const l of ["attentionForward", "attentionBackward"] as const) rows.push(row(l, c));

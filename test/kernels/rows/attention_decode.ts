@@ -2,8 +2,8 @@
 // test/reference/attention_decode.ts: Tq in {1, 3}, Tk up to 40 inside caches with spare rows that hold NaN
 // (never to be read), Hq/Hkv in {2/2, 4/2, 4/1}, Dh in {8, 16, 64}, causal with a cache offset or not, key
 // padding (mask rows of the cache's length), the key splits chosen by the launcher and forced ones (1, 2, 3, 5:
-// the split-merge kernel), small tiles, and rows that see no key (0, never NaN). Tolerance: the decode op
-// tests', |err| <= 1e-5 + 1e-3 sum|terms|.
+// the split-merge kernel), small tiles, rows that see no key (0, never NaN), and a NaN in q, k and a padded v
+// (NaN rows exactly where the reference's are). Tolerance: the decode op tests', |err| <= 1e-5 + 1e-3 sum|terms|.
 import { attentionDecodeForward, planAttentionDecode, type DecodeBlocks, type DecodeLaunchOptions } from "../../../src/kernels/attention_decode.ts";
 import * as ref from "../../reference/attention_decode.ts";
 import { uniform } from "../../tensor/helpers.ts";
@@ -25,11 +25,16 @@ interface Case {
   mask?: "pad" | "empty";
   splits?: number;
   blocks?: DecodeBlocks;
+  /**
+   * A NaN in q (batch 0, head 0, query 0), in k (the last batch and kv head, key `offset`: seen by every query) and
+   * in v (batch 0, kv head 0, key 0: padded under "pad", so it must not be read); the mask's first 1 made NaN (kept).
+   */
+  nan?: boolean;
 }
 
 const label = (c: Case) =>
   `attention_decode attentionDecodeForward B${c.B} H${c.Hq}/${c.Hkv} Tq${c.Tq} Tk${c.Tk} S${c.S} Dh${c.Dh}${c.causal === false ? " full" : ""}` +
-  `${c.offset !== undefined ? ` offset${c.offset}` : ""}${c.mask ? ` ${c.mask}` : ""}${c.splits ? ` splits${c.splits}` : ""}${c.blocks ? ` ${JSON.stringify(c.blocks)}` : ""}`;
+  `${c.offset !== undefined ? ` offset${c.offset}` : ""}${c.mask ? ` ${c.mask}` : ""}${c.splits ? ` splits${c.splits}` : ""}${c.blocks ? ` ${JSON.stringify(c.blocks)}` : ""}${c.nan ? " with NaN in q k v" : ""}`;
 
 /** Cache-sized k/v [B, Hkv, S, Dh] with rows >= Tk NaN. */
 function cacheData(r: () => number, c: Case): Float64Array {
@@ -58,6 +63,12 @@ function row(c: Case): LauncherRow {
       const Q = uniform(r, c.B * c.Hq * c.Tq * c.Dh, -2, 2);
       const [K, V] = [cacheData(r, c), cacheData(r, c)];
       const M = maskOf(c);
+      if (c.nan) {
+        if (M) M[M.indexOf(1)] = NaN; // a NaN mask value keeps its key (NaN != 0)
+        Q[0] = NaN;
+        K[((c.B * c.Hkv - 1) * c.S + (c.offset ?? c.Tk - c.Tq)) * c.Dh + 1] = NaN;
+        V[2] = NaN;
+      }
       const o: DecodeLaunchOptions = {
         B: c.B,
         Hq: c.Hq,
@@ -97,5 +108,8 @@ const cases: Case[] = [
 for (const splits of [undefined, 1, 2, 3, 5]) cases.push({ B: 2, Hq: 4, Hkv: 2, Tq: 2, Tk: 37, S: 40, Dh: 16, mask: "pad", splits, blocks: { cols: 4 } });
 // A batch row that sees no key (every slot padded): 0, never NaN, with and without splits.
 for (const splits of [1, 3]) cases.push({ B: 2, Hq: 2, Hkv: 2, Tq: 1, Tk: 12, S: 12, Dh: 8, mask: "empty", splits, blocks: { cols: 4 } });
+
+// NaN propagation (NaN exactly where the reference has NaN): one split and three merged.
+for (const splits of [1, 3]) cases.push({ B: 2, Hq: 4, Hkv: 2, Tq: 3, Tk: 33, S: 40, Dh: 8, mask: "pad", splits, blocks: { cols: 4 }, nan: true });
 
 export const rows: LauncherRow[] = cases.map(row);

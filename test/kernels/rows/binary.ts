@@ -1,7 +1,8 @@
 // binaryForward and binaryGrad (src/kernels/binary.ts) against test/reference/binary.ts: every op on same-shape
 // operands (flat entries, f32 and vec4 units, partial workgroups) and broadcast pairs (the strided entries: row
 // vectors, outer products, different ranks, 0-d operands, five dimensions left after coalescing), each pair both
-// ways round; then a 2-D grid of workgroups (policy grid.maxX 2) on the flat f32, flat vec4 and strided entries.
+// ways round; then a 2-D grid of workgroups (policy grid.maxX 2) on the flat f32, flat vec4 and strided entries;
+// and a NaN in each operand and in the gradient (NaN exactly where the reference has NaN).
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { binaryForward, binaryGrad, binaryGradReads, type BinaryOp } from "../../../src/kernels/binary.ts";
 import * as R from "../../reference/binary.ts";
@@ -37,20 +38,22 @@ const GRID_PAIRS: [BinaryOp, Shape, Shape][] = [
 
 const fmt = (s: Shape) => JSON.stringify(s);
 
-function inputs(op: BinaryOp, sa: Shape, sb: Shape, r: () => number) {
+/** nan: a NaN in a (element 1) and in b (its last element): NaN wherever the reference's arithmetic puts it. */
+function inputs(op: BinaryOp, sa: Shape, sb: Shape, r: () => number, nan = false) {
   const A = uniform(r, numel(sa));
   const B = op === "div" ? awayFromZero(r, numel(sb)) : uniform(r, numel(sb));
+  if (nan) (A[Math.min(1, A.length - 1)] = NaN), (B[B.length - 1] = NaN);
   const outShape = refBroadcastShape(sa, sb);
   return { A, B, shapes: { aShape: sa, bShape: sb, outShape }, n: numel(outShape) };
 }
 
-function forwardRow(op: BinaryOp, sa: Shape, sb: Shape, variant?: PartialPolicy): LauncherRow {
+function forwardRow(op: BinaryOp, sa: Shape, sb: Shape, variant?: PartialPolicy, nan = false): LauncherRow {
   return {
     family: "binary",
-    name: `binary binaryForward ${op} ${fmt(sa)} ${fmt(sb)}${variant ? " grid.maxX=2" : ""}`,
+    name: `binary binaryForward ${op} ${fmt(sa)} ${fmt(sb)}${variant ? " grid.maxX=2" : ""}${nan ? " with NaN" : ""}`,
     variant,
     async run(gpu, io, r) {
-      const { A, B, shapes, n } = inputs(op, sa, sb, r);
+      const { A, B, shapes, n } = inputs(op, sa, sb, r, nan);
       const out = io.output(n);
       binaryForward(gpu, { a: io.input(A), b: io.input(B), out }, { op, ...shapes });
       return [{ what: "out", got: await io.read(out, n), ref: R.binaryForward({ a: A, b: B }, { op, ...shapes }).out }];
@@ -59,14 +62,15 @@ function forwardRow(op: BinaryOp, sa: Shape, sb: Shape, variant?: PartialPolicy)
 }
 
 /** Both inputs' gradients over the output's shape, binding only the operands each expression reads (as the op). */
-function gradRow(op: BinaryOp, sa: Shape, sb: Shape, variant?: PartialPolicy): LauncherRow {
+function gradRow(op: BinaryOp, sa: Shape, sb: Shape, variant?: PartialPolicy, nan = false): LauncherRow {
   return {
     family: "binary",
-    name: `binary binaryGrad ${op} ${fmt(sa)} ${fmt(sb)}${variant ? " grid.maxX=2" : ""}`,
+    name: `binary binaryGrad ${op} ${fmt(sa)} ${fmt(sb)}${variant ? " grid.maxX=2" : ""}${nan ? " with NaN" : ""}`,
     variant,
     async run(gpu, io, r) {
-      const { A, B, shapes, n } = inputs(op, sa, sb, r);
+      const { A, B, shapes, n } = inputs(op, sa, sb, r, nan);
       const G = uniform(r, n);
+      if (nan) G[n >> 1] = NaN;
       const [a, b, gout] = [io.input(A), io.input(B), io.input(G)];
       const checks: Check[] = [];
       for (const wrt of ["a", "b"] as const) {
@@ -85,4 +89,8 @@ export const rows: LauncherRow[] = [
   ...R.BINARY_OPS.flatMap((op) => PAIRS.map(([sa, sb]) => forwardRow(op, sa, sb))),
   ...R.BINARY_OPS.flatMap((op) => PAIRS.map(([sa, sb]) => gradRow(op, sa, sb))),
   ...GRID_PAIRS.flatMap(([op, sa, sb]) => [forwardRow(op, sa, sb, GRID), gradRow(op, sa, sb, GRID)]),
+  // NaN propagation (plain arithmetic: NaN wherever the reference has it), flat vec4 and broadcast entries.
+  ...R.BINARY_OPS.flatMap((op) =>
+    ([[[4, 65], [4, 65]], [[5, 7], [7]]] as [Shape, Shape][]).flatMap(([sa, sb]) => [forwardRow(op, sa, sb, undefined, true), gradRow(op, sa, sb, undefined, true)]),
+  ),
 ];

@@ -1,8 +1,8 @@
 // embedding rows: embeddingGather, embeddingSort and embeddingBackward (src/kernels/embedding.ts) against
 // test/reference/embedding.ts: rows of d = 4k (moved as vec4) and other d, repeated ids (about half the
 // positions name one of 3 hot rows) and rows never named, more ids than one 256-wide sort tile (ragged last
-// tile), ids outside [0, v) (NaN rows, sorted first or last, no gradient), and a 2-D workgroup grid
-// (grid.maxX 2). The backward reads the reference's sorted order, so each launcher is checked on its own.
+// tile), ids outside [0, v) (NaN rows, sorted first or last, no gradient), a 2-D workgroup grid
+// (grid.maxX 2), and a NaN in the table and in the gradient. The backward reads the reference's sorted order, so each launcher is checked on its own.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { embeddingBackward, embeddingGather, embeddingSort, type EmbeddingDims } from "../../../src/kernels/embedding.ts";
 import * as ref from "../../reference/embedding.ts";
@@ -20,9 +20,10 @@ function randomIds(r: () => number, n: number, v: number, bad: boolean): Int32Ar
 type Launcher = "embeddingGather" | "embeddingSort" | "embeddingBackward";
 const LAUNCHERS: Launcher[] = ["embeddingGather", "embeddingSort", "embeddingBackward"];
 
-function row(launcher: Launcher, o: EmbeddingDims, e: { variant?: PartialPolicy; label?: string; bad?: boolean } = {}): LauncherRow {
+/** nan: a NaN in the table (element 1) and in gout (its last element): in the rows that read or sum them. */
+function row(launcher: Launcher, o: EmbeddingDims, e: { variant?: PartialPolicy; label?: string; bad?: boolean; nan?: boolean } = {}): LauncherRow {
   const { n, v, d } = o;
-  const tags = `${d % 4 === 0 ? " vec4" : ""}${e.bad ? " ids out of range" : ""}${e.label ? ` (${e.label})` : ""}`;
+  const tags = `${d % 4 === 0 ? " vec4" : ""}${e.bad ? " ids out of range" : ""}${e.nan ? " with NaN" : ""}${e.label ? ` (${e.label})` : ""}`;
   return {
     family: "embedding",
     name: `embedding ${launcher} n ${n} table [${v}, ${d}]${tags}`,
@@ -31,6 +32,7 @@ function row(launcher: Launcher, o: EmbeddingDims, e: { variant?: PartialPolicy;
       const ids = randomIds(r, n, v, e.bad ?? false);
       if (launcher === "embeddingGather") {
         const T = uniform(r, v * d);
+        if (e.nan) T[1] = NaN;
         const out = io.output(n * d);
         embeddingGather(gpu, { ids: io.input(ids), table: io.input(T), out }, o);
         return [{ what: "out", got: await io.read(out, n * d), ref: ref.embeddingGather({ ids, table: T }, o).out, opts: { rtol: 0, atol: 0 } }];
@@ -42,6 +44,7 @@ function row(launcher: Launcher, o: EmbeddingDims, e: { variant?: PartialPolicy;
         return [{ what: "order", got: new Int32Array(await gpu.read(got, 8 * n)), ref: order, opts: { rtol: 0, atol: 0 } }];
       }
       const G = uniform(r, n * d);
+      if (e.nan) G[n * d - 1] = NaN;
       const dtable = io.output(v * d);
       embeddingBackward(gpu, { gout: io.input(G), order: io.input(order), dtable }, o);
       const want = ref.embeddingBackward({ gout: G, order }, o);
@@ -68,6 +71,9 @@ for (const o of [
 
 // Ids outside [0, v): NaN rows (f32 and vec4 rows), sorted by value like the rest, no gradient.
 for (const o of [dims(20, 6, 3), dims(20, 6, 4)]) for (const l of LAUNCHERS) rows.push(row(l, o, { bad: true }));
+
+// NaN propagation: a NaN table element reaches the positions that name its row; a NaN gradient, its id's row.
+for (const o of [dims(18, 11, 13), dims(30, 20, 8)]) for (const l of ["embeddingGather", "embeddingBackward"] as const) rows.push(row(l, o, { nan: true }));
 
 // A 2-D grid of workgroups (x capped at 2).
 const grid = { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" };

@@ -3,7 +3,7 @@
 // test/tensor/helpers.ts MATMUL_KERNELS) × every operand layout (NN, NT, TN, TT), on shapes that are and are
 // not multiples of 4 and of the blocks (the shapes the matmul op tests use), batches with and without a shared
 // operand, a bias (f32 and f16), f16 operands with f16 or f32 results (where the device has shader-f16), and a
-// batch split over several dispatches / another direct workgroup shape. Tolerances are the op tests':
+// batch split over several dispatches / another direct workgroup shape, and NaN operands. Tolerances are the op tests':
 // f32 |err| <= 1e-6 + 1e-4 sum|terms|; f16 result 1e-7 + 2e-3 sum|terms|; f16 operands, f32 result
 // 1e-7 + 1e-5 sum|terms| (test/tensor/f16.test.ts explains them). f16 outputs are poisoned with f16 NaN.
 import { describeSubgroups, type Gpu, type PooledBuffer } from "../../../src/gpu/index.ts";
@@ -57,6 +57,8 @@ interface Case {
   /** Extra matmul policy (maxBatch, workgroup shape) and a label for it. */
   policy?: PartialPolicy["matmul"];
   label?: string;
+  /** A NaN in a (its element 5), in b (its last element) and in the bias (element 1): NaN exactly where the reference's sums have it. */
+  nan?: boolean;
 }
 
 const kernelName = (kc: MatmulKernelConfig) => (kc.kernel === "direct" ? `direct-tm${kc.tm}` : kc.kernel);
@@ -81,7 +83,7 @@ function row(kc: MatmulKernelConfig, c: Case): LauncherRow {
   const tol: CloseOpts = outp === "f16" ? F16_TOL : inp === "f16" ? F16_IN_F32_OUT_TOL : F32_TOL;
   return {
     family: "matmul",
-    name: `matmul matmulProduct ${kernelName(kc)} ${c.layout} ${c.M}x${c.N}x${c.K}${batchTag}${c.bias ? " bias" : ""}${dtypeTag}${c.label ? ` (${c.label})` : ""}`,
+    name: `matmul matmulProduct ${kernelName(kc)} ${c.layout} ${c.M}x${c.N}x${c.K}${batchTag}${c.bias ? " bias" : ""}${dtypeTag}${c.nan ? " with NaN" : ""}${c.label ? ` (${c.label})` : ""}`,
     variant: { matmul: { ...kc, ...c.policy } },
     skip: (gpu) => {
       if (!matmulKernelRuns(gpu, kc)) return `the subgroup kernel needs 8-lane subgroups; ${describeSubgroups(gpu)}`;
@@ -93,6 +95,11 @@ function row(kc: MatmulKernelConfig, c: Case): LauncherRow {
       const A = draw((o.sharedA ? 1 : batch) * o.M * o.K);
       const B = draw((o.sharedB ? 1 : batch) * o.K * o.N);
       const bias = c.bias ? draw(o.N) : undefined;
+      if (c.nan) {
+        A[Math.min(5, A.length - 1)] = NaN;
+        B[B.length - 1] = NaN;
+        if (bias) bias[Math.min(1, bias.length - 1)] = NaN;
+      }
       const up = (x: Float64Array) => (inp === "f16" ? inputHalf(io, x) : io.input(x));
       const n = batch * o.M * o.N;
       const out = outp === "f16" ? outputHalf(gpu, io, n) : io.output(n);
@@ -158,6 +165,11 @@ for (const kc of MATMUL_KERNELS) {
   rows.push(row(kc, { M: 6, N: 5, K: 7, layout: "NT", bias: true, input: "f16", output: "f16" }));
   // f16 operands, f32 result (outDtype f32: logits for a loss).
   for (const c of [HALF[0]!, HALF[1]!, HALF[4]!, HALF[5]!]) rows.push(row(kc, { ...c, layout: c.sharedA ? "NN" : "NT", input: "f16", output: "f32" }));
+  // NaN propagation: every layout, a bias, a batch with a shared operand, f16.
+  for (const layout of LAYOUTS) rows.push(row(kc, { M: 37, N: 29, K: 20, layout, nan: true }));
+  rows.push(row(kc, { M: 6, N: 7, K: 10, layout: "NT", bias: true, nan: true }));
+  rows.push(row(kc, { M: 5, N: 6, K: 7, batch: 4, sharedA: true, layout: "NN", nan: true }));
+  rows.push(row(kc, { M: 9, N: 13, K: 67, layout: "NN", input: "f16", output: "f16", nan: true }));
 }
 
 // A batch larger than one dispatch runs as several (batch0 offsets); the direct kernel with another workgroup shape.

@@ -2,7 +2,7 @@
 // rmsnorm (with and without Gemma's unit offset) and layernorm (with and without bias): row lengths 1, 7, 13,
 // 300 and 4096 under the device's default reduction; forward and dx under every row-reduction variant
 // (test/kernels/row_variants.ts); the parameter gradient over ragged row chunks and the most chunks
-// (policy.norm); a 2-D workgroup grid (grid.maxX 2); large and zero eps. dx and the parameter gradients read
+// (policy.norm); a 2-D workgroup grid (grid.maxX 2); large and zero eps; NaN in x and gout. dx and the parameter gradients read
 // the reference forward's stats (rounded to f32), so each launcher is checked on its own.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { normDx, normForward, normParamGrads, type NormOptions } from "../../../src/kernels/norm.ts";
@@ -23,25 +23,26 @@ type Launcher = "normForward" | "normDx" | "normParamGrads";
 const LAUNCHERS: Launcher[] = ["normForward", "normDx", "normParamGrads"];
 
 /** Seeded inputs as the op tests draw them, the reference forward, and its stats rounded to f32 (what dx reads). */
-function inputs(r: () => number, o: NormOptions) {
+function inputs(r: () => number, o: NormOptions, nan = false) {
   const x = uniform(r, o.rows * o.d, -2, 2.5);
   const w = uniform(r, o.d, 0.5, 1.5);
   const b = o.bias ? uniform(r, o.d) : undefined;
   const gout = uniform(r, o.rows * o.d);
+  if (nan) (x[Math.min(1, o.rows - 1) * o.d + (o.d >> 1)] = NaN), (gout[o.rows * o.d - 1] = NaN); // a row of x, an element of gout
   const fwd = ref.normForward({ x, w, b }, o);
   return { x, w, b, gout, fwd, stats: Float64Array.from(new Float32Array(fwd.stats)) };
 }
 
-function row(launcher: Launcher, k: Kind, rows: number, d: number, extra: { eps?: number; variant?: PartialPolicy; label?: string; skip?: LauncherRow["skip"] } = {}): LauncherRow {
+function row(launcher: Launcher, k: Kind, rows: number, d: number, extra: { eps?: number; variant?: PartialPolicy; label?: string; skip?: LauncherRow["skip"]; nan?: boolean } = {}): LauncherRow {
   const o: NormOptions = { rows, d, ...KINDS[k], eps: extra.eps ?? KINDS[k].eps };
   const epsTag = extra.eps === undefined ? "" : ` eps ${extra.eps}`;
   return {
     family: "norm",
-    name: `norm ${launcher} ${k} [${rows}, ${d}]${epsTag}${extra.label ? ` (${extra.label})` : ""}`,
+    name: `norm ${launcher} ${k} [${rows}, ${d}]${epsTag}${extra.nan ? " with NaN" : ""}${extra.label ? ` (${extra.label})` : ""}`,
     variant: extra.variant,
     skip: extra.skip,
     async run(gpu, io, r): Promise<Check[]> {
-      const v = inputs(r, o);
+      const v = inputs(r, o, extra.nan);
       const [x, w, gout, stats] = [io.input(v.x), io.input(v.w), io.input(v.gout), io.input(v.stats)];
       if (launcher === "normForward") {
         const [y, st] = [io.output(rows * d), io.output(rows * 2)];
@@ -90,6 +91,11 @@ for (const l of LAUNCHERS) {
   rows.push(row(l, "layernorm", 5, 300, { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" }));
   rows.push(row(l, "rmsnorm", 7, 3, { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" }));
 }
+
+// NaN propagation (plain arithmetic: a NaN in a row of x makes that row NaN, and the parameter gradients), every norm,
+// every row-reduction variant.
+for (const rv of ROW_VARIANTS)
+  for (const k of Object.keys(KINDS) as Kind[]) for (const l of LAUNCHERS) rows.push(row(l, k, 3, 300, { variant: rv.variant, label: rv.label, skip: rv.skip, nan: true }));
 
 // eps as the reference computes it: large, and 0 on rows away from zero.
 for (const l of LAUNCHERS) {

@@ -4,7 +4,8 @@
 //   sgd plain and with weight decay; sgdMomentum with momentum, dampening + decay, nesterov + decay, over 4 steps,
 //     the first with a NaN-poisoned momentum buffer that it must not read;
 //   clipGradNorm: clipping active and inactive, one gradient, several workgroups per gradient, maxNorm Infinity
-//     (measure only), under every row-reduction variant (test/kernels/row_variants.ts), and ragged partials under a clip policy
+//     (measure only), and a NaN gradient (the norm NaN: every clipped gradient NaN, as torch), under every
+//     row-reduction variant (test/kernels/row_variants.ts), and ragged partials under a clip policy
 //     (workgroups capped per gradient: the strided loop; many partials: the final pass strides);
 //   a 2-D grid of workgroups (policy grid.maxX 2) for each update.
 import type { Gpu, PooledBuffer } from "../../../src/gpu/index.ts";
@@ -93,14 +94,16 @@ function sgdRow(setName: string, h: Omit<R.SgdMomentumParams, "n" | "first">, n:
   };
 }
 
-function clipRow(what: string, sizes: number[], maxNorm: number, scale = 1, v: { variant?: PartialPolicy; label?: string; skip?: LauncherRow["skip"] } = {}): LauncherRow {
+/** nan: a NaN in gradient 1 (the norm NaN, so every gradient NaN after clipping, as torch; measured only: left as is). */
+function clipRow(what: string, sizes: number[], maxNorm: number, scale = 1, v: { variant?: PartialPolicy; label?: string; skip?: LauncherRow["skip"]; nan?: boolean } = {}): LauncherRow {
   return {
     family: "optim",
-    name: `optim clipGradNorm ${what} [${sizes}] maxNorm ${maxNorm}${v.label ? ` (${v.label})` : tag(v.variant)}`,
+    name: `optim clipGradNorm ${what} [${sizes}] maxNorm ${maxNorm}${v.nan ? " with NaN" : ""}${v.label ? ` (${v.label})` : tag(v.variant)}`,
     variant: v.variant,
     skip: v.skip,
     async run(gpu: Gpu, io, r) {
       const G = sizes.map((n) => uniform(r, n, -scale, scale));
+      if (v.nan) G[1]![sizes[1]! >> 1] = NaN;
       const grads = G.map((g) => io.input(g));
       const total = io.output(1);
       clipGradNorm(gpu, { grads, total }, { sizes, maxNorm });
@@ -125,6 +128,9 @@ export const rows: LauncherRow[] = [
     clipRow("one gradient", [1], 0.5, 3, v),
     clipRow("several workgroups per gradient", [5000, 13013, 3], 2.0, 1, v),
     clipRow("measure only", [7, 15, 300], Infinity, 1, v),
+    // NaN propagation: a NaN gradient makes the norm NaN, and clipping makes every gradient NaN (torch.clamp keeps it).
+    clipRow("three small", [7, 15, 37], 1.0, 1, { ...v, nan: true }),
+    clipRow("measure only", [7, 15, 300], Infinity, 1, { ...v, nan: true }),
   ]),
   // Ragged partials: workgroups capped at 3 per gradient (the strided loop), and a 2-D scaling grid.
   clipRow("ragged partials", [2049, 1, 700, 256], 1.5, 1, { variant: { clip: { perGroup: 300, maxGroups: 3 }, grid: { maxX: 2 } } }),

@@ -1,8 +1,8 @@
 // random rows: philoxBits, philoxUniform, philoxNormal, dropoutForward and dropoutBackward (src/kernels/random.ts)
 // against test/reference/random.ts (Philox4x32-10 in BigInt): the bits and uniforms exactly, normals to the
 // float64 Box-Muller within 1e-4, dropout exactly; sizes that end in a partial block, 64-bit keys, counters that
-// carry across words and wrap at 2^128, a Box-Muller radius near 0 (u1 within 2^-22 of 1), p = 0 and p = 1, and a
-// 2-D workgroup grid (grid.maxX 2). The distribution checks (moments, KS, chi-square) stay in
+// carry across words and wrap at 2^128, a Box-Muller radius near 0 (u1 within 2^-22 of 1), p = 0 and p = 1, a
+// 2-D workgroup grid (grid.maxX 2), and dropout of NaN inputs (NaN out, dropped or kept). The distribution checks (moments, KS, chi-square) stay in
 // test/tensor/random.test.ts: they are statistics, not a reference.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { dropoutBackward, dropoutForward, philoxBits, philoxNormal, philoxUniform, type Philox } from "../../../src/kernels/random.ts";
@@ -20,6 +20,8 @@ interface Case {
   p?: number;
   variant?: PartialPolicy;
   label?: string;
+  /** dropout: every 7th input NaN (NaN out, dropped or not: a multiply, as torch's x * mask * scale). */
+  nan?: boolean;
 }
 
 const hex = (w: number) => w.toString(16);
@@ -27,7 +29,7 @@ const EXACT = { rtol: 0, atol: 0 };
 
 function row(launcher: Launcher, c: Case): LauncherRow {
   const { n, philox } = c;
-  const tags = `${c.p === undefined ? "" : ` p ${c.p}`}${c.std === undefined ? "" : ` mean ${c.mean} std ${c.std}`}${c.label ? ` (${c.label})` : ""}`;
+  const tags = `${c.p === undefined ? "" : ` p ${c.p}`}${c.std === undefined ? "" : ` mean ${c.mean} std ${c.std}`}${c.nan ? " with NaN" : ""}${c.label ? ` (${c.label})` : ""}`;
   return {
     family: "random",
     name: `random ${launcher} n ${n} counter ${philox.counter.map(hex).join(":")} key ${philox.key.map(hex).join(":")}${tags}`,
@@ -49,11 +51,13 @@ function row(launcher: Launcher, c: Case): LauncherRow {
         }
         case "dropoutForward": {
           const X = uniform(r, n);
+          if (c.nan) for (let i = 0; i < n; i += 7) X[i] = NaN;
           dropoutForward(gpu, { x: io.input(X), out }, { ...o, p: c.p! });
           return [{ what: "out", got: await io.read(out, n), ref: ref.dropoutForward({ x: X }, { ...o, p: c.p! }).out, opts: EXACT }];
         }
         case "dropoutBackward": {
           const G = uniform(r, n);
+          if (c.nan) for (let i = 0; i < n; i += 7) G[i] = NaN;
           dropoutBackward(gpu, { gout: io.input(G), dx: out }, { ...o, p: c.p! });
           return [{ what: "dx", got: await io.read(out, n), ref: ref.dropoutBackward({ gout: G }, { ...o, p: c.p! }).dx, opts: EXACT }];
         }
@@ -89,3 +93,5 @@ const grid = { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" };
 rows.push(row("philoxBits", { n: 4 * 256 * 3 + 5, philox: at(8n, 0n), ...grid }));
 rows.push(row("philoxNormal", { n: 4 * 256 * 3 + 5, philox: at(8n, 1n), ...grid }));
 rows.push(row("dropoutForward", { n: 4 * 256 * 3 + 5, philox: at(8n, 2n), p: 0.25, ...grid }));
+// NaN propagation through kept and dropped elements alike (p 1: every element dropped).
+for (const p of [0.5, 1]) for (const l of ["dropoutForward", "dropoutBackward"] as const) rows.push(row(l, { n: 301, philox: at(31n, 4n), p, nan: true }));

@@ -1,7 +1,7 @@
 // rope rows: ropeForward and ropeBackward (src/kernels/rope.ts) against test/reference/rope.ts in every layout
 // pair (bhtd/bthd in, bhtd/bthd out), with [T] and [B, T] positions, odd half sizes (dh 6, 10), dh up to 128,
-// large and negative positions (the in-kernel sin/cos range reduction, angles up to 2^21), and a 2-D workgroup
-// grid (grid.maxX 2). Tolerance: relative to |x1| + |x2|, the kernel's sin/cos within ~1 ulp of the exact ones.
+// large and negative positions (the in-kernel sin/cos range reduction, angles up to 2^21), a 2-D workgroup
+// grid (grid.maxX 2), and NaN inputs (NaN in their rotated pairs only). Tolerance: relative to |x1| + |x2|, the kernel's sin/cos within ~1 ulp of the exact ones.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { ropeBackward, ropeForward, type RopeDims, type RopeLayout } from "../../../src/kernels/rope.ts";
 import { ropeInvFreq } from "../../../src/tensor/ops/rope.ts";
@@ -21,13 +21,15 @@ interface Case {
   pos?: number[] | ((r: () => number) => number[]);
   variant?: PartialPolicy;
   label?: string;
+  /** A NaN in the input's element 3 and the last one: NaN exactly in their rotated pairs. */
+  nan?: boolean;
 }
 
 const TOL = { rtol: 5e-7, atol: 0 };
 
 function row(launcher: "ropeForward" | "ropeBackward", c: Case): LauncherRow {
   const posTag = c.pos === undefined ? "" : typeof c.pos === "function" ? " random positions" : ` pos [${c.pos.join(",")}]`;
-  const tags = `${c.theta ? ` theta ${c.theta}` : ""}${posTag}${c.label ? ` (${c.label})` : ""}`;
+  const tags = `${c.theta ? ` theta ${c.theta}` : ""}${posTag}${c.nan ? " with NaN" : ""}${c.label ? ` (${c.label})` : ""}`;
   return {
     family: "rope",
     name: `rope ${launcher} ${c.layout}->${c.outLayout} b ${c.b} h ${c.h} t ${c.t} dh ${c.dh}${tags}`,
@@ -39,6 +41,7 @@ function row(launcher: "ropeForward" | "ropeBackward", c: Case): LauncherRow {
       const invFreq = Float64Array.from(ropeInvFreq(c.dh, c.theta ?? 10000));
       const n = c.b * c.h * c.t * c.dh;
       const X = uniform(r, n);
+      if (c.nan) (X[3] = NaN), (X[n - 1] = NaN);
       const [p, f, out] = [io.input(pos), io.input(invFreq), io.output(n)];
       if (launcher === "ropeForward") {
         ropeForward(gpu, { x: io.input(X), pos: p, invFreq: f, out }, o);
@@ -67,5 +70,9 @@ CASES.push({ b: 1, h: 1, t: 64, dh: 2, layout: "bhtd", outLayout: "bhtd", pos: b
 CASES.push({ b: 1, h: 2, t: 64, dh: 64, layout: "bhtd", outLayout: "bhtd", pos: (r) => big(r).map((p) => p % 131072) });
 // A 2-D grid of workgroups (x capped at 2): 900 pairs on a 2x2 grid.
 CASES.push({ b: 2, h: 3, t: 30, dh: 10, layout: "bthd", outLayout: "bhtd", variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" });
+
+// NaN propagation (a NaN reaches its rotated pair, nothing else), both layouts in and out.
+CASES.push({ b: 2, h: 3, t: 5, dh: 8, layout: "bthd", outLayout: "bhtd", nan: true });
+CASES.push({ b: 1, h: 2, t: 7, dh: 6, layout: "bhtd", outLayout: "bthd", nan: true });
 
 export const rows: LauncherRow[] = CASES.flatMap((c) => [row("ropeForward", c), row("ropeBackward", c)]);

@@ -62,12 +62,14 @@ function copyRow(what: string, shape: Shape, srcLen: number, src: StridedView, d
   };
 }
 
-function whereRows(cs: Shape, as: Shape, bs: Shape, e: Extra = {}): LauncherRow[] {
+/** nan: conditions include NaN (true, as torch's bool(NaN)) and -0 (false); a and b hold a NaN each (kept only where selected). */
+function whereRows(cs: Shape, as: Shape, bs: Shape, e: Extra & { nan?: boolean } = {}): LauncherRow[] {
   const nd = Math.max(cs.length, as.length, bs.length);
   const shape = Array.from({ length: nd }, (_, i) => Math.max(...[cs, as, bs].map((s) => s[i - (nd - s.length)] ?? 1)));
   const strides = [cs, as, bs].map((s) => ref.broadcastStrides(s, shape)) as [number[], number[], number[]];
-  const cond = (r: () => number) => Float64Array.from({ length: numel(cs) }, () => [0, 1, -2.5][Math.floor(r() * 3)]!);
-  const name = (l: string) => `shape_ops ${l} cond ${fmt(cs)} a ${fmt(as)} b ${fmt(bs)}${tail(e)}`;
+  const values = e.nan ? [0, 1, -2.5, NaN, -0] : [0, 1, -2.5];
+  const cond = (r: () => number) => Float64Array.from({ length: numel(cs) }, () => values[Math.floor(r() * values.length)]!);
+  const name = (l: string) => `shape_ops ${l} cond ${fmt(cs)} a ${fmt(as)} b ${fmt(bs)}${e.nan ? " with NaN" : ""}${tail(e)}`;
   return [
     {
       family: "shape_ops",
@@ -75,6 +77,7 @@ function whereRows(cs: Shape, as: Shape, bs: Shape, e: Extra = {}): LauncherRow[
       variant: e.variant,
       async run(gpu, io, r) {
         const [C, A, B] = [cond(r), uniform(r, numel(as)), uniform(r, numel(bs))];
+        if (e.nan) (A[0] = NaN), (B[numel(bs) - 1] = NaN);
         const out = io.output(numel(shape));
         whereForward(gpu, { cond: io.input(C), a: io.input(A), b: io.input(B), out }, { shape, strides });
         return [{ what: "out", got: await io.read(out, numel(shape)), ref: ref.whereForward({ cond: C, a: A, b: B }, { shape, strides }).out, opts: EXACT }];
@@ -196,6 +199,7 @@ rows.push(...whereRows([301], [301], [301]));
 rows.push(...whereRows([], [2, 3], [3]));
 rows.push(...whereRows([6, 1], [1], [6, 45]));
 rows.push(...whereRows([1100], [1], [1100], GRID));
+rows.push(...whereRows([3, 1, 5], [4, 5], [3, 4, 1], { nan: true })); // NaN propagation (clamp's is in every clamp row)
 
 // clamp: both bounds, one side, lo > hi (gives hi).
 for (const [lo, hi] of [[-0.25, 0.5], [0.5, Infinity], [-Infinity, -0.25], [1, -1]]) rows.push(...clampRows(7 * 41, lo!, hi!));

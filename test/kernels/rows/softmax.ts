@@ -28,8 +28,14 @@ interface Extra {
   variant?: PartialPolicy;
   skip?: LauncherRow["skip"];
   label?: string;
+  /**
+   * NaN propagation: a NaN in the input of row min(1, rows - 1), a +inf in row 0 (torch: NaN everywhere, exp(inf - inf))
+   * and, for backwards, a NaN in the upstream gradient of the last row; attention softmax: a NaN in a visible score of
+   * row 1, a +inf in one of row 2, a NaN in an invisible score of row 0 (never read), and a NaN mask value (a kept key).
+   */
+  nan?: boolean;
 }
-const tag = (e: Extra) => (e.label ? ` (${e.label})` : "");
+const tag = (e: Extra) => `${e.nan ? " with NaN" : ""}${e.label ? ` (${e.label})` : ""}`;
 
 // ---- softmax / log_softmax ----------------------------------------------------------------------------
 
@@ -42,6 +48,7 @@ function softmaxRow(launcher: "softmaxForward" | "softmaxBackward", kind: Softma
     skip: e.skip,
     async run(gpu, io, r): Promise<Check[]> {
       const X = uniform(r, rows * n, ...range);
+      if (e.nan) (X[Math.min(1, rows - 1) * n + (n >> 1)] = NaN), (X[n - 1] = Infinity);
       const fwd = ref.softmaxForward({ x: X }, o);
       if (launcher === "softmaxForward") {
         const y = io.output(rows * n);
@@ -50,6 +57,7 @@ function softmaxRow(launcher: "softmaxForward" | "softmaxBackward", kind: Softma
       }
       const Y = f32(fwd.y);
       const G = uniform(r, rows * n);
+      if (e.nan) G[rows * n - 1] = NaN;
       const dx = io.output(rows * n);
       softmaxBackward(gpu, { y: io.input(Y), dy: io.input(G), dx }, o);
       const want = ref.softmaxBackward({ y: Y, dy: G }, o);
@@ -86,6 +94,12 @@ function attnRow(launcher: "attentionSoftmaxForward" | "attentionSoftmaxBackward
         mask = new Float64Array(c.B * c.T).fill(1);
         c.pad.forEach((p, b) => mask!.fill(0, b * c.T, b * c.T + p));
       }
+      if (e.nan) {
+        S[c.T] = NaN; // row 1 (query 1) sees key 0 unless padded
+        S[2 * c.T + 1] = Infinity; // row 2 (query 2) sees key 1 unless padded
+        if (mask) mask[mask.indexOf(1)] = NaN; // a NaN mask value keeps its key (NaN != 0)
+        S[c.T - 1] = NaN; // row 0 (query 0) never sees key T - 1 under causal masking
+      }
       const fwd = ref.attentionSoftmaxForward({ scores: S, mask }, o);
       if (launcher === "attentionSoftmaxForward") {
         const probs = io.output(n);
@@ -94,6 +108,7 @@ function attnRow(launcher: "attentionSoftmaxForward" | "attentionSoftmaxBackward
       }
       const P = f32(fwd.probs);
       const G = uniform(r, n);
+      if (e.nan) G[n - 1] = NaN;
       const dscores = io.output(n);
       attentionSoftmaxBackward(gpu, { probs: io.input(P), dprobs: io.input(G), dscores }, o);
       const want = ref.attentionSoftmaxBackward({ probs: P, dprobs: G }, o);
@@ -132,6 +147,7 @@ function rowSumMapRow(def: "two" | "one", rows: number, n: number, e: Extra = {}
     async run(gpu, io, r): Promise<Check[]> {
       const A = uniform(r, rows * n);
       const B = def === "two" ? uniform(r, rows * n) : undefined;
+      if (e.nan) A[Math.min(1, rows - 1) * n] = NaN;
       const out = io.output(rows * n);
       rowSumMap(gpu, { a: io.input(A), b: B && io.input(B), out }, { rows, n, def: DEFS[def].wgsl, eps, name: "row_sum_map.row" });
       const want = ref.rowSumMap({ a: A, b: B }, { rows, n, def: DEFS[def].f64, eps });
@@ -161,6 +177,15 @@ for (const rv of ROW_VARIANTS) {
   for (const n of ROW_LENGTHS) for (const kind of KINDS) for (const l of SM_LAUNCHERS) rows.push(softmaxRow(l, kind, 5, n, [-3, 3], e));
   for (const l of ["attentionSoftmaxForward", "attentionSoftmaxBackward"] as const) rows.push(attnRow(l, { B: 2, H: 2, T: 9, causal: true, scale: 0.35, pad: [2, 0] }, e));
   rows.push(rowSumMapRow("two", 5, 300, e));
+}
+
+// NaN propagation (NaN exactly where the reference has NaN, as torch: a NaN or a +inf in a row makes its softmax
+// NaN), under every row-reduction variant.
+for (const rv of ROW_VARIANTS) {
+  const e = { variant: rv.variant, skip: rv.skip, label: rv.label, nan: true };
+  for (const kind of KINDS) for (const l of SM_LAUNCHERS) rows.push(softmaxRow(l, kind, 3, 300, [-3, 3], e));
+  for (const l of ["attentionSoftmaxForward", "attentionSoftmaxBackward"] as const) rows.push(attnRow(l, { B: 2, H: 2, T: 9, causal: true, scale: 0.35, pad: [0, 2] }, e));
+  rows.push(rowSumMapRow("two", 3, 300, e));
 }
 
 // A 2-D grid of row workgroups (x capped at 2): 5 rows on a 2x3 grid, one workgroup past the last row.

@@ -1,7 +1,7 @@
 // fillWord, copyBytes and accumulate (src/kernels/tensor.ts) against test/reference/tensor.ts: fills of the whole
 // pooled buffer (an f32, a pair of f16 NaNs, an integer word) over several size classes; copies of part of a
 // buffer (the words past `bytes` keep their poison); the f32 accumulation on f32 units (one element, partial
-// workgroups) and vec4 units, exact (a correctly rounded f32 add), and on a 2-D grid (policy grid.maxX 2).
+// workgroups) and vec4 units, exact (a correctly rounded f32 add), on a 2-D grid (policy grid.maxX 2), and with NaN.
 // (The f16 accumulation is a cast row: src/kernels/cast.ts accumulateF16.)
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { accumulate, copyBytes, fillWord } from "../../../src/kernels/tensor.ts";
@@ -42,14 +42,16 @@ function copyRow(n: number, bytes: number): LauncherRow {
   };
 }
 
-function accumulateRow(n: number, variant?: PartialPolicy): LauncherRow {
+/** nan: a NaN in src (element 1) and in dst (the last): NaN where either is. */
+function accumulateRow(n: number, variant?: PartialPolicy, nan = false): LauncherRow {
   return {
     family: "tensor",
-    name: `tensor accumulate n=${n}${variant ? " grid.maxX=2" : ""}`,
+    name: `tensor accumulate n=${n}${variant ? " grid.maxX=2" : ""}${nan ? " with NaN" : ""}`,
     variant,
     async run(gpu, io, r) {
       const S = uniform(r, n, -4, 4);
       const D = uniform(r, n, -4, 4);
+      if (nan) (S[1] = NaN), (D[n - 1] = NaN);
       const dst = io.input(D);
       accumulate(gpu, { src: io.input(S), dst }, { n });
       return [{ what: "dst", got: await io.read(dst, n), ref: Float32Array.from(R.accumulate({ src: S, dst: D }, { n }).dst), opts: EXACT }];
@@ -66,4 +68,6 @@ export const rows: LauncherRow[] = [
   ...[1, 301, 300].map((n) => accumulateRow(n)),
   accumulateRow(1101, GRID), // f32 units: 5 workgroups
   accumulateRow(4100, GRID), // vec4 units: 1025 vec4s, 5 workgroups
+  accumulateRow(301, undefined, true), // NaN propagation, f32 and vec4 units
+  accumulateRow(300, undefined, true),
 ];

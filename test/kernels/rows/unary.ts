@@ -1,7 +1,7 @@
 // unaryForward and unaryBackward (src/kernels/unary.ts) against test/reference/unary.ts: every op (and every
 // tested alpha of pow, mul_scalar, add_scalar) forward, and every op with a gradient kernel backward, on 1, 273 and
 // 301 elements (f32 units, partial workgroups) and 300 (vec4 units); pow of negative bases; the activations'
-// tails (relative accuracy down to ~1e-27: atol 1e-30); a 2-D grid of workgroups (policy grid.maxX 2).
+// tails (relative accuracy down to ~1e-27: atol 1e-30); a 2-D grid of workgroups (policy grid.maxX 2); NaN inputs.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { unaryBackward, unaryForward, unaryHasGradKernel, type UnaryOp } from "../../../src/kernels/unary.ts";
 import * as R from "../../reference/unary.ts";
@@ -13,6 +13,7 @@ const GRID: PartialPolicy = { grid: { maxX: 2 } };
 const TAILS = Float64Array.of(-60, -30, -9, -0.3, -1e-3, 1e-5, 0, 2e-3, 0.2, 9, 30, 60);
 const GELU_TAILS = Float64Array.of(-9, -5, -4.5, -3, -1e-3, 0, 1e-4, 3, 4.5, 5, 9);
 const NEGATIVE_BASES = Float64Array.of(-2, -0.5, -3, 1.5, -1.25);
+const NAN_IN = Float64Array.of(NaN, 0.75, -0.5, NaN, 1.25, 0.5, NaN, 2);
 
 interface Case {
   op: UnaryOp;
@@ -68,6 +69,10 @@ const cases: Case[] = [
   // 5 workgroups on a 2-D grid: f32 units, then vec4 units.
   { op: "silu", alpha: 0, n: 1101, variant: GRID },
   { op: "gelu", alpha: 0, n: 4100, variant: GRID },
+  // NaN propagation, every op and alpha, f32 and vec4 units: NaN in, NaN out (pow(NaN, 0) = 1 and its gradient 0, as torch).
+  ...R.UNARY_OPS.flatMap((op) =>
+    R.unaryAlphas(op).flatMap((alpha) => [NAN_IN, NAN_IN.subarray(0, 5)].map((X) => ({ op, alpha, n: X.length, X, what: `NaN n=${X.length}` }))),
+  ),
 ];
 
 export const rows: LauncherRow[] = [...cases.map(forwardRow), ...cases.filter((c) => unaryHasGradKernel(c.op)).map(backwardRow)];
