@@ -39,9 +39,10 @@
 import { loadavg } from "node:os";
 import { cac } from "cac";
 import { Gpu } from "../src/gpu/index.ts";
+import { parseArgs } from "../src/cli/usage.ts";
 import "../src/tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { timeOp, type Timing } from "./lib/measure.ts";
-import { printKernels, printPeers, printTrain, writeResult, type BenchResult, type KernelResult, type PeerResult, type Skipped, type TrainResult } from "./lib/report.ts";
+import { checkResultDir, printKernels, printPeers, printTrain, writeResult, type BenchResult, type KernelResult, type PeerResult, type Skipped, type TrainResult } from "./lib/report.ts";
 import { measureCeilings, type Timed } from "./suites/ceilings.ts";
 import { f16MatmulUnsupported, kernelCases, matmulCase } from "./suites/kernels.ts";
 import { dataSuite, printData, type DataResult } from "./suites/data.ts";
@@ -89,7 +90,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   cli.option("--cpu", "Use the CPU adapter");
   cli.option("--out <dir>", "Results folder", { default: "bench/results" });
   cli.help();
-  const { options: o } = cli.parse(argv);
+  const { options: o } = parseArgs(cli, argv.slice(2)); // the CLI's rules: `--reps -1` is a value, values as typed
   if (o.help) return;
   const quick = Boolean(o.quick);
   const count = (name: string, v: unknown, dflt: number): number => {
@@ -108,6 +109,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   }
   const deadline = o.deadline === undefined ? Infinity : Number(o.deadline);
   if (!(deadline > 0)) throw new BenchUsageError(`--deadline must be a number of seconds > 0, got ${String(o.deadline)}`);
+  await checkResultDir(String(o.out)); // before the run, not after it
   const loadStart = loadavg();
   // Autotunes the kernel variants (matmul, attention) before returning: read from the per-adapter cache when tuned before.
   const opened = performance.now();
@@ -263,7 +265,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     runtime_s: (performance.now() - t0) / 1e3,
     phases_s: phases,
   };
-  const dated = writeResult(String(o.out), out);
+  const dated = await writeResult(String(o.out), out);
   console.log(`\nload     ${out.load.end.map((x) => x.toFixed(2)).join(", ")} at end; runtime ${out.runtime_s.toFixed(1)} s (${Object.entries(phases)
       .map(([k, v]) => `${k} ${v.toFixed(0)} s`)
       .join(", ")})`);
@@ -273,6 +275,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
 
 if (import.meta.main)
   await main().catch((e) => {
-    console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(e instanceof BenchUsageError ? 2 : 1);
+    const msg = e instanceof Error ? e.message : String(e);
+    console.error(msg.startsWith("bench: ") ? msg : `bench: ${msg}`);
+    process.exit(e instanceof BenchUsageError || (e as { exitCode?: unknown })?.exitCode === 2 ? 2 : 1);
   });

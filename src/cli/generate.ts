@@ -6,15 +6,18 @@
  * special tokens. Defaults: 64 new tokens, temperature 0 (greedy), no top-k / top-p, seed 0. EOS: the
  * tokenizer's and the config's eos_token_id(s).
  *
- * Exit code 0. A missing or unreadable tokenizer is a TokenizerError naming the file (checked before the
- * device is opened); a bad option is a UsageError (exit 2); checkpoint problems are CheckpointErrors.
+ * Exit code 0. Before the device is opened: --model must be a directory (a CheckpointError naming the path
+ * otherwise), a missing or unreadable tokenizer is a TokenizerError naming the file, and so is a tokenizer
+ * with more ids than config.json's vocab_size; a bad option is a UsageError (exit 2); checkpoint problems are CheckpointErrors.
  */
-import { loadTokenizer } from "../data/tokenizer.ts";
+import { join } from "node:path";
+import { checkTokenizerFits, loadTokenizer } from "../data/tokenizer.ts";
+import { readHfConfig, requireCheckpointDir } from "../io/index.ts";
 import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
 import { checkSampling, generate as generateTokens } from "../nn/generate.ts";
 import { LlamaModel } from "../nn/llama.ts";
-import { UsageError } from "./usage.ts";
+import { numOption, SEED, UsageError } from "./usage.ts";
 
 export interface GenerateCliOptions extends DeviceOptions {
   /** Checkpoint directory (config.json, *.safetensors, tokenizer.json). */
@@ -32,32 +35,32 @@ export interface GenerateCliOptions extends DeviceOptions {
   log?: (line: string) => void;
 }
 
-/** A numeric option: a finite number (an integer when `integer`), or a UsageError naming the flag. */
-function num(flag: string, v: number | string | undefined, dflt: number, integer: boolean): number {
-  if (v === undefined) return dflt;
-  const x = typeof v === "number" ? v : v.trim() === "" ? Number.NaN : Number(v);
-  if (!Number.isFinite(x) || (integer && !Number.isInteger(x))) throw new UsageError(`generate: --${flag} must be ${integer ? "an integer" : "a number"}, got ${JSON.stringify(v)}`);
-  return x;
-}
+/** The most tokens one call generates (the KV cache holds prompt + this many). */
+export const MAX_NEW_TOKENS = 2 ** 20;
 
 export async function generate(opts: GenerateCliOptions): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
   if (typeof opts.model !== "string" || opts.model === "") throw new UsageError("generate: --model is required (see alignx generate --help)");
   if (typeof opts.prompt !== "string") throw new UsageError("generate: --prompt is required (see alignx generate --help)");
-  const maxNewTokens = num("max-new-tokens", opts.maxNewTokens, 64, true);
-  if (maxNewTokens < 1) throw new UsageError(`generate: --max-new-tokens must be at least 1, got ${maxNewTokens}`);
-  const seed = num("seed", opts.seed, 0, true);
-  let sampling;
-  try {
-    sampling = checkSampling(
-      { temperature: num("temperature", opts.temperature, 0, false), topK: num("top-k", opts.topK, 0, true), topP: num("top-p", opts.topP, 1, false) },
-      "generate",
-    );
-  } catch (e) {
-    throw new UsageError((e as Error).message.replace(/temperature|topK|topP/, (m) => `--${{ temperature: "temperature", topK: "top-k", topP: "top-p" }[m]}`));
-  }
+  // The ranges are checkSampling's (src/nn/generate.ts), checked here to name the flags; seeds as every command's.
+  const maxNewTokens = numOption("generate", "max-new-tokens", opts.maxNewTokens, { integer: true, min: 1, max: MAX_NEW_TOKENS }) ?? 64;
+  const seed = numOption("generate", "seed", opts.seed, SEED) ?? 0;
+  const sampling = checkSampling(
+    {
+      temperature: numOption("generate", "temperature", opts.temperature, { min: 0 }) ?? 0,
+      topK: numOption("generate", "top-k", opts.topK, { integer: true, min: 0 }) ?? 0,
+      topP: numOption("generate", "top-p", opts.topP, { min: 0, minOpen: true, max: 1 }) ?? 1,
+    },
+    "generate",
+  );
 
+  // The model directory and its config first (cheap, before the device opens): a file given as --model, or a
+  // tokenizer with ids the model's embeddings lack, fails naming the path and the cause.
+  await requireCheckpointDir(opts.model);
+  const configPath = join(opts.model, "config.json");
+  const config = await readHfConfig(configPath);
   const tokenizer = await loadTokenizer(opts.model);
+  checkTokenizerFits(tokenizer, config.vocabSize, `${configPath}'s vocab_size`);
   const promptIds = tokenizer.encode(opts.prompt);
   if (promptIds.length === 0) throw new UsageError("generate: the prompt is empty and the tokenizer adds no BOS token; give some text");
   const gpu = opts.gpu ?? (await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu, tune: true })); // tune: time the kernel variants on a first run (cached on disk after)

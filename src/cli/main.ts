@@ -12,7 +12,7 @@ import { pack } from "./pack.ts";
 import { parity } from "./parity.ts";
 import { runScript } from "./run.ts";
 import { verify } from "./verify.ts";
-import { UsageError } from "./usage.ts";
+import { adapterOption, parseArgs, UsageError } from "./usage.ts";
 
 const cli = cac("alignx");
 cli.option("--adapter <name>", "Adapter: substring of its description, or its index in `alignx info` (env ALIGNX_ADAPTER)");
@@ -23,7 +23,7 @@ cli
   .option("--json", "Print machine-readable JSON")
   .option("--no-selftest", "Skip the copy/matmul self-test")
   .action((o: { adapter?: string; cpu?: boolean; json?: boolean; selftest?: boolean }) =>
-    info({ adapter: o.adapter === undefined ? undefined : String(o.adapter), cpu: o.cpu, json: o.json, selftest: o.selftest }),
+    info({ adapter: o.adapter, cpu: o.cpu, json: o.json, selftest: o.selftest }),
   );
 
 cli
@@ -36,28 +36,28 @@ cli
     for (const k of ["model", "batch", "out"] as const)
       if (typeof o[k] !== "string" || o[k] === "") throw new UsageError(`parity: --${k} is required (see alignx parity --help)`);
     if (o.expected !== undefined && (typeof o.expected !== "string" || o.expected === "")) throw new UsageError("parity: --expected needs a file");
-    return parity({ model: o.model!, batch: o.batch!, out: o.out!, expected: o.expected, adapter: o.adapter === undefined ? undefined : String(o.adapter), cpu: o.cpu });
+    return parity({ model: o.model!, batch: o.batch!, out: o.out!, expected: o.expected, adapter: o.adapter, cpu: o.cpu });
   });
 
 cli
   .command("generate", "Continue a prompt with a HF checkpoint and its tokenizer (KV cache; greedy or sampled)")
   .option("--model <dir>", "Checkpoint directory (config.json, *.safetensors, tokenizer.json)")
   .option("--prompt <text>", "The text to continue")
-  .option("--max-new-tokens <n>", "Tokens to generate at most (default 64)")
-  .option("--temperature <t>", "0 = greedy (default), else sampling temperature")
+  .option("--max-new-tokens <n>", "Tokens to generate at most, 1..1048576 (default 64)")
+  .option("--temperature <t>", "0 = greedy (default), else sampling temperature (>= 0)")
   .option("--top-k <k>", "Sample from the k most likely tokens (0 = off)")
-  .option("--top-p <p>", "Nucleus sampling mass (1 = off)")
-  .option("--seed <s>", "Sampling seed (default 0)")
+  .option("--top-p <p>", "Nucleus sampling mass in (0, 1] (1 = off)")
+  .option("--seed <s>", "Sampling seed, 0..4294967295 (default 0)")
   .action((o: { adapter?: string; cpu?: boolean; model?: string; prompt?: string; maxNewTokens?: string; temperature?: string; topK?: string; topP?: string; seed?: string }) =>
     generate({
-      model: o.model === undefined ? "" : String(o.model),
-      prompt: o.prompt === undefined ? (undefined as unknown as string) : String(o.prompt),
+      model: o.model ?? "",
+      prompt: o.prompt as string,
       maxNewTokens: o.maxNewTokens,
       temperature: o.temperature,
       topK: o.topK,
       topP: o.topP,
       seed: o.seed,
-      adapter: o.adapter === undefined ? undefined : String(o.adapter),
+      adapter: o.adapter,
       cpu: o.cpu,
     }),
   );
@@ -74,8 +74,8 @@ cli
   .option("--cutoff <n>", "Most tokens per example (default 512)")
   .option("--seq-len <n>", "Tokens per pretraining sequence (default 512)")
   .option("--mix <weights>", "stage2: translation=W,general=W (default 1:1)")
-  .option("--seed <n>", "Shuffle seed (default 0)")
-  .option("--workers <n>", "Tokenizing threads (default: one per core; 0 = none)")
+  .option("--seed <n>", "Shuffle seed, 0..4294967295 (default 0)")
+  .option("--workers <n>", "Tokenizing threads, 0..256 (default: one per core; 0 = none)")
   .option("--shard-size <size>", "Largest shard, e.g. 64M (default)")
   .option("--lang <code>", "Language of inputs that do not say it (plain text, instruction files)")
   .option("--text-unit <unit>", "Plain text: one document per line (default) or per paragraph")
@@ -114,27 +114,12 @@ function takeGlobalOptions(args: string[], where: string): void {
     const opt = args.shift()!;
     if (opt === "--cpu") process.env.ALIGNX_CPU = "1";
     else if (opt === "--adapter" || opt.startsWith("--adapter=")) {
-      const v = opt === "--adapter" ? args.shift() : opt.slice("--adapter=".length);
-      if (v === undefined || v === "") throw new UsageError(`${where}--adapter needs a value`);
-      process.env.ALIGNX_ADAPTER = v;
+      process.env.ALIGNX_ADAPTER = adapterOption(opt === "--adapter" ? (args.shift() ?? "") : opt.slice("--adapter=".length), where);
     } else if (opt === "--help" || opt === "-h") {
       args.unshift(opt);
       return;
     } else throw new UsageError(`${where}unknown option ${opt}`);
   }
-}
-
-/**
- * cac gives mri the camelCased names of boolean options (`skipBadRecords`), so `--skip-bad-records FILE` would
- * take FILE as the flag's value. Spell such flags camelCased before parsing; values and `--no-x` stay as they are.
- */
-function booleanFlagsCamelCased(argv: string[]): string[] {
-  const booleans = new Set(cli.commands.flatMap((c) => c.options).concat(cli.globalCommand.options).filter((o) => o.isBoolean && !o.negated).flatMap((o) => o.names));
-  return argv.map((a) => {
-    if (!/^--[a-z0-9]+(-[a-z0-9]+)+$/.test(a)) return a;
-    const camel = a.slice(2).replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-    return booleans.has(camel) ? `--${camel}` : a;
-  });
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -163,8 +148,9 @@ async function main(argv: string[]): Promise<number> {
     await benchMain(["", "alignx bench", ...argv.slice(benchAt + 1)]);
     return 0;
   }
-  cli.parse(["", "", ...booleanFlagsCamelCased(argv)], { run: false });
+  parseArgs(cli, argv);
   if (cli.options.help || cli.options.version) return 0;
+  adapterOption(cli.options.adapter); // one rule for every command: an empty --adapter is a usage error
   if (!cli.matchedCommand) {
     if (cli.args.length) throw new UsageError(`unknown command '${cli.args[0]}' (see alignx --help)`);
     const unknown = Object.keys(cli.options).filter((k) => k !== "--" && !cli.globalCommand.hasOption(k));

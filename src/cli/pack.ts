@@ -12,7 +12,7 @@ import { FORMATS, type Format } from "../data/corpus.ts";
 import { MANIFEST_FILE } from "../data/manifest.ts";
 import { PACK_TASKS, PAIR_MODES, pack as packCorpus, type PackOptions, type PackTask } from "../data/pack.ts";
 import { Progress } from "./progress.ts";
-import { listOption, numOption, requiredOption, UsageError } from "./usage.ts";
+import { listOption, numOption, requiredOption, SEED, UsageError } from "./usage.ts";
 import { corpusSummary } from "./verify.ts";
 
 export interface PackCliOptions {
@@ -79,7 +79,7 @@ export async function pack(o: PackCliOptions): Promise<number> {
     cutoff: numOption("pack", "cutoff", o.cutoff, { integer: true, min: 8 }),
     seqLen: numOption("pack", "seq-len", o.seqLen, { integer: true, min: 2 }),
     mix: parseMix(o.mix),
-    seed: numOption("pack", "seed", o.seed, { integer: true, min: 0, max: 2 ** 32 - 1 }),
+    seed: numOption("pack", "seed", o.seed, SEED),
     workers,
     shardBytes: parseBytes("pack", "shard-size", o.shardSize),
     overwrite: o.overwrite === true,

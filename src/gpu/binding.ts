@@ -28,6 +28,8 @@ export interface BindingQuirks {
   readonly manualBufferLifetime: boolean;
   /** Most async operations (mapAsync, popErrorScope, …) the binding tolerates in flight. */
   readonly maxPendingAsync: number;
+  /** `GPUShaderModule.getCompilationInfo()` is missing (bun-webgpu: it aborts); the user-script globals supply one. */
+  readonly noCompilationInfo: boolean;
 }
 
 const LOADERS: Record<BindingName, () => Promise<Binding>> = {
@@ -49,6 +51,7 @@ const LOADERS: Record<BindingName, () => Promise<Binding>> = {
         ],
         manualBufferLifetime: true,
         maxPendingAsync: 1024,
+        noCompilationInfo: true,
       },
     };
   },
@@ -60,7 +63,7 @@ const LOADERS: Record<BindingName, () => Promise<Binding>> = {
       name: "dawn-node",
       gpu: mod.create([]),
       globals: { ...mod.globals },
-      quirks: { zeroLimits: [], manualBufferLifetime: false, maxPendingAsync: Infinity },
+      quirks: { zeroLimits: [], manualBufferLifetime: false, maxPendingAsync: Infinity, noCompilationInfo: false },
     };
   },
   async native() {
@@ -70,7 +73,7 @@ const LOADERS: Record<BindingName, () => Promise<Binding>> = {
       name: "native",
       gpu,
       globals: {},
-      quirks: { zeroLimits: [], manualBufferLifetime: false, maxPendingAsync: Infinity },
+      quirks: { zeroLimits: [], manualBufferLifetime: false, maxPendingAsync: Infinity, noCompilationInfo: false },
     };
   },
 };

@@ -84,3 +84,32 @@ export function fmtBytes(n: number): string {
   }
   return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }
+
+/** One diagnostic of Dawn's WGSL error text: line and column (1-based), kind, text, and the caret run's length. */
+export interface WgslDiagnostic {
+  line: number;
+  column: number;
+  type: "error" | "warning" | "info";
+  text: string;
+  /** Characters under the `^^^` marker Dawn prints below the source line (0 when there is none). */
+  length: number;
+}
+
+/**
+ * The diagnostics in Dawn's text for a WGSL compile failure (`Error while parsing WGSL: :3:2 error: unresolved
+ * value 'y'`, then the source line and a `^` marker): one per `:LINE:COL kind: text` line, in order. Where the
+ * kernel runtime names the file (kernel.ts) and `getCompilationInfo()` of the user-script globals get their
+ * line:col from.
+ */
+export function wgslDiagnostics(message: string): WgslDiagnostic[] {
+  const lines = message.split("\n");
+  const out: WgslDiagnostic[] = [];
+  lines.forEach((l, i) => {
+    const m = /:(\d+):(\d+) (error|warning|note|info): (.*)$/.exec(l);
+    if (!m) return;
+    const caret = /^\s*(\^+)\s*$/.exec(lines[i + 2] ?? "");
+    const type = m[3] === "error" ? "error" : m[3] === "warning" ? "warning" : "info";
+    out.push({ line: Number(m[1]), column: Number(m[2]), type, text: m[4]!, length: caret ? caret[1]!.length : 0 });
+  });
+  return out;
+}

@@ -12,7 +12,7 @@ import { Autotuner, registeredTuners, type TuneResult } from "./autotune.ts";
 import { chooseAdapter, listAdapters, openDevice, type AdapterEntry, type DeviceHandle, type DeviceOptions } from "./device.ts";
 import { fmtBytes } from "./errors.ts";
 import { PipelineCache, type KernelSource } from "./kernel.ts";
-import { BufferPool, STORAGE_USAGE, type PooledBuffer, type PoolStats } from "./pool.ts";
+import { BufferPool, budgetFromEnv, STORAGE_USAGE, type PooledBuffer, type PoolStats } from "./pool.ts";
 import { Queue } from "./queue.ts";
 import { grid1d } from "./grid.ts";
 import { COPY } from "./copy.ts";
@@ -28,6 +28,7 @@ export * from "./errors.ts";
 export { elementwise, grid1d, rowGrid, vec4Units } from "./grid.ts";
 export { Autotuner, cacheDir, hashText, median, registerTuner, type Candidate, type TunerFn, type TuneResult } from "./autotune.ts";
 export { ROW_REDUCE, rowLaunch, type RowLaunch } from "./row_reduce.ts";
+export { NAN } from "./nan.ts";
 export { DEFAULT_POLICY, mergePolicy, type AttentionKernel, type KernelPolicy, type MatmulKernel, type PartialPolicy } from "./policy.ts";
 
 export interface GpuOptions extends DeviceOptions {
@@ -47,9 +48,10 @@ export class Gpu {
   private constructor(
     readonly handle: DeviceHandle,
     policy: KernelPolicy,
+    budgetBytes: number,
   ) {
     const d = handle.device;
-    this.pool = new BufferPool(d, d.limits.maxBufferSize);
+    this.pool = new BufferPool(d, d.limits.maxBufferSize, budgetBytes);
     this.pipelines = new PipelineCache(d);
     this.queue = new Queue(handle, this.pool, this.pipelines);
     this.current = policy;
@@ -108,7 +110,8 @@ export class Gpu {
 
   static async open(opts: GpuOptions = {}): Promise<Gpu> {
     const policy = mergePolicy(DEFAULT_POLICY, opts.policy ?? {});
-    const gpu = new Gpu(await openDevice(opts), policy);
+    const budget = budgetFromEnv(); // a bad ALIGNX_GPU_MEMORY fails here, naming the variable, before a device opens
+    const gpu = new Gpu(await openDevice(opts), policy, budget);
     if (opts.tune)
       try {
         await gpu.tune();

@@ -18,9 +18,10 @@
  *   - a kernel whose specialized code calls subgroup builtins gets `enable subgroups;` on line 1 (as f16);
  *   - code shared by several kernel files (WGSL has no include) lives in a library file, `defineLibrary`,
  *     and is appended after the kernel's own text (`defineKernel(file, src, [LIB])`): the kernel's lines keep
- *     their numbers, and an error in the appended part names the library file and its own line.
+ *     their numbers, and an error in the appended part names the library file and its own line. A library
+ *     that calls another names it (`defineLibrary(file, src, [NEEDED])`); each library is appended once.
  */
-import { GpuError, WgslError } from "./errors.ts";
+import { GpuError, WgslError, wgslDiagnostics } from "./errors.ts";
 
 export type ScalarType = "u32" | "i32" | "f32";
 
@@ -34,6 +35,8 @@ export interface BindingInfo {
 export interface WgslPart {
   readonly file: string;
   readonly code: string;
+  /** Libraries this one calls: appended with it (each library once per kernel, whoever names it). */
+  readonly needs?: readonly WgslPart[];
 }
 
 export interface KernelSource {
@@ -65,10 +68,25 @@ function stripComments(code: string): string {
   return code.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, (c) => c.replace(/[^\n]/g, " "));
 }
 
-/** WGSL shared by kernel files (helpers, bindings, a params struct); it has no entry point of its own. */
-export function defineLibrary(file: string, source: string): WgslPart {
+/**
+ * WGSL shared by kernel files (helpers, bindings, a params struct); it has no entry point of its own. `needs`: the
+ * libraries it calls (kernels/row_reduce.wgsl needs kernels/nan.wgsl), appended with it.
+ */
+export function defineLibrary(file: string, source: string, needs: readonly WgslPart[] = []): WgslPart {
   if (/\benable\s+\w+\s*;/.test(stripComments(source))) throw new WgslError(file, 1, 1, "a library cannot hold enable directives (they must come first: put them in the kernel file)");
-  return { file, code: source };
+  return { file, code: source, needs };
+}
+
+/** The libraries in the order given, each followed by what it needs that is not there yet; each file once. */
+function withNeeds(libraries: readonly WgslPart[]): WgslPart[] {
+  const out: WgslPart[] = [];
+  const add = (lib: WgslPart) => {
+    if (out.some((l) => l.file === lib.file)) return;
+    out.push(lib);
+    for (const n of lib.needs ?? []) add(n);
+  };
+  for (const lib of libraries) add(lib);
+  return out;
 }
 
 /** (file, line) of line `line` of a kernel's combined code. */
@@ -83,7 +101,7 @@ export function defineKernel(file: string, source: string, libraries: readonly W
   let paramsType: string | undefined;
   const parts = [{ file, firstLine: 1 }];
   let full = source;
-  for (const lib of libraries) {
+  for (const lib of withNeeds(libraries)) {
     full += "\n";
     parts.push({ file: lib.file, firstLine: lineOf(full, full.length) });
     full += lib.code;
@@ -192,11 +210,11 @@ export function specialize(k: KernelSource, defines: Defines = {}): string {
  * kernel's, or the library's the line falls in) and the line within it.
  */
 export function wgslErrorFrom(k: Pick<KernelSource, "file" | "parts">, entry: string, message: string): WgslError {
-  const m = /:(\d+):(\d+) error: ([^\n]*)/.exec(message);
-  if (m) {
+  const d = wgslDiagnostics(message).find((x) => x.type === "error");
+  if (d) {
     const snippet = message.split("\n").slice(1, 3).join("\n");
-    const w = locate(k, Number(m[1]));
-    return new WgslError(w.file, w.line, Number(m[2]), `error: ${m[3]}${snippet.trim() ? "\n" + snippet : ""}`);
+    const w = locate(k, d.line);
+    return new WgslError(w.file, w.line, d.column, `error: ${d.text}${snippet.trim() ? "\n" + snippet : ""}`);
   }
   return new WgslError(k.file, 1, 1, `${entry}: ${message.split("\n")[0]}`);
 }

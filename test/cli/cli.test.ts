@@ -308,3 +308,132 @@ describe("alignx bench", () => {
     TEST_TIMEOUT_MS,
   );
 });
+
+describe("option values (every command: src/cli/usage.ts parseArgs, numOption, adapterOption)", () => {
+  const GEN = ["generate", "--model", "test/fixtures/parity/llama", "--prompt", "hi"];
+  const PACK = ["pack", "--tokenizer", "no-such-tokenizer.json", "--out", "no-such-out-dir", "udhr"];
+  /** Exit 2, the message on stderr, nothing about an unknown option, no doubled dashes. */
+  async function usage(args: string[], message: string): Promise<void> {
+    const r = await alignx(...args);
+    expect(`${args.join(" ")} → ${r.stderr.trim()}`).toBe(`${args.join(" ")} → alignx: ${message}`);
+    expect(r.code).toBe(2);
+  }
+
+  test(
+    "negative numbers as separate words reach the option's own check",
+    async () => {
+      await usage([...GEN, "--temperature", "-1"], "generate: --temperature must be a number >= 0, got -1");
+      await usage([...GEN, "--top-k", "-3"], "generate: --top-k must be an integer >= 0, got -3");
+      await usage([...GEN, "--max-new-tokens", "-1"], "generate: --max-new-tokens must be an integer in [1, 1048576], got -1");
+      await usage([...GEN, "--seed", "-5"], "generate: --seed must be an integer in [0, 4294967295], got -5");
+      await usage([...GEN, "--top-p", "-0.5"], "generate: --top-p must be a number in (0, 1], got -0.5");
+      await usage([...GEN, "--temperature", "abc"], 'generate: --temperature must be a number, got "abc"');
+      await usage([...PACK, "--workers", "-1"], "pack: --workers must be an integer in [0, 256], got -1");
+      await usage([...GEN, "--seed", "3", "--seed", "4"], "--seed is given more than once");
+      await usage(["bench", "--reps", "-1"], "--reps must be a whole number >= 1, got -1");
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "numbers out of range are usage errors naming the flag, the range and the value",
+    async () => {
+      await usage([...GEN, "--max-new-tokens", "1e9"], "generate: --max-new-tokens must be an integer in [1, 1048576], got 1e9");
+      await usage([...GEN, "--seed", "1e20"], "generate: --seed must be an integer in [0, 4294967295], got 1e20");
+      await usage([...GEN, "--top-k", "1e20"], "generate: --top-k must be an integer >= 0 and below 2^53, got 1e20");
+      await usage([...GEN, "--temperature", "1e400"], 'generate: --temperature must be a number, got "1e400"');
+      await usage([...PACK, "--seed", "1e20"], "pack: --seed must be an integer in [0, 4294967295], got 1e20");
+      await usage([...PACK, "--cutoff", "1e300"], "pack: --cutoff must be an integer >= 8 and below 2^53, got 1e300");
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "an empty --adapter is a usage error everywhere, and --adapter= takes no word after it",
+    async () => {
+      const msg = "--adapter needs a value: a substring of the adapter's description, or its index in alignx info";
+      await usage(["--adapter=", "info", "--no-selftest"], msg);
+      await usage(["--adapter", "", "info", "--no-selftest"], msg);
+      await usage(["info", "--no-selftest", "--adapter="], msg);
+      await usage(["--adapter=", "run", `${FIXTURES}/square.ts`, "1"], msg);
+      await usage(["--adapter", "", "run", `${FIXTURES}/square.ts`, "1"], msg);
+      await usage(["run", "--adapter", "", `${FIXTURES}/square.ts`, "1"], `run: ${msg}`);
+      await usage([...GEN, "--adapter="], msg);
+      // `--opt=` is the empty value, not the next word: the number check sees "", and the word is left over.
+      await usage([...GEN, "--temperature="], 'generate: --temperature must be a number, got ""');
+      await usage([...GEN, "--temperature=", "0.5"], "Unused args: `0.5`");
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test("values reach the command as typed: negative, dash-led, numeric-looking, empty", async () => {
+    const { cac } = await import("cac");
+    const { parseArgs } = await import("../../src/cli/usage.ts");
+    const cli = cac("t");
+    cli.option("--adapter <name>", "");
+    cli.command("gen [...inputs]", "").option("--prompt <text>", "").option("--top-k <k>", "").option("--skip-bad-records", "").option("--no-selftest", "");
+    const parse = (...argv: string[]) => {
+      const { args, options } = parseArgs(cli, argv);
+      return { args, options: Object.fromEntries(Object.entries(options).filter(([k]) => k !== "--")) };
+    };
+    expect(parse("gen", "--prompt", "007", "--top-k=-3", "--adapter", "")).toEqual({ args: [], options: { prompt: "007", topK: "-3", adapter: "", selftest: true } });
+    expect(parse("gen", "--prompt", "-x", "--skip-bad-records", "a.txt", "--no-selftest")).toEqual({
+      args: ["a.txt"],
+      options: { prompt: "-x", skipBadRecords: true, selftest: false },
+    });
+    expect(parse("gen", "--prompt=", "b.txt")).toEqual({ args: ["b.txt"], options: { prompt: "", selftest: true } });
+    expect(parse("gen", "--prompt", " 1e3 ", "--", "--top-k", "-1")).toEqual({ args: [], options: { prompt: " 1e3 ", selftest: true } });
+  });
+});
+
+describe("alignx run: errors in the script", () => {
+  test(
+    "a syntax error names the file, line and column, with the line and a caret (exit 1)",
+    async () => {
+      const r = await alignx("run", `${FIXTURES}/syntax_error.js`);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`alignx: ${FIXTURES}/syntax_error.js:5:11: Unexpected ;\n  const b = ;\n            ^\n`);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "an uncaptured GPU error (WGSL that does not compile, no error scope) fails the run with Dawn's message",
+    async () => {
+      for (const cmd of [
+        [process.execPath, MAIN, "run", `${FIXTURES}/bad_wgsl.ts`],
+        [process.execPath, "--preload", "./src/globals.ts", `${FIXTURES}/bad_wgsl.ts`],
+      ]) {
+        const r = await sh(cmd);
+        expect(r.code).toBe(1);
+        expect(r.stdout).toBe("module created\n"); // stopped before the script's next step
+        expect(r.stderr).toStartWith("alignx: uncaptured WebGPU validation error: Error while parsing WGSL: :3:16 error: cannot convert value of type 'abstract-float' to type 'u32'\n  let x: u32 = 1.5;\n");
+        expect(r.stderr).not.toContain(">>> JS Device Error Callback");
+      }
+      // A handler that cancels the event (preventDefault) keeps the run going.
+      const h = await alignx("run", `${FIXTURES}/bad_wgsl.ts`, "handled");
+      expect(h.stderr).toBe("");
+      expect(h.stdout).toBe("module created\nscript finished, handled true\n");
+      expect(h.code).toBe(0);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    "GPUShaderModule.getCompilationInfo() gives the WGSL error's line, column, offset and length",
+    async () => {
+      const r = await alignx("run", `${FIXTURES}/compilation_info.ts`);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual({
+        good: 0,
+        bad: [{ type: "error", lineNum: 3, linePos: 16, offset: 55, length: 3, message: "cannot convert value of type 'abstract-float' to type 'u32'" }],
+        marked: "1.5",
+        scoped: true,
+        instance: true,
+        same: true,
+      });
+    },
+    TEST_TIMEOUT_MS,
+  );
+});

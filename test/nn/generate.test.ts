@@ -7,6 +7,7 @@
 //   - sampling: deterministic per seed, top-k 1 and a tiny top-p = greedy, the top-k / top-p / temperature
 //     distribution on known logits, draws that follow it;
 //   - EOS stops a row (then padding), all rows stopped ends generation; memory flat over the steps;
+//   - logits that are not finite (a NaN weight) stop generation with an error naming the step (exit 1 from the CLI);
 //   - `alignx generate` on a model trained from scratch here: a byte-level BPE trained on udhr.txt, a tiny
 //     LLaMA trained with AdamW on two of its sentences, saved with its tokenizer, reloaded bit-exactly,
 //     and greedy generation from a sentence's prefix reproduces the memorized words.
@@ -308,6 +309,33 @@ describe("generate", () => {
   });
 });
 
+describe("non-finite logits", () => {
+  test("stop generation with an error naming the step (prefill or a decode step, with and without the cache); memory given back", async () => {
+    const gpu = await getGpu();
+    const m = LlamaModel.fromConfig(gpu, TINY, { seed: 5, requiresGrad: false });
+    await gpu.sync();
+    const live = gpu.memory().liveBuffers;
+    const prompt = [[1, 2, 3, 4]];
+    const opts = { maxNewTokens: 3, eosTokenIds: [] } satisfies GenerateOptions;
+    // The first token greedy picks (not in the prompt); a NaN in its embedding row makes step 2's forward NaN,
+    // the decode attention's included: its logits must stop generation, not give a token.
+    const first = (await generate(m, prompt, { ...opts, maxNewTokens: 1 })).tokens[0]![0]!;
+    expect(prompt[0]).not.toContain(first);
+    gpu.write(m.param("model.embed_tokens.weight").buffer, Float32Array.of(NaN), 4 * first * TINY.hidden_size);
+    for (const useCache of [true, false])
+      await expect(generate(m, prompt, { ...opts, useCache })).rejects.toThrow(
+        /^generate: step 2 of 3: the logits of prompt 0 are not finite \(logit 0 is NaN\); the model's weights or activations hold NaN or inf/,
+      );
+    // A NaN in one q weight: the prefill's logits (step 1), of every row of a batch (the first named).
+    gpu.write(m.param("model.layers.0.self_attn.q_proj.weight").buffer, Float32Array.of(NaN), 4 * 5);
+    await expect(generate(m, prompts(64), opts)).rejects.toThrow(/^generate: step 1 of 3: the logits of prompt 0 are not finite \(logit 0 is NaN\)/);
+    await expect(generate(m, prompt, { ...opts, temperature: 0.8, topP: 0.9 })).rejects.toThrow(/^generate: step 1 of 3: the logits of prompt 0 are not finite/);
+    await gpu.sync();
+    expect(gpu.memory().liveBuffers).toBe(live);
+    m.release();
+  });
+});
+
 const LINES = (await readFile(join(import.meta.dir, "../fixtures/tokenizers/udhr.txt"), "utf8")).split("\n").filter((l) => l.length > 0);
 
 describe("alignx generate", () => {
@@ -389,6 +417,30 @@ describe("alignx generate", () => {
     );
   });
 
+  test("non-finite logits: an error naming the step, exit 1 (not a token sampled from them)", async () => {
+    const gpu = await getGpu();
+    const dir = join(tmp, "nan-weight");
+    const tokDir = join(import.meta.dir, "../fixtures/tokenizers/bytelevel");
+    const m = LlamaModel.fromConfig(gpu, { ...TINY, vocab_size: 512, bos_token_id: 0, eos_token_id: 1, pad_token_id: 2 }, { seed: 1 });
+    gpu.write(m.param("model.layers.1.self_attn.k_proj.weight").buffer, Float32Array.of(NaN), 4 * 3);
+    await m.save(dir);
+    m.release();
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) await Bun.write(join(dir, f), Bun.file(join(tokDir, f)));
+    const e = await generateCli({ model: dir, prompt: "hello world", maxNewTokens: 4, gpu, log: () => {} }).then(() => null, (x: Error & { exitCode?: number }) => x);
+    expect(e?.message).toMatch(/^generate: step 1 of 4: the logits of prompt 0 are not finite \(logit 0 is NaN\)/);
+    expect(e?.exitCode).toBe(1);
+    // The command itself: the message on stderr, exit 1, nothing on stdout.
+    const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../src/cli/main.ts"), "generate", "--model", dir, "--prompt", "hello world", "--max-new-tokens", "4"], {
+      env: { ...process.env, ALIGNX_AUTOTUNE: "0", ALIGNX_CACHE_DIR: join(tmp, "cache") },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, out, err] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()]);
+    expect(err).toContain("alignx: generate: step 1 of 4: the logits of prompt 0 are not finite (logit 0 is NaN)");
+    expect(out).toBe("");
+    expect(code).toBe(1);
+  }, 120_000);
+
   test("errors: a missing tokenizer names the file, bad options are usage errors", async () => {
     const gpu = await getGpu();
     const dir = join(tmp, "no-tokenizer");
@@ -404,9 +456,9 @@ describe("alignx generate", () => {
       expect(e?.exitCode).toBe(2);
     };
     await usage({ maxNewTokens: "ten" }, /--max-new-tokens must be an integer, got "ten"/);
-    await usage({ maxNewTokens: 0 }, /--max-new-tokens must be at least 1/);
-    await usage({ temperature: "-1" }, /--temperature must be >= 0/);
-    await usage({ topP: "1.5" }, /--top-p must be in \(0, 1\]/);
+    await usage({ maxNewTokens: 0 }, /--max-new-tokens must be an integer in \[1, 1048576\], got 0/);
+    await usage({ temperature: "-1" }, /--temperature must be a number >= 0, got -1/);
+    await usage({ topP: "1.5" }, /--top-p must be a number in \(0, 1\], got 1.5/);
     await usage({ topK: "2.5" }, /--top-k must be an integer/);
     await usage({ seed: "x" }, /--seed must be an integer/);
     await usage({ model: "" }, /--model is required/);
