@@ -6,6 +6,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { HEADER_BYTES, SHARD_VERSION, ShardBlock, ShardError, ShardReader, ShardWriter, TASKS, type RecordInput, type ShardMeta, type ShardRecord } from "../../src/data/shard.ts";
 import { H, INDEX_ENTRY, below, idsAt, layout, meta, modified, randomRecords, recordAt, reseal, rng, shardBytes, tempDir, writeShard } from "./shard_fixtures.ts";
+import { mutateBytes } from "../fuzz_helpers.ts";
 
 const dir = tempDir();
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -321,7 +322,7 @@ test("fuzz: 2000 mutated shards read back intact or fail with a ShardError", asy
   let rejected = 0;
   const t0 = performance.now();
   for (let k = 0; k < 2000; k++) {
-    const { bytes, what } = mutate(good, rand);
+    const { bytes, what } = mutateBytes(rand, good);
     await Bun.write(path, bytes);
     try {
       const got = await readAll(path);
@@ -339,27 +340,6 @@ test("fuzz: 2000 mutated shards read back intact or fail with a ShardError", asy
   expect(seconds).toBeLessThan(20);
 }, 30_000);
 
-/** One random mutation of `good`: flip 1-4 bytes, truncate, or insert 1-8 random bytes. */
-function mutate(good: Uint8Array, rand: () => number): { bytes: Uint8Array; what: string } {
-  const kind = below(rand, 3);
-  if (kind === 0) {
-    const bytes = good.slice();
-    const at = Array.from({ length: 1 + below(rand, 4) }, () => below(rand, good.length));
-    for (const i of at) bytes[i]! ^= 1 + below(rand, 255);
-    return { bytes, what: `flip at ${at.join(", ")}` };
-  }
-  if (kind === 1) {
-    const n = below(rand, good.length);
-    return { bytes: good.slice(0, n), what: `truncate to ${n}` };
-  }
-  const at = below(rand, good.length + 1);
-  const extra = Uint8Array.from({ length: 1 + below(rand, 8) }, () => below(rand, 256));
-  const bytes = new Uint8Array(good.length + extra.length);
-  bytes.set(good.subarray(0, at));
-  bytes.set(extra, at);
-  bytes.set(good.subarray(at), at + extra.length);
-  return { bytes, what: `insert ${extra.length} at ${at}` };
-}
 
 // Every task index is used by randomRecords, so the round trips cover them all.
 test("TASKS are what the records store", () => expect(TASKS).toEqual(["pretrain", "translation", "general"]));

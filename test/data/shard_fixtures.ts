@@ -10,7 +10,8 @@ import { HEADER_BYTES, ShardWriter, TASKS, type RecordInput, type ShardMeta } fr
 export { mulberry32 as rng } from "../../src/tensor/rng.ts";
 
 /** A random integer in [0, n). */
-export const below = (rand: () => number, n: number): number => Math.floor(rand() * n);
+import { below } from "../fuzz_helpers.ts";
+export { below };
 
 export const tempDir = (): string => mkdtempSync(join(tmpdir(), "alignx-shard-test-"));
 

@@ -25,24 +25,13 @@ import { AdamW } from "../../src/optim/index.ts";
 import { noGrad, type Tensor } from "../../src/tensor/index.ts";
 import { getGpu } from "../tensor/helpers.ts";
 import { FIXTURES } from "./parity_helpers.ts";
+import { TINY_LLAMA } from "./tiny.ts";
 
 const tmp = await mkdtemp(join(tmpdir(), "alignx-generate-"));
 afterAll(() => rm(tmp, { recursive: true, force: true }));
 
 /** A random tiny LLaMA with GQA and biases; weights wide enough (std 0.2) that greedy choices are not near-ties. */
-const TINY = {
-  model_type: "llama",
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  vocab_size: 64,
-  max_position_embeddings: 64,
-  initializer_range: 0.2,
-  attention_bias: true,
-  pad_token_id: 3,
-};
+const TINY = { ...TINY_LLAMA, attention_bias: true, pad_token_id: 3 };
 
 async function models(): Promise<[string, LlamaModel][]> {
   const gpu = await getGpu();

@@ -12,25 +12,12 @@ import { AdamW } from "../../src/optim/index.ts";
 import { noGrad, type Tensor } from "../../src/tensor/index.ts";
 import { getGpu } from "../tensor/helpers.ts";
 import { FIXTURES } from "./parity_helpers.ts";
+import { TINY_LLAMA } from "./tiny.ts";
 
 const tmp = await mkdtemp(join(tmpdir(), "alignx-llama-"));
 afterAll(() => rm(tmp, { recursive: true, force: true }));
 
-const TINY = {
-  architectures: ["LlamaForCausalLM"],
-  model_type: "llama",
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  vocab_size: 64,
-  max_position_embeddings: 64,
-  rms_norm_eps: 1e-5,
-  initializer_range: 0.02,
-  attention_bias: true,
-  pad_token_id: 3,
-};
+const TINY = { ...TINY_LLAMA, initializer_range: 0.02, attention_bias: true, pad_token_id: 3 };
 
 const bits = async (t: Tensor) => new Uint32Array((await t.toArray()).buffer);
 

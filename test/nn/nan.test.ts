@@ -6,18 +6,9 @@ import { describe, expect, test } from "bun:test";
 import type { AttentionKernel } from "../../src/gpu/index.ts";
 import { LlamaModel } from "../../src/nn/index.ts";
 import { getGpu } from "../tensor/helpers.ts";
+import { TINY_LLAMA } from "./tiny.ts";
 
-const TINY = {
-  model_type: "llama",
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  vocab_size: 64,
-  max_position_embeddings: 64,
-  initializer_range: 0.2,
-};
+const TINY = TINY_LLAMA;
 
 const IDS = [
   [1, 5, 9, 14, 22, 3, 40, 7, 11],
