@@ -12,8 +12,20 @@ read and written by hand). Runs with Debian's python3 and torch 1.13:
       logits F32 [B, T, V], loss F32 [] (a 0-d scalar), grad.<HF name> F32 for every parameter, and
       hidden_states.<i> F32 [B, T, D] (HF output_hidden_states: 0 = embeddings, i = output of layer i for
       i < L, L = the final norm's output)
+  /usr/bin/python3 tools/parity_reference.py run MODELDIR BATCH.json OUT.safetensors --stage 1 [--classifier FILE]
+      AlignX stage 1 (../shared/ALIGNX.md): BATCH.json also holds src_tgt_index, src_lang, tgt_lang; the settings
+      come from MODELDIR/config.json under the reference's names (align_layer default L // 2, contrastive_lambda
+      0.3, contrastive_temperature 0.1, language_matching_lambda 0.4, language_matching_intermediate_size 128).
+      The classifier's weights (language_matching_classifier.{gate,up,down}_proj.weight) come from MODELDIR's
+      safetensors when there, else from FILE (e.g. what `alignx parity --stage 1` wrote: it writes the weights it
+      initialized). The losses are tools/goldens/alignx_losses.py's (the reference's code restated), imported.
+      OUT adds loss_ntp, loss_ctr, loss_lam, grad.language_matching_classifier.*, and the classifier's weights
+      when they came from FILE; loss = loss_ntp + 0.3 loss_ctr + 0.4 loss_lam (the configured λ's).
   /usr/bin/python3 tools/parity_reference.py fixtures [--out test/fixtures/parity]
       regenerate the committed fixtures (four tiny models, a batch each, the expected outputs)
+  /usr/bin/python3 tools/parity_reference.py fixtures-stage1 [--out test/fixtures/parity]
+      write batch_stage1.json for the four fixtures, run `bun run alignx parity --stage 1` on each (for the
+      classifier it initializes from its fixed seed) and write expected_stage1.safetensors with that classifier
 
 What follows HF exactly, and the three places where it deliberately does not:
   - Embedding: F.embedding with padding_idx = pad_token_id (HF builds nn.Embedding(V, D, pad_token_id), whose
@@ -47,9 +59,17 @@ import os
 import struct
 import sys
 
+import subprocess
+import tempfile
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "goldens"))
+import alignx_losses  # noqa: E402  (the stage-1 losses, shared with the goldens)
+
+CLASSIFIER = "language_matching_classifier"
 
 # ---- safetensors by hand ----------------------------------------------------------------------------------
 
@@ -363,23 +383,62 @@ def load_batch(path):
     return ids, labels, mask
 
 
-def run(model_dir, batch_path, out_path, dtype=torch.float64):
+def stage1_settings(raw):
+    layers = raw["num_hidden_layers"]
+    get = lambda k, d: raw[k] if raw.get(k) is not None else d
+    return {
+        "align_layer": int(get("align_layer", layers // 2)),
+        "contrastive_lambda": float(get("contrastive_lambda", 0.3)),
+        "contrastive_temperature": float(get("contrastive_temperature", 0.1)),
+        "language_matching_lambda": float(get("language_matching_lambda", 0.4)),
+        "language_matching_intermediate_size": int(get("language_matching_intermediate_size", 128)),
+    }
+
+
+def run(model_dir, batch_path, out_path, dtype=torch.float64, stage=0, classifier_file=None):
     with open(os.path.join(model_dir, "config.json")) as f:
-        cfg = Cfg(json.load(f))
+        raw = json.load(f)
+    cfg = Cfg(raw)
     P = {k: v.to(dtype).requires_grad_(True) for k, v in read_safetensors(os.path.join(model_dir, "model.safetensors")).items()}
+    names = [f"{CLASSIFIER}.{p}_proj.weight" for p in ("gate", "up", "down")]
+    C, from_file = {}, False
+    if stage == 1:
+        C = {k: P.pop(k) for k in names if k in P}
+        if len(C) != 3:
+            assert not C, f"{model_dir} holds only some classifier weights: {sorted(C)}"
+            assert classifier_file, "--stage 1: the model has no classifier weights; pass --classifier FILE"
+            src = read_safetensors(classifier_file)
+            C = {k: src[k].to(dtype).requires_grad_(True) for k in names}
+            from_file = True
     want = {n for n, _ in cfg.param_shapes()}
     assert set(P) == want, f"parameters differ: {sorted(set(P) ^ want)}"
     ids, labels, mask = load_batch(batch_path)
     logits, hidden = forward(cfg, P, ids, mask, dtype=dtype)
     loss = causal_lm_loss(logits, labels if labels is not None else ids)
+    out = {}
+    if stage == 1:
+        with open(batch_path) as f:
+            doc = json.load(f)
+        idx = torch.tensor(doc["src_tgt_index"], dtype=torch.int64)
+        sl = torch.tensor(doc["src_lang"], dtype=torch.int64)
+        tl = torch.tensor(doc["tgt_lang"], dtype=torch.int64)
+        st = stage1_settings(raw)
+        ntp = loss
+        ctr = alignx_losses.contrastive(hidden[st["align_layer"]], idx, st["contrastive_temperature"]) if ids.shape[0] > 1 else torch.zeros((), dtype=dtype)
+        lam = alignx_losses.language_matching(hidden[-1], idx, sl, tl, C[names[0]], C[names[1]], C[names[2]])
+        # The reference's order: (lm_loss + λ_ctr · ctr) + λ_lam · lam
+        loss = ntp + st["contrastive_lambda"] * ctr + st["language_matching_lambda"] * lam
+        out.update({"loss_ntp": ntp.detach().reshape([]), "loss_ctr": ctr.detach().reshape([]), "loss_lam": lam.detach().reshape([])})
+        if from_file:
+            out.update({k: v.detach() for k, v in C.items()})
     loss.backward()
-    out = {"logits": logits.detach(), "loss": loss.detach().reshape([])}
+    out = {"logits": logits.detach(), "loss": loss.detach().reshape([]), **out}
     for i, h in enumerate(hidden):
         out[f"hidden_states.{i}"] = h.detach()
-    for k, v in P.items():
+    for k, v in {**P, **C}.items():
         out[f"grad.{k}"] = v.grad
     write_safetensors(out_path, out)
-    return float(loss), max(float(v.grad.abs().max()) for v in P.values())
+    return float(loss), max(float(v.grad.abs().max()) for v in {**P, **C}.values())
 
 
 # ---- the committed fixtures ---------------------------------------------------------------------------------
@@ -474,6 +533,59 @@ def make_fixtures(root):
         print(f"{name}: loss {loss:.6f}, max |grad| {gmax:.4g}")
 
 
+# Stage-1 batches: B = 3, each fixture's two rows plus a third, spans (1 source, 2 target) inside the real tokens
+# (past BOS, so the language-matching loss's shifted index sees every span), languages mixed so that the pair
+# labels hold both classes and every row's source and target differ.
+STAGE1_BATCHES = {
+    "llama": {
+        "input_ids": [[1, 17, 42, 5, 77, 3, 60, 9, 2], [1, 33, 8, 71, 2, 0, 0, 0, 0], [1, 12, 64, 30, 7, 55, 21, 2, 0]],
+        "attention_mask": [[1, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1, 0]],
+        "src_tgt_index": [[0, 1, 1, 0, 2, 2, 2, 0, 0], [0, 1, 0, 2, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 2, 2, 0, 0]],
+        "src_lang": [0, 1, 2],
+        "tgt_lang": [1, 0, 1],
+    },
+    "llama3": {
+        "input_ids": [[90, 12, 55, 7, 81, 30, 44, 2, 91], [0, 0, 0, 90, 64, 19, 27, 88, 91], [90, 5, 33, 70, 14, 3, 66, 91, 91]],
+        "attention_mask": [[1, 1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1, 1]],
+        "labels": [[90, 12, 55, 7, 81, 30, 44, 2, 91], [-100, -100, -100, -100, 64, 19, 27, 88, 91], [90, 5, 33, 70, 14, 3, 66, 91, 91]],
+        "src_tgt_index": [[0, 1, 1, 0, 2, 2, 2, 0, 0], [0, 0, 0, 0, 1, 0, 2, 2, 0], [0, 1, 0, 0, 2, 2, 0, 0, 0]],
+        "src_lang": [2, 2, 0],
+        "tgt_lang": [0, 1, 2],
+    },
+    "mistral": {
+        "input_ids": [[1, 40, 11, 23, 47, 6, 2], [1, 19, 36, 2, 0, 0, 0], [1, 8, 30, 5, 44, 17, 2]],
+        "attention_mask": [[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]],
+        "labels": [[1, 40, 11, 23, 47, 6, 2], [1, 19, 36, 2, -100, -100, -100], [1, 8, 30, 5, 44, 17, 2]],
+        "src_tgt_index": [[0, 1, 1, 0, 2, 2, 0], [0, 1, 2, 0, 0, 0, 0], [0, 0, 1, 0, 2, 2, 0]],
+        "src_lang": [3, 1, 1],
+        "tgt_lang": [1, 3, 2],
+    },
+    "gemma": {
+        "input_ids": [[0, 0, 2, 14, 66, 31, 9, 1], [2, 50, 7, 73, 25, 12, 44, 1], [2, 9, 41, 3, 70, 18, 1, 0]],
+        "attention_mask": [[0, 0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 0]],
+        "labels": [[-100, -100, -100, 14, 66, 31, 9, 1], [2, 50, 7, 73, 25, 12, 44, 1], [2, 9, 41, 3, 70, 18, 1, -100]],
+        "src_tgt_index": [[0, 0, 0, 1, 0, 2, 2, 0], [0, 1, 1, 0, 2, 2, 2, 0], [0, 1, 0, 2, 2, 0, 0, 0]],
+        "src_lang": [0, 1, 0],
+        "tgt_lang": [1, 0, 2],
+    },
+}
+
+
+def make_stage1_fixtures(root):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, batch in STAGE1_BATCHES.items():
+            d = os.path.join(root, name)
+            bpath = os.path.join(d, "batch_stage1.json")
+            with open(bpath, "w") as f:
+                json.dump(batch, f)
+                f.write("\n")
+            ours = os.path.join(tmp, f"{name}.safetensors")
+            subprocess.run(["bun", "run", "src/cli/main.ts", "parity", "--stage", "1", "--model", d, "--batch", bpath, "--out", ours], cwd=repo, check=True)
+            loss, gmax = run(d, bpath, os.path.join(d, "expected_stage1.safetensors"), stage=1, classifier_file=ours)
+            print(f"{name} stage 1: loss {loss:.6f}, max |grad| {gmax:.4g}")
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -487,15 +599,21 @@ def main(argv):
     r.add_argument("batch")
     r.add_argument("out")
     r.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    r.add_argument("--stage", type=int, choices=[0, 1], default=0)
+    r.add_argument("--classifier", help="--stage 1: a safetensors file with the classifier's weights (when MODELDIR lacks them)")
     x = sub.add_parser("fixtures")
     x.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "parity"))
+    x1 = sub.add_parser("fixtures-stage1")
+    x1.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "parity"))
     o = ap.parse_args(argv)
     torch.set_grad_enabled(True)
     if o.cmd == "init":
         init_model(o.config, o.outdir, o.seed, o.dtype)
     elif o.cmd == "run":
-        loss, gmax = run(o.model, o.batch, o.out, torch.float64 if o.dtype == "float64" else torch.float32)
+        loss, gmax = run(o.model, o.batch, o.out, torch.float64 if o.dtype == "float64" else torch.float32, o.stage, o.classifier)
         print(f"loss {loss:.8g}, max |grad| {gmax:.4g}")
+    elif o.cmd == "fixtures-stage1":
+        make_stage1_fixtures(os.path.normpath(o.out))
     else:
         make_fixtures(os.path.normpath(o.out))
 

@@ -125,6 +125,11 @@ export interface InitOptions {
 export interface LoadOptions {
   /** Mark parameters as requiring gradients (default true: loaded to be trained). */
   requiresGrad?: boolean;
+  /**
+   * Tensors of the checkpoint that are not the model's but another module's (e.g. AlignX's
+   * `language_matching_classifier.*` in a stage-1 checkpoint): left out of the parameter check and not loaded.
+   */
+  foreign?: (name: string) => boolean;
 }
 
 type Act = (x: Tensor) => Tensor;
@@ -229,8 +234,9 @@ export class LlamaModel extends Module {
     try {
       // Sizes first, in O(checkpoint): a config out of proportion to the weights fails before anything
       // proportional to it (the expected parameter list) is built.
-      checkConfigScale(config, ckpt.params(), configPath, ckpt.path);
-      checkParameters(config, ckpt.params(), ckpt.path);
+      const own = ckpt.params().filter((p) => !opts.foreign?.(p.name));
+      checkConfigScale(config, own, configPath, ckpt.path);
+      checkParameters(config, own, ckpt.path);
       const params = await loadParameters(gpu, ckpt, expectedParameters(config), opts);
       const model = new LlamaModel(gpu, config, params, opts.requiresGrad ?? true);
       model.sourceDir = dir;
