@@ -11,6 +11,7 @@ import { info } from "./info.ts";
 import { pack } from "./pack.ts";
 import { parity } from "./parity.ts";
 import { runScript } from "./run.ts";
+import { score } from "./score.ts";
 import { verify } from "./verify.ts";
 import { adapterOption, parseArgs, UsageError } from "./usage.ts";
 
@@ -32,11 +33,14 @@ cli
   .option("--batch <file>", "BATCH.json: {input_ids, labels?, attention_mask?}")
   .option("--out <file>", "Where to write OUT.safetensors")
   .option("--expected <file>", "Also check the outputs against this reference (tools/parity_reference.py's): exit 1 past the tolerances")
-  .action((o: { adapter?: string; cpu?: boolean; model?: string; batch?: string; out?: string; expected?: string }) => {
+  .option("--stage <n>", "0: next-token loss (default); 1: AlignX stage 1 (BATCH.json adds src_tgt_index, src_lang, tgt_lang; OUT adds loss_ntp/ctr/lam and the classifier's gradients)")
+  .action((o: { adapter?: string; cpu?: boolean; model?: string; batch?: string; out?: string; expected?: string; stage?: string | number }) => {
     for (const k of ["model", "batch", "out"] as const)
       if (typeof o[k] !== "string" || o[k] === "") throw new UsageError(`parity: --${k} is required (see alignx parity --help)`);
     if (o.expected !== undefined && (typeof o.expected !== "string" || o.expected === "")) throw new UsageError("parity: --expected needs a file");
-    return parity({ model: o.model!, batch: o.batch!, out: o.out!, expected: o.expected, adapter: o.adapter, cpu: o.cpu });
+    if (o.stage !== undefined && String(o.stage) !== "0" && String(o.stage) !== "1") throw new UsageError(`parity: --stage must be 0 or 1, got ${String(o.stage)}`);
+    const stage = o.stage !== undefined && String(o.stage) === "1" ? 1 : 0;
+    return parity({ model: o.model!, batch: o.batch!, out: o.out!, expected: o.expected, stage, adapter: o.adapter, cpu: o.cpu });
   });
 
 cli
@@ -87,6 +91,24 @@ cli
   .command("verify <target>", "Check corpus shards (a pack output directory, its manifest.json, or shard files/globs)")
   .option("--json", "Print machine-readable JSON")
   .action((target: string, o: { json?: boolean }) => verify({ target: String(target), json: o.json }));
+
+cli
+  .command("score", "BLEU, chrF, chrF++ of a hypothesis file against reference files, as sacreBLEU 2.x computes and prints them")
+  .usage("score --hyp FILE --ref FILE [--ref FILE2 ...] [--metrics bleu,chrf,chrf++] [--tokenize 13a|intl|zh|char|none] [--lc] [--sentence] [--ci [--seed S]] [--json]")
+  .option("--hyp <file>", "Hypotheses, one segment per line (UTF-8)")
+  .option("--ref <file>", "References, one segment per line; repeat for several references", { type: [String] })
+  .option("--metrics <list>", "Comma-separated: bleu (default), chrf, chrf++")
+  .option("--tokenize <t>", "BLEU tokenizer: 13a (default), intl, zh, char, none; spm, flores101, flores200 need --spm-model")
+  .option("--spm-model <file>", "SentencePiece model for --tokenize spm / flores101 / flores200 (not supported yet)")
+  .option("--lc", "Lowercase hypotheses and references (every metric)")
+  .option("--sentence", "A score per line (BLEU with the effective order), as sacreBLEU --sentence-level")
+  .option("--ci", "Bootstrap 95% confidence interval (1000 resamples), as sacreBLEU --confidence")
+  .option("--seed <s>", "Bootstrap seed, 0..4294967295 (default 12345, sacreBLEU's)")
+  .option("--width <n>", "Decimals printed, 0..10 (default 1)")
+  .option("--json", "sacreBLEU's JSON output (-f json); with --sentence one JSON object per line")
+  .action((o: Record<string, unknown>) =>
+    score({ hyp: o.hyp, ref: o.ref, metrics: o.metrics, tokenize: o.tokenize, spmModel: o.spmModel, lc: o.lc === true, sentence: o.sentence === true, ci: o.ci === true, seed: o.seed, width: o.width, json: o.json === true }),
+  );
 
 cli
   .command("bench [...options]", "The kernel and training benchmark suite (bench/run.ts): alignx bench --help lists its options")

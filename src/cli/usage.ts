@@ -87,7 +87,8 @@ function camelName(name: string): string {
  *   - `--opt=` is the empty value (cac's parser would take the next word instead), the same as `--opt ""`;
  *   - values reach the command as typed (cac's parser turns numeric-looking words into numbers, so
  *     `--adapter ""` became 0 and `--prompt 007` became 7);
- *   - an option given twice is a usage error.
+ *   - an option given twice is a usage error, unless it is declared repeatable with cac's `{ type: [String] }`
+ *     (`--ref A --ref B`): then its value is the array of the values as typed, in order.
  * Boolean flags spelled in kebab case (`--skip-bad-records`) are passed camelCased, else cac's parser would take the
  * word after them as their value. Everything after a bare `--` is left alone.
  */
@@ -95,7 +96,7 @@ export function parseArgs(cli: CAC, argv: string[]): ReturnType<CAC["parse"]> {
   const all = (c?: Command) => [...cli.globalCommand.options, ...(c ? c.options : cli.commands.flatMap((x) => x.options))];
   const booleans = new Set(all().filter((o) => o.isBoolean && !o.negated).flatMap((o) => o.names));
   const out: string[] = [];
-  const values = new Map<string, string>();
+  const values = new Map<string, string | string[]>();
   const words: string[] = []; // positional words as typed (cac turns "007" into 7)
   let command: Command | undefined;
   let sawCommand = false;
@@ -131,8 +132,14 @@ export function parseArgs(cli: CAC, argv: string[]): ReturnType<CAC["parse"]> {
       v = next;
       i++;
     }
-    if (values.has(name)) throw new UsageError(`--${m[1]} is given more than once`);
-    values.set(name, v);
+    const repeatable = all(command).some((o) => o.names.includes(name) && Array.isArray(o.config.type));
+    if (repeatable) {
+      const prev = values.get(name);
+      values.set(name, Array.isArray(prev) ? [...prev, v] : [v]);
+    } else {
+      if (values.has(name)) throw new UsageError(`--${m[1]} is given more than once`);
+      values.set(name, v);
+    }
     // cac sees a value (perhaps turned into a number); the typed one replaces it below.
     if (v === "") out.push(`--${m[1]}`, "");
     else out.push(`--${m[1]}=${v}`);
