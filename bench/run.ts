@@ -29,8 +29,15 @@
  *     Tiny configs on a CPU adapter; ~124M and ~1B (TinyLlama's shape) on a GPU.
  *  4. Peers (suites/peers.ts; ratio = ours / peer, > 1 means faster): naive WGSL matmul vs the op NN at big³
  *     ((big/2)³ with --quick on a CPU adapter), both by GPU timestamps; tfjs-backend-webgpu matmul 1024³
- *     (host-timed with a readback, ours timed the same way); PyTorch training the same configs
- *     (bench/torch_train_peer.py: CPU torch on a CPU adapter, CUDA torch on a GPU; tokens/s).
+ *     (host-timed with a readback, ours timed the same way); on a CPU adapter PyTorch's f32 1024³ matmul on the
+ *     same CPU (torch-mm-1024, bench/torch_peer.py); PyTorch training the same configs
+ *     (bench/torch_train_peer.py: CPU torch on a CPU adapter, CUDA torch on a GPU; tokens/s; the median of 3
+ *     runs, each a separate process, with the spread in the JSON). Every PyTorch row says what torch ran
+ *     with: version, BLAS (as torch reports it, and the library loaded), threads. CPU torch runs on all cores
+ *     with the BLAS Debian's libblas.so.3 points at: OpenBLAS after `tools/setup.sh --bench`.
+ *     What the ratios mean: on lavapipe we run a GPU program on a CPU emulator; PyTorch with a native BLAS on
+ *     the same cores is the CPU's own ceiling; tfjs-backend-webgpu is the like-for-like WebGPU peer; the
+ *     ratio users care about is the one on a GPU.
  *  5. Data (suites/data.ts): pack throughput per worker count, loader tokens/s and RSS over an epoch of a
  *     corpus 20× its shuffle buffer, and the loader's tokens/s against the largest training config's.
  * Output: a table on stdout, DIR/latest.json and a dated copy (shape: lib/report.ts). The load average is
@@ -46,8 +53,8 @@ import { checkResultDir, printKernels, printPeers, printTrain, writeResult, type
 import { measureCeilings, type Timed } from "./suites/ceilings.ts";
 import { f16MatmulUnsupported, kernelCases, matmulCase } from "./suites/kernels.ts";
 import { dataSuite, printData, type DataResult } from "./suites/data.ts";
-import { naiveMatmul, oursHostMatmul } from "./suites/peers.ts";
-import { torchPeer, trainConfigs, trainOurs, trainTorch } from "./suites/train.ts";
+import { naiveMatmul, oursHostMatmul, torchMatmul } from "./suites/peers.ts";
+import { torchPeer, torchRow, trainConfigs, trainOurs, trainTorch } from "./suites/train.ts";
 import { tfjsMatmul } from "./peers/tfjs.ts";
 
 const errText = (e: unknown) => (e instanceof Error ? e.message.split("\n")[0]! : String(e));
@@ -207,12 +214,24 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     const oursNn = gflops(2 * nn ** 3, await timeOp(gpu, matmulCase(nn, nn, nn).setup(gpu), reps));
     const naiveNn = gflops(2 * nn ** 3, await timeOp(gpu, naiveMatmul(gpu, nn), reps));
     peers.push({ name: `naive-wgsl-matmul-${nn}`, ours: oursNn, peer: naiveNn, unit: "GFLOP/s", ratio: oursNn / naiveNn });
+    let ours1024: number | undefined;
     try {
       const tfjs = await tfjsMatmul(1024, reps);
-      const ours = await oursHostMatmul(gpu, 1024, reps);
-      peers.push({ name: "tfjs-matmul-1024", ours, peer: tfjs.gflops, unit: "GFLOP/s", ratio: ours / tfjs.gflops });
+      ours1024 = await oursHostMatmul(gpu, 1024, reps);
+      peers.push({ name: "tfjs-matmul-1024", ours: ours1024, peer: tfjs.gflops, unit: "GFLOP/s", ratio: ours1024 / tfjs.gflops });
     } catch (e) {
       skip("tfjs-matmul-1024", errText(e));
+    }
+    // PyTorch's product on the same CPU: the CPU's own ceiling (a CPU adapter only; bench/gpu.sh does the GPU's).
+    if (!onGpu) {
+      try {
+        const ours = ours1024 ?? (await oursHostMatmul(gpu, 1024, reps));
+        const t = torchMatmul(1024, reps);
+        if ("what" in t) skip(t.what, t.why);
+        else peers.push({ name: "torch-mm-1024", ours, peer: t.gflops, unit: "GFLOP/s", ratio: ours / t.gflops, ...torchRow(t) });
+      } catch (e) {
+        skip("torch-mm-1024", errText(e));
+      }
     }
     phase("peers");
   }

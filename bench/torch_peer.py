@@ -1,14 +1,21 @@
 """PyTorch peer for bench/gpu.sh (and, on a CPU box with python3-torch, for the CPU comparison).
 
-Prints one JSON object: {"device": ..., "torch": version, "matmul": [{"name","n","dtype","gflops"}]}.
-Usage: python3 bench/torch_peer.py [--n 4096] [--reps 10]
-On CUDA: fp32 with TF32 disabled (a true fp32 peer) and bf16; on CPU: fp32 only.
+Prints one JSON object: {"device": ..., "torch": version, "blas", "blas_lib", "blas_path", "threads",
+"matmul": [{"name","n","dtype","gflops","ms"}]} (what torch ran with: bench/torch_env.py).
+Usage: python3 bench/torch_peer.py [--n 4096] [--reps 10] [--threads N]
+On CUDA: fp32 with TF32 disabled (a true fp32 peer) and bf16; on CPU: fp32 only, on all cores unless --threads.
+Timed: the median of --reps products after 3 warm-ups (CUDA events on a GPU, wall clock on the CPU).
 """
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_env import ran_with, set_threads  # noqa: E402
 
 
 def bench_matmul(n, dtype, device, reps):
@@ -41,11 +48,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     n = args.n or (4096 if cuda else 1024)
-    out = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "matmul": []}
+    if not cuda:
+        set_threads(args.threads)
+    out = {"device": torch.cuda.get_device_name() if cuda else "cpu", **ran_with(), "matmul": []}
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False

@@ -2,7 +2,8 @@
 
 Usage: python3 bench/torch_train_peer.py --config '{"model_type": "llama", ...}' --batch 2 --seq 128
            [--steps 3] [--device cpu|cuda] [--threads N]
-Prints one JSON line: {"tokens_per_s", "step_ms", "params", "device", "torch", "threads", "loss"}.
+Prints one JSON line: {"tokens_per_s", "step_ms", "params", "device", "torch", "threads", "blas", "blas_lib",
+"blas_path", "loss"} (blas*: what torch ran with, bench/torch_env.py).
 
 The model is HF LlamaForCausalLM as tools/parity_reference.py re-implements it (its Cfg gives the parameter
 names and shapes; the forward below is the same computation written device-agnostic, since the reference
@@ -26,6 +27,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from parity_reference import Cfg, act_fn, rope_inv_freq  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_env import ran_with, set_threads  # noqa: E402
 
 
 def rmsnorm(x, w, eps):
@@ -91,7 +95,7 @@ def main():
     cfg = Cfg(raw)
     dev = torch.device(a.device)
     if dev.type == "cpu":
-        torch.set_num_threads(a.threads or os.cpu_count() or 1)
+        set_threads(a.threads)
     else:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -137,8 +141,7 @@ def main():
                 "step_ms": s * 1e3,
                 "params": sum(p.numel() for p in P.values()),
                 "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
+                **ran_with(),
                 "loss": loss,
             }
         )

@@ -9,6 +9,13 @@
 #   4. a Vulkan driver, only if Dawn sees no adapter at all: Mesa lavapipe >= 23
 #      (mesa-vulkan-drivers; from bookworm-backports on Debian 12)
 # A second run installs nothing and runs no `apt-get update`.
+#
+# `tools/setup.sh --bench` also sets up the benchmark's PyTorch peers (after the
+# steps above): Debian's python3-torch, and libopenblas0-pthread, which makes
+# Debian's alternatives point libblas.so.3 at OpenBLAS (threaded), so torch's
+# products run on the fastest BLAS Debian ships instead of the reference BLAS
+# (a 1024^3 f32 matmul: ~5 -> ~60-155 GFLOP/s on 2 cores). The plain set-up
+# (what CI and the README's two commands run) installs neither.
 # Runs as root, or uses sudo for the system steps.
 #
 # Test hook: ALIGNX_SETUP_DRY_RUN=1 prints the system-changing commands (apt,
@@ -22,6 +29,14 @@ BUN_VERSION=1.4.5
 DRY_RUN="${ALIGNX_SETUP_DRY_RUN:-0}"
 PROBE="$ROOT/tools/probe-adapter.ts"
 APT_UPDATED=0
+BENCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) BENCH=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: error: unknown option '$arg' (known: --bench)" >&2; exit 2 ;;
+  esac
+done
 
 say() { echo "setup: $*"; }
 die() { echo "setup: error: $*" >&2; exit 1; }
@@ -155,4 +170,26 @@ else
   fi
 fi
 
-say "ready (bun $BUN_V, adapter: $ADAPTER)"
+# --- 5. (--bench) the PyTorch peers: python3-torch on OpenBLAS --------------
+if [ "$BENCH" = 1 ]; then
+  pkg_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
+  missing=()
+  for p in python3-torch libopenblas0-pthread; do
+    if pkg_installed "$p"; then say "bench: $p present"; else missing+=("$p"); fi
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "bench: installing ${missing[*]} (the benchmark's PyTorch peers, on OpenBLAS)"
+    apt_install "${missing[@]}"
+  fi
+  if [ "$DRY_RUN" != 1 ]; then
+    blas="$("$LDCONFIG" -p | sed -n 's/.*libblas\.so\.3 .*=> //p' | head -n1)"
+    [ -z "$blas" ] || blas="$(readlink -f "$blas")"
+    case "$blas" in
+      *openblas*) say "bench: libblas.so.3 -> $blas (OpenBLAS)" ;;
+      "") say "bench: warning: could not read libblas.so.3's alternative; check with: /usr/bin/python3 bench/torch_peer.py" ;;
+      *) say "bench: warning: libblas.so.3 -> $blas, not OpenBLAS; switch it with: update-alternatives --config libblas.so.3-*" ;;
+    esac
+  fi
+fi
+
+say "ready (bun $BUN_V, adapter: $ADAPTER$([ "$BENCH" = 1 ] && echo ", bench peers: python3-torch on OpenBLAS"))"

@@ -4,7 +4,9 @@
  *   { date, quick, reps, load, device, ceilings: { copy_gbps, matmul_gflops }, ceiling_kernels,
  *     autotune: { "matmul/<dtype>/<small|large>/<hash>" | "attention/long/<hash>": { choice, ms: { variant: median ms }, method, tunedAt } },
  *     kernels: [{ name, shape, dtype, ms, gflops | gbps, pct_of_ceiling, floor_ms, parts, timing }],
- *     peers:   [{ name, ours, peer, unit, ratio }],            ratio = ours / peer (> 1: we are faster)
+ *     peers:   [{ name, ours, peer, unit, ratio,                 ratio = ours / peer (> 1: we are faster)
+ *                torch?, blas?, blas_lib?, threads?,            PyTorch peers: what torch ran with
+ *                peer_runs?, peer_spread? }],                   the peer's runs (peer = their median), [min, max]
  *     train:   [{ config, tokens_per_s, mfu, params, tokens_per_step, step_ms, peak_bytes, param_bytes,
  *                 peak_over_params, estimate_bytes, dispatches_per_step, loss }],
  *     skipped: [{ what, why }], runtime_s, phases_s }
@@ -34,9 +36,22 @@ export interface KernelResult {
 export interface PeerResult {
   name: string;
   ours: number;
+  /** The peer's figure: the median of `peer_runs` when the peer ran more than once. */
   peer: number;
   unit: string;
   ratio: number;
+  /** PyTorch peers: torch's version. */
+  torch?: string;
+  /** PyTorch peers: the BLAS as torch reports it (BLAS_INFO in torch.__config__.show(); Debian's build says `generic`). */
+  blas?: string;
+  /** PyTorch peers: the BLAS library torch actually loaded (openblas, reference, mkl; bench/torch_env.py). */
+  blas_lib?: string;
+  /** PyTorch peers: torch.get_num_threads(). */
+  threads?: number;
+  /** Every run of the peer (separate processes), when it ran more than once. */
+  peer_runs?: number[];
+  /** [min, max] of peer_runs. */
+  peer_spread?: [number, number];
 }
 
 export interface TrainResult {
@@ -97,9 +112,20 @@ export function printKernels(ks: KernelResult[]): void {
     );
 }
 
+/** What a peer ran with, for the table: torch's version, BLAS (as torch reports it / as loaded), threads, runs. */
+export function peerWith(p: PeerResult): string {
+  const w: string[] = [];
+  if (p.torch) w.push(`torch ${p.torch}`);
+  if (p.blas) w.push(`BLAS_INFO=${p.blas}${p.blas_lib ? ` (loaded: ${p.blas_lib})` : ""}`);
+  if (p.threads !== undefined) w.push(`${p.threads} threads`);
+  if (p.peer_runs && p.peer_runs.length > 1 && p.peer_spread) w.push(`median of ${p.peer_runs.length} runs [${fmt(p.peer_spread[0])}-${fmt(p.peer_spread[1])}]`);
+  return w.join(", ");
+}
+
 export function printPeers(ps: PeerResult[]): void {
-  console.log(`\n${"peer".padEnd(30)} ${"ours".padStart(10)} ${"peer".padStart(10)} unit      ratio`);
-  for (const p of ps) console.log(`${p.name.padEnd(30)} ${fmt(p.ours).padStart(10)} ${fmt(p.peer).padStart(10)} ${p.unit.padEnd(9)} ${fmt(p.ratio)}x`);
+  console.log(`\n${"peer".padEnd(30)} ${"ours".padStart(10)} ${"peer".padStart(10)} unit      ${"ratio".padStart(7)}  peer ran with`);
+  for (const p of ps)
+    console.log(`${p.name.padEnd(30)} ${fmt(p.ours).padStart(10)} ${fmt(p.peer).padStart(10)} ${p.unit.padEnd(9)} ${`${fmt(p.ratio)}x`.padStart(7)}  ${peerWith(p)}`.trimEnd());
 }
 
 export function printTrain(ts: TrainResult[]): void {

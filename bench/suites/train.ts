@@ -12,7 +12,11 @@
  * the timed steps, against the parameter bytes and memoryReport()'s estimate.
  *
  * Peer (torch-train-<config>): bench/torch_train_peer.py runs the same config, batch and step in PyTorch
- * (CPU torch on a CPU adapter, CUDA torch on a GPU one), when an interpreter with torch is found.
+ * (CPU torch on a CPU adapter, on all cores with whatever BLAS Debian's libblas.so.3 points at — OpenBLAS once
+ * `tools/setup.sh --bench` has installed libopenblas0-pthread; CUDA torch on a GPU one), when an interpreter
+ * with torch is found. It runs `runs` times (separate processes: torch's CPU figure swings up to 2× from one
+ * process to the next); the peer figure is their median, and the row keeps every run, the spread and what
+ * torch ran with (version, BLAS as torch reports it and as loaded, threads).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -137,16 +141,16 @@ export async function trainOurs(gpu: Gpu, c: TrainConfig, steps: number): Promis
 
 // ---- the PyTorch peer ---------------------------------------------------------------------------------
 
-/** bench/torch_train_peer.py, from the working directory (the compiled binary) or next to this file. */
-function peerScript(): string | null {
-  for (const p of [join(process.cwd(), "bench/torch_train_peer.py"), join(dirname(import.meta.dir), "torch_train_peer.py")]) if (existsSync(p)) return p;
+/** bench/<name>, from the working directory (the compiled binary) or next to this file. */
+export function peerScript(name = "torch_train_peer.py"): string | null {
+  for (const p of [join(process.cwd(), "bench", name), join(dirname(import.meta.dir), name)]) if (existsSync(p)) return p;
   return null;
 }
 
 let found: { python: string; cuda: boolean } | null | undefined;
 
 /** The first interpreter with torch: $ALIGNX_BENCH_PYTHON, Debian's /usr/bin/python3, python3 on PATH. */
-function torchPython(): { python: string; cuda: boolean } | null {
+export function torchPython(): { python: string; cuda: boolean } | null {
   if (found !== undefined) return found;
   found = null;
   for (const python of [process.env.ALIGNX_BENCH_PYTHON, "/usr/bin/python3", "python3"]) {
@@ -157,17 +161,29 @@ function torchPython(): { python: string; cuda: boolean } | null {
   return found;
 }
 
-export interface TorchTrain {
+/** What a PyTorch peer ran with (bench/torch_env.py). */
+export interface TorchWith {
+  torch: string;
+  /** BLAS_INFO as torch.__config__.show() reports it. */
+  blas: string;
+  /** The BLAS library loaded: openblas, reference, mkl, unknown. */
+  blas_lib: string;
+  blas_path: string;
+  threads: number;
+}
+
+export interface TorchTrain extends TorchWith {
+  /** The median of `runs`. */
   tokens_per_s: number;
   step_ms: number;
   params: number;
   device: string;
-  torch: string;
-  threads: number;
+  /** tokens/s of each run (a separate process each). */
+  runs: number[];
 }
 
-/** Run the same training step in PyTorch: the result, or why it was skipped. */
-export function trainTorch(c: TrainConfig, steps: number, onGpu: boolean, timeoutS: number): TorchTrain | Skipped {
+/** Run the same training step in PyTorch `runs` times: the median run, or why it was skipped. */
+export function trainTorch(c: TrainConfig, steps: number, onGpu: boolean, timeoutS: number, runs = 3): TorchTrain | Skipped {
   const what = `torch-train-${c.name}`;
   const script = peerScript();
   if (!script) return { what, why: "bench/torch_train_peer.py not found" };
@@ -175,15 +191,33 @@ export function trainTorch(c: TrainConfig, steps: number, onGpu: boolean, timeou
   if (!py) return { what, why: "no python3 with torch (tried $ALIGNX_BENCH_PYTHON, /usr/bin/python3, python3)" };
   if (onGpu && !py.cuda) return { what, why: `${py.python}'s torch has no CUDA: a CPU torch is no peer for a GPU adapter` };
   const args = [script, "--config", JSON.stringify(c.hf), "--batch", String(c.batch), "--seq", String(c.seq), "--steps", String(steps), "--device", onGpu ? "cuda" : "cpu"];
-  const r = spawnSync(py.python, args, { encoding: "utf8", timeout: timeoutS * 1e3, maxBuffer: 1 << 20 });
-  if (r.error || r.status !== 0) return { what, why: `${py.python} failed: ${r.error?.message ?? r.stderr.trim().split("\n").slice(-1)[0]}` };
-  try {
-    return JSON.parse(r.stdout.trim().split("\n").slice(-1)[0]!) as TorchTrain;
-  } catch {
-    return { what, why: `unreadable output: ${r.stdout.slice(0, 200)}` };
+  const done: Omit<TorchTrain, "runs">[] = [];
+  for (let i = 0; i < runs; i++) {
+    const r = spawnSync(py.python, args, { encoding: "utf8", timeout: timeoutS * 1e3, maxBuffer: 1 << 20 });
+    if (r.error || r.status !== 0) return { what, why: `${py.python} failed: ${r.error?.message ?? r.stderr.trim().split("\n").slice(-1)[0]}` };
+    try {
+      done.push(JSON.parse(r.stdout.trim().split("\n").slice(-1)[0]!) as Omit<TorchTrain, "runs">);
+    } catch {
+      return { what, why: `unreadable output: ${r.stdout.slice(0, 200)}` };
+    }
   }
+  const rates = done.map((d) => d.tokens_per_s);
+  const mid = median(rates);
+  const nearest = done.reduce((a, d) => (Math.abs(d.tokens_per_s - mid) < Math.abs(a.tokens_per_s - mid) ? d : a));
+  return { ...nearest, tokens_per_s: mid, step_ms: (c.batch * c.seq * 1e3) / mid, runs: rates };
+}
+
+/** A PyTorch peer row's provenance fields, and the runs with their spread when there were several. */
+export function torchRow(t: TorchWith, runs?: number[]): Pick<PeerResult, "torch" | "blas" | "blas_lib" | "threads" | "peer_runs" | "peer_spread"> {
+  return {
+    torch: t.torch,
+    blas: t.blas,
+    blas_lib: t.blas_lib,
+    threads: t.threads,
+    ...(runs && runs.length > 1 ? { peer_runs: runs, peer_spread: [Math.min(...runs), Math.max(...runs)] as [number, number] } : {}),
+  };
 }
 
 export function torchPeer(ours: TrainResult, t: TorchTrain): PeerResult {
-  return { name: `torch-train-${ours.config}`, ours: ours.tokens_per_s, peer: t.tokens_per_s, unit: "tokens/s", ratio: ours.tokens_per_s / t.tokens_per_s };
+  return { name: `torch-train-${ours.config}`, ours: ours.tokens_per_s, peer: t.tokens_per_s, unit: "tokens/s", ratio: ours.tokens_per_s / t.tokens_per_s, ...torchRow(t, t.runs) };
 }
