@@ -16,6 +16,7 @@ import { Chrf } from "./chrf.ts";
 import { signature, type Score } from "./format.ts";
 import type { Metric } from "./metric.ts";
 import { pyRstrip } from "./tokenizers.ts";
+import { firstInvalidUtf8 } from "../data/formats/common.ts";
 
 /** A problem of the inputs (a file, a line, a name): exit 2 at the command line. */
 export class ScoreInputError extends Error {
@@ -101,25 +102,6 @@ export function sentenceScores<S extends Score>(metric: Metric<S>, hyps: string[
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }); // Python's utf-8 keeps a BOM as U+FEFF
 
-/** Offset of the first byte that does not start a well-formed UTF-8 sequence (the sequence's lead byte). */
-function firstInvalidUtf8(b: Uint8Array): number {
-  let i = 0;
-  while (i < b.length) {
-    const c = b[i]!;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    const n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-    if (n === 0 || i + n > b.length) return i;
-    const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80;
-    const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf;
-    if (b[i + 1]! < lo || b[i + 1]! > hi) return i;
-    for (let k = 2; k < n; k++) if (b[i + k]! < 0x80 || b[i + k]! > 0xbf) return i;
-    i += n;
-  }
-  return b.length - 1;
-}
 
 /**
  * A text file's lines as sacreBLEU reads them: UTF-8, split at "\n" (a final "\n" ends the last line), each
@@ -145,7 +127,7 @@ export function readLines(path: string, label = path): string[] {
     try {
       text = utf8.decode(bytes);
     } catch {
-      const bad = firstInvalidUtf8(bytes);
+      const bad = Math.max(0, firstInvalidUtf8(bytes)); // the decoder refused it, so some byte is bad
       throw new ScoreInputError(`${label}:${lineNo}: not UTF-8 (byte 0x${bytes[bad]!.toString(16).padStart(2, "0")} at offset ${start + bad})`);
     }
     lines.push(pyRstrip(text));

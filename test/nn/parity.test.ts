@@ -34,17 +34,22 @@ const HAS_TORCH = Bun.spawnSync(["/usr/bin/python3", "-c", "import torch"], { st
 const tmp = await mkdtemp(join(tmpdir(), "alignx-parity-"));
 afterAll(() => rm(tmp, { recursive: true, force: true }));
 
+/** A parity fixture: the model, its batch`suffix`.json and expected`suffix`.safetensors, and which positions see a key. */
+async function loadFixture(fam: string, suffix: "" | "_stage1") {
+  const gpu = await getGpu();
+  const dir = join(FIXTURES, fam);
+  const model = await LlamaModel.fromPretrained(gpu, dir);
+  const c = model.config;
+  const batch = await readBatch(join(dir, `batch${suffix}.json`), c.vocabSize);
+  const ref = await readExpected(join(dir, `expected${suffix}.safetensors`));
+  const [B, T] = [batch.inputIds.length, batch.inputIds[0]!.length];
+  return { gpu, dir, model, c, batch, ref, B, T, keep: seesAKey(batch.attentionMask, B, T) };
+}
+
 describe("LlamaModel vs PyTorch (HF LlamaForCausalLM re-implementation)", () => {
   for (const fam of FAMILIES) {
     test(fam, async () => {
-      const gpu = await getGpu();
-      const dir = join(FIXTURES, fam);
-      const model = await LlamaModel.fromPretrained(gpu, dir);
-      const c = model.config;
-      const batch = await readBatch(join(dir, "batch.json"), c.vocabSize);
-      const ref = await readExpected(join(dir, "expected.safetensors"));
-      const [B, T] = [batch.inputIds.length, batch.inputIds[0]!.length];
-      const keep = seesAKey(batch.attentionMask, B, T);
+      const { gpu, model, c, batch, ref, B, T, keep } = await loadFixture(fam, "");
       const { logits, loss, hiddenStates } = model.forwardLoss(batch.inputIds, {
         attentionMask: batch.attentionMask,
         labels: batch.labels,
@@ -168,15 +173,8 @@ describe("parity command", () => {
 describe("stage 1 (AlignX losses) vs PyTorch", () => {
   for (const fam of FAMILIES) {
     test(fam, async () => {
-      const gpu = await getGpu();
-      const dir = join(FIXTURES, fam);
-      const model = await LlamaModel.fromPretrained(gpu, dir);
-      const c = model.config;
-      const batch = await readBatch(join(dir, "batch_stage1.json"), c.vocabSize);
-      const ref = await readExpected(join(dir, "expected_stage1.safetensors"));
-      const [B, T] = [batch.inputIds.length, batch.inputIds[0]!.length];
+      const { gpu, dir, model, c, batch, ref, B, keep } = await loadFixture(fam, "_stage1");
       expect(B).toBeGreaterThanOrEqual(2);
-      const keep = seesAKey(batch.attentionMask, B, T);
       const cfg = readStage1Config(await Bun.file(join(dir, "config.json")).json(), { numLayers: c.numHiddenLayers });
       const weights = new Map<string, Tensor>();
       for (const s of LanguageMatchingClassifier.specs(c.hiddenSize, cfg.languageMatchingIntermediateSize)) {
