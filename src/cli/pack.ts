@@ -96,7 +96,8 @@ export async function pack(o: PackCliOptions): Promise<number> {
     mb = p.bytes / 1e6;
     bar.update(p.done, p.total, `${(mb / Math.max(bar.elapsed, 1e-3)).toFixed(2)} MB/s  ${p.tokens.toLocaleString("en-US")} tokens`);
   };
-  log(`pack: task ${opts.task}, ${workers ?? availableParallelism()} worker${(workers ?? availableParallelism()) === 1 ? "" : "s"}, tokenizer ${opts.tokenizer}`);
+  // Said once the options and the output location are accepted (a refusal prints only the error).
+  opts.onStart = () => log(`pack: task ${opts.task}, ${workers ?? availableParallelism()} worker${(workers ?? availableParallelism()) === 1 ? "" : "s"}, tokenizer ${opts.tokenizer}`);
   const m = await packCorpus(opts);
   const total = m.counts.records + Object.values(m.dropped).reduce((a, b) => a + b, 0) - (m.dropped.bad_records ?? 0);
   bar.done(total, total, `${(mb / Math.max(bar.elapsed, 1e-3)).toFixed(2)} MB/s`);

@@ -60,6 +60,8 @@ export interface PackOptions extends Omit<ReadOptions, "onBadRecord"> {
   overwrite?: boolean;
   createdBy?: string;
   onProgress?: (p: PackProgress) => void;
+  /** Called once the options and the output location have passed their checks, before any input is read. */
+  onStart?: () => void;
   /** Lines worth telling the user (dropped counts, skipped records, missing languages). */
   log?: (line: string) => void;
 }
@@ -77,7 +79,7 @@ export interface PackProgress {
 
 export const PACK_DEFAULTS = { cutoff: 512, seqLen: 512, seed: 0, shardBytes: 64 << 20, pairs: "english-centric", chunk: 256 } as const;
 
-const usage = (msg: string, where = "alignx pack") => new CorpusError(`${where}: ${msg}`, where, 2);
+const usage = (msg: string, where = "pack") => new CorpusError(`${where}: ${msg}`, where, 2);
 
 function checkInt(name: string, v: number | undefined, min: number, max = 2 ** 31 - 1): void {
   if (v === undefined) return;
@@ -122,7 +124,7 @@ async function checkOutput(o: PackOptions): Promise<void> {
     }
     for (const p of paths) inputs.push({ path: p, label: "input" }); // the word udhr names no file: skipped as missing
   }
-  const t = await prepareOutput(o.out, { kind: "dir", label: "alignx pack: --out", inputs });
+  const t = await prepareOutput(o.out, { kind: "dir", label: "pack: --out", inputs });
   if (!t.existing) return;
   if (!o.overwrite) throw usage(`${o.out} exists; pass --overwrite to replace it`);
   const names = await readdir(t.target);
@@ -320,6 +322,7 @@ export async function pack(o: PackOptions): Promise<Manifest> {
   checkPackOptions(o);
   const log = o.log ?? (() => {});
   await checkOutput(o);
+  o.onStart?.();
   const tok = await loadTokenizer(o.tokenizer);
   if (o.task !== "pretrain" && tok.eosId === null) throw new CorpusError(`${o.tokenizer}: the tokenizer has no EOS token, which the instruction examples end with`, o.tokenizer);
   const corpus = await readCorpus(o, log);

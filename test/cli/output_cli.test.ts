@@ -219,7 +219,7 @@ describe("alignx pack --out DIR", () => {
       const inTok = join(tok, "packed");
       expectRefused(
         await alignx("pack", "--tokenizer", tok, "--out", inTok, "--workers", "0", join(dir, "deu-eng.tsv")),
-        `alignx pack: --out ${inTok} is inside --tokenizer ${tok}, an input directory; refusing to write into an input (choose a path outside it)`,
+        `pack: --out ${inTok} is inside --tokenizer ${tok}, an input directory; refusing to write into an input (choose a path outside it)`,
       );
       expect(existsSync(inTok)).toBe(false);
       // an input kept inside an old pack output: --overwrite would delete it
@@ -227,7 +227,7 @@ describe("alignx pack --out DIR", () => {
       writeFileSync(kept, tsvText);
       expectRefused(
         await alignx("pack", "--tokenizer", TOKENIZER, "--out", out, "--overwrite", "--workers", "0", kept),
-        `alignx pack: --out ${out} holds input ${kept}, an input; replacing it would delete the input`,
+        `pack: --out ${out} holds input ${kept}, an input; replacing it would delete the input`,
       );
       expect(readFileSync(kept, "utf8")).toBe(tsvText);
     },
@@ -250,7 +250,7 @@ describe("alignx pack --out DIR", () => {
       chmodSync(out, 0o555);
       expectRefused(
         await alignx("pack", "--tokenizer", TOKENIZER, "--out", out, "--overwrite", "--seed", "4", "--workers", "0", tsv),
-        `alignx pack: --out ${out} is read-only (mode 0555); refusing to replace it (make it writable, e.g. chmod u+w, or choose another path)`,
+        `pack: --out ${out} is read-only (mode 0555); refusing to replace it (make it writable, e.g. chmod u+w, or choose another path)`,
       );
       expect(seed(out)).toBe(3);
       chmodSync(out, 0o755);
@@ -266,7 +266,7 @@ describe("alignx pack --out DIR", () => {
       writeFileSync(tsv, tsvText);
       writeFileSync(join(dir, "afile"), "x");
       const out = join(dir, "afile", "sub", "out");
-      expectRefused(await alignx("pack", "--tokenizer", TOKENIZER, "--out", out, "--workers", "0", tsv), `alignx pack: --out ${out} cannot be created: ${join(dir, "afile")} is a regular file, not a directory`);
+      expectRefused(await alignx("pack", "--tokenizer", TOKENIZER, "--out", out, "--workers", "0", tsv), `pack: --out ${out} cannot be created: ${join(dir, "afile")} is a regular file, not a directory`);
       expect(readdirSync(dir).sort()).toEqual(["afile", "deu-eng.tsv"]);
     },
     TEST_TIMEOUT_MS,
@@ -280,7 +280,7 @@ describe("alignx pack --out DIR", () => {
       writeFileSync(tsv, tsvText);
       const [, ro] = mounts.readOnlyBind()!;
       const out = join(ro, "out");
-      expectRefused(await alignx("pack", "--tokenizer", TOKENIZER, "--out", out, "--workers", "0", tsv), `alignx pack: --out ${out} cannot be written: ${ro} is on a read-only filesystem`);
+      expectRefused(await alignx("pack", "--tokenizer", TOKENIZER, "--out", out, "--workers", "0", tsv), `pack: --out ${out} cannot be written: ${ro} is on a read-only filesystem`);
     },
     TEST_TIMEOUT_MS,
   );

@@ -161,7 +161,7 @@ describe("alignx pack: usage errors exit 2 before any work", () => {
       const before = readFileSync(join(out, "manifest.json"), "utf8");
       const mtime = statSync(join(out, "shard-00000.axs")).mtimeMs;
       const r = await alignx("pack", "--tokenizer", TOKENIZER, "--out", out, "--workers", "0", "--seed", "3", tsv);
-      expect(r.stderr).toContain(`alignx: alignx pack: ${out} exists; pass --overwrite to replace it`);
+      expect(r.stderr).toContain(`alignx: pack: ${out} exists; pass --overwrite to replace it`);
       expect(r.code).toBe(2);
       expect(readFileSync(join(out, "manifest.json"), "utf8")).toBe(before);
       expect(statSync(join(out, "shard-00000.axs")).mtimeMs).toBe(mtime);
