@@ -31,6 +31,23 @@ export interface LauncherRow {
   run(gpu: Gpu, io: RowIo, r: () => number): Promise<Check[]>;
 }
 
+/**
+ * What a row builder may vary besides the shape: the policy variant, a label for the row's name, a skip rule, and
+ * whether the inputs carry NaN (each family's rows say where they put it).
+ */
+export interface RowExtra {
+  variant?: PartialPolicy;
+  label?: string;
+  skip?: LauncherRow["skip"];
+  nan?: boolean;
+}
+
+/** ` (label)` for a row's name, or nothing. */
+export const labelSuffix = (e: RowExtra): string => (e.label ? ` (${e.label})` : "");
+
+/** float64 values rounded to f32, as the device receives them (references read the same inputs). */
+export const f32 = (x: Float64Array): Float64Array => Float64Array.from(new Float32Array(x));
+
 /** Buffers for one row: inputs uploaded, outputs poisoned with NaN, all released after the row. */
 export class RowIo {
   private readonly made: PooledBuffer[] = [];

@@ -22,17 +22,10 @@ import {
 } from "../../../src/kernels/loss.ts";
 import * as ref from "../../reference/loss.ts";
 import { uniform } from "../../tensor/helpers.ts";
-import type { Check, LauncherRow } from "../harness.ts";
+import { f32, labelSuffix, type Check, type LauncherRow, type RowExtra } from "../harness.ts";
 import { ROW_LENGTHS, ROW_VARIANTS } from "../row_variants.ts";
 
-const f32 = (x: Float64Array) => Float64Array.from(new Float32Array(x));
 
-interface Extra {
-  variant?: PartialPolicy;
-  skip?: LauncherRow["skip"];
-  label?: string;
-}
-const tag = (e: Extra) => (e.label ? ` (${e.label})` : "");
 
 // ---- cross-entropy ------------------------------------------------------------------------------------
 
@@ -64,13 +57,13 @@ function makeTargets(r: () => number, c: CECase, ignore: number): Int32Array {
   return t;
 }
 
-function ceRow(launcher: "crossEntropyForward" | "crossEntropyBackward", c: CECase, e: Extra = {}): LauncherRow {
+function ceRow(launcher: "crossEntropyForward" | "crossEntropyBackward", c: CECase, e: RowExtra = {}): LauncherRow {
   const o: CrossEntropyLaunchOptions = { rows: c.rows, classes: c.classes, ignoreIndex: c.ignore ?? -100 };
   const range = c.range ?? 3;
   const ign = c.ignoreEvery === undefined ? "" : c.ignoreEvery === "all" ? ", all ignored" : `, every ${c.ignoreEvery}th ignored`;
   return {
     family: "loss",
-    name: `loss ${launcher} [${c.rows}, ${c.classes}] ignore ${o.ignoreIndex}${ign}${c.invalid ? ", an invalid target" : ""}, logits in +-${range}${c.nan ? `, NaN in ${c.nan} rows` : ""}${tag(e)}`,
+    name: `loss ${launcher} [${c.rows}, ${c.classes}] ignore ${o.ignoreIndex}${ign}${c.invalid ? ", an invalid target" : ""}, logits in +-${range}${c.nan ? `, NaN in ${c.nan} rows` : ""}${labelSuffix(e)}`,
     variant: e.variant,
     skip: e.skip,
     async run(gpu, io, r): Promise<Check[]> {
@@ -105,11 +98,11 @@ function ceRow(launcher: "crossEntropyForward" | "crossEntropyBackward", c: CECa
 // ---- masked mean --------------------------------------------------------------------------------------
 
 /** nan: a NaN in x at a kept position of batch 0, and a NaN mask value in batch B - 1 (it counts: NaN mean). */
-function maskedMeanRow(launcher: "maskedMeanForward" | "maskedMeanBackward", B: number, T: number, D: number, e: Extra & { nan?: boolean } = {}): LauncherRow {
+function maskedMeanRow(launcher: "maskedMeanForward" | "maskedMeanBackward", B: number, T: number, D: number, e: RowExtra & { nan?: boolean } = {}): LauncherRow {
   const o = { B, T, D };
   return {
     family: "loss",
-    name: `loss ${launcher} [${B}, ${T}, ${D}]${e.nan ? " with NaN in x and mask" : ""}${tag(e)}`,
+    name: `loss ${launcher} [${B}, ${T}, ${D}]${e.nan ? " with NaN in x and mask" : ""}${labelSuffix(e)}`,
     variant: e.variant,
     skip: e.skip,
     async run(gpu, io, r): Promise<Check[]> {
@@ -144,11 +137,11 @@ function maskedMeanRow(launcher: "maskedMeanForward" | "maskedMeanBackward", B: 
 // ---- l2 normalize -------------------------------------------------------------------------------------
 
 /** nan: a NaN in row min(1, rows - 1) (the row NaN, as F.normalize) and, backward, in dy of the last row. */
-function l2Row(launcher: "l2NormalizeForward" | "l2NormalizeBackward", rows: number, n: number, special = false, e: Extra & { nan?: boolean } = {}): LauncherRow {
+function l2Row(launcher: "l2NormalizeForward" | "l2NormalizeBackward", rows: number, n: number, special = false, e: RowExtra & { nan?: boolean } = {}): LauncherRow {
   const o = { rows, n, eps: 1e-12 };
   return {
     family: "loss",
-    name: `loss ${launcher} [${rows}, ${n}]${special ? " zero and tiny rows" : ""}${e.nan ? " with NaN" : ""}${tag(e)}`,
+    name: `loss ${launcher} [${rows}, ${n}]${special ? " zero and tiny rows" : ""}${e.nan ? " with NaN" : ""}${labelSuffix(e)}`,
     variant: e.variant,
     skip: e.skip,
     async run(gpu, io, r): Promise<Check[]> {
@@ -179,7 +172,7 @@ function l2Row(launcher: "l2NormalizeForward" | "l2NormalizeBackward", rows: num
 
 /** The three products of cosineSimilarityMatrix(a [N, D], b [M, D]): out, and the gradients of a and b. */
 /** nan: a NaN in lhs[0] and rhs[last] (the outputs that sum them NaN). */
-function contractRow(which: "out" | "grad_a" | "grad_b", N: number, M: number, D: number, e: Extra & { nan?: boolean } = {}): LauncherRow {
+function contractRow(which: "out" | "grad_a" | "grad_b", N: number, M: number, D: number, e: RowExtra & { nan?: boolean } = {}): LauncherRow {
   const s: Omit<ContractOptions, "name"> =
     which === "out"
       ? { rows: N, cols: M, depth: D, lr: D, lk: 1, rk: 1, rc: D } // a [N, D] · b [M, D]ᵀ
@@ -189,7 +182,7 @@ function contractRow(which: "out" | "grad_a" | "grad_b", N: number, M: number, D
   const [lhsN, rhsN] = which === "out" ? [N * D, M * D] : which === "grad_a" ? [N * M, M * D] : [N * M, N * D];
   return {
     family: "loss",
-    name: `loss contract ${which} of a [${N}, ${D}], b [${M}, ${D}]${e.nan ? " with NaN" : ""}${tag(e)}`,
+    name: `loss contract ${which} of a [${N}, ${D}], b [${M}, ${D}]${e.nan ? " with NaN" : ""}${labelSuffix(e)}`,
     variant: e.variant,
     skip: e.skip,
     async run(gpu, io, r): Promise<Check[]> {

@@ -8,22 +8,16 @@ import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { maxBackward, reduceAxis, reduceExpand, type ReduceCombine } from "../../../src/kernels/reduce.ts";
 import * as ref from "../../reference/reduce.ts";
 import { uniform } from "../../tensor/helpers.ts";
-import type { LauncherRow } from "../harness.ts";
+import { labelSuffix, type LauncherRow, type RowExtra } from "../harness.ts";
 import { ROW_LENGTHS, ROW_VARIANTS } from "../row_variants.ts";
 
 type Dims = [outer: number, n: number, inner: number];
 type Op = "sum" | "mean" | "max";
 const fmt = ([a, n, i]: Dims) => `[${a}, ${n}, ${i}]`;
-interface Extra {
-  variant?: PartialPolicy;
-  label?: string;
-  skip?: LauncherRow["skip"];
-  /** Put a NaN in the middle of outer row 1 (max must propagate it). */
-  nan?: boolean;
-}
-const suffix = (e: Extra) => `${e.nan ? " with a NaN" : ""}${e.label ? ` (${e.label})` : ""}`;
+/** `nan`: a NaN in the middle of outer row 1 (max must propagate it). */
+const suffix = (e: RowExtra) => `${e.nan ? " with a NaN" : ""}${labelSuffix(e)}`;
 
-function axisRow(op: Op, dims: Dims, e: Extra = {}): LauncherRow {
+function axisRow(op: Op, dims: Dims, e: RowExtra = {}): LauncherRow {
   const [outer, n, inner] = dims;
   const combine: ReduceCombine = op === "max" ? "max" : "sum";
   const o = { outer, n, inner, scale: op === "mean" ? 1 / n : 1, combine, name: op };
@@ -44,7 +38,7 @@ function axisRow(op: Op, dims: Dims, e: Extra = {}): LauncherRow {
   };
 }
 
-function expandRow(op: "sum" | "mean", dims: Dims, e: Extra = {}): LauncherRow {
+function expandRow(op: "sum" | "mean", dims: Dims, e: RowExtra = {}): LauncherRow {
   const [outer, n, inner] = dims;
   const o = { outer, n, inner, scale: op === "mean" ? 1 / n : 1, name: `${op}.backward` };
   return {
@@ -61,7 +55,7 @@ function expandRow(op: "sum" | "mean", dims: Dims, e: Extra = {}): LauncherRow {
 }
 
 /** Values on a coarse grid (multiples of 1/4 in [-1, 1]), so most columns tie for their max. */
-function maxBackwardRow(dims: Dims, e: Extra = {}): LauncherRow {
+function maxBackwardRow(dims: Dims, e: RowExtra = {}): LauncherRow {
   const [outer, n, inner] = dims;
   return {
     family: "reduce",

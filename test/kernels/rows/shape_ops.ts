@@ -23,18 +23,14 @@ import {
 } from "../../../src/kernels/shape_ops.ts";
 import * as ref from "../../reference/shape_ops.ts";
 import { uniform } from "../../tensor/helpers.ts";
-import type { Check, LauncherRow } from "../harness.ts";
+import { labelSuffix, type Check, type LauncherRow, type RowExtra } from "../harness.ts";
 
 type Shape = readonly number[];
 const numel = (s: Shape) => s.reduce((a, b) => a * b, 1);
 const EXACT = { rtol: 0, atol: 0 };
 const fmt = (s: Shape) => `[${s.join(", ")}]`;
-interface Extra {
-  variant?: PartialPolicy;
-  label?: string;
-}
-const GRID: Extra = { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" };
-const tail = (e: Extra) => (e.label ? ` (${e.label})` : "");
+const GRID: RowExtra = { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" };
+const tail = labelSuffix;
 /** Row-major strides. */
 const contiguous = (s: Shape) => s.map((_, i) => numel(s.slice(i + 1)));
 
@@ -45,7 +41,7 @@ const readAs = async (gpu: Gpu, b: PooledBuffer, n: number, dtype: CopyDType): P
 };
 const POISON: Record<CopyDType, number> = { f32: NaN, i32: 0x7fc00000, u32: 0x7fc00000 };
 
-function copyRow(what: string, shape: Shape, srcLen: number, src: StridedView, dstLen: number, dst: StridedView, dtype: CopyDType = "f32", e: Extra = {}): LauncherRow {
+function copyRow(what: string, shape: Shape, srcLen: number, src: StridedView, dstLen: number, dst: StridedView, dtype: CopyDType = "f32", e: RowExtra = {}): LauncherRow {
   return {
     family: "shape_ops",
     name: `shape_ops stridedCopy ${what} ${fmt(shape)} ${dtype}${tail(e)}`,
@@ -63,7 +59,7 @@ function copyRow(what: string, shape: Shape, srcLen: number, src: StridedView, d
 }
 
 /** nan: conditions include NaN (true, as torch's bool(NaN)) and -0 (false); a and b hold a NaN each (kept only where selected). */
-function whereRows(cs: Shape, as: Shape, bs: Shape, e: Extra & { nan?: boolean } = {}): LauncherRow[] {
+function whereRows(cs: Shape, as: Shape, bs: Shape, e: RowExtra & { nan?: boolean } = {}): LauncherRow[] {
   const nd = Math.max(cs.length, as.length, bs.length);
   const shape = Array.from({ length: nd }, (_, i) => Math.max(...[cs, as, bs].map((s) => s[i - (nd - s.length)] ?? 1)));
   const strides = [cs, as, bs].map((s) => ref.broadcastStrides(s, shape)) as [number[], number[], number[]];
@@ -104,7 +100,7 @@ function whereRows(cs: Shape, as: Shape, bs: Shape, e: Extra & { nan?: boolean }
   ];
 }
 
-function clampRows(n: number, lo: number, hi: number, e: Extra = {}): LauncherRow[] {
+function clampRows(n: number, lo: number, hi: number, e: RowExtra = {}): LauncherRow[] {
   const o = { n, lo, hi };
   /** Values in [-2, 2) with every 10th at 0.5, every 10th (from 3) at -0.25 (the bounds), and one NaN. */
   const input = (r: () => number) => {
@@ -142,7 +138,7 @@ function clampRows(n: number, lo: number, hi: number, e: Extra = {}): LauncherRo
   ];
 }
 
-function indexRows(d: IndexSelectDims, ids: number[], e: Extra & { dtype?: CopyDType; backward?: boolean } = {}): LauncherRow[] {
+function indexRows(d: IndexSelectDims, ids: number[], e: RowExtra & { dtype?: CopyDType; backward?: boolean } = {}): LauncherRow[] {
   const dtype = e.dtype ?? "f32";
   const { outer, rows: nr, m, inner } = d;
   const I = Int32Array.from(ids);

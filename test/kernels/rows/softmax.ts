@@ -19,27 +19,20 @@ import {
 } from "../../../src/kernels/softmax.ts";
 import * as ref from "../../reference/softmax.ts";
 import { uniform } from "../../tensor/helpers.ts";
-import type { Check, LauncherRow } from "../harness.ts";
+import { f32, labelSuffix, type Check, type LauncherRow, type RowExtra } from "../harness.ts";
 import { ROW_LENGTHS, ROW_VARIANTS } from "../row_variants.ts";
 
-const f32 = (x: Float64Array) => Float64Array.from(new Float32Array(x));
 
-interface Extra {
-  variant?: PartialPolicy;
-  skip?: LauncherRow["skip"];
-  label?: string;
-  /**
-   * NaN propagation: a NaN in the input of row min(1, rows - 1), a +inf in row 0 (torch: NaN everywhere, exp(inf - inf))
-   * and, for backwards, a NaN in the upstream gradient of the last row; attention softmax: a NaN in a visible score of
-   * row 1, a +inf in one of row 2, a NaN in an invisible score of row 0 (never read), and a NaN mask value (a kept key).
-   */
-  nan?: boolean;
-}
-const tag = (e: Extra) => `${e.nan ? " with NaN" : ""}${e.label ? ` (${e.label})` : ""}`;
+/**
+ * `nan`: a NaN in the input of row min(1, rows - 1), a +inf in row 0 (torch: NaN everywhere, exp(inf - inf)) and, for
+ * backwards, a NaN in the upstream gradient of the last row; attention softmax: a NaN in a visible score of row 1, a
+ * +inf in one of row 2, a NaN in an invisible score of row 0 (never read), and a NaN mask value (a kept key).
+ */
+const tag = (e: RowExtra) => `${e.nan ? " with NaN" : ""}${labelSuffix(e)}`;
 
 // ---- softmax / log_softmax ----------------------------------------------------------------------------
 
-function softmaxRow(launcher: "softmaxForward" | "softmaxBackward", kind: SoftmaxKind, rows: number, n: number, range: [number, number], e: Extra = {}): LauncherRow {
+function softmaxRow(launcher: "softmaxForward" | "softmaxBackward", kind: SoftmaxKind, rows: number, n: number, range: [number, number], e: RowExtra = {}): LauncherRow {
   const o = { rows, n, kind };
   return {
     family: "softmax",
@@ -79,7 +72,7 @@ interface AttnCase {
   pad?: number[];
 }
 
-function attnRow(launcher: "attentionSoftmaxForward" | "attentionSoftmaxBackward", c: AttnCase, e: Extra = {}): LauncherRow {
+function attnRow(launcher: "attentionSoftmaxForward" | "attentionSoftmaxBackward", c: AttnCase, e: RowExtra = {}): LauncherRow {
   const o: AttentionSoftmaxOptions = { rows: c.B * c.H * c.T, n: c.T, scale: c.scale, causal: c.causal, batchRows: c.H * c.T };
   const n = o.rows * o.n;
   return {
@@ -137,7 +130,7 @@ const DEFS: Record<"two" | "one", { wgsl: RowSumMap; f64: ref.RowSumMapRef }> = 
   },
 };
 
-function rowSumMapRow(def: "two" | "one", rows: number, n: number, e: Extra = {}): LauncherRow {
+function rowSumMapRow(def: "two" | "one", rows: number, n: number, e: RowExtra = {}): LauncherRow {
   const eps = 0.75;
   return {
     family: "softmax",
