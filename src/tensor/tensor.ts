@@ -43,8 +43,6 @@ export const debug = {
   poison: false,
 };
 
-// Launch geometry (src/gpu/grid.ts), re-exported for the op modules that still import it from here.
-export { grid1d } from "../gpu/grid.ts";
 
 /** One pooled buffer shared by every view of it. */
 export class Storage {
