@@ -2,3 +2,6 @@
 // language-matching classifier, and the stage-1 settings under the reference's config.json names.
 export * from "./config.ts";
 export * from "./losses.ts";
+export * from "./options.ts";
+export * from "./checkpoint.ts";
+export * from "./trainer.ts";

@@ -12,6 +12,7 @@ import { pack } from "./pack.ts";
 import { parity } from "./parity.ts";
 import { runScript } from "./run.ts";
 import { score } from "./score.ts";
+import { registerTrain } from "./train.ts";
 import { verify } from "./verify.ts";
 import { adapterOption, parseArgs, UsageError } from "./usage.ts";
 
@@ -109,6 +110,8 @@ cli
   .action((o: Record<string, unknown>) =>
     score({ hyp: o.hyp, ref: o.ref, metrics: o.metrics, tokenize: o.tokenize, spmModel: o.spmModel, lc: o.lc === true, sentence: o.sentence === true, ci: o.ci === true, seed: o.seed, width: o.width, json: o.json === true }),
   );
+
+registerTrain(cli, () => ({}));
 
 cli
   .command("bench [...options]", "The kernel and training benchmark suite (bench/run.ts): alignx bench --help lists its options")

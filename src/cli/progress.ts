@@ -33,6 +33,11 @@ export class Progress {
     this.tty = o.tty ?? this.stream.isTTY === true;
   }
 
+  /** Whether the line is redrawn in place (a terminal) rather than printed every few seconds. */
+  get isTty(): boolean {
+    return this.tty;
+  }
+
   get elapsed(): number {
     return (performance.now() - this.t0) / 1e3;
   }

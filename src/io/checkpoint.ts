@@ -280,7 +280,22 @@ export interface WrittenCheckpoint {
 }
 
 /** Write a checkpoint directory atomically (see the module comment). Tensor data may be lazy. */
-export async function writeCheckpoint(dir: string, tensors: readonly TensorToWrite[], opts: WriteCheckpointOptions = {}): Promise<WrittenCheckpoint> {
+export function writeCheckpoint(dir: string, tensors: readonly TensorToWrite[], opts: WriteCheckpointOptions = {}): Promise<WrittenCheckpoint> {
+  return writeCheckpointInto(dir, tensors, opts, (fill) => saveDirAtomic(dir, fill));
+}
+
+/**
+ * The weights (shards and index) and extra files of a checkpoint, written into the directory `build` hands
+ * to its callback: `writeCheckpoint` passes an atomic directory build; a caller that adds its own files to the
+ * same directory (the trainer's checkpoints: optimizer and trainer state beside the weights) passes the
+ * directory it is already building, `(fill) => fill(tmpDir)`.
+ */
+export async function writeCheckpointInto(
+  dir: string,
+  tensors: readonly TensorToWrite[],
+  opts: WriteCheckpointOptions,
+  build: (fill: (tmp: string) => Promise<WrittenCheckpoint>) => Promise<WrittenCheckpoint>,
+): Promise<WrittenCheckpoint> {
   const max = opts.maxShardBytes ?? 5e9;
   if (!(max > 0)) throw new CheckpointError(`maxShardBytes must be > 0, got ${max}`, dir);
   const metadata = opts.metadata === undefined ? { format: "pt" } : opts.metadata;
@@ -312,7 +327,7 @@ export async function writeCheckpoint(dir: string, tensors: readonly TensorToWri
   const n = shards.length;
   const names = n === 1 ? [SINGLE_FILE] : shards.map((_, i) => `model-${String(i + 1).padStart(5, "0")}-of-${String(n).padStart(5, "0")}.safetensors`);
 
-  return saveDirAtomic(dir, async (tmp) => {
+  return build(async (tmp) => {
     const weightMap: Record<string, string> = {};
     for (let i = 0; i < n; i++) {
       await writeSafetensors(join(tmp, names[i]!), shards[i]!, metadata);

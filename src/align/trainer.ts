@@ -1,0 +1,609 @@
+/**
+ * The training loop of every stage (pretraining, AlignX stage 1, stage 2), as HF Trainer runs the reference:
+ *
+ *   one optimizer step = `gradient_accumulation_steps` micro-batches from the loader; each micro-batch's loss
+ *   (stage 1: L_NTP + λ_ctr·L_CTR + λ_lam·L_LAM; else L_NTP) divided by the accumulation count and
+ *   backwarded, so the gradients add up (in place, into `.grad`) to those of the mean loss over the global
+ *   batch; then the global norm is clipped (`max_grad_norm`), AdamW steps over the model (and, in stage 1, the
+ *   classifier), the LR schedule advances (linear warmup, then linear decay to 0 at the last step), and the
+ *   gradients are dropped.
+ *
+ *   steps     `max_steps`, else ⌊num_train_epochs × batches per epoch / accumulation⌋ (at least 1). The loader is
+ *             one stream over epochs, so a step may take its micro-batches across an epoch boundary.
+ *   bad steps a step whose loss or gradient norm is not finite is skipped (no update, gradients dropped; the
+ *             schedule does not advance) and counted; after `max_bad_steps` in a row the run stops with an
+ *             error naming the step, and the checkpoints written so far stay as they were.
+ *   output    OUT/run.json (the job and resolved options), OUT/metrics.jsonl (a line per step: every loss
+ *             term, grad norm, LR, loss scale, tokens/s, GPU memory), OUT/checkpoint-N/ (src/align/checkpoint.ts)
+ *             every `save_steps` and at the end (the last `save_total_limit` kept), OUT/model/ (the final
+ *             weights in HF layout with the tokenizer) and OUT/loss.svg (the loss terms and LR).
+ *   resume    `resume: "latest" | DIR` restores weights, classifier, AdamW moments and step counts, the schedule,
+ *             the loader's exact position and the counters, after checking the checkpoint was made by a run of
+ *             the same identity (stage, options that change the computation, model config, corpus); metrics.jsonl
+ *             is cut back to the checkpoint's step. The run then computes bit-for-bit what the uninterrupted
+ *             run would have (a test kills a run with SIGKILL and compares the final weights).
+ *   Ctrl-C    SIGINT/SIGTERM finish the current step, save a checkpoint and return `interrupted` (the CLI exits
+ *             130); a second signal ends the process at once.
+ *
+ * Data parallelism (issue 15) adds the gradient exchange between backward and the clip (`hooks.afterBackward`)
+ * and the rank's slice of each global batch (`hooks.microBatchesPerStep`); nothing else here changes.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, rm, stat, truncate, writeFile, appendFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { Loader, readManifest, MANIFEST_FILE, loadTokenizer, type LoaderBatch, type LoaderState } from "../data/index.ts";
+import { linePlotSvg } from "../eval/plot.ts";
+import type { Gpu } from "../gpu/index.ts";
+import { openCheckpoint, prepareOutput, readHfConfig, saveTensors, writeBytesAtomic } from "../io/index.ts";
+import { LlamaModel, loadParameters } from "../nn/index.ts";
+import { AdamW, clipGradNorm, getLinearScheduleWithWarmup, LambdaLR } from "../optim/index.ts";
+import { mulScalar, scope, Tensor } from "../tensor/index.ts";
+import { readStage1Config, type Stage1Config } from "./config.ts";
+import {
+  CLASSIFIER_FILE,
+  checkpointName,
+  listCheckpoints,
+  pruneCheckpoints,
+  readOptimizerState,
+  readTrainerState,
+  resolveResume,
+  saveTrainCheckpoint,
+  trainedConfigJson,
+  companionFiles,
+  type TrainerState,
+} from "./checkpoint.ts";
+import { CLASSIFIER_PREFIX, LanguageMatchingClassifier, stage1Loss } from "./losses.ts";
+import { globalBatch, hyperJson, TrainOptionError, type Stage, type TrainHyper } from "./options.ts";
+
+export const RUN_FILE = "run.json";
+export const METRICS_FILE = "metrics.jsonl";
+export const FINAL_DIR = "model";
+export const PLOT_FILE = "loss.svg";
+
+/** The shard task each stage trains on (a manifest of another task is refused). */
+const STAGE_TASKS: Record<Stage, readonly string[]> = { 0: ["pretrain"], 1: ["stage1"], 2: ["stage2", "stage1"] };
+export const STAGE_NAMES: Record<Stage, string> = { 0: "pretrain", 1: "stage 1", 2: "stage 2" };
+
+/** A run that cannot start or continue: bad paths, a corpus of another tokenizer, a mismatched resume (exit 2), or a stop (exit 1). */
+export class TrainError extends Error {
+  override name = "TrainError";
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
+    super(message);
+  }
+}
+
+export interface TrainJob {
+  stage: Stage;
+  /**
+   * Stages 1 and 2: the HF model directory to start from (stage 2 from a stage-1 output: its classifier is
+   * dropped). Stage 0 (pretraining from scratch): a directory with config.json and the tokenizer; the weights are
+   * drawn fresh from the seed (weights there are not read).
+   */
+  model: string;
+  /** Shards: a pack output directory, its manifest.json, or shard paths / globs. */
+  data: string | readonly string[];
+  out: string;
+  hyper: TrainHyper;
+  /** "latest" or a checkpoint directory. */
+  resume?: string;
+  /** Replace an existing output directory (only one written by `alignx train`). */
+  overwrite?: boolean;
+  /** Stage 1: AlignX settings from flags (override config.json's). */
+  log?: (line: string) => void;
+  /** Progress line output: a bar on a terminal, else a plain line every `logging_steps`. */
+  progress?: ProgressSink;
+  /** Called after every optimizer step (tests). */
+  onStep?: (m: StepMetrics) => void | Promise<void>;
+  /** Listen to SIGINT/SIGTERM (the CLI); default true. */
+  handleSignals?: boolean;
+}
+
+export interface ProgressSink {
+  update(done: number, total: number, extra: string): void;
+  done(done: number, total: number, extra: string): void;
+  log(line: string): void;
+  readonly tty: boolean;
+}
+
+export interface StepMetrics {
+  step: number;
+  total_steps: number;
+  epoch: number;
+  loss: number;
+  loss_ntp: number;
+  loss_ctr?: number;
+  loss_lam?: number;
+  grad_norm: number;
+  lr: number;
+  /** Dynamic loss scale (1: fp32 training has none). */
+  loss_scale: number;
+  tokens: number;
+  tokens_per_s: number;
+  gpu_live_bytes: number;
+  gpu_peak_bytes: number;
+  seconds: number;
+  skipped?: boolean;
+}
+
+export interface TrainResult {
+  status: "done" | "interrupted";
+  out: string;
+  /** OUT/model (done) or the checkpoint saved at the interruption. */
+  model: string;
+  steps: number;
+  totalSteps: number;
+  /** The mean loss terms of the last logged steps. */
+  last: StepMetrics | null;
+  seconds: number;
+}
+
+/** The options a resumed run must share with the checkpoint's (the others, logging and saving, may change). */
+const VOLATILE = new Set(["logging_steps", "save_steps", "save_total_limit", "max_bad_steps"]);
+
+function identityOf(job: TrainJob, modelConfig: Record<string, unknown>, stage1: Stage1Config | undefined, shards: readonly { file: string; records: number }[]): Record<string, unknown> {
+  const h = hyperJson(job.hyper);
+  for (const k of VOLATILE) delete h[k];
+  return { stage: job.stage, hyper: h, model_config: modelConfig, stage1: stage1 ?? null, shards };
+}
+
+/** The first differing field of two identities, as "path: a vs b". */
+function firstDifference(a: unknown, b: unknown, path = ""): string | null {
+  if (a === b) return null;
+  if (a && b && typeof a === "object" && typeof b === "object" && Array.isArray(a) === Array.isArray(b)) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    for (const k of [...keys].sort()) {
+      const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+      if (d) return d;
+    }
+    return null;
+  }
+  return `${path}: ${JSON.stringify(a)} in the checkpoint, ${JSON.stringify(b)} now`;
+}
+
+const isClassifierName = (n: string) => n.startsWith(`${CLASSIFIER_PREFIX}.`);
+
+/** Batch rows as the model takes them. */
+function rows(a: Int32Array, B: number, T: number): number[][] {
+  return Array.from({ length: B }, (_, b) => Array.from(a.subarray(b * T, (b + 1) * T)));
+}
+
+/** Prepare the output directory: new, or (with overwrite) one written by the trainer, or (resume) the run's own. */
+async function prepareOut(job: TrainJob): Promise<void> {
+  const inputs = [{ path: job.model, label: "--model" }, ...(typeof job.data === "string" ? [{ path: job.data, label: "--data" }] : [])];
+  await prepareOutput(job.out, { kind: "dir", label: "--out", inputs }).catch((e) => {
+    throw new TrainError(`train: ${(e as Error).message}`);
+  });
+  if (!existsSync(job.out)) return;
+  const st = await stat(job.out);
+  if (!st.isDirectory()) throw new TrainError(`train: --out ${job.out} exists and is not a directory`);
+  const names = await readdir(job.out);
+  if (job.resume !== undefined) {
+    if (!names.includes(RUN_FILE)) throw new TrainError(`train: --resume: ${job.out} holds no ${RUN_FILE} (not an alignx train output)`);
+    return;
+  }
+  if (names.length === 0) return;
+  if (!job.overwrite) throw new TrainError(`train: --out ${job.out} exists and is not empty; pass --overwrite to replace it, or --resume latest to continue it`);
+  if (!names.includes(RUN_FILE)) throw new TrainError(`train: --out ${job.out} is not empty and holds no ${RUN_FILE} (not an alignx train output); refusing to replace it even with --overwrite`);
+  await rm(job.out, { recursive: true, force: true });
+}
+
+/** Run one training job to the end (or to an interruption). */
+export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
+  const log = job.log ?? ((l: string) => console.error(l));
+  const h = job.hyper;
+  const stageName = STAGE_NAMES[job.stage];
+  if (job.stage !== 1 && Object.keys(h.stage1).length > 0)
+    throw new TrainError(`train: ${Object.keys(h.stage1).map((k) => `--${k.replaceAll("_", "-")}`).join(", ")} only apply to --stage 1`);
+
+  // ---- inputs, checked before any work ----
+  const modelDir = job.model;
+  const configPath = join(modelDir, "config.json");
+  if (!existsSync(configPath)) throw new TrainError(`train: --model ${modelDir}: no config.json there`);
+  const rawConfig = JSON.parse(await readFile(configPath, "utf8")) as Record<string, unknown>;
+  const modelConfig = await readHfConfig(configPath).catch((e) => {
+    throw new TrainError(`train: ${(e as Error).message}`);
+  });
+  const tokenizer = await loadTokenizer(modelDir).catch((e) => {
+    throw new TrainError(`train: --model ${modelDir}: the tokenizer: ${(e as Error).message}`);
+  });
+  let stage1: Stage1Config | undefined;
+  if (job.stage === 1) {
+    try {
+      stage1 = readStage1Config(rawConfig, { numLayers: modelConfig.numHiddenLayers, overrides: h.stage1, source: configPath });
+    } catch (e) {
+      throw new TrainError(`train: ${(e as Error).message}`);
+    }
+  }
+  await prepareOut(job);
+
+  // The corpus: its task and tokenizer must be the stage's and the model's.
+  const dataList = typeof job.data === "string" ? [job.data] : [...job.data];
+  const manifestPath = dataList.length === 1 ? (dataList[0]!.endsWith(".json") ? dataList[0]! : join(dataList[0]!, MANIFEST_FILE)) : null;
+  if (manifestPath && existsSync(manifestPath)) {
+    const m = await readManifest(manifestPath);
+    if (!STAGE_TASKS[job.stage].includes(m.task))
+      throw new TrainError(`train: --data ${manifestPath} holds ${m.task} examples; ${stageName} trains on ${STAGE_TASKS[job.stage].join(" or ")} shards (alignx pack --task ${STAGE_TASKS[job.stage][0]})`);
+  }
+
+  let resumeDir: string | undefined;
+  let resumed: TrainerState | undefined;
+  if (job.resume !== undefined) {
+    resumeDir = await resolveResume(job.resume, job.out).catch((e) => {
+      throw new TrainError(`train: ${(e as Error).message}`);
+    });
+    resumed = await readTrainerState(resumeDir).catch((e) => {
+      throw new TrainError(`train: ${(e as Error).message}`);
+    });
+  }
+
+  const loaderOpts = {
+    data: typeof job.data === "string" ? job.data : [...job.data],
+    batchSize: h.per_device_train_batch_size,
+    seed: h.seed,
+    shuffleBuffer: h.shuffle_buffer,
+    groupByLength: h.group_by_length,
+    padToMultipleOf: h.pad_to_multiple_of,
+    maxLength: h.cutoff_len,
+    trainOnInputs: h.train_on_inputs,
+    padId: tokenizer.padId ?? tokenizer.eosId ?? 0,
+    expectTokenizerHash: tokenizer.hash,
+  };
+  let loader: Loader;
+  try {
+    loader = await Loader.open(loaderOpts, resumed?.loader);
+  } catch (e) {
+    throw new TrainError(`train: --data: ${(e as Error).message}`);
+  }
+  if (loader.vocabSize > modelConfig.vocabSize) {
+    await loader.close();
+    throw new TrainError(`train: the corpus's vocabulary (${loader.vocabSize}) is larger than the model's vocab_size ${modelConfig.vocabSize}`);
+  }
+
+  const accum = h.gradient_accumulation_steps;
+  const totalSteps = h.max_steps ?? Math.max(1, Math.floor((h.num_train_epochs * loader.batchesPerEpoch) / accum));
+  const warmupSteps = h.warmup_steps ?? Math.ceil(h.warmup_ratio * totalSteps);
+  const identity = identityOf(job, JSON.parse(trainedConfigJsonOf(rawConfig)) as Record<string, unknown>, stage1, loader.shards.map((s) => ({ file: s.file, records: s.records })));
+  if (resumed) {
+    const d = firstDifference(resumed.identity, JSON.parse(JSON.stringify(identity)));
+    if (d) {
+      await loader.close();
+      throw new TrainError(`train: --resume ${resumeDir}: the checkpoint was made by another run (${d}); resume with the same options, model and data`);
+    }
+  }
+
+  // ---- the model, classifier, optimizer, schedule ----
+  let model: LlamaModel | undefined;
+  let classifier: LanguageMatchingClassifier | undefined;
+  let opt: AdamW | undefined;
+  const signals = job.handleSignals ?? true;
+  let stopRequested = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stopRequested) process.kill(process.pid, sig === "SIGINT" ? "SIGKILL" : sig);
+    stopRequested = true;
+    log(`\n${stageName}: ${sig} received: finishing this step and saving a checkpoint (send it again to stop at once)`);
+  };
+  try {
+    const weightsDir = resumeDir ?? modelDir;
+    if (job.stage === 0 && !resumeDir) model = LlamaModel.fromConfig(gpu, rawConfig, { seed: h.seed });
+    else {
+      try {
+        model = await LlamaModel.fromPretrained(gpu, weightsDir, { requiresGrad: true, foreign: isClassifierName });
+      } catch (e) {
+        throw new TrainError(`train: ${(e as Error).message}`);
+      }
+    }
+    model.gradientCheckpointing = h.gradient_checkpointing;
+    if (stage1) classifier = await loadClassifier(gpu, weightsDir, model, stage1, h.seed);
+
+    const params: Record<string, ReturnType<LlamaModel["param"]>> = { ...model.parameters(), ...(classifier?.parameters() ?? {}) };
+    opt = new AdamW(params, { lr: h.learning_rate, betas: [h.adam_beta1, h.adam_beta2], eps: h.adam_epsilon, weightDecay: h.weight_decay });
+    const sched = new LambdaLR(opt, getLinearScheduleWithWarmup({ numWarmupSteps: warmupSteps, numTrainingSteps: totalSteps }));
+    const c = {
+      step: 0,
+      totalSteps,
+      microBatches: 0,
+      tokens: 0,
+      badInARow: 0,
+      badTotal: 0,
+      seconds: 0,
+    };
+    if (resumed && resumeDir) {
+      opt.loadStateDict(await readOptimizerState(resumeDir, resumed));
+      sched.loadStateDict({ lastStep: resumed.scheduler.lastStep });
+      Object.assign(c, {
+        step: resumed.step,
+        microBatches: resumed.microBatches,
+        tokens: resumed.tokens,
+        badInARow: resumed.badInARow,
+        badTotal: resumed.badTotal,
+        seconds: resumed.seconds,
+      });
+    }
+
+    // ---- run.json and metrics ----
+    await mkdir(job.out, { recursive: true });
+    const metricsPath = join(job.out, METRICS_FILE);
+    if (!resumed) {
+      const run = {
+        format: "alignx-train-run",
+        stage: job.stage,
+        model: resolve(modelDir),
+        data: dataList.map((d) => resolve(d)),
+        options: hyperJson(h),
+        alignx: stage1 ?? null,
+        total_steps: totalSteps,
+        warmup_steps: warmupSteps,
+        global_batch: globalBatch(h),
+        started: new Date().toISOString(),
+      };
+      await writeBytesAtomic(join(job.out, RUN_FILE), `${JSON.stringify(run, null, 2)}\n`);
+      await writeFile(metricsPath, "");
+    } else await cutMetrics(metricsPath, c.step);
+
+    const words = [
+      `${stageName}: ${model.parameterCount.toLocaleString("en-US")} parameters${classifier ? ` + classifier ${classifier.parameterCount.toLocaleString("en-US")}` : ""}`,
+      `${loader.records.toLocaleString("en-US")} examples (${loader.batchesPerEpoch} micro-batches of ${h.per_device_train_batch_size} per epoch)`,
+      `${totalSteps} steps of ${globalBatch(h)} (= ${h.per_device_train_batch_size} × ${accum})`,
+      `lr ${h.learning_rate} warmup ${warmupSteps}`,
+    ];
+    if (stage1) words.push(`align_layer ${stage1.alignLayer} λ_ctr ${stage1.contrastiveLambda} τ ${stage1.contrastiveTemperature} λ_lam ${stage1.languageMatchingLambda}`);
+    log(words.join(", "));
+    if (resumed) log(`${stageName}: resumed from ${resumeDir} at step ${c.step} of ${totalSteps}`);
+
+    if (signals) {
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+    }
+
+    const allParams = Object.values(params);
+    const saveCheckpoint = async () => {
+      const dir = join(job.out, checkpointName(c.step));
+      await saveTrainCheckpoint(dir, {
+        model: model!,
+        classifier,
+        stage1,
+        optimizer: opt!,
+        tokenizerDir: modelDir,
+        state: {
+          stage: job.stage,
+          identity,
+          ...c,
+          scheduler: { lastStep: sched.lastStep, warmupSteps },
+          loader: loader.state(),
+          alignx: undefined,
+        },
+      });
+      await pruneCheckpoints(job.out, h.save_total_limit);
+      return dir;
+    };
+
+    let last: StepMetrics | null = null;
+    const t0 = performance.now();
+    const seconds0 = c.seconds;
+    let windowTokens = 0;
+    let windowT = performance.now();
+    let interrupted = false;
+    let lastSaved = resumed ? c.step : -1;
+    while (c.step < totalSteps) {
+      const stepT0 = performance.now();
+      const terms: Tensor[][] = [];
+      let tokens = 0;
+      let epoch = 0;
+      try {
+        for (let m = 0; m < accum; m++) {
+          const b: LoaderBatch = await loader.next();
+          c.microBatches++;
+          tokens += b.tokens;
+          epoch = b.epoch + (b.step % loader.batchesPerEpoch) / loader.batchesPerEpoch;
+          terms.push(microStep(model, classifier, stage1, b, accum));
+        }
+        const norm = clipGradNorm(allParams, h.max_grad_norm > 0 ? h.max_grad_norm : Number.POSITIVE_INFINITY);
+        const values = await Promise.all([norm, ...terms.flat()].map((t) => t.item()));
+        norm.release();
+        const gradNorm = values[0]!;
+        const k = terms[0]!.length;
+        const mean = (j: number) => values.slice(1).filter((_, i) => i % k === j).reduce((a, x) => a + x, 0) / accum;
+        const loss = mean(0), ntp = mean(1);
+        const finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
+        const lr = opt.groups[0]!.options.lr;
+        if (finite) {
+          opt.step();
+          sched.step();
+          c.step++;
+          c.badInARow = 0;
+        } else {
+          c.badInARow++;
+          c.badTotal++;
+        }
+        opt.zeroGrad();
+        c.tokens += tokens;
+        windowTokens += tokens;
+        const now = performance.now();
+        c.seconds = seconds0 + (now - t0) / 1e3;
+        const mem = gpu.memory();
+        const metrics: StepMetrics = {
+          step: c.step,
+          total_steps: totalSteps,
+          epoch: Number(epoch.toFixed(4)),
+          loss,
+          loss_ntp: ntp,
+          ...(stage1 ? { loss_ctr: mean(2), loss_lam: mean(3) } : {}),
+          grad_norm: gradNorm,
+          lr,
+          loss_scale: 1,
+          tokens,
+          tokens_per_s: tokens / ((now - stepT0) / 1e3),
+          gpu_live_bytes: mem.liveBytes,
+          gpu_peak_bytes: mem.peakBytes,
+          seconds: Number(c.seconds.toFixed(3)),
+          ...(finite ? {} : { skipped: true }),
+        };
+        await appendFile(metricsPath, `${JSON.stringify(metrics)}\n`);
+        last = metrics;
+        if (!finite) {
+          log(`${stageName}: step ${c.step + 1}: the ${Number.isFinite(loss) ? "gradient norm" : "loss"} is not finite (${Number.isFinite(loss) ? gradNorm : loss}); step skipped (${c.badInARow} in a row)`);
+          if (c.badInARow >= h.max_bad_steps)
+            throw new TrainError(
+              `${stageName}: ${c.badInARow} steps in a row with a non-finite loss or gradient (max_bad_steps ${h.max_bad_steps}); stopping at step ${c.step}. ` +
+                `The checkpoints in ${job.out} are as they were; lower the learning rate or check the data, then --resume latest`,
+              1,
+            );
+          continue;
+        }
+        await job.onStep?.(metrics);
+        const rate = windowTokens / ((now - windowT) / 1e3);
+        const extra = progressExtra(metrics, rate);
+        if (job.progress?.tty) job.progress.update(c.step, totalSteps, extra);
+        else if (job.progress && (c.step % h.logging_steps === 0 || c.step === totalSteps)) {
+          job.progress.log(`${stageName} step ${c.step}/${totalSteps}  ${extra}  elapsed ${fmtS(c.seconds)}`);
+          windowTokens = 0;
+          windowT = now;
+        }
+        if (job.progress?.tty && now - windowT > 5000) {
+          windowTokens = 0;
+          windowT = now;
+        }
+      } finally {
+        for (const t of terms.flat()) t.release();
+      }
+      if (stopRequested) {
+        interrupted = true;
+        break;
+      }
+      if (h.save_steps > 0 && c.step % h.save_steps === 0 && c.step < totalSteps) {
+        await saveCheckpoint();
+        lastSaved = c.step;
+      }
+    }
+    if (job.progress?.tty && last) job.progress.done(c.step, totalSteps, progressExtra(last, last.tokens_per_s));
+
+    // ---- the end: a checkpoint, the final model, the plot ----
+    const ckpt = lastSaved === c.step ? join(job.out, checkpointName(c.step)) : await saveCheckpoint();
+    if (interrupted) {
+      log(`${stageName}: interrupted at step ${c.step} of ${totalSteps}; saved ${ckpt}. Continue with --resume latest`);
+      return { status: "interrupted", out: job.out, model: ckpt, steps: c.step, totalSteps, last, seconds: c.seconds };
+    }
+    const finalDir = join(job.out, FINAL_DIR);
+    await model.save(finalDir, { dtype: "F32", files: { ...(await companionFiles(modelDir)), "config.json": trainedConfigJson(model, stage1) } });
+    if (classifier) {
+      await saveTensors(join(finalDir, CLASSIFIER_FILE), classifier.params, { dtype: "F32" });
+    }
+    await writeFile(join(job.out, PLOT_FILE), await lossPlot(metricsPath, stageName));
+    log(`${stageName}: done, ${c.step} steps in ${fmtS(c.seconds)}; model in ${finalDir}`);
+    return { status: "done", out: job.out, model: finalDir, steps: c.step, totalSteps, last, seconds: c.seconds };
+  } finally {
+    if (signals) {
+      process.removeListener("SIGINT", onSignal);
+      process.removeListener("SIGTERM", onSignal);
+    }
+    await loader.close();
+    opt?.release();
+    classifier?.release();
+    model?.release();
+  }
+}
+
+/** config.json as a trained copy writes it (normalized), for the identity check. */
+function trainedConfigJsonOf(raw: Record<string, unknown>): string {
+  return JSON.stringify(raw);
+}
+
+/**
+ * One micro-batch: forward, the loss divided by the accumulation count, backward (gradients add into `.grad`).
+ * Returns the unweighted terms as scalars [loss, ntp, (ctr, lam)] for the metrics (the caller releases them).
+ */
+function microStep(model: LlamaModel, classifier: LanguageMatchingClassifier | undefined, stage1: Stage1Config | undefined, b: LoaderBatch, accum: number): Tensor[] {
+  const B = b.batch, T = b.length;
+  const inputIds = rows(b.inputIds, B, T);
+  const attentionMask = rows(b.attentionMask, B, T);
+  const labels = rows(b.labels, B, T);
+  if (stage1 && classifier) {
+    const out = stage1Loss(model, classifier, { inputIds, attentionMask, labels, srcTgtIndex: rows(b.srcTgtIndex, B, T), srcLang: b.srcLang, tgtLang: b.tgtLang }, stage1);
+    out.logits.release();
+    scope(() => mulScalar(out.loss, 1 / accum).backward());
+    return [out.loss, out.ntp, out.ctr, out.lam];
+  }
+  const out = model.forwardLoss(inputIds, { attentionMask, labels });
+  out.logits.release();
+  scope(() => mulScalar(out.loss, 1 / accum).backward());
+  return [out.loss, out.loss.detach()];
+}
+
+/** The stage-1 classifier: from the start directory (its own file, or the model's safetensors as the reference saves it), else new. */
+async function loadClassifier(gpu: Gpu, dir: string, model: LlamaModel, cfg: Stage1Config, seed: number): Promise<LanguageMatchingClassifier> {
+  const d = model.config.hiddenSize;
+  const specs = LanguageMatchingClassifier.specs(d, cfg.languageMatchingIntermediateSize);
+  for (const path of [join(dir, CLASSIFIER_FILE), dir]) {
+    if (!existsSync(path)) continue;
+    const ckpt = await openCheckpoint(path);
+    try {
+      const present = specs.filter((s) => ckpt.has(s.name));
+      if (present.length === 0) continue;
+      if (present.length !== specs.length)
+        throw new TrainError(`train: ${ckpt.path} holds ${present.map((s) => s.name).join(", ")} but not the rest of the language-matching classifier`);
+      return LanguageMatchingClassifier.fromTensors(gpu, d, await loadParameters(gpu, ckpt, specs, { requiresGrad: true }));
+    } catch (e) {
+      if (e instanceof TrainError) throw e;
+      throw new TrainError(`train: the language-matching classifier in ${path}: ${(e as Error).message}`);
+    } finally {
+      await ckpt.close();
+    }
+  }
+  return LanguageMatchingClassifier.create(gpu, d, cfg.languageMatchingIntermediateSize, { seed });
+}
+
+/** Keep the metrics lines of steps <= `step` (a resumed run rewrites what came after its checkpoint). */
+async function cutMetrics(path: string, step: number): Promise<void> {
+  if (!existsSync(path)) return;
+  const text = await readFile(path, "utf8");
+  let keep = 0;
+  for (const line of text.split("\n")) {
+    if (line === "") break;
+    let s: number;
+    try {
+      s = (JSON.parse(line) as StepMetrics).step;
+    } catch {
+      break;
+    }
+    const skipped = (JSON.parse(line) as StepMetrics).skipped === true;
+    if (s > step || (skipped && s >= step)) break;
+    keep += Buffer.byteLength(line) + 1;
+  }
+  await truncate(path, keep);
+}
+
+function fmtS(s: number): string {
+  const m = Math.floor(s / 60);
+  return m > 0 ? `${m}m${String(Math.floor(s % 60)).padStart(2, "0")}s` : `${s.toFixed(1)}s`;
+}
+
+const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
+
+function progressExtra(m: StepMetrics, rate: number): string {
+  const terms = [`loss ${f4(m.loss)}`];
+  if (m.loss_ctr !== undefined) terms.push(`ntp ${f4(m.loss_ntp)} ctr ${f4(m.loss_ctr)} lam ${f4(m.loss_lam!)}`);
+  terms.push(`lr ${m.lr.toExponential(2)}`, `${Math.round(rate).toLocaleString("en-US")} tok/s`);
+  return terms.join("  ");
+}
+
+/** The SVG of the loss terms and the LR against the step, from metrics.jsonl. */
+export async function lossPlot(metricsPath: string, title: string): Promise<string> {
+  const lines = (await readFile(metricsPath, "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l) as StepMetrics);
+  const ok = lines.filter((m) => !m.skipped);
+  const series = (name: string, f: (m: StepMetrics) => number | undefined) => ({ name, points: ok.filter((m) => f(m) !== undefined).map((m) => [m.step, f(m)!] as [number, number]) });
+  const loss = [series("loss", (m) => m.loss)];
+  if (ok.some((m) => m.loss_ctr !== undefined)) loss.push(series("L_NTP", (m) => m.loss_ntp), series("L_CTR", (m) => m.loss_ctr), series("L_LAM", (m) => m.loss_lam));
+  return linePlotSvg({
+    title: `${title}: loss terms and learning rate`,
+    xLabel: "optimizer step",
+    panels: [
+      { yLabel: "loss", series: loss },
+      { yLabel: "learning rate", series: [series("lr", (m) => m.lr)] },
+    ],
+  });
+}
+
+export { TrainOptionError };
