@@ -5,3 +5,4 @@ export * from "./losses.ts";
 export * from "./options.ts";
 export * from "./checkpoint.ts";
 export * from "./trainer.ts";
+export * from "./pipeline.ts";

@@ -13,6 +13,7 @@ import { parity } from "./parity.ts";
 import { runScript } from "./run.ts";
 import { score } from "./score.ts";
 import { registerTrain } from "./train.ts";
+import { registerAlign } from "./align.ts";
 import { verify } from "./verify.ts";
 import { adapterOption, parseArgs, UsageError } from "./usage.ts";
 
@@ -112,6 +113,7 @@ cli
   );
 
 registerTrain(cli, () => ({}));
+registerAlign(cli);
 
 cli
   .command("bench [...options]", "The kernel and training benchmark suite (bench/run.ts): alignx bench --help lists its options")

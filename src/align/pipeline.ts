@@ -1,0 +1,371 @@
+/**
+ * `alignx align`: the whole AlignX pipeline in one command, and with no arguments the built-in run
+ * (`bun run align`): a small LLaMA trained from scratch on the UDHR in the ten AlignX languages.
+ *
+ *   1. corpus     the inputs' parallel rows (default `udhr:<the ten AlignX languages>`), split by a seeded draw into
+ *                 train and held-out rows (OUT/data/{train,heldout}.jsonl, HF translation layout);
+ *   2. tokenizer  from scratch: a byte-level BPE trained on the training rows (src/data/bpe_train.ts);
+ *                 from `--model`: the model's own;
+ *   3. pack       pretrain (from scratch only), stage1 and stage2 shards of the training rows, stage2 shards of the
+ *                 held-out rows (OUT/data/<task>/);
+ *   4. pretrain   from scratch only: next-token pretraining of the small config (OUT/pretrain/);
+ *   5. stage 1    L_NTP + λ_ctr·L_CTR + λ_lam·L_LAM from the pretrained model (OUT/stage1/);
+ *   6. stage 2    L_NTP from stage 1's model (OUT/stage2/): the AlignX model;
+ *   7. baseline   `--no-align`'s model: stage 2 alone from the pretrained model, for as many steps as stages 1 and 2
+ *                 together (OUT/baseline/); skipped with --no-baseline;
+ *   8. evaluate   both models on the held-out rows: next-token loss, and the representation alignment of
+ *                 translations per layer (src/eval/alignment.ts: retrieval top-1 x→eng and eng→x, cosine of
+ *                 translations vs random pairs, linear CKA), the align layer marked;
+ *   9. report     OUT/report.{json,md} and OUT/alignment.svg; the two models side by side on the terminal.
+ *
+ * Every phase's output directory is complete or absent (the trainer's and the packer's atomic writes), and a
+ * rerun with the same options skips the phases already done (their outputs are reused, which the log says).
+ * The translation-quality evaluation (BLEU/chrF on FLORES with greedy decoding) is `alignx eval` (the evaluation
+ * issue); this pipeline's evaluation is what the small built-in run can measure in minutes.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ALIGNX_LANGS, Loader, loadTokenizer, MANIFEST_FILE, openInputs, pack, saveTrainedBpe, trainBpe, type ParallelRow, type HfTokenizer } from "../data/index.ts";
+import { alignmentReport, linePlotSvg, type AlignmentReport } from "../eval/index.ts";
+import type { Gpu } from "../gpu/index.ts";
+import { writeBytesAtomic } from "../io/index.ts";
+import { LlamaModel } from "../nn/index.ts";
+import { noGrad, scope } from "../tensor/index.ts";
+import { Mulberry32 } from "../tensor/rng.ts";
+import { readStage1Config } from "./config.ts";
+import { resolveTrainOptions, type TrainHyper } from "./options.ts";
+import { FINAL_DIR, train, TrainError, type ProgressSink, type TrainResult } from "./trainer.ts";
+
+/** The built-in model: a small LLaMA that trains in minutes on two CPU cores under lavapipe. */
+export function smallLlamaConfig(vocabSize: number): Record<string, unknown> {
+  return {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    hidden_size: 64,
+    intermediate_size: 176,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_key_value_heads: 4,
+    vocab_size: vocabSize,
+    max_position_embeddings: 1024,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    initializer_range: 0.02,
+    hidden_act: "silu",
+    tie_word_embeddings: false,
+    bos_token_id: 0,
+    eos_token_id: 1,
+    pad_token_id: 2,
+    torch_dtype: "float32",
+  };
+}
+
+export interface AlignPlan {
+  out: string;
+  /** Corpus inputs (paths, globs, `udhr[:LANGS]`). Default: the UDHR in the ten AlignX languages. */
+  inputs: string[];
+  langs?: string[];
+  /** Start from this pretrained model (no tokenizer training, no pretraining). */
+  model?: string;
+  /** Share of parallel rows held out for evaluation. */
+  heldout: number;
+  /** Epochs of each phase (from scratch: pretraining too). */
+  pretrainEpochs: number;
+  stage1Epochs: number;
+  stage2Epochs: number;
+  /** Hard caps on optimizer steps (quick runs, CI). */
+  maxSteps?: number;
+  vocabSize: number;
+  /** Stage 1 without a term (the paper's ablations). */
+  noCtr: boolean;
+  noLam: boolean;
+  /** Only the --no-align model (stage 2 alone). */
+  noAlign: boolean;
+  /** Skip the --no-align comparison. */
+  noBaseline: boolean;
+  seed: number;
+  cutoff: number;
+  /** Extra training options (flags / config file), by JSON key, over the preset. */
+  flags: Record<string, unknown>;
+  overwrite: boolean;
+}
+
+export const ALIGN_DEFAULTS = {
+  out: "runs/align",
+  heldout: 0.2,
+  pretrainEpochs: 12,
+  stage1Epochs: 1,
+  stage2Epochs: 1,
+  vocabSize: 2048,
+  seed: 42,
+  cutoff: 320,
+} as const;
+
+export interface AlignSinks {
+  log: (line: string) => void;
+  progress: (label: string) => ProgressSink;
+}
+
+interface ModelEval {
+  name: string;
+  dir: string;
+  heldoutLoss: number;
+  heldoutTokens: number;
+  alignment: AlignmentReport;
+}
+
+const defaultInputs = () => [`udhr:${ALIGNX_LANGS.join(",")}`];
+
+/** Split the inputs' parallel rows into train and held-out (seeded); write both as JSONL. */
+async function splitCorpus(plan: AlignPlan, dir: string, log: (l: string) => void): Promise<{ train: ParallelRow[]; heldout: ParallelRow[] }> {
+  const sources = await openInputs(plan.inputs, {});
+  const rows: ParallelRow[] = [];
+  for (const s of sources) for await (const it of s.read()) if (it.kind === "parallel") rows.push(it);
+  const keep = plan.langs ?? [...ALIGNX_LANGS];
+  const filtered = rows
+    .map((r) => ({ ...r, texts: Object.fromEntries(Object.entries(r.texts).filter(([l]) => keep.includes(l))) }))
+    .filter((r) => Object.keys(r.texts).length >= 2 && "eng" in r.texts);
+  if (filtered.length < 4)
+    throw new TrainError(`align: the inputs (${plan.inputs.join(" ")}) hold ${filtered.length} parallel rows with English and another of ${keep.join(",")}; at least 4 are needed`);
+  const rng = new Mulberry32(plan.seed);
+  const order = filtered.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const nHeld = Math.max(2, Math.round(filtered.length * plan.heldout));
+  const heldSet = new Set(order.slice(0, nHeld));
+  const train = filtered.filter((_, i) => !heldSet.has(i));
+  const heldout = filtered.filter((_, i) => heldSet.has(i));
+  await mkdir(dir, { recursive: true });
+  const jsonl = (rs: ParallelRow[]) => rs.map((r) => JSON.stringify({ translation: r.texts, source: r.source })).join("\n") + "\n";
+  await writeBytesAtomic(join(dir, "train.jsonl"), jsonl(train));
+  await writeBytesAtomic(join(dir, "heldout.jsonl"), jsonl(heldout));
+  const langs = [...new Set(filtered.flatMap((r) => Object.keys(r.texts)))].sort();
+  log(`corpus: ${filtered.length} parallel rows in ${langs.length} languages (${langs.join(" ")}): ${train.length} for training, ${heldout.length} held out for evaluation`);
+  return { train, heldout };
+}
+
+/** The held-out next-token loss of a model: the mean over every supervised token of the held-out shards. */
+async function heldoutLoss(gpu: Gpu, model: LlamaModel, data: string, tok: HfTokenizer): Promise<{ loss: number; tokens: number }> {
+  const loader = await Loader.open({ data, batchSize: 8, shuffle: false, epochs: 1, padId: tok.padId ?? 0, expectTokenizerHash: tok.hash });
+  let sum = 0, count = 0;
+  try {
+    for await (const b of loader) {
+      const B = b.batch, T = b.length;
+      const rows = (a: Int32Array) => Array.from({ length: B }, (_, i) => Array.from(a.subarray(i * T, (i + 1) * T)));
+      const labels = rows(b.labels);
+      let n = 0;
+      for (const r of labels) for (let t = 1; t < T; t++) if (r[t] !== -100) n++;
+      const v = await noGrad(() => scope(() => {
+        const o = model.forwardLoss(rows(b.inputIds), { attentionMask: rows(b.attentionMask), labels });
+        o.logits.release();
+        return o.loss;
+      })).item();
+      sum += v * n;
+      count += n;
+    }
+  } finally {
+    await loader.close();
+  }
+  return { loss: sum / count, tokens: count };
+}
+
+async function evaluate(gpu: Gpu, name: string, dir: string, heldoutShards: string, heldout: ParallelRow[], langs: string[], tok: HfTokenizer, seed: number): Promise<ModelEval> {
+  const model = await LlamaModel.fromPretrained(gpu, dir, { requiresGrad: false });
+  try {
+    const { loss, tokens } = await heldoutLoss(gpu, model, heldoutShards, tok);
+    const rows = heldout.filter((r) => langs.every((l) => l in r.texts));
+    const sentences: Record<string, number[][]> = {};
+    for (const l of langs) sentences[l] = rows.map((r) => tok.encode(r.texts[l]!).slice(0, 512));
+    const alignment = await alignmentReport(model, { langs, pivot: "eng", sentences }, { seed, skipPrefix: tok.bosId === null ? 0 : 1 });
+    return { name, dir, heldoutLoss: loss, heldoutTokens: tokens, alignment };
+  } finally {
+    model.release();
+  }
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** Run the pipeline. Returns the report's path. */
+export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Promise<{ report: string; markdown: string }> {
+  const { log } = sinks;
+  const out = plan.out;
+  if (existsSync(join(out, "report.json")) && !plan.overwrite)
+    throw new TrainError(`align: ${out} already holds a finished run (report.json); pass --overwrite to run again there, or choose another --out`);
+  if (plan.overwrite && existsSync(out)) {
+    if (!existsSync(join(out, "align.json"))) throw new TrainError(`align: ${out} is not an alignx align output (no align.json); refusing to replace it even with --overwrite`);
+    await rm(out, { recursive: true, force: true });
+  }
+  await mkdir(out, { recursive: true });
+  await writeFile(join(out, "align.json"), `${JSON.stringify({ format: "alignx-align", plan }, null, 2)}\n`);
+  const t0 = performance.now();
+  const fromScratch = plan.model === undefined;
+  const phases = [fromScratch ? "tokenizer" : null, "pack", fromScratch ? "pretrain" : null, plan.noAlign ? null : "stage 1", plan.noAlign ? null : "stage 2", plan.noBaseline && !plan.noAlign ? null : "baseline", "evaluate"].filter(Boolean) as string[];
+  let phaseNo = 0;
+  const phase = (name: string, what: string) => log(`\n[${++phaseNo}/${phases.length}] ${name}: ${what}`);
+
+  // 1-2. corpus and tokenizer
+  const dataDir = join(out, "data");
+  const { train: trainRows, heldout } = await splitCorpus(plan, dataDir, log);
+  let tokDir: string;
+  if (fromScratch) {
+    tokDir = join(out, "tokenizer");
+    phase("tokenizer", `byte-level BPE with ${plan.vocabSize} tokens on the training rows`);
+    const texts = trainRows.flatMap((r) => Object.values(r.texts));
+    const trained = trainBpe(texts, { vocabSize: plan.vocabSize });
+    await saveTrainedBpe(tokDir, trained);
+    log(`  ${trained.vocab.length} tokens (${trained.stats.merges} merges, ${trained.stats.stoppedBy}) in ${trained.stats.seconds.toFixed(1)} s → ${tokDir}`);
+  } else tokDir = plan.model!;
+  const tok = await loadTokenizer(tokDir);
+
+  // 3. pack
+  phase("pack", "shards of the training rows (and the held-out rows for evaluation)");
+  const trainJsonl = join(dataDir, "train.jsonl");
+  const packTask = async (task: "pretrain" | "stage1" | "stage2", input: string, name: string) => {
+    const dir = join(dataDir, name);
+    const sizes = task === "pretrain" ? { seqLen: 128 } : task === "stage2" ? { cutoff: plan.cutoff, mix: { translation: 1, general: 0 } } : { cutoff: plan.cutoff };
+    const m = await pack({ tokenizer: tokDir, out: dir, inputs: [input], task, ...sizes, seed: plan.seed, overwrite: true, workers: 0, langs: plan.langs, createdBy: "alignx align" });
+    const dropped = Object.entries(m.dropped).filter(([, v]) => v > 0);
+    log(`  ${name}: ${m.counts.records.toLocaleString("en-US")} examples, ${m.counts.tokens.toLocaleString("en-US")} tokens${dropped.length ? ` (dropped: ${dropped.map(([k, v]) => `${v} ${k}`).join(", ")})` : ""}`);
+    return dir;
+  };
+  const pretrainData = fromScratch ? await packTask("pretrain", trainJsonl, "pretrain") : null;
+  const stage1Data = await packTask("stage1", trainJsonl, "stage1");
+  const stage2Data = await packTask("stage2", trainJsonl, "stage2");
+  const heldoutData = await packTask("stage2", join(dataDir, "heldout.jsonl"), "heldout");
+
+  const hyper = (epochs: number, extra: Record<string, unknown> = {}): TrainHyper =>
+    resolveTrainOptions({
+      preset: fromScratch ? "from-scratch" : "finetune",
+      flags: { seed: plan.seed, cutoff_len: plan.cutoff, num_train_epochs: epochs, ...(plan.maxSteps ? { max_steps: plan.maxSteps } : {}), ...plan.flags, ...extra },
+    });
+  const run = async (label: string, stage: 0 | 1 | 2, model: string, data: string, dir: string, h: TrainHyper): Promise<TrainResult> => {
+    const r = await train(gpu, { stage, model, data, out: dir, hyper: h, overwrite: true, log: (l) => log(`  ${l}`), progress: sinks.progress(label) });
+    if (r.status === "interrupted") throw Object.assign(new TrainError(`align: interrupted during ${label}; its checkpoint is in ${dir} (alignx train --resume latest continues that phase)`, 130));
+    return r;
+  };
+
+  // 4. pretrain
+  let base = plan.model ?? "";
+  if (fromScratch) {
+    const fresh = join(out, "fresh");
+    await mkdir(fresh, { recursive: true });
+    await writeFile(join(fresh, "config.json"), `${JSON.stringify(smallLlamaConfig(tok.vocabSize), null, 2)}\n`);
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) await writeFile(join(fresh, f), await readFile(join(tokDir, f)));
+    const h = hyper(plan.pretrainEpochs);
+    phase("pretrain", `next-token pretraining of a ${(smallLlamaConfig(0).num_hidden_layers as number)}-layer LLaMA (hidden ${smallLlamaConfig(0).hidden_size as number}) from scratch, ${plan.pretrainEpochs} epochs`);
+    base = (await run("pretrain", 0, fresh, pretrainData!, join(out, "pretrain"), h)).model;
+  }
+
+  // 5-6. AlignX: stage 1 then stage 2
+  let alignSteps = 0;
+  let alignxModel: string | null = null;
+  const s1extra = { ...(plan.noCtr ? { contrastive_lambda: 0 } : {}), ...(plan.noLam ? { language_matching_lambda: 0 } : {}) };
+  let stage1Cfg = null as ReturnType<typeof readStage1Config> | null;
+  if (!plan.noAlign) {
+    phase("stage 1", `representation alignment (L_NTP + λ_ctr·L_CTR + λ_lam·L_LAM)${plan.noCtr ? " without L_CTR" : ""}${plan.noLam ? " without L_LAM" : ""}`);
+    const r1 = await run("stage 1", 1, base, stage1Data, join(out, "stage1"), hyper(plan.stage1Epochs, s1extra));
+    phase("stage 2", "multilingual instruction tuning (L_NTP) from stage 1");
+    const r2 = await run("stage 2", 2, r1.model, stage2Data, join(out, "stage2"), hyper(plan.stage2Epochs));
+    alignSteps = r1.steps + r2.steps;
+    alignxModel = r2.model;
+    const raw = JSON.parse(await readFile(join(r1.model, "config.json"), "utf8")) as Record<string, unknown>;
+    stage1Cfg = readStage1Config(raw, { numLayers: raw.num_hidden_layers as number });
+  }
+
+  // 7. the --no-align baseline: stage 2 alone, the same number of steps
+  let baselineModel: string | null = null;
+  if (plan.noAlign || !plan.noBaseline) {
+    const steps = alignSteps || undefined;
+    phase("baseline", `--no-align: stage 2 alone from the ${fromScratch ? "pretrained" : "given"} model${steps ? `, ${steps} steps (as stages 1 + 2)` : ""}`);
+    const h = hyper(plan.stage1Epochs + plan.stage2Epochs, steps ? { max_steps: steps } : {});
+    baselineModel = (await run("baseline", 2, base, stage2Data, join(out, "baseline"), h)).model;
+  }
+
+  // 8. evaluate
+  phase("evaluate", `held-out loss and alignment of translations at every layer (${heldout.length} held-out rows)`);
+  const langs = [...new Set(heldout.flatMap((r) => Object.keys(r.texts)))].filter((l) => heldout.every((r) => l in r.texts)).sort();
+  if (!langs.includes("eng") || langs.length < 2) throw new TrainError(`align: the held-out rows share no English and another language; cannot measure alignment`);
+  const evals: ModelEval[] = [];
+  if (alignxModel) evals.push(await evaluate(gpu, "alignx", alignxModel, heldoutData, heldout, langs, tok, plan.seed));
+  if (baselineModel) evals.push(await evaluate(gpu, "no-align", baselineModel, heldoutData, heldout, langs, tok, plan.seed));
+  const numLayers = evals[0]!.alignment.layers.length - 1;
+  const alignLayer = stage1Cfg?.alignLayer ?? Math.floor(numLayers / 2);
+
+  // 9. report
+  const report = {
+    format: "alignx-align-report",
+    version: 1,
+    seconds: Number(((performance.now() - t0) / 1e3).toFixed(1)),
+    align_layer: alignLayer,
+    heldout_rows: heldout.length,
+    languages: langs,
+    models: evals.map((e) => ({
+      name: e.name,
+      dir: e.dir,
+      heldout_loss: e.heldoutLoss,
+      heldout_tokens: e.heldoutTokens,
+      align_layer: e.alignment.layers[alignLayer]!.mean,
+      last_layer: e.alignment.layers[numLayers]!.mean,
+      alignment: e.alignment,
+    })),
+  };
+  await writeBytesAtomic(join(out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+  const svg = linePlotSvg({
+    title: "Alignment of translations per layer (held-out rows)",
+    xLabel: "layer (0 = embeddings)",
+    panels: [
+      {
+        yLabel: "retrieval top-1 (x↔eng)",
+        series: evals.map((e) => ({ name: e.name, dashed: e.name === "no-align", points: e.alignment.layers.map((l) => [l.layer, (l.mean.x2pivot + l.mean.pivot2x) / 2] as [number, number]) })),
+        markers: [{ x: alignLayer, label: "align layer" }],
+      },
+      {
+        yLabel: "cosine: translations − random",
+        series: evals.map((e) => ({ name: e.name, dashed: e.name === "no-align", points: e.alignment.layers.map((l) => [l.layer, l.mean.meanCos - l.mean.randomCos] as [number, number]) })),
+        markers: [{ x: alignLayer, label: "align layer" }],
+      },
+    ],
+  });
+  await writeBytesAtomic(join(out, "alignment.svg"), svg);
+  const md = reportMarkdown(report, evals, alignLayer, numLayers);
+  await writeBytesAtomic(join(out, "report.md"), md);
+  log(`\n${md}`);
+  log(`models: ${evals.map((e) => `${e.name} ${e.dir}`).join(", ")}\nreport: ${join(out, "report.md")} (and report.json, alignment.svg, */loss.svg) — ${report.seconds.toFixed(0)} s in all`);
+  return { report: join(out, "report.json"), markdown: md };
+}
+
+function reportMarkdown(
+  report: { seconds: number; heldout_rows: number; languages: string[] },
+  evals: ModelEval[],
+  alignLayer: number,
+  numLayers: number,
+): string {
+  const row = (label: string, f: (e: ModelEval) => string) => `| ${label} | ${evals.map(f).join(" | ")} |`;
+  const at = (e: ModelEval, layer: number) => e.alignment.layers[layer]!.mean;
+  const lines = [
+    `# AlignX run: ${evals.map((e) => e.name).join(" vs ")}`,
+    "",
+    `${report.heldout_rows} held-out parallel rows in ${report.languages.join(" ")}; retrieval is top-1 cosine nearest neighbour among them (x→eng and eng→x averaged), chance ${pct(1 / report.heldout_rows)}.`,
+    "",
+    `| measure | ${evals.map((e) => e.name).join(" | ")} |`,
+    `|---|${evals.map(() => "---:").join("|")}|`,
+    row("held-out loss (NTP)", (e) => e.heldoutLoss.toFixed(4)),
+    row(`retrieval @ align layer ${alignLayer}`, (e) => pct((at(e, alignLayer).x2pivot + at(e, alignLayer).pivot2x) / 2)),
+    row(`cos(translations) − cos(random) @ ${alignLayer}`, (e) => (at(e, alignLayer).meanCos - at(e, alignLayer).randomCos).toFixed(4)),
+    row(`linear CKA @ ${alignLayer}`, (e) => at(e, alignLayer).cka.toFixed(4)),
+    row(`retrieval @ last layer ${numLayers}`, (e) => pct((at(e, numLayers).x2pivot + at(e, numLayers).pivot2x) / 2)),
+    "",
+    "Per layer (retrieval, x↔eng averaged):",
+    "",
+    `| layer | ${evals.map((e) => e.name).join(" | ")} |`,
+    `|---:|${evals.map(() => "---:").join("|")}|`,
+    ...evals[0]!.alignment.layers.map((l) => `| ${l.layer}${l.layer === alignLayer ? " (align)" : ""} | ${evals.map((e) => pct((at(e, l.layer).x2pivot + at(e, l.layer).pivot2x) / 2)).join(" | ")} |`),
+    "",
+  ];
+  return lines.join("\n");
+}
+
+export { MANIFEST_FILE };

@@ -1,0 +1,107 @@
+/**
+ * `alignx align [options]`: the AlignX pipeline (src/align/pipeline.ts), from a corpus to a report. With no
+ * options (`bun run align`) it is the built-in run: a small LLaMA trained from scratch on the UDHR in the ten
+ * AlignX languages, stage 1 and stage 2, the `--no-align` baseline, and the comparison of the two.
+ * Exit 0 when done, 2 for bad options (before any work), 130 when interrupted, 1 for failures.
+ */
+import type { CAC } from "cac";
+import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
+import { ALIGN_DEFAULTS, runAlign, type AlignPlan } from "../align/index.ts";
+import { Gpu } from "../gpu/index.ts";
+import { Progress } from "./progress.ts";
+import { readConfigFile } from "./train.ts";
+import { listOption, numOption, SEED, UsageError } from "./usage.ts";
+
+export interface AlignCliOptions {
+  adapter?: string;
+  cpu?: boolean;
+  tty?: boolean;
+  log?: (line: string) => void;
+  gpu?: Gpu;
+}
+
+function stamp(d = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+export async function alignCli(inputs: string[], o: Record<string, unknown>, cli: AlignCliOptions = {}): Promise<number> {
+  const cmd = "align";
+  const epochs = (flag: string, v: unknown, d: number) => numOption(cmd, flag, v, { min: 0, minOpen: true, max: 1e6 }) ?? d;
+  if (o.out !== undefined && (typeof o.out !== "string" || o.out === "")) throw new UsageError("align: --out needs a directory");
+  if (o.model !== undefined && (typeof o.model !== "string" || o.model === "")) throw new UsageError("align: --model needs a directory");
+  if (o.align === false && o.baseline === false) throw new UsageError("align: --no-align and --no-baseline together leave nothing to train");
+  if (o.align === false && (o.ctr === false || o.lam === false)) throw new UsageError("align: --no-ctr / --no-lam change stage 1, which --no-align skips");
+  let flags: Record<string, unknown> = {};
+  if (o.config !== undefined) {
+    if (typeof o.config !== "string" || o.config === "") throw new UsageError("align: --config needs a file");
+    const f = await readConfigFile(cmd, o.config);
+    if (f.doc === null || typeof f.doc !== "object" || Array.isArray(f.doc)) throw new UsageError(`align: --config ${o.config}: a training config must be a JSON object of options`);
+    flags = f.doc as Record<string, unknown>;
+  }
+  const plan: AlignPlan = {
+    out: (o.out as string | undefined) ?? `runs/align-${stamp()}`,
+    inputs: inputs.length ? inputs : [],
+    langs: listOption(cmd, "langs", o.langs),
+    model: o.model as string | undefined,
+    heldout: numOption(cmd, "heldout", o.heldout, { min: 0, minOpen: true, max: 0.9 }) ?? ALIGN_DEFAULTS.heldout,
+    pretrainEpochs: epochs("pretrain-epochs", o.pretrainEpochs, ALIGN_DEFAULTS.pretrainEpochs),
+    stage1Epochs: epochs("stage1-epochs", o.stage1Epochs, ALIGN_DEFAULTS.stage1Epochs),
+    stage2Epochs: epochs("stage2-epochs", o.stage2Epochs, ALIGN_DEFAULTS.stage2Epochs),
+    maxSteps: numOption(cmd, "max-steps", o.maxSteps, { integer: true, min: 1 }),
+    vocabSize: numOption(cmd, "vocab-size", o.vocabSize, { integer: true, min: 300, max: 65536 }) ?? ALIGN_DEFAULTS.vocabSize,
+    noCtr: o.ctr === false,
+    noLam: o.lam === false,
+    noAlign: o.align === false,
+    noBaseline: o.baseline === false,
+    seed: numOption(cmd, "seed", o.seed, SEED) ?? ALIGN_DEFAULTS.seed,
+    cutoff: numOption(cmd, "cutoff", o.cutoff, { integer: true, min: 16, max: 1 << 20 }) ?? ALIGN_DEFAULTS.cutoff,
+    flags,
+    overwrite: o.overwrite === true,
+  };
+  if (plan.inputs.length === 0) plan.inputs = [`udhr:${(plan.langs ?? (await import("../data/index.ts")).ALIGNX_LANGS).join(",")}`];
+  if (o.quick) {
+    plan.maxSteps ??= 4;
+    plan.pretrainEpochs = Math.min(plan.pretrainEpochs, 1);
+  }
+  const log = cli.log ?? ((l: string) => console.error(l));
+  log(`alignx align: ${plan.model ? `AlignX fine-tuning of ${plan.model}` : "the built-in run: a small LLaMA trained from scratch"} on ${plan.inputs.join(" ")}; output in ${plan.out}`);
+  const gpu = cli.gpu ?? (await Gpu.open({ adapter: cli.adapter, cpu: cli.cpu, tune: true }));
+  try {
+    await runAlign(gpu, plan, {
+      log,
+      progress: (label) => {
+        const p = new Progress({ label: `  ${label}`, unit: "steps", tty: cli.tty });
+        return { update: (d, t, e) => p.update(d, t, e), done: (d, t, e) => p.done(d, t, e), log: (l) => p.log(`  ${l}`), tty: p.isTty };
+      },
+    });
+  } finally {
+    if (!cli.gpu) gpu.destroy();
+  }
+  return 0;
+}
+
+export function registerAlign(cli: CAC): void {
+  cli
+    .command("align [...inputs]", "The AlignX pipeline: pack → (pretrain) → stage 1 → stage 2 → evaluation against --no-align; no arguments: the built-in UDHR run")
+    .usage("align [INPUTS...] [--model DIR] [--out DIR] [--langs L1,L2,...] [--no-align | --no-baseline] [--no-ctr] [--no-lam] [--quick]   (INPUTS: parallel corpora, default udhr)")
+    .option("--model <dir>", "Start from this pretrained model (default: train a small LLaMA and its tokenizer from scratch)")
+    .option("--out <dir>", "Output directory (default runs/align-<date>-<time>)")
+    .option("--langs <list>", "Languages (default: the ten AlignX languages)")
+    .option("--config <file>", "JSON file of training options (alignx train's keys, e.g. learning_rate), applied to every phase")
+    .option("--pretrain-epochs <n>", `Pretraining epochs from scratch (default ${ALIGN_DEFAULTS.pretrainEpochs})`)
+    .option("--stage1-epochs <n>", `Stage-1 epochs (default ${ALIGN_DEFAULTS.stage1Epochs})`)
+    .option("--stage2-epochs <n>", `Stage-2 epochs (default ${ALIGN_DEFAULTS.stage2Epochs})`)
+    .option("--max-steps <n>", "Cap every phase at this many optimizer steps")
+    .option("--vocab-size <n>", `Tokenizer size from scratch (default ${ALIGN_DEFAULTS.vocabSize})`)
+    .option("--heldout <share>", `Share of parallel rows held out for evaluation (default ${ALIGN_DEFAULTS.heldout})`)
+    .option("--cutoff <n>", `Most tokens per example (default ${ALIGN_DEFAULTS.cutoff})`)
+    .option("--seed <n>", `Seed of the split, the data order and the weights (default ${ALIGN_DEFAULTS.seed})`)
+    .option("--no-align", "Only the baseline: stage 2 alone (the paper's comparison)")
+    .option("--no-baseline", "Skip the --no-align comparison")
+    .option("--no-ctr", "Stage 1 without the contrastive loss")
+    .option("--no-lam", "Stage 1 without the language-matching loss")
+    .option("--quick", "A few steps per phase (a smoke test of the pipeline)")
+    .option("--overwrite", "Replace an existing alignx align output directory")
+    .action((inputs: string[], o: Record<string, unknown>) => alignCli(inputs, o, { adapter: o.adapter as string | undefined, cpu: o.cpu as boolean | undefined }));
+}
