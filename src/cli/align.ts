@@ -63,6 +63,7 @@ export async function alignCli(inputs: string[], o: Record<string, unknown>, cli
   if (o.quick) {
     plan.maxSteps ??= 4;
     plan.pretrainEpochs = Math.min(plan.pretrainEpochs, 1);
+    if (o.vocabSize === undefined) plan.vocabSize = 512;
   }
   const log = cli.log ?? ((l: string) => console.error(l));
   log(`alignx align: ${plan.model ? `AlignX fine-tuning of ${plan.model}` : "the built-in run: a small LLaMA trained from scratch"} on ${plan.inputs.join(" ")}; output in ${plan.out}`);

@@ -106,7 +106,7 @@ export async function trainCli(cmd: "train" | "pretrain", o: Record<string, unkn
   if (o.resume !== undefined && (typeof o.resume !== "string" || o.resume === "")) throw new UsageError(`${cmd}: --resume needs a checkpoint directory or 'latest'`);
   if (o.resume !== undefined && o.overwrite) throw new UsageError(`${cmd}: --resume and --overwrite conflict (resuming continues the output directory)`);
   const hyper = await hyperFromCli(cmd, o).catch((e) => {
-    throw new UsageError(`${cmd}: ${(e as Error).message}`);
+    throw e instanceof UsageError ? e : new UsageError(`${cmd}: ${(e as Error).message}`); // hyperFromCli's own errors already name the command
   });
   const progress = new Progress({ label: cmd === "pretrain" ? "pretrain" : `stage ${stage}`, unit: "steps", tty: cli.tty });
   const gpu = cli.gpu ?? (await Gpu.open({ adapter: cli.adapter, cpu: cli.cpu, tune: true }));

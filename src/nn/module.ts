@@ -108,7 +108,7 @@ export abstract class Module {
   /** Write `this.params` (plus `files`, e.g. config.json) as a HF checkpoint directory, atomically. */
   protected saveParams(dir: string, files: Record<string, string | Uint8Array>, opts: SaveOptions = {}): Promise<WrittenCheckpoint> {
     if (this._released) throw new TensorError(`${this.constructor.name}: cannot save a released model`);
-    return saveCheckpoint(dir, this.params, { dtype: opts.dtype ?? "F32", maxShardBytes: opts.maxShardBytes, files: { ...opts.files, ...files } });
+    return saveCheckpoint(dir, this.params, { dtype: opts.dtype ?? "F32", maxShardBytes: opts.maxShardBytes, files: { ...files, ...opts.files } });
   }
 }
 
