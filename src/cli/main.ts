@@ -14,6 +14,7 @@ import { runScript } from "./run.ts";
 import { score } from "./score.ts";
 import { registerTrain } from "./train.ts";
 import { registerAlign } from "./align.ts";
+import { registerEval } from "./eval.ts";
 import { verify } from "./verify.ts";
 import { adapterOption, parseArgs, UsageError } from "./usage.ts";
 
@@ -114,6 +115,7 @@ cli
 
 registerTrain(cli, () => ({}));
 registerAlign(cli);
+registerEval(cli);
 
 cli
   .command("bench [...options]", "The kernel and training benchmark suite (bench/run.ts): alignx bench --help lists its options")
