@@ -27,7 +27,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ALIGNX_LANGS, Loader, loadTokenizer, MANIFEST_FILE, openInputs, pack, saveTrainedBpe, trainBpe, type ParallelRow, type HfTokenizer } from "../data/index.ts";
-import { alignmentReport, linePlotSvg, type AlignmentReport } from "../eval/index.ts";
+import { alignmentReport, linePlotSvg, spanAlignment, type AlignmentReport, type SpanAlignmentReport } from "../eval/index.ts";
 import type { Gpu } from "../gpu/index.ts";
 import { writeBytesAtomic } from "../io/index.ts";
 import { LlamaModel } from "../nn/index.ts";
@@ -112,7 +112,10 @@ interface ModelEval {
   dir: string;
   heldoutLoss: number;
   heldoutTokens: number;
+  /** Each held-out sentence encoded alone (the paper's analysis). */
   alignment: AlignmentReport;
+  /** Source vs target spans inside the held-out translation prompts (what L_CTR aligns). */
+  spans: SpanAlignmentReport;
 }
 
 const defaultInputs = () => [`udhr:${ALIGNX_LANGS.join(",")}`];
@@ -180,7 +183,8 @@ async function evaluate(gpu: Gpu, name: string, dir: string, heldoutShards: stri
     const sentences: Record<string, number[][]> = {};
     for (const l of langs) sentences[l] = rows.map((r) => tok.encode(r.texts[l]!).slice(0, 512));
     const alignment = await alignmentReport(model, { langs, pivot: "eng", sentences }, { seed, skipPrefix: tok.bosId === null ? 0 : 1 });
-    return { name, dir, heldoutLoss: loss, heldoutTokens: tokens, alignment };
+    const spans = await spanAlignment(model, heldoutShards, { expectTokenizerHash: tok.hash, padId: tok.padId ?? 0 });
+    return { name, dir, heldoutLoss: loss, heldoutTokens: tokens, alignment, spans };
   } finally {
     model.release();
   }
@@ -234,7 +238,7 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
   const pretrainData = fromScratch ? await packTask("pretrain", trainJsonl, "pretrain") : null;
   const stage1Data = await packTask("stage1", trainJsonl, "stage1");
   const stage2Data = await packTask("stage2", trainJsonl, "stage2");
-  const heldoutData = await packTask("stage2", join(dataDir, "heldout.jsonl"), "heldout");
+  const heldoutData = await packTask("stage1", join(dataDir, "heldout.jsonl"), "heldout");
 
   const hyper = (epochs: number, extra: Record<string, unknown> = {}): TrainHyper =>
     resolveTrainOptions({
@@ -262,6 +266,7 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
   // 5-6. AlignX: stage 1 then stage 2
   let alignSteps = 0;
   let alignxModel: string | null = null;
+  let stage1Model: string | null = null;
   const s1extra = { ...(plan.noCtr ? { contrastive_lambda: 0 } : {}), ...(plan.noLam ? { language_matching_lambda: 0 } : {}) };
   let stage1Cfg = null as ReturnType<typeof readStage1Config> | null;
   if (!plan.noAlign) {
@@ -270,6 +275,7 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
     phase("stage 2", "multilingual instruction tuning (L_NTP) from stage 1");
     const r2 = await run("stage 2", 2, r1.model, stage2Data, join(out, "stage2"), hyper(plan.stage2Epochs));
     alignSteps = r1.steps + r2.steps;
+    stage1Model = r1.model;
     alignxModel = r2.model;
     const raw = JSON.parse(await readFile(join(r1.model, "config.json"), "utf8")) as Record<string, unknown>;
     stage1Cfg = readStage1Config(raw, { numLayers: raw.num_hidden_layers as number });
@@ -289,6 +295,7 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
   const langs = [...new Set(heldout.flatMap((r) => Object.keys(r.texts)))].filter((l) => heldout.every((r) => l in r.texts)).sort();
   if (!langs.includes("eng") || langs.length < 2) throw new TrainError(`align: the held-out rows share no English and another language; cannot measure alignment`);
   const evals: ModelEval[] = [];
+  if (stage1Model) evals.push(await evaluate(gpu, "after stage 1", stage1Model, heldoutData, heldout, langs, tok, plan.seed));
   if (alignxModel) evals.push(await evaluate(gpu, "alignx", alignxModel, heldoutData, heldout, langs, tok, plan.seed));
   if (baselineModel) evals.push(await evaluate(gpu, "no-align", baselineModel, heldoutData, heldout, langs, tok, plan.seed));
   const numLayers = evals[0]!.alignment.layers.length - 1;
@@ -309,16 +316,23 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
       heldout_tokens: e.heldoutTokens,
       align_layer: e.alignment.layers[alignLayer]!.mean,
       last_layer: e.alignment.layers[numLayers]!.mean,
+      in_prompt_align_layer: e.spans.layers[alignLayer]!,
       alignment: e.alignment,
+      in_prompt: e.spans,
     })),
   };
   await writeBytesAtomic(join(out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   const svg = linePlotSvg({
-    title: "Alignment of translations per layer (held-out rows)",
+    title: "Alignment of held-out translations per layer",
     xLabel: "layer (0 = embeddings)",
     panels: [
       {
-        yLabel: "retrieval top-1 (x↔eng)",
+        yLabel: "retrieval in the prompt (src↔tgt span)",
+        series: evals.map((e) => ({ name: e.name, dashed: e.name === "no-align", points: e.spans.layers.map((l) => [l.layer, l.retrieval] as [number, number]) })),
+        markers: [{ x: alignLayer, label: "align layer" }],
+      },
+      {
+        yLabel: "retrieval, sentences alone (x↔eng)",
         series: evals.map((e) => ({ name: e.name, dashed: e.name === "no-align", points: e.alignment.layers.map((l) => [l.layer, (l.mean.x2pivot + l.mean.pivot2x) / 2] as [number, number]) })),
         markers: [{ x: alignLayer, label: "align layer" }],
       },
@@ -345,24 +359,32 @@ function reportMarkdown(
 ): string {
   const row = (label: string, f: (e: ModelEval) => string) => `| ${label} | ${evals.map(f).join(" | ")} |`;
   const at = (e: ModelEval, layer: number) => e.alignment.layers[layer]!.mean;
+  const alone = (e: ModelEval, layer: number) => (at(e, layer).x2pivot + at(e, layer).pivot2x) / 2;
+  const spans = evals[0]!.spans;
   const lines = [
     `# AlignX run: ${evals.map((e) => e.name).join(" vs ")}`,
     "",
-    `${report.heldout_rows} held-out parallel rows in ${report.languages.join(" ")}; retrieval is top-1 cosine nearest neighbour among them (x→eng and eng→x averaged), chance ${pct(1 / report.heldout_rows)}.`,
+    `Held out: ${report.heldout_rows} parallel rows in ${report.languages.join(" ")} (never trained on), as ${spans.examples} translation prompts in ${Object.keys(spans.directions).length} directions.`,
+    "",
+    `- **in the prompt**: top-1 cosine retrieval between the mean states of each prompt's source and target spans, among the prompts of the same direction (the states L_CTR pulls together; chance ${pct(spans.chance)});`,
+    `- **sentences alone**: each sentence encoded by itself, top-1 retrieval of its English translation and back (the paper's analysis; chance ${pct(1 / report.heldout_rows)}).`,
     "",
     `| measure | ${evals.map((e) => e.name).join(" | ")} |`,
     `|---|${evals.map(() => "---:").join("|")}|`,
     row("held-out loss (NTP)", (e) => e.heldoutLoss.toFixed(4)),
-    row(`retrieval @ align layer ${alignLayer}`, (e) => pct((at(e, alignLayer).x2pivot + at(e, alignLayer).pivot2x) / 2)),
-    row(`cos(translations) − cos(random) @ ${alignLayer}`, (e) => (at(e, alignLayer).meanCos - at(e, alignLayer).randomCos).toFixed(4)),
-    row(`linear CKA @ ${alignLayer}`, (e) => at(e, alignLayer).cka.toFixed(4)),
-    row(`retrieval @ last layer ${numLayers}`, (e) => pct((at(e, numLayers).x2pivot + at(e, numLayers).pivot2x) / 2)),
+    row(`retrieval in the prompt @ align layer ${alignLayer}`, (e) => pct(e.spans.layers[alignLayer]!.retrieval)),
+    row(`retrieval, sentences alone @ align layer ${alignLayer}`, (e) => pct(alone(e, alignLayer))),
+    row(`cos(translations) − cos(random), alone @ ${alignLayer}`, (e) => (at(e, alignLayer).meanCos - at(e, alignLayer).randomCos).toFixed(4)),
+    row(`linear CKA, alone @ ${alignLayer}`, (e) => at(e, alignLayer).cka.toFixed(4)),
+    row(`retrieval, sentences alone @ last layer ${numLayers}`, (e) => pct(alone(e, numLayers))),
     "",
-    "Per layer (retrieval, x↔eng averaged):",
+    "Per layer (retrieval in the prompt / sentences alone):",
     "",
     `| layer | ${evals.map((e) => e.name).join(" | ")} |`,
     `|---:|${evals.map(() => "---:").join("|")}|`,
-    ...evals[0]!.alignment.layers.map((l) => `| ${l.layer}${l.layer === alignLayer ? " (align)" : ""} | ${evals.map((e) => pct((at(e, l.layer).x2pivot + at(e, l.layer).pivot2x) / 2)).join(" | ")} |`),
+    ...evals[0]!.alignment.layers.map(
+      (l) => `| ${l.layer}${l.layer === alignLayer ? " (align)" : ""} | ${evals.map((e) => `${pct(e.spans.layers[l.layer]!.retrieval)} / ${pct(alone(e, l.layer))}`).join(" | ")} |`,
+    ),
     "",
   ];
   return lines.join("\n");

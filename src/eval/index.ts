@@ -40,3 +40,4 @@ export {
   type ScoreResult,
 } from "./score.ts";
 export { getTokenizer, isTokenizerName, TokenizerError, TOKENIZERS, type Tokenizer, type TokenizerName } from "./tokenizers.ts";
+export * from "./span_alignment.ts";
