@@ -10,6 +10,7 @@ const BIN = join(ROOT, "dist/alignx");
 const SUPPORTED = process.platform === "linux" && process.arch === "x64";
 const BUILD_TIMEOUT_MS = 60_000;
 const SPAWN_TIMEOUT_MS = 30_000;
+const ALIGN_TIMEOUT_MS = 240_000;
 
 async function sh(cmd: string[], cwd: string, timeout: number) {
   const env: Record<string, string | undefined> = { ...process.env };
@@ -115,5 +116,27 @@ describe.skipIf(!SUPPORTED)("dist/alignx (bun build --compile)", () => {
       expect(v.stdout).toMatch(new RegExp(`^1 shard +${m.counts.records.toLocaleString("en-US")} records`, "m"));
     },
     SPAWN_TIMEOUT_MS * 2 + 5_000,
+  );
+
+  test(
+    "align --quick from an empty directory: tokenizer, pack, pretrain, stage 1, stage 2, baseline, report (the whole pipeline inside the binary)",
+    async () => {
+      const { readFileSync } = await import("node:fs");
+      const run = join(dir, "align-run");
+      const p = await sh([BIN, "align", "--quick", "--langs", "eng,deu,fra", "--max-steps", "2", "--out", "align-run"], dir, ALIGN_TIMEOUT_MS);
+      if (p.code !== 0) throw new Error(`align exited ${p.code}:\n${p.stderr.slice(-3000)}`);
+      for (const phase of ["tokenizer:", "pack:", "pretrain:", "stage 1:", "stage 2:", "baseline:", "evaluate:"]) expect(p.stderr).toContain(phase);
+      const report = JSON.parse(readFileSync(join(run, "report.json"), "utf8")) as { models: { name: string; heldout_loss: number; align_layer: { x2pivot: number } }[]; languages: string[] };
+      expect(report.models.map((m) => m.name)).toEqual(["after stage 1", "alignx", "no-align"]);
+      expect(report.languages).toEqual(["deu", "eng", "fra"]);
+      for (const m of report.models) {
+        expect(Number.isFinite(m.heldout_loss)).toBe(true);
+        expect(m.align_layer.x2pivot).toBeGreaterThanOrEqual(0);
+      }
+      for (const f of ["stage1/model/config.json", "stage1/model/language_matching_classifier.safetensors", "stage2/model/model.safetensors", "baseline/model/tokenizer.json", "report.md", "alignment.svg", "stage1/loss.svg"])
+        expect(existsSync(join(run, f))).toBe(true);
+      expect(existsSync(join(run, "stage2/model/language_matching_classifier.safetensors"))).toBe(false);
+    },
+    ALIGN_TIMEOUT_MS + 5_000,
   );
 });
