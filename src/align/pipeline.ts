@@ -94,7 +94,7 @@ export interface AlignPlan {
 export const ALIGN_DEFAULTS = {
   out: "runs/align",
   heldout: 0.2,
-  pretrainEpochs: 12,
+  pretrainEpochs: 8,
   stage1Epochs: 1,
   stage2Epochs: 1,
   vocabSize: 2048,

@@ -53,6 +53,31 @@ function snapshot(dir: string): string {
   return walk(dir).sort().join("\n");
 }
 
+describe("Ctrl-C", () => {
+  test("SIGINT finishes the step, saves a checkpoint at it and exits 130; --resume latest then completes the run", async () => {
+    const args = ["train", "--stage", "2", "--model", fx.start, "--data", fx.s2, ...TINY_FLAGS, "--max-steps", "30", "--save-steps", "100"];
+    const out = fx.path("sigint");
+    const proc = Bun.spawn({ cmd: alignxCmd([...args, "--out", out]), cwd: ROOT, env: cliEnv(), stdin: "ignore", stdout: "ignore", stderr: "pipe", timeout: 60_000, killSignal: "SIGKILL" });
+    const stderr = new Response(proc.stderr).text();
+    const metrics = join(out, METRICS_FILE);
+    const lines = () => (existsSync(metrics) ? readFileSync(metrics, "utf8").split("\n").filter(Boolean).length : 0);
+    while (proc.exitCode === null && lines() < 2) await Bun.sleep(2);
+    proc.kill("SIGINT");
+    expect(await proc.exited).toBe(130);
+    const text = await stderr;
+    const step = metricsOf(out).at(-1)!.step;
+    expect(step).toBeLessThan(30);
+    expect(text).toContain("SIGINT received");
+    expect(text).toContain(`interrupted at step ${step} of 30`);
+    expect(checkpointDirs(out)).toEqual([`checkpoint-${String(step).padStart(6, "0")}`]);
+    expect(existsSync(join(out, "model"))).toBe(false);
+    const r = await alignx([...args, "--out", out, "--resume", "latest"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`resumed from ${join(out, `checkpoint-${String(step).padStart(6, "0")}`)} at step ${step} of 30`);
+    expect(metricsOf(out).map((m) => m.step)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  }, 120_000);
+});
+
 describe("exact resume", () => {
   test(
     "a stage-1 run killed with SIGKILL and resumed with --resume latest ends byte-identical to the uninterrupted run",
