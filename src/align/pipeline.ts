@@ -18,13 +18,15 @@
  *                 translations vs random pairs, linear CKA), the align layer marked;
  *   9. report     OUT/report.{json,md} and OUT/alignment.svg; the two models side by side on the terminal.
  *
- * Every phase's output directory is complete or absent (the trainer's and the packer's atomic writes), and a
- * rerun with the same options skips the phases already done (their outputs are reused, which the log says).
+ * Every phase's output directory is complete or absent (the trainer's and the packer's atomic writes). An existing
+ * output directory is refused unless `--overwrite` (start again) or `--resume` (same options: the split, tokenizer
+ * and shards are rebuilt, identically, finished phases are reused and an interrupted one continues from its last
+ * checkpoint, exactly as `alignx train --resume latest`).
  * The translation-quality evaluation (BLEU/chrF on FLORES with greedy decoding) is `alignx eval` (the evaluation
  * issue); this pipeline's evaluation is what the small built-in run can measure in minutes.
  */
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ALIGNX_LANGS, Loader, loadTokenizer, MANIFEST_FILE, openInputs, pack, saveTrainedBpe, trainBpe, type ParallelRow, type HfTokenizer } from "../data/index.ts";
 import { alignmentReport, linePlotSvg, spanAlignment, type AlignmentReport, type SpanAlignmentReport } from "../eval/index.ts";
@@ -35,7 +37,8 @@ import { noGrad, scope } from "../tensor/index.ts";
 import { Mulberry32 } from "../tensor/rng.ts";
 import { readStage1Config } from "./config.ts";
 import { resolveTrainOptions, type TrainHyper } from "./options.ts";
-import { FINAL_DIR, train, TrainError, type ProgressSink, type TrainResult } from "./trainer.ts";
+import { listCheckpoints, readTrainerState } from "./checkpoint.ts";
+import { FINAL_DIR, RUN_FILE, train, TrainError, type ProgressSink, type TrainResult } from "./trainer.ts";
 
 /** The built-in model: a small LLaMA that trains in minutes on two CPU cores under lavapipe. */
 export function smallLlamaConfig(vocabSize: number): Record<string, unknown> {
@@ -89,6 +92,8 @@ export interface AlignPlan {
   /** Extra training options (flags / config file), by JSON key, over the preset. */
   flags: Record<string, unknown>;
   overwrite: boolean;
+  /** Continue an interrupted run in `out` (same plan): finished phases are kept, an interrupted one resumes from its last checkpoint. */
+  resume?: boolean;
 }
 
 export const ALIGN_DEFAULTS = {
@@ -196,14 +201,22 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Promise<{ report: string; markdown: string }> {
   const { log } = sinks;
   const out = plan.out;
-  if (existsSync(join(out, "report.json")) && !plan.overwrite)
-    throw new TrainError(`align: ${out} already holds a finished run (report.json); pass --overwrite to run again there, or choose another --out`);
-  if (plan.overwrite && existsSync(out)) {
+  const planJson = (p: AlignPlan) => JSON.stringify({ ...p, overwrite: undefined, resume: undefined });
+  if (plan.resume && plan.overwrite) throw new TrainError("align: --resume and --overwrite conflict");
+  if (plan.resume) {
+    const path = join(out, "align.json");
+    if (!existsSync(path)) throw new TrainError(`align: --resume: ${out} holds no align.json (not an alignx align output)`);
+    const prev = (JSON.parse(await readFile(path, "utf8")) as { plan: AlignPlan }).plan;
+    if (planJson(prev) !== planJson({ ...plan, out: prev.out }))
+      throw new TrainError(`align: --resume: ${out} was started with other options (align.json: ${planJson(prev)}); resume with the same ones`);
+    if (existsSync(join(out, "report.json"))) throw new TrainError(`align: --resume: ${out} is finished (report.json); nothing to resume`);
+  } else if (existsSync(out) && (await readdir(out)).length > 0) {
+    if (!plan.overwrite) throw new TrainError(`align: ${out} exists and is not empty; pass --overwrite to start again there, --resume to continue it, or choose another --out`);
     if (!existsSync(join(out, "align.json"))) throw new TrainError(`align: ${out} is not an alignx align output (no align.json); refusing to replace it even with --overwrite`);
     await rm(out, { recursive: true, force: true });
   }
   await mkdir(out, { recursive: true });
-  await writeFile(join(out, "align.json"), `${JSON.stringify({ format: "alignx-align", plan }, null, 2)}\n`);
+  if (!plan.resume) await writeFile(join(out, "align.json"), `${JSON.stringify({ format: "alignx-align", plan }, null, 2)}\n`);
   const t0 = performance.now();
   const fromScratch = plan.model === undefined;
   const phases = [fromScratch ? "tokenizer" : null, "pack", fromScratch ? "pretrain" : null, plan.noAlign ? null : "stage 1", plan.noAlign ? null : "stage 2", plan.noBaseline && !plan.noAlign ? null : "baseline", "evaluate"].filter(Boolean) as string[];
@@ -246,8 +259,19 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
       flags: { seed: plan.seed, cutoff_len: plan.cutoff, num_train_epochs: epochs, ...(plan.maxSteps ? { max_steps: plan.maxSteps } : {}), ...plan.flags, ...extra },
     });
   const run = async (label: string, stage: 0 | 1 | 2, model: string, data: string, dir: string, h: TrainHyper): Promise<TrainResult> => {
-    const r = await train(gpu, { stage, model, data, out: dir, hyper: h, overwrite: true, log: (l) => log(`  ${l}`), progress: sinks.progress(label) });
-    if (r.status === "interrupted") throw Object.assign(new TrainError(`align: interrupted during ${label}; its checkpoint is in ${dir} (alignx train --resume latest continues that phase)`, 130));
+    let resume: string | undefined;
+    if (plan.resume && existsSync(join(dir, RUN_FILE))) {
+      const done = await listCheckpoints(dir);
+      if (existsSync(join(dir, FINAL_DIR, "config.json")) && done.length > 0) {
+        const st = await readTrainerState(done.at(-1)!.dir);
+        log(`  ${label}: done before (${st.step} steps); reusing ${join(dir, FINAL_DIR)}`);
+        return { status: "done", out: dir, model: join(dir, FINAL_DIR), steps: st.step, totalSteps: st.totalSteps, last: null, seconds: st.seconds };
+      }
+      if (done.length > 0) resume = "latest";
+    }
+    const r = await train(gpu, { stage, model, data, out: dir, hyper: h, overwrite: resume === undefined, resume, log: (l) => log(`  ${l}`), progress: sinks.progress(label) });
+    if (r.status === "interrupted")
+      throw new TrainError(`align: interrupted during ${label} (checkpoint in ${dir}); continue with the same command and --resume`, 130);
     return r;
   };
 

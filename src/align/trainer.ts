@@ -281,7 +281,14 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
   const signals = job.handleSignals ?? true;
   let stopRequested = false;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (stopRequested) process.kill(process.pid, sig === "SIGINT" ? "SIGKILL" : sig);
+    if (stopRequested) {
+      // The second signal: stop now. Other listeners (src/io/output.ts removing temp files in flight) run for
+      // this same signal and end the process themselves; with none, exit as the signal would (128 + its number).
+      process.removeListener("SIGINT", onSignal);
+      process.removeListener("SIGTERM", onSignal);
+      if (process.listenerCount(sig) === 0) process.exit(sig === "SIGINT" ? 130 : 143);
+      return;
+    }
     stopRequested = true;
     log(`\n${stageName}: ${sig} received: finishing this step and saving a checkpoint (send it again to stop at once)`);
   };

@@ -30,6 +30,7 @@ export async function alignCli(inputs: string[], o: Record<string, unknown>, cli
   const epochs = (flag: string, v: unknown, d: number) => numOption(cmd, flag, v, { min: 0, minOpen: true, max: 1e6 }) ?? d;
   if (o.out !== undefined && (typeof o.out !== "string" || o.out === "")) throw new UsageError("align: --out needs a directory");
   if (o.model !== undefined && (typeof o.model !== "string" || o.model === "")) throw new UsageError("align: --model needs a directory");
+  if (o.resume === true && o.out === undefined) throw new UsageError("align: --resume needs the --out of the run to continue");
   if (o.align === false && o.baseline === false) throw new UsageError("align: --no-align and --no-baseline together leave nothing to train");
   if (o.align === false && (o.ctr === false || o.lam === false)) throw new UsageError("align: --no-ctr / --no-lam change stage 1, which --no-align skips");
   let flags: Record<string, unknown> = {};
@@ -58,6 +59,7 @@ export async function alignCli(inputs: string[], o: Record<string, unknown>, cli
     cutoff: numOption(cmd, "cutoff", o.cutoff, { integer: true, min: 16, max: 1 << 20 }) ?? ALIGN_DEFAULTS.cutoff,
     flags,
     overwrite: o.overwrite === true,
+    resume: o.resume === true,
   };
   if (plan.inputs.length === 0) plan.inputs = [`udhr:${(plan.langs ?? (await import("../data/index.ts")).ALIGNX_LANGS).join(",")}`];
   if (o.quick) {
@@ -104,5 +106,6 @@ export function registerAlign(cli: CAC): void {
     .option("--no-lam", "Stage 1 without the language-matching loss")
     .option("--quick", "A few steps per phase (a smoke test of the pipeline)")
     .option("--overwrite", "Replace an existing alignx align output directory")
+    .option("--resume", "Continue an interrupted run in --out (same options): finished phases are kept")
     .action((inputs: string[], o: Record<string, unknown>) => alignCli(inputs, o, { adapter: o.adapter as string | undefined, cpu: o.cpu as boolean | undefined }));
 }
