@@ -7,8 +7,20 @@
  * or an index into the list), `--cpu` / `ALIGNX_CPU=1` (the CPU adapter, e.g. lavapipe), otherwise the
  * best kind available: discrete GPU, then integrated, then anything else, then CPU.
  * Experimental features (subgroup matrices) appear only with `ALIGNX_DAWN_TOGGLES=allow_unsafe_apis`.
+ *
+ * Robustness. Dawn makes every shader memory access safe (its robustness transform clamps indices; on Vulkan
+ * the driver's robust buffer access checks the rest), at a cost per access. `openDevice` opens the devices
+ * that run the runtime's own kernels, which the tests check element by element with NaN-poisoned outputs, so
+ * `{ robustness: false }` asks Dawn for `disable_robustness` there (meant for the project's own commands: train,
+ * align, generate, parity, info, bench); the default stays robust. User scripts (`alignx run`, src/gpu/globals.ts) create their devices through
+ * `adapter.requestDevice` and are never given the toggle. `ALIGNX_ROBUSTNESS=1` keeps robustness on for
+ * every device whatever the caller asked, `ALIGNX_ROBUSTNESS=0` turns it off for every device opened here
+ * (how the test suite is run the way the commands run). What it is worth: bench/NOTES.md, 2026-12-02 (on
+ * lavapipe, nothing measurable: the per-element bounds checks there are Mesa's own). Dawn's `skip_validation`
+ * is not offered: it saves < 1 µs of ~5 µs host time per dispatch, hides the validation errors the queue
+ * attributes to ops, and crashes lavapipe in a training step (same entry).
  */
-import { loadBinding, type Binding } from "./binding.ts";
+import { deviceToggles, loadBinding, type Binding } from "./binding.ts";
 import { DeviceLostError, NoAdapterError, UnknownAdapterError } from "./errors.ts";
 
 export type AdapterKind = "discrete-gpu" | "integrated-gpu" | "cpu" | "unknown";
@@ -30,6 +42,29 @@ export interface DeviceOptions {
   adapter?: string;
   /** Force the CPU adapter. */
   cpu?: boolean;
+  /**
+   * false: Dawn's `disable_robustness` on this device, for the runtime's own tested kernels (default true:
+   * robust). `ALIGNX_ROBUSTNESS=1` / `0` overrides it either way.
+   */
+  robustness?: boolean;
+}
+
+/** Whether the variable `name` says on (`1`, `true`), off (`0`, `false`), or nothing (unset, empty); anything else throws. */
+function envFlag(name: string): boolean | undefined {
+  const v = (process.env[name] ?? "").trim().toLowerCase();
+  if (v === "") return undefined;
+  if (v === "1" || v === "true") return true;
+  if (v === "0" || v === "false") return false;
+  throw new Error(`${name} must be 1 or 0, got '${process.env[name]}'`);
+}
+
+/**
+ * The Dawn device toggles `openDevice` asks for: `disable_robustness` when robustness is off (the option,
+ * overridden by `ALIGNX_ROBUSTNESS`), else none.
+ */
+export function deviceTogglesFor(opts: DeviceOptions = {}): string[] {
+  const robust = envFlag("ALIGNX_ROBUSTNESS") ?? opts.robustness ?? true;
+  return robust ? [] : ["disable_robustness"];
 }
 
 /** Optional features enabled whenever the adapter offers them. */
@@ -149,10 +184,13 @@ export interface DeviceHandle {
   lost: DeviceLostError | undefined;
   /** Resolves (never rejects) when the device is lost, so waits can race against it. */
   lostPromise: Promise<DeviceLostError>;
+  /** The Dawn device toggles the device was created with (`deviceTogglesFor`; [] on bindings that cannot pass them). */
+  toggles: readonly string[];
 }
 
 /** Create the device: adapter maxima for buffer/workgroup limits, optional features when offered. */
 export async function openDevice(opts: DeviceOptions = {}): Promise<DeviceHandle> {
+  const toggles = deviceTogglesFor(opts); // a bad ALIGNX_ROBUSTNESS fails before anything opens
   const binding = await loadBinding();
   const entry = await chooseAdapter(opts, binding);
   const { adapter } = entry;
@@ -161,11 +199,11 @@ export async function openDevice(opts: DeviceOptions = {}): Promise<DeviceHandle
   const lim = adapter.limits as unknown as Record<string, number>;
   for (const k of MAX_LIMITS) if (typeof lim[k] === "number" && lim[k] > 0) requiredLimits[k] = lim[k];
   for (const k of binding.quirks.zeroLimits) requiredLimits[k] = 0;
-  const device = await adapter.requestDevice({
-    label: "alignx",
-    requiredFeatures,
-    requiredLimits: requiredLimits as GPUDeviceDescriptor["requiredLimits"],
-  });
+  const device = await binding.requestDevice(
+    adapter,
+    { label: "alignx", requiredFeatures, requiredLimits: requiredLimits as GPUDeviceDescriptor["requiredLimits"] },
+    toggles,
+  );
   const handle: DeviceHandle = {
     binding,
     entry,
@@ -173,6 +211,7 @@ export async function openDevice(opts: DeviceOptions = {}): Promise<DeviceHandle
     features: new Set([...device.features].map(String)),
     lost: undefined,
     lostPromise: undefined as unknown as Promise<DeviceLostError>,
+    toggles: deviceToggles(device),
   };
   handle.lostPromise = device.lost.then((info) => {
     handle.lost = new DeviceLostError(String(info.reason ?? "unknown"), info.message);

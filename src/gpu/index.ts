@@ -2,7 +2,8 @@
  * The GPU runtime in one object: device, buffer pool, pipeline cache, queue, profiler, and the kernel policy
  * the ops read (src/gpu/policy.ts: kernel variants, launch limits, attention path).
  *
- *   const gpu = await Gpu.open({ cpu: true });      // { policy: { rows: { wg: 8 } } } patches the defaults; { tune: true } autotunes
+ *   const gpu = await Gpu.open({ cpu: true });      // { policy: { rows: { wg: 8 } } } patches the defaults; { tune: true } autotunes;
+ *                                                   // { robustness: false }: Dawn's disable_robustness, for the runtime's own kernels (src/gpu/device.ts)
  *   const a = gpu.upload(new Float32Array([1, 2, 3]));
  *   gpu.dispatch(kernel, "main", { x: a }, 1, { params: { n: 3 } });
  *   const out = new Float32Array(await gpu.read(a));
