@@ -8,6 +8,7 @@ import type { CAC } from "cac";
 import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { ALIGN_DEFAULTS, runAlign, type AlignPlan } from "../align/index.ts";
 import { Gpu } from "../gpu/index.ts";
+import { openCommandGpu } from "./gpu.ts";
 import { Progress } from "./progress.ts";
 import { readConfigFile } from "./train.ts";
 import { listOption, numOption, SEED, UsageError } from "./usage.ts";
@@ -69,7 +70,7 @@ export async function alignCli(inputs: string[], o: Record<string, unknown>, cli
   }
   const log = cli.log ?? ((l: string) => console.error(l));
   log(`alignx align: ${plan.model ? `AlignX fine-tuning of ${plan.model}` : "the built-in run: a small LLaMA trained from scratch"} on ${plan.inputs.join(" ")}; output in ${plan.out}`);
-  const gpu = cli.gpu ?? (await Gpu.open({ adapter: cli.adapter, cpu: cli.cpu, tune: true }));
+  const gpu = cli.gpu ?? (await openCommandGpu({ adapter: cli.adapter, cpu: cli.cpu }));
   try {
     await runAlign(gpu, plan, {
       log,

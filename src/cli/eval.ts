@@ -31,6 +31,7 @@ import { LanguageDetector } from "../eval/lid.ts";
 import { isTokenizerName, TOKENIZERS } from "../eval/tokenizers.ts";
 import { defaultBatchSize, translationPromptIds } from "../eval/translate.ts";
 import { Gpu } from "../gpu/index.ts";
+import { openCommandGpu } from "./gpu.ts";
 import { readHfConfig, writeBytesAtomic } from "../io/index.ts";
 import { LlamaModel } from "../nn/llama.ts";
 import { listOption, numOption, SEED, UsageError } from "./usage.ts";
@@ -131,7 +132,7 @@ export async function evalCli(o: Record<string, unknown>, cli: EvalCliOptions = 
   await rm(join(out, reportName), { force: true });
   if (finished && !alignMode) for (const f of await readdir(out)) if (/^(hyp\.[^.]+-[^.]+|ref\.[^.]+)\.txt$/.test(f)) await rm(join(out, f), { force: true });
   const emptyLines = set.emptyLines ? ` (${set.emptyLines} lines left out: empty in a language)` : "";
-  const gpu = cli.gpu ?? (await Gpu.open({ adapter: cli.adapter, cpu: cli.cpu, tune: true }));
+  const gpu = cli.gpu ?? (await openCommandGpu({ adapter: cli.adapter, cpu: cli.cpu }));
   let model: LlamaModel | undefined;
   try {
     model = await LlamaModel.fromPretrained(gpu, modelDir, { requiresGrad: false });

@@ -15,6 +15,7 @@ import { checkTokenizerFits, loadTokenizer } from "../data/tokenizer.ts";
 import { readHfConfig, requireCheckpointDir } from "../io/index.ts";
 import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
+import { openCommandGpu } from "./gpu.ts";
 import { checkSampling, generate as generateTokens } from "../nn/generate.ts";
 import { LlamaModel } from "../nn/llama.ts";
 import { numOption, SEED, UsageError } from "./usage.ts";
@@ -63,7 +64,7 @@ export async function generate(opts: GenerateCliOptions): Promise<number> {
   checkTokenizerFits(tokenizer, config.vocabSize, `${configPath}'s vocab_size`);
   const promptIds = tokenizer.encode(opts.prompt);
   if (promptIds.length === 0) throw new UsageError("generate: the prompt is empty and the tokenizer adds no BOS token; give some text");
-  const gpu = opts.gpu ?? (await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu, tune: true })); // tune: time the kernel variants on a first run (cached on disk after)
+  const gpu = opts.gpu ?? (await openCommandGpu({ adapter: opts.adapter, cpu: opts.cpu }));
   let model: LlamaModel | undefined;
   try {
     model = await LlamaModel.fromPretrained(gpu, opts.model, { requiresGrad: false });

@@ -37,6 +37,7 @@
  */
 import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { Gpu, type DeviceOptions } from "../gpu/index.ts";
+import { openCommandGpu } from "./gpu.ts";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { prepareOutput, readSafetensors, writeSafetensors, type TensorToWrite } from "../io/index.ts";
@@ -161,7 +162,7 @@ export async function parity(opts: ParityOptions): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const stage = opts.stage ?? 0;
   await checkOut(opts);
-  const gpu = opts.gpu ?? (await Gpu.open({ adapter: opts.adapter, cpu: opts.cpu, tune: true })); // tune: time the kernel variants on a first run (cached on disk after)
+  const gpu = opts.gpu ?? (await openCommandGpu({ adapter: opts.adapter, cpu: opts.cpu }));
   const t0 = performance.now();
   let model: LlamaModel | undefined;
   let classifier: LanguageMatchingClassifier | undefined;

@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { PRESETS, resolveTrainOptions, STRING_KEYS, TRAIN_OPTIONS, flagsOf, train, TrainError, type Stage, type TrainHyper, type TrainResult } from "../align/index.ts";
 import { Gpu } from "../gpu/index.ts";
+import { openCommandGpu } from "./gpu.ts";
 import { jsonErrorOffset } from "../data/index.ts";
 import { Progress } from "./progress.ts";
 import { UsageError } from "./usage.ts";
@@ -109,7 +110,7 @@ export async function trainCli(cmd: "train" | "pretrain", o: Record<string, unkn
     throw e instanceof UsageError ? e : new UsageError(`${cmd}: ${(e as Error).message}`); // hyperFromCli's own errors already name the command
   });
   const progress = new Progress({ label: cmd === "pretrain" ? "pretrain" : `stage ${stage}`, unit: "steps", tty: cli.tty });
-  const gpu = cli.gpu ?? (await Gpu.open({ adapter: cli.adapter, cpu: cli.cpu, tune: true }));
+  const gpu = cli.gpu ?? (await openCommandGpu({ adapter: cli.adapter, cpu: cli.cpu }));
   let r: TrainResult;
   try {
     r = await train(gpu, {
