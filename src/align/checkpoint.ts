@@ -33,7 +33,7 @@ import {
   type TensorToWrite,
 } from "../io/index.ts";
 import { COMPANION_FILES, type LlamaModel } from "../nn/index.ts";
-import type { Optimizer, OptimizerStateDict } from "../optim/index.ts";
+import type { GradScalerStateDict, Optimizer, OptimizerStateDict } from "../optim/index.ts";
 import { stage1ConfigJson, type Stage1Config } from "./config.ts";
 import type { LanguageMatchingClassifier } from "./losses.ts";
 
@@ -74,6 +74,8 @@ export interface TrainerState extends TrainerCounters {
   scheduler: { lastStep: number; warmupSteps: number };
   loader: LoaderState;
   optimizer: { kind: string; groups: OptimizerStateDict["groups"]; steps: Record<string, number>; stateNames: string[] };
+  /** The loss scaler's state (fp16), or null. */
+  scaler?: GradScalerStateDict | null;
   /** The stage-1 settings in force (config.json names), for stage 1. */
   alignx?: Record<string, number>;
 }

@@ -95,7 +95,8 @@ export const STRING_KEYS = ["preset", "precision"] as const;
 /** Resolved numeric options (the AlignX settings stay partial: they are read with the model's config.json). */
 export interface TrainHyper {
   preset: Preset;
-  precision: "fp32";
+  /** fp16: the model's products in f16 (LlamaModel.autocast) with dynamic loss scaling (GradScaler); fp32: none. */
+  precision: "fp32" | "fp16";
   learning_rate: number;
   warmup_steps: number | undefined;
   warmup_ratio: number;
@@ -235,13 +236,14 @@ export function resolveTrainOptions(o: ResolveOptions): TrainHyper {
   for (const [k, v] of Object.entries(o.flags ?? {})) if (v !== undefined) values.set(k, { v, where: `--${kebab(k)}` });
 
   const precision = values.get("precision");
-  if (precision && precision.v !== "fp32")
+  if (precision && precision.v !== "fp32" && precision.v !== "fp16")
     throw new TrainOptionError(
-      `${precision.where} = ${JSON.stringify(precision.v)}: only fp32 training is implemented so far (fp16/bf16 mixed precision with loss scaling is not built yet; fp32 gives the same losses at twice the memory)`,
+      precision.v === "bf16"
+        ? `${precision.where} = "bf16": WebGPU has no bf16 arithmetic (WGSL has f32 and f16); use fp16 (mixed precision with loss scaling) or fp32`
+        : `${precision.where} must be fp32 or fp16, got ${JSON.stringify(precision.v)}`,
       "precision",
     );
-
-  const out: Record<string, unknown> = { preset, precision: "fp32", stage1: {} };
+  const out: Record<string, unknown> = { preset, precision: (precision?.v as "fp32" | "fp16" | undefined) ?? "fp32", stage1: {} };
   for (const spec of TRAIN_OPTIONS) {
     const e = values.get(spec.key);
     const v = e === undefined ? undefined : checkValue(spec, e.v, e.where);

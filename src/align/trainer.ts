@@ -36,7 +36,7 @@ import { linePlotSvg } from "../eval/plot.ts";
 import type { Gpu } from "../gpu/index.ts";
 import { openCheckpoint, prepareOutput, readHfConfig, saveTensors, writeBytesAtomic } from "../io/index.ts";
 import { LlamaModel, loadParameters } from "../nn/index.ts";
-import { AdamW, clipGradNorm, getLinearScheduleWithWarmup, LambdaLR } from "../optim/index.ts";
+import { AdamW, clipGradNorm, getLinearScheduleWithWarmup, GradScaler, LambdaLR } from "../optim/index.ts";
 import { mulScalar, scope, Tensor } from "../tensor/index.ts";
 import { readStage1Config, type Stage1Config } from "./config.ts";
 import {
@@ -217,6 +217,8 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
       throw new TrainError(`train: ${(e as Error).message}`);
     }
   }
+  if (h.precision === "fp16" && !gpu.features.has("shader-f16"))
+    throw new TrainError(`train: --precision fp16 needs the device feature shader-f16, which ${gpu.adapter.description} lacks; use --precision fp32`);
   await prepareOut(job);
 
   // The corpus: its task and tokenizer must be the stage's and the model's.
@@ -278,6 +280,7 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
   let model: LlamaModel | undefined;
   let classifier: LanguageMatchingClassifier | undefined;
   let opt: AdamW | undefined;
+  let scaler: GradScaler | undefined;
   const signals = job.handleSignals ?? true;
   let stopRequested = false;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -303,6 +306,10 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
       }
     }
     model.gradientCheckpointing = h.gradient_checkpointing;
+    if (h.precision === "fp16") {
+      model.autocast = "f16";
+      scaler = new GradScaler();
+    }
     if (stage1) classifier = await loadClassifier(gpu, weightsDir, model, stage1, h.seed);
 
     const params: Record<string, ReturnType<LlamaModel["param"]>> = { ...model.parameters(), ...(classifier?.parameters() ?? {}) };
@@ -320,6 +327,7 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
     if (resumed && resumeDir) {
       opt.loadStateDict(await readOptimizerState(resumeDir, resumed));
       sched.loadStateDict({ lastStep: resumed.scheduler.lastStep });
+      if (scaler && resumed.scaler) scaler.loadStateDict(resumed.scaler);
       Object.assign(c, {
         step: resumed.step,
         microBatches: resumed.microBatches,
@@ -380,6 +388,7 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
           ...c,
           scheduler: { lastStep: sched.lastStep, warmupSteps },
           loader: loader.state(),
+          scaler: scaler?.stateDict() ?? null,
           alignx: undefined,
         },
       });
@@ -405,8 +414,11 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
           c.microBatches++;
           tokens += b.tokens;
           epoch = b.epoch + (b.step % loader.batchesPerEpoch) / loader.batchesPerEpoch;
-          terms.push(microStep(model, classifier, stage1, b, accum));
+          terms.push(microStep(model, classifier, stage1, b, accum, scaler));
         }
+        // fp16: the gradients back to their true scale (and the overflow check) before they are clipped.
+        const lossScale = scaler?.getScale() ?? 1;
+        scaler?.unscale_(opt);
         const norm = clipGradNorm(allParams, h.max_grad_norm > 0 ? h.max_grad_norm : Number.POSITIVE_INFINITY);
         const values = await Promise.all([norm, ...terms.flat()].map((t) => t.item()));
         norm.release();
@@ -414,14 +426,19 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
         const k = terms[0]!.length;
         const mean = (j: number) => values.slice(1).filter((_, i) => i % k === j).reduce((a, x) => a + x, 0) / accum;
         const loss = mean(0), ntp = mean(1);
-        const finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
+        let finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
         const lr = opt.groups[0]!.options.lr;
-        if (finite) {
-          opt.step();
+        // fp16: the scaler steps unless a gradient overflowed, and lowers the scale when one did (an overflow with
+        // a finite loss is the scale being too high, not a bad step: it is skipped without counting).
+        const stepped = scaler ? await scaler.step(opt) : finite && (opt.step(), true);
+        scaler?.update();
+        const overflow = scaler !== undefined && !stepped && Number.isFinite(loss);
+        if (stepped) {
           sched.step();
           c.step++;
           c.badInARow = 0;
-        } else {
+          finite = true;
+        } else if (!overflow) {
           c.badInARow++;
           c.badTotal++;
         }
@@ -440,7 +457,7 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
           ...(stage1 ? { loss_ctr: mean(2), loss_lam: mean(3) } : {}),
           grad_norm: gradNorm,
           lr,
-          loss_scale: 1,
+          loss_scale: lossScale,
           tokens,
           tokens_per_s: tokens / ((now - stepT0) / 1e3),
           gpu_live_bytes: mem.liveBytes,
@@ -450,6 +467,10 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
         };
         await appendFile(metricsPath, `${JSON.stringify(metrics)}\n`);
         last = metrics;
+        if (overflow) {
+          log(`${stageName}: step ${c.step + 1}: fp16 gradients overflowed at loss scale ${lossScale}; step skipped, scale now ${scaler!.getScale()}`);
+          continue;
+        }
         if (!finite) {
           log(`${stageName}: step ${c.step + 1}: the ${Number.isFinite(loss) ? "gradient norm" : "loss"} is not finite (${Number.isFinite(loss) ? gradNorm : loss}); step skipped (${c.badInARow} in a row)`);
           if (c.badInARow >= h.max_bad_steps)
@@ -507,6 +528,7 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
       process.removeListener("SIGTERM", onSignal);
     }
     await loader.close();
+    scaler?.release();
     opt?.release();
     classifier?.release();
     model?.release();
@@ -522,7 +544,12 @@ function trainedConfigJsonOf(raw: Record<string, unknown>): string {
  * One micro-batch: forward, the loss divided by the accumulation count, backward (gradients add into `.grad`).
  * Returns the unweighted terms as scalars [loss, ntp, (ctr, lam)] for the metrics (the caller releases them).
  */
-function microStep(model: LlamaModel, classifier: LanguageMatchingClassifier | undefined, stage1: Stage1Config | undefined, b: LoaderBatch, accum: number): Tensor[] {
+function microStep(model: LlamaModel, classifier: LanguageMatchingClassifier | undefined, stage1: Stage1Config | undefined, b: LoaderBatch, accum: number, scaler?: GradScaler): Tensor[] {
+  const backward = (loss: Tensor) =>
+    scope(() => {
+      const l = mulScalar(loss, 1 / accum);
+      (scaler ? (scaler.scale(l) as Tensor) : l).backward();
+    });
   const B = b.batch, T = b.length;
   const inputIds = rows(b.inputIds, B, T);
   const attentionMask = rows(b.attentionMask, B, T);
@@ -530,12 +557,12 @@ function microStep(model: LlamaModel, classifier: LanguageMatchingClassifier | u
   if (stage1 && classifier) {
     const out = stage1Loss(model, classifier, { inputIds, attentionMask, labels, srcTgtIndex: rows(b.srcTgtIndex, B, T), srcLang: b.srcLang, tgtLang: b.tgtLang }, stage1);
     out.logits.release();
-    scope(() => mulScalar(out.loss, 1 / accum).backward());
+    backward(out.loss);
     return [out.loss, out.ntp, out.ctr, out.lam];
   }
   const out = model.forwardLoss(inputIds, { attentionMask, labels });
   out.logits.release();
-  scope(() => mulScalar(out.loss, 1 / accum).backward());
+  backward(out.loss);
   return [out.loss, out.loss.detach()];
 }
 

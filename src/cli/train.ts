@@ -28,7 +28,7 @@ export function trainOptions(cmd: Command): Command {
     .option("--preset <name>", `Defaults: ${PRESETS.join(" or ")} (default finetune: the reference's)`)
     .option("--resume <ckpt>", "Continue exactly from a checkpoint directory, or 'latest' in --out")
     .option("--overwrite", "Replace an existing output directory (only one written by alignx train)")
-    .option("--precision <p>", "fp32 (the only one so far)");
+    .option("--precision <p>", "fp32 (default) or fp16: f16 matrix products with f32 master weights and dynamic loss scaling (needs shader-f16)");
   for (const s of TRAIN_OPTIONS) {
     const [main, ...aliases] = flagsOf(s.key);
     const names = [...aliases.map((a) => `--${a}`), `--${main}`].join(", ");

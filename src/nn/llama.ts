@@ -62,6 +62,7 @@ import {
 import { checkpoint } from "../tensor/recompute.ts";
 import { attention } from "../tensor/ops/attention.ts";
 import { attentionDecode } from "../tensor/ops/attention_decode.ts";
+import { cast } from "../tensor/ops/cast.ts";
 import { linear } from "../tensor/ops/matmul.ts";
 import {
   add,
@@ -161,6 +162,14 @@ export class LlamaModel extends Module {
    * `gradient_checkpointing_enable()`): activation memory of one layer instead of all, for one extra forward.
    */
   gradientCheckpointing = false;
+  /**
+   * "f16": mixed precision as torch.autocast(float16) runs the matrix products: every linear layer (q, k, v, o, the
+   * MLP, the LM head) reads f16 copies of its input and weight and accumulates in f32 into an f32 result; norms,
+   * rope, attention, the loss and the residual stream stay f32, and the parameters (master weights) and their
+   * gradients are f32 (the casts' backward widens them). Pair it with a GradScaler: the f16 gradients of the
+   * products' inputs are where small values underflow. Needs the device feature shader-f16. Default "f32".
+   */
+  autocast: "f32" | "f16" = "f32";
   /** The checkpoint directory this model was loaded from (fromPretrained), whose companion files save() copies. */
   sourceDir: string | undefined;
   private readonly act: Act;
@@ -378,7 +387,7 @@ export class LlamaModel extends Module {
       }
       const h = rmsnorm(x, this.param("model.norm.weight"), this.normOpts);
       x.release();
-      const logits = linear(h, this.lmHead);
+      const logits = this.linear(h, this.lmHead, null);
       if (!want) {
         h.release();
         return { logits };
@@ -430,6 +439,12 @@ export class LlamaModel extends Module {
     return this.config.headDim ** -0.5;
   }
 
+  /** A linear layer in the model's compute precision (see `autocast`). */
+  private linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
+    if (this.autocast === "f32") return linear(x, w, bias);
+    return scope(() => linear(cast(x, "f16"), cast(w, "f16"), bias ? cast(bias, "f16") : null, { outDtype: "f32" }));
+  }
+
   private get lmHead(): Tensor {
     return this.param(this.config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   }
@@ -464,7 +479,7 @@ export class LlamaModel extends Module {
     const [B, T] = x.shape as [number, number, number];
     const [Hq, Hkv, Dh] = [c.numAttentionHeads, c.numKeyValueHeads, c.headDim];
     const p = `model.layers.${i}`;
-    const proj = (v: Tensor, name: string) => linear(v, this.param(`${p}.${name}.weight`), this.params.get(`${p}.${name}.bias`) ?? null);
+    const proj = (v: Tensor, name: string) => this.linear(v, this.param(`${p}.${name}.weight`), this.params.get(`${p}.${name}.bias`) ?? null);
     const ropeOpts = { layout: "bthd", outLayout: "bhtd", invFreq } as const;
 
     const h = rmsnorm(x, this.param(`${p}.input_layernorm.weight`), this.normOpts);

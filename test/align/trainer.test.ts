@@ -28,6 +28,7 @@ beforeAll(async () => {
 afterAll(() => fx?.cleanup());
 
 const quiet = { handleSignals: false, log: () => {} } as const;
+const gpuHasF16 = () => gpu?.features.has("shader-f16") ?? true;
 
 function metricsOf(out: string): StepMetrics[] {
   return readFileSync(join(out, METRICS_FILE), "utf8")
@@ -52,6 +53,34 @@ function snapshot(dir: string): string {
     });
   return walk(dir).sort().join("\n");
 }
+
+describe("fp16 mixed precision", () => {
+  test.skipIf(!gpuHasF16())("the losses follow fp32's within f16 rounding, the loss scale is logged and checkpointed, and a resume is exact", async () => {
+    const run = async (precision: "fp32" | "fp16", out: string, steps = 4, resume?: string) =>
+      train(gpu, { stage: 1, model: fx.start, data: fx.s1, out, hyper: tinyHyper({ max_steps: steps, save_steps: 2, precision }), resume, ...quiet });
+    const a = fx.path("fp32");
+    const b = fx.path("fp16");
+    await run("fp32", a);
+    await run("fp16", b);
+    const ma = metricsOf(a), mb = metricsOf(b);
+    expect(mb.map((m) => m.step)).toEqual([1, 2, 3, 4]);
+    for (let i = 0; i < 4; i++) {
+      expect(relErr(mb[i]!.loss, ma[i]!.loss)).toBeLessThan(2e-3);
+      expect(mb[i]!.loss_scale).toBe(65536);
+      expect(ma[i]!.loss_scale).toBe(1);
+    }
+    const st = JSON.parse(readFileSync(join(b, "checkpoint-000004", TRAINER_STATE_FILE), "utf8")) as { scaler: { scale: number } | null };
+    expect(st.scaler?.scale).toBe(65536);
+    // resume from checkpoint 2 of a copy, to the same end
+    const c = fx.path("fp16-resume");
+    await run("fp16", c, 4);
+    const { rmSync } = await import("node:fs");
+    rmSync(join(c, "checkpoint-000004"), { recursive: true });
+    rmSync(join(c, "model"), { recursive: true });
+    await run("fp16", c, 4, "latest");
+    expect(bytes(join(c, "model", "model.safetensors"))).toEqual(bytes(join(b, "model", "model.safetensors")));
+  }, 120_000);
+});
 
 describe("Ctrl-C", () => {
   test("SIGINT finishes the step, saves a checkpoint at it and exits 130; --resume latest then completes the run", async () => {
@@ -238,7 +267,7 @@ describe("bad input: exit 2 before any work, nothing written", () => {
     ["--contrastive-lambda -0.1", () => [...base(), "--contrastive-lambda=-0.1"], /--contrastive-lambda must be a number >= 0, got -0\.1/],
     ["--contrastive-temperature 0", () => [...base(), "--contrastive-temperature", "0"], /--contrastive-temperature must be a number > 0, got 0/],
     ["--no-ctr with --contrastive-lambda 0.3", () => [...base(), "--no-ctr", "--contrastive-lambda", "0.3"], /--no-ctr and --contrastive-lambda conflict/],
-    ["--precision fp16", () => [...base(), "--precision", "fp16"], /--precision = "fp16": only fp32 training/],
+    ["--precision bf16", () => [...base(), "--precision", "bf16"], /--precision = "bf16": WebGPU has no bf16 arithmetic/],
   ];
   for (const [what, args, message] of cases)
     test(what, async () => {
@@ -438,6 +467,8 @@ describe("the options table", () => {
     const g = resolveTrainOptions({ flags: { global_batch_size: 64 } });
     expect(g.gradient_accumulation_steps).toBe(4);
     expect(resolveTrainOptions({ flags: { gradient_accumulation_steps: 8, global_batch_size: 128 } }).gradient_accumulation_steps).toBe(8); // consistent: fine
-    expect(() => resolveTrainOptions({ flags: { precision: "bf16" } })).toThrow(/only fp32/);
+    expect(() => resolveTrainOptions({ flags: { precision: "bf16" } })).toThrow(/no bf16 arithmetic/);
+    expect(() => resolveTrainOptions({ flags: { precision: "fp8" } })).toThrow(/must be fp32 or fp16/);
+    expect(resolveTrainOptions({ flags: { precision: "fp16" } }).precision).toBe("fp16");
   });
 });
