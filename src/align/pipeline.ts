@@ -30,6 +30,8 @@ import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ALIGNX_LANGS, Loader, loadTokenizer, MANIFEST_FILE, openInputs, pack, saveTrainedBpe, trainBpe, type ParallelRow, type HfTokenizer } from "../data/index.ts";
 import { alignmentReport, linePlotSvg, spanAlignment, type AlignmentReport, type SpanAlignmentReport } from "../eval/index.ts";
+import { evalDirections, runTranslationEval, type TranslationReport } from "../eval/eval_report.ts";
+import { LanguageDetector } from "../eval/lid.ts";
 import type { Gpu } from "../gpu/index.ts";
 import { writeBytesAtomic } from "../io/index.ts";
 import { LlamaModel } from "../nn/index.ts";
@@ -89,6 +91,8 @@ export interface AlignPlan {
   noBaseline: boolean;
   seed: number;
   cutoff: number;
+  /** Longest translation generated in the evaluation. */
+  maxNewTokens: number;
   /** Extra training options (flags / config file), by JSON key, over the preset. */
   flags: Record<string, unknown>;
   overwrite: boolean;
@@ -105,6 +109,7 @@ export const ALIGN_DEFAULTS = {
   vocabSize: 2048,
   seed: 42,
   cutoff: 320,
+  maxNewTokens: 96,
 } as const;
 
 export interface AlignSinks {
@@ -121,6 +126,15 @@ interface ModelEval {
   alignment: AlignmentReport;
   /** Source vs target spans inside the held-out translation prompts (what L_CTR aligns). */
   spans: SpanAlignmentReport;
+  /** Greedy translation of the held-out rows en→x and x→en (the final models only). */
+  translation: TranslationReport | null;
+}
+
+/** How the held-out rows are translated (see `evaluate`). */
+interface TranslationPlan {
+  out: string;
+  maxNewTokens: number;
+  log: (line: string) => void;
 }
 
 const defaultInputs = () => [`udhr:${ALIGNX_LANGS.join(",")}`];
@@ -180,7 +194,17 @@ async function heldoutLoss(gpu: Gpu, model: LlamaModel, data: string, tok: HfTok
   return { loss: sum / count, tokens: count };
 }
 
-async function evaluate(gpu: Gpu, name: string, dir: string, heldoutShards: string, heldout: ParallelRow[], langs: string[], tok: HfTokenizer, seed: number): Promise<ModelEval> {
+async function evaluate(
+  gpu: Gpu,
+  name: string,
+  dir: string,
+  heldoutShards: string,
+  heldout: ParallelRow[],
+  langs: string[],
+  tok: HfTokenizer,
+  seed: number,
+  translation: TranslationPlan | null,
+): Promise<ModelEval> {
   const model = await LlamaModel.fromPretrained(gpu, dir, { requiresGrad: false });
   try {
     const { loss, tokens } = await heldoutLoss(gpu, model, heldoutShards, tok);
@@ -189,7 +213,25 @@ async function evaluate(gpu: Gpu, name: string, dir: string, heldoutShards: stri
     for (const l of langs) sentences[l] = rows.map((r) => tok.encode(r.texts[l]!).slice(0, 512));
     const alignment = await alignmentReport(model, { langs, pivot: "eng", sentences }, { seed, skipPrefix: tok.bosId === null ? 0 : 1 });
     const spans = await spanAlignment(model, heldoutShards, { expectTokenizerHash: tok.hash, padId: tok.padId ?? 0 });
-    return { name, dir, heldoutLoss: loss, heldoutTokens: tokens, alignment, spans };
+    let tr: TranslationReport | null = null;
+    if (translation && tok.eosId !== null) {
+      // The held-out rows as a FLORES-like set: the same N sentences in every language.
+      const texts = Object.fromEntries(langs.map((l) => [l, rows.map((r) => r.texts[l]!.replace(/\s*\n\s*/g, " "))]));
+      const set = { dir: "held-out rows", split: ".dev" as const, langs, available: langs, sentences: texts, n: rows.length, linesRead: rows.length, emptyLines: 0 };
+      const out = join(translation.out, name.replaceAll(" ", "-"));
+      await mkdir(out, { recursive: true });
+      tr = await runTranslationEval(model, tok, {
+        out,
+        set,
+        directions: evalDirections(langs, ["en-x", "x-en"]),
+        batchSize: 32,
+        maxNewTokens: translation.maxNewTokens,
+        eosTokenIds: [tok.eosId],
+        lid: new LanguageDetector(langs),
+        model: dir,
+      });
+    }
+    return { name, dir, heldoutLoss: loss, heldoutTokens: tokens, alignment, spans, translation: tr };
   } finally {
     model.release();
   }
@@ -258,7 +300,13 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
       preset: fromScratch ? "from-scratch" : "finetune",
       flags: { seed: plan.seed, cutoff_len: plan.cutoff, num_train_epochs: epochs, ...(plan.maxSteps ? { max_steps: plan.maxSteps } : {}), ...plan.flags, ...extra },
     });
+  const trained: { phase: string; dir: string; steps: number; seconds: number; loss: number | null }[] = [];
   const run = async (label: string, stage: 0 | 1 | 2, model: string, data: string, dir: string, h: TrainHyper): Promise<TrainResult> => {
+    const r = await runPhase(label, stage, model, data, dir, h);
+    trained.push({ phase: label, dir, steps: r.steps, seconds: Number(r.seconds.toFixed(1)), loss: r.last?.loss ?? null });
+    return r;
+  };
+  const runPhase = async (label: string, stage: 0 | 1 | 2, model: string, data: string, dir: string, h: TrainHyper): Promise<TrainResult> => {
     let resume: string | undefined;
     if (plan.resume && existsSync(join(dir, RUN_FILE))) {
       const done = await listCheckpoints(dir);
@@ -315,13 +363,14 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
   }
 
   // 8. evaluate
-  phase("evaluate", `held-out loss and alignment of translations at every layer (${heldout.length} held-out rows)`);
+  phase("evaluate", `held-out loss, alignment of translations at every layer, and greedy translation en→x / x→en (${heldout.length} held-out rows)`);
   const langs = [...new Set(heldout.flatMap((r) => Object.keys(r.texts)))].filter((l) => heldout.every((r) => l in r.texts)).sort();
   if (!langs.includes("eng") || langs.length < 2) throw new TrainError(`align: the held-out rows share no English and another language; cannot measure alignment`);
   const evals: ModelEval[] = [];
-  if (stage1Model) evals.push(await evaluate(gpu, "after stage 1", stage1Model, heldoutData, heldout, langs, tok, plan.seed));
-  if (alignxModel) evals.push(await evaluate(gpu, "alignx", alignxModel, heldoutData, heldout, langs, tok, plan.seed));
-  if (baselineModel) evals.push(await evaluate(gpu, "no-align", baselineModel, heldoutData, heldout, langs, tok, plan.seed));
+  const tplan: TranslationPlan = { out: join(out, "translations"), maxNewTokens: plan.maxNewTokens, log };
+  if (stage1Model) evals.push(await evaluate(gpu, "after stage 1", stage1Model, heldoutData, heldout, langs, tok, plan.seed, null));
+  if (alignxModel) evals.push(await evaluate(gpu, "alignx", alignxModel, heldoutData, heldout, langs, tok, plan.seed, tplan));
+  if (baselineModel) evals.push(await evaluate(gpu, "no-align", baselineModel, heldoutData, heldout, langs, tok, plan.seed, tplan));
   const numLayers = evals[0]!.alignment.layers.length - 1;
   const alignLayer = stage1Cfg?.alignLayer ?? Math.floor(numLayers / 2);
 
@@ -331,6 +380,7 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
     version: 1,
     seconds: Number(((performance.now() - t0) / 1e3).toFixed(1)),
     align_layer: alignLayer,
+    training: trained,
     heldout_rows: heldout.length,
     languages: langs,
     models: evals.map((e) => ({
@@ -343,6 +393,7 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
       in_prompt_align_layer: e.spans.layers[alignLayer]!,
       alignment: e.alignment,
       in_prompt: e.spans,
+      translation: e.translation && { averages: e.translation.averages, results: e.translation.results.map((r) => ({ src: r.src, tgt: r.tgt, bleu: r.bleu, "chrf++": r["chrf++"], off_target: r.off_target })) },
     })),
   };
   await writeBytesAtomic(join(out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
@@ -376,7 +427,7 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
 }
 
 function reportMarkdown(
-  report: { seconds: number; heldout_rows: number; languages: string[] },
+  report: { seconds: number; heldout_rows: number; languages: string[]; training: { phase: string; dir: string; steps: number; seconds: number; loss: number | null }[] },
   evals: ModelEval[],
   alignLayer: number,
   numLayers: number,
@@ -392,6 +443,12 @@ function reportMarkdown(
     "",
     `- **in the prompt**: top-1 cosine retrieval between the mean states of each prompt's source and target spans, among the prompts of the same direction (the states L_CTR pulls together; chance ${pct(spans.chance)});`,
     `- **sentences alone**: each sentence encoded by itself, top-1 retrieval of its English translation and back (the paper's analysis; chance ${pct(1 / report.heldout_rows)}).`,
+    "",
+    "Training (curves: each phase's loss.svg):",
+    "",
+    "| phase | steps | last loss | seconds | curves |",
+    "|---|---:|---:|---:|---|",
+    ...report.training.map((t) => `| ${t.phase} | ${t.steps} | ${t.loss === null ? "(reused)" : t.loss.toFixed(4)} | ${t.seconds} | ${t.dir}/loss.svg |`),
     "",
     `| measure | ${evals.map((e) => e.name).join(" | ")} |`,
     `|---|${evals.map(() => "---:").join("|")}|`,
@@ -410,8 +467,43 @@ function reportMarkdown(
       (l) => `| ${l.layer}${l.layer === alignLayer ? " (align)" : ""} | ${evals.map((e) => `${pct(e.spans.layers[l.layer]!.retrieval)} / ${pct(alone(e, l.layer))}`).join(" | ")} |`,
     ),
     "",
+    ...translationSection(evals),
   ];
   return lines.join("\n");
+}
+
+/** The translation table: BLEU, chrF++ and off-target rate per direction for each translated model, and the differences of the first two. */
+function translationSection(evals: ModelEval[]): string[] {
+  const tr = evals.filter((e) => e.translation);
+  if (tr.length === 0) return [];
+  const [a, b] = tr;
+  const head = tr.map((e) => `${e.name} BLEU | ${e.name} chrF++ | ${e.name} off-target`).join(" | ");
+  const lines = [
+    `Greedy translation of the held-out rows (the Alpaca translation prompt; hypotheses in translations/<model>/):`,
+    "",
+    `| direction | ${head}${b ? " | Δ chrF++" : ""} |`,
+    `|---|${tr.map(() => "---:|---:|---:").join("|")}${b ? "|---:" : ""}|`,
+  ];
+  const results = a!.translation!.results;
+  const off = (x: number | null) => (x === null ? "n/a" : pct(x));
+  for (let i = 0; i < results.length; i++) {
+    const cells = tr.map((e) => {
+      const r = e.translation!.results[i]!;
+      return `${r.bleu.toFixed(1)} | ${r["chrf++"].toFixed(1)} | ${off(r.off_target)}`;
+    });
+    const d = b ? ` | ${(a!.translation!.results[i]!["chrf++"] - b.translation!.results[i]!["chrf++"]).toFixed(1)}` : "";
+    lines.push(`| ${results[i]!.src}→${results[i]!.tgt} | ${cells.join(" | ")}${d} |`);
+  }
+  for (const k of Object.keys(a!.translation!.averages)) {
+    const cells = tr.map((e) => {
+      const v = e.translation!.averages[k]!;
+      return `${v.bleu.toFixed(1)} | ${v["chrf++"].toFixed(1)} | ${off(v.off_target)}`;
+    });
+    const d = b ? ` | ${(a!.translation!.averages[k]!["chrf++"] - b.translation!.averages[k]!["chrf++"]).toFixed(1)}` : "";
+    lines.push(`| **average ${k}** | ${cells.join(" | ")}${d} |`);
+  }
+  lines.push("", `BLEU: ${a!.translation!.signatures.bleu.join("; ")}. chrF++: ${a!.translation!.signatures["chrf++"].join("; ")}.`, ...a!.translation!.notes.map((n) => `Note: ${n}`), "");
+  return lines;
 }
 
 export { MANIFEST_FILE };

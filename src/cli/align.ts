@@ -58,6 +58,7 @@ export async function alignCli(inputs: string[], o: Record<string, unknown>, cli
     noBaseline: o.baseline === false,
     seed: numOption(cmd, "seed", o.seed, SEED) ?? ALIGN_DEFAULTS.seed,
     cutoff: numOption(cmd, "cutoff", o.cutoff, { integer: true, min: 16, max: 1 << 20 }) ?? ALIGN_DEFAULTS.cutoff,
+    maxNewTokens: numOption(cmd, "max-new-tokens", o.maxNewTokens, { integer: true, min: 1, max: 4096 }) ?? ALIGN_DEFAULTS.maxNewTokens,
     flags,
     overwrite: o.overwrite === true,
     resume: o.resume === true,
@@ -67,6 +68,7 @@ export async function alignCli(inputs: string[], o: Record<string, unknown>, cli
     plan.maxSteps ??= 4;
     plan.pretrainEpochs = Math.min(plan.pretrainEpochs, 1);
     if (o.vocabSize === undefined) plan.vocabSize = 512;
+    if (o.maxNewTokens === undefined) plan.maxNewTokens = 8;
   }
   const log = cli.log ?? ((l: string) => console.error(l));
   log(`alignx align: ${plan.model ? `AlignX fine-tuning of ${plan.model}` : "the built-in run: a small LLaMA trained from scratch"} on ${plan.inputs.join(" ")}; output in ${plan.out}`);
@@ -100,6 +102,7 @@ export function registerAlign(cli: CAC): void {
     .option("--vocab-size <n>", `Tokenizer size from scratch (default ${ALIGN_DEFAULTS.vocabSize})`)
     .option("--heldout <share>", `Share of parallel rows held out for evaluation (default ${ALIGN_DEFAULTS.heldout})`)
     .option("--cutoff <n>", `Most tokens per example (default ${ALIGN_DEFAULTS.cutoff})`)
+    .option("--max-new-tokens <n>", `Longest translation in the evaluation (default ${ALIGN_DEFAULTS.maxNewTokens})`)
     .option("--seed <n>", `Seed of the split, the data order and the weights (default ${ALIGN_DEFAULTS.seed})`)
     .option("--no-align", "Only the baseline: stage 2 alone (the paper's comparison)")
     .option("--no-baseline", "Skip the --no-align comparison")
