@@ -55,6 +55,7 @@ export class Gpu {
     this.pool = new BufferPool(d, d.limits.maxBufferSize, budgetBytes);
     this.pipelines = new PipelineCache(d);
     this.queue = new Queue(handle, this.pool, this.pipelines);
+    this.pool.beforeDestroy = () => this.queue.submit();
     this.current = policy;
   }
 

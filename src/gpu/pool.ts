@@ -130,7 +130,15 @@ export class BufferPool {
   }
 
   /** Destroy every cached (free) buffer. Live buffers are untouched. */
+  /**
+   * Called before `trim` destroys cached buffers: the owner submits the work it has recorded but not submitted,
+   * which may still read a buffer released since (WebGPU refuses a submit that uses a destroyed buffer; a buffer
+   * destroyed after its work was submitted is fine). Set by `Gpu` to its queue's submit.
+   */
+  beforeDestroy: (() => void) | undefined;
+
   trim(): void {
+    if (this.s.cachedBuffers > 0) this.beforeDestroy?.();
     for (const list of this.free.values()) for (const pb of list) pb.buffer.destroy();
     this.free.clear();
     this.s.cachedBuffers = 0;

@@ -102,3 +102,20 @@ describe("buffer pool", () => {
     expect(() => parseBytes("lots")).toThrow(/cannot read 'lots'/);
   });
 });
+
+describe("trim with recorded work", () => {
+  test("a buffer released after recorded work reads it is not destroyed before that work is submitted", async () => {
+    const gpu = await getGpu();
+    const { Tensor } = await import("../../src/tensor/index.ts");
+    const { add } = await import("../../src/tensor/index.ts");
+    await gpu.sync();
+    const a = Tensor.fromArray(gpu, Float32Array.from({ length: 1024 }, (_, i) => i), [1024]);
+    const b = add(a, a); // recorded, not submitted
+    a.release(); // a's buffer goes back to the cache while b's kernel still reads it
+    gpu.pool.trim();
+    const got = await b.toArray(); // before the fix: "Buffer used in submit while destroyed"
+    b.release();
+    expect(got[0]).toBe(0);
+    expect(got[1023]).toBe(2046);
+  });
+});
