@@ -8,7 +8,7 @@
 #   2b. correctness on the GPU's kernels: `alignx parity --expected` on the four committed PyTorch fixtures
 #      (LLaMA, LLaMA-3, Mistral, Gemma: logits, loss and every gradient against tools/parity_reference.py);
 #   3. the bench (`alignx bench`, full sizes: ceilings, every op family, training of ~124M and ~1B LLaMA
-#      configs, peers; the PyTorch training peer bench/torch_train_peer.py runs from it when a python3 with CUDA
+#      configs, next-token and AlignX stage 1 (train-stage1-*, with its overhead over the NTP step), peers; the PyTorch training peer bench/torch_train_peer.py runs from it when a python3 with CUDA
 #      torch is found) with Dawn's experimental features on (subgroup matrices);
 #   4. the PyTorch matmul counterparts on the same GPU (bench/torch_peer.py); 5. the ratio table.
 # Run only part of the bench with BENCH_ARGS, e.g. BENCH_ARGS="--no-train" or BENCH_ARGS="--only attention".
@@ -94,8 +94,9 @@ if os.path.exists(tp):
 for p in ours["peers"]:
     print(f"{p['name']:28s} ours {p['ours']:10.2f}  peer {p['peer']:10.2f} {p['unit']}  ratio {p['ratio']:.2f}")
 for t in ours.get("train", []):
-    print(f"train {t['config']:22s} {t['tokens_per_s']:10.1f} tokens/s  MFU {100 * t['mfu']:5.1f}%  peak {t['peak_bytes'] / 2**30:6.2f} GiB"
-          f" for {t['params'] / 1e6:.0f}M params ({t['peak_over_params']:.2f}x their bytes)")
+    over = f"  overhead {t['overhead_pct']:+.1f}% of the NTP step" if t.get("overhead_pct") is not None else ""
+    print(f"{t.get('name', 'train-' + t['config']):28s} {t['tokens_per_s']:10.1f} tokens/s  MFU {100 * t['mfu']:5.1f}%  peak {t['peak_bytes'] / 2**30:6.2f} GiB"
+          f" for {t['params'] / 1e6:.0f}M params ({t['peak_over_params']:.2f}x their bytes){over}")
 for s in ours.get("skipped", []):
     print(f"skipped {s['what']}: {s['why']}")
 PY

@@ -1,6 +1,6 @@
 /**
- * `bun run bench [-- --quick] [--adapter NAME | --cpu] [--reps N] [--only REGEX] [--no-train] [--no-peers]
- *                [--steps N] [--deadline SECONDS] [--out DIR]`, or `alignx bench [same options]` from the binary
+ * `bun run bench [-- --quick] [--adapter NAME | --cpu] [--reps N] [--only REGEX] [--no-train] [--no-stage1]
+ *                [--no-peers] [--steps N] [--deadline SECONDS] [--out DIR]`, or `alignx bench [same options]` from the binary
  * (one binary carries both: what a GPU server with no network gets, see bench/gpu.sh).
  * How close each op comes to this device's measured ceilings, what a training step does end to end, and how
  * both compare with peers run in the same process (or, for PyTorch, the same run) on the same adapter.
@@ -26,13 +26,19 @@
  *     once); `floor_ms` gives both floors.
  *  3. Training (suites/train.ts): LlamaModel.fromConfig + AdamW, tokens/s and MFU = 6·params·tokens / step
  *     time / the measured matmul ceiling (not a datasheet peak), the pool's peak bytes vs parameter bytes.
- *     Tiny configs on a CPU adapter; ~124M and ~1B (TinyLlama's shape) on a GPU.
+ *     Tiny configs on a CPU adapter; ~124M and ~1B (TinyLlama's shape) on a GPU. After each config's
+ *     next-token step (train-<config>), AlignX's stage-1 step of the same config (train-stage1-<config>:
+ *     L_NTP + 0.3 L_CTR + 0.4 L_LAM, AdamW over model + classifier) with overhead_pct, its step time over the
+ *     NTP step's (−1, in %); a stage-1 row whose loss at init is not finite and above the NTP loss at init is
+ *     not reported (skipped, with why). --no-stage1 leaves it out.
  *  4. Peers (suites/peers.ts; ratio = ours / peer, > 1 means faster): naive WGSL matmul vs the op NN at big³
  *     ((big/2)³ with --quick on a CPU adapter), both by GPU timestamps; tfjs-backend-webgpu matmul 1024³
  *     (host-timed with a readback, ours timed the same way); on a CPU adapter PyTorch's f32 1024³ matmul on the
  *     same CPU (torch-mm-1024, bench/torch_peer.py); PyTorch training the same configs
  *     (bench/torch_train_peer.py: CPU torch on a CPU adapter, CUDA torch on a GPU; tokens/s; the median of 3
- *     runs, each a separate process, with the spread in the JSON). Every PyTorch row says what torch ran
+ *     runs, each a separate process, with the spread in the JSON), the stage-1 step too
+ *     (torch-train-stage1-<config>: `--stage 1`, the reference's losses, so the ratio covers the whole
+ *     AlignX objective). Every PyTorch row says what torch ran
  *     with: version, BLAS (as torch reports it, and the library loaded), threads. CPU torch runs on all cores
  *     with the BLAS Debian's libblas.so.3 points at: OpenBLAS after `tools/setup.sh --bench`.
  *     What the ratios mean: on lavapipe we run a GPU program on a CPU emulator; PyTorch with a native BLAS on
@@ -54,7 +60,7 @@ import { measureCeilings, type Timed } from "./suites/ceilings.ts";
 import { f16MatmulUnsupported, kernelCases, matmulCase } from "./suites/kernels.ts";
 import { dataSuite, printData, type DataResult } from "./suites/data.ts";
 import { naiveMatmul, oursHostMatmul, torchMatmul } from "./suites/peers.ts";
-import { torchPeer, torchRow, trainConfigs, trainOurs, trainTorch } from "./suites/train.ts";
+import { stage1Check, torchPeer, torchRow, trainConfigs, trainOurs, trainOursStage1, trainTorch } from "./suites/train.ts";
 import { tfjsMatmul } from "./peers/tfjs.ts";
 
 const errText = (e: unknown) => (e instanceof Error ? e.message.split("\n")[0]! : String(e));
@@ -90,6 +96,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   cli.option("--steps <n>", "Timed training steps per config (median reported)");
   cli.option("--only <regex>", "Run only the kernel cases whose name matches (ceilings always run)");
   cli.option("--no-train", "Skip the training configs (and their PyTorch peers)");
+  cli.option("--no-stage1", "Skip the AlignX stage-1 training step (and its PyTorch peer); the NTP step still runs");
   cli.option("--no-peers", "Skip the peers");
   cli.option("--no-data", "Skip the data suite (pack and loader throughput)");
   cli.option("--deadline <s>", "After this many seconds, skip what is left (results are still written)");
@@ -191,17 +198,36 @@ export async function main(argv: string[] = process.argv): Promise<void> {
         skip(`train ${c.name}`, `past the --deadline of ${deadline} s`);
         continue;
       }
+      // The NTP step, then AlignX's stage-1 step of the same config right after it (overhead_pct compares the
+      // two, so nothing runs between them), then the PyTorch peers of both.
+      let r: TrainResult;
       try {
-        const r = await trainOurs(gpu, c, steps);
+        r = await trainOurs(gpu, c, steps);
         train.push(r);
-        if (o.peers !== false) {
-          const t = trainTorch(c, steps, onGpu, onGpu ? 300 : 150);
-          if ("what" in t) skip(t.what, t.why);
-          else peers.push(torchPeer(r, t));
-        }
       } catch (e) {
         skip(`train ${c.name}`, errText(e));
         await gpu.sync().catch(() => {});
+        continue;
+      }
+      let s1: TrainResult | undefined;
+      if (o.stage1 !== false && late()) skip(`train-stage1-${c.name}`, `past the --deadline of ${deadline} s`);
+      else if (o.stage1 !== false) {
+        try {
+          const s = await trainOursStage1(gpu, c, steps, r);
+          const bad = stage1Check(r, s);
+          if (bad) skip(s.name, `failed its check, not reported: ${bad}`);
+          else train.push((s1 = s));
+        } catch (e) {
+          skip(`train-stage1-${c.name}`, errText(e));
+          await gpu.sync().catch(() => {});
+        }
+      }
+      if (o.peers === false) continue;
+      for (const [ours, stage] of [[r, 0], [s1, 1]] as const) {
+        if (!ours) continue;
+        const t = trainTorch(c, steps, onGpu, onGpu ? 300 : 150, 3, stage);
+        if ("what" in t) skip(t.what, t.why);
+        else peers.push(torchPeer(ours, t));
       }
     }
     phase("train");
@@ -241,7 +267,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   if (o.data !== false && late()) skip("data", `past the --deadline of ${deadline} s`);
   else if (o.data !== false) {
     try {
-      const largest = train.reduce<TrainResult | undefined>((a, t) => (!a || t.tokens_per_step > a.tokens_per_step ? t : a), undefined);
+      const largest = train.filter((t) => t.objective === "ntp").reduce<TrainResult | undefined>((a, t) => (!a || t.tokens_per_step > a.tokens_per_step ? t : a), undefined);
       data = await dataSuite({ quick, train: largest && { config: largest.config, tokens_per_s: largest.tokens_per_s } });
     } catch (e) {
       skip("data", errText(e));

@@ -7,8 +7,9 @@
  *     peers:   [{ name, ours, peer, unit, ratio,                 ratio = ours / peer (> 1: we are faster)
  *                torch?, blas?, blas_lib?, threads?,            PyTorch peers: what torch ran with
  *                peer_runs?, peer_spread? }],                   the peer's runs (peer = their median), [min, max]
- *     train:   [{ config, tokens_per_s, mfu, params, tokens_per_step, step_ms, peak_bytes, param_bytes,
- *                 peak_over_params, estimate_bytes, dispatches_per_step, loss }],
+ *     train:   [{ name, config, objective, tokens_per_s, mfu, params, tokens_per_step, step_ms, peak_bytes,
+ *                 param_bytes, peak_over_params, estimate_bytes, dispatches_per_step, loss, loss_init,
+ *                 terms_init?, stage1?, overhead_pct? }],     stage-1 rows (objective "stage1") follow their NTP row
  *     skipped: [{ what, why }], runtime_s, phases_s }
  */
 import { mkdir, stat } from "node:fs/promises";
@@ -55,7 +56,11 @@ export interface PeerResult {
 }
 
 export interface TrainResult {
+  /** train-<config> (next-token prediction) or train-stage1-<config> (AlignX stage 1). */
+  name: string;
   config: string;
+  /** What the step optimizes: "ntp" (L_NTP) or "stage1" (L_NTP + λ_ctr · L_CTR + λ_lam · L_LAM). */
+  objective: "ntp" | "stage1";
   tokens_per_s: number;
   /** 6 · params · tokens / step time / ceilings.matmul_gflops (the measured matmul ceiling, not a datasheet peak). */
   mfu: number;
@@ -70,7 +75,22 @@ export interface TrainResult {
   estimate_bytes: number;
   /** Kernel launches per training step (uploads and copies not counted). */
   dispatches_per_step: number;
+  /** The last timed step's loss. */
   loss?: number;
+  /** The warm-up step's loss: the loss at init, before any update. */
+  loss_init?: number;
+  /** Stage 1: the unweighted terms at init (loss_init = ntp + λ_ctr · ctr + λ_lam · lam). */
+  terms_init?: { ntp: number; ctr: number; lam: number };
+  /** Stage 1: the settings it ran with (config.json names). */
+  stage1?: {
+    align_layer: number;
+    contrastive_lambda: number;
+    contrastive_temperature: number;
+    language_matching_lambda: number;
+    language_matching_intermediate_size: number;
+  };
+  /** Stage 1: (step ms / the same config's NTP step ms − 1) × 100, same run (per token if the batches differ). */
+  overhead_pct?: number;
 }
 
 export interface Skipped {
@@ -129,10 +149,18 @@ export function printPeers(ps: PeerResult[]): void {
 }
 
 export function printTrain(ts: TrainResult[]): void {
-  console.log(`\n${"train".padEnd(14)} ${"params".padStart(12)} ${"tok/step".padStart(8)} ${"step ms".padStart(10)} ${"tokens/s".padStart(10)} ${"MFU %".padStart(6)} ${"peak".padStart(11)} ${"params".padStart(11)} peak/params  estimate  dispatches`);
+  console.log(
+    `\n${"train".padEnd(24)} ${"params".padStart(12)} ${"tok/step".padStart(8)} ${"step ms".padStart(10)} ${"tokens/s".padStart(10)} ${"MFU %".padStart(6)} ${"peak".padStart(11)} ${"params".padStart(11)} peak/params  estimate  dispatches ${"loss@init".padStart(9)} overhead`,
+  );
   for (const t of ts)
     console.log(
-      `${t.config.padEnd(14)} ${String(t.params).padStart(12)} ${String(t.tokens_per_step).padStart(8)} ${fmt(t.step_ms, 1).padStart(10)} ${fmt(t.tokens_per_s, 1).padStart(10)} ${fmt(100 * t.mfu, 1).padStart(6)} ${mib(t.peak_bytes).padStart(11)} ${mib(t.param_bytes).padStart(11)} ${fmt(t.peak_over_params).padStart(11)}  ${mib(t.estimate_bytes).padStart(9)}  ${t.dispatches_per_step.toFixed(0).padStart(10)}`,
+      `${t.name.padEnd(24)} ${String(t.params).padStart(12)} ${String(t.tokens_per_step).padStart(8)} ${fmt(t.step_ms, 1).padStart(10)} ${fmt(t.tokens_per_s, 1).padStart(10)} ${fmt(100 * t.mfu, 1).padStart(6)} ${mib(t.peak_bytes).padStart(11)} ${mib(t.param_bytes).padStart(11)} ${fmt(t.peak_over_params).padStart(11)}  ${mib(t.estimate_bytes).padStart(9)}  ${t.dispatches_per_step.toFixed(0).padStart(10)} ${fmt(t.loss_init, 4).padStart(9)} ${t.overhead_pct === undefined ? "" : `${t.overhead_pct >= 0 ? "+" : ""}${fmt(t.overhead_pct, 1)}%`}`.trimEnd(),
+    );
+  const s1 = ts.filter((t) => t.terms_init);
+  for (const t of s1)
+    console.log(
+      `  ${t.name}: at init L_NTP ${fmt(t.terms_init!.ntp, 4)}, L_CTR ${fmt(t.terms_init!.ctr, 4)}, L_LAM ${fmt(t.terms_init!.lam, 4)}` +
+        (t.stage1 ? ` (align_layer ${t.stage1.align_layer}, λ_ctr ${t.stage1.contrastive_lambda}, τ ${t.stage1.contrastive_temperature}, λ_lam ${t.stage1.language_matching_lambda})` : ""),
     );
 }
 

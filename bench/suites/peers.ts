@@ -7,7 +7,8 @@
  *   - torch-mm-1024: PyTorch's f32 1024³ product on the same CPU (bench/torch_peer.py: all cores, the BLAS that
  *     libblas.so.3 points at, the median of its repetitions after warm-up, compute only), against the same
  *     figure of ours as the tfjs row; only on a CPU adapter (on a GPU, bench/gpu.sh compares CUDA torch);
- *   - torch-train-<config>: bench/torch_train_peer.py (suites/train.ts runs it).
+ *   - torch-train-<config>, torch-train-stage1-<config>: bench/torch_train_peer.py, the next-token step and
+ *     (`--stage 1`) AlignX's stage-1 step (suites/train.ts runs both).
  * What the ratios mean: on lavapipe our kernels are a GPU program run by a CPU emulator, so the torch rows (a
  * native BLAS on the same cores) are the CPU's own ceiling, not a like-for-like peer; tfjs-backend-webgpu on the
  * same adapter is the like-for-like WebGPU peer; the ratio users care about is the one on a GPU.

@@ -11,16 +11,29 @@
  * Memory: the pool's peak (class sizes of live buffers: parameters, gradients, AdamW state, activations) over
  * the timed steps, against the parameter bytes and memoryReport()'s estimate.
  *
+ * Stage 1 (train-stage1-<config>, ../shared/ALIGNX.md): the same model, the same timing, but the step is AlignX's
+ * stage-1 objective L_NTP + λ_ctr · L_CTR + λ_lam · L_LAM (src/align/losses.ts stage1Loss, settings from the
+ * config's stage-1 fields or their defaults: align_layer ⌊L/2⌋, λ_ctr 0.3, τ 0.1, λ_lam 0.4, classifier width
+ * 128) on a synthetic translation-like batch (stage1Batch: the NTP batch's ids, a source span and a target span
+ * per row, languages that match in some pairs and not in others), backward, AdamW over the model AND the
+ * language-matching classifier, zeroGrad. `overhead_pct` = (stage-1 step ms / NTP step ms − 1) × 100 against
+ * the NTP row of the same config measured just before it in the same run (per token when the stage-1 batch had
+ * to be raised to 2 rows). `loss_init` (both rows) is the warm-up step's loss, before any update: the stage-1
+ * one is the NTP one plus two positive terms (stage1Check).
+ *
  * Peer (torch-train-<config>): bench/torch_train_peer.py runs the same config, batch and step in PyTorch
  * (CPU torch on a CPU adapter, on all cores with whatever BLAS Debian's libblas.so.3 points at — OpenBLAS once
  * `tools/setup.sh --bench` has installed libopenblas0-pthread; CUDA torch on a GPU one), when an interpreter
  * with torch is found. It runs `runs` times (separate processes: torch's CPU figure swings up to 2× from one
  * process to the next); the peer figure is their median, and the row keeps every run, the spread and what
- * torch ran with (version, BLAS as torch reports it and as loaded, threads).
+ * torch ran with (version, BLAS as torch reports it and as loaded, threads). torch-train-stage1-<config>:
+ * `torch_train_peer.py --stage 1`, the same batch shape, spans, languages and losses as the reference computes
+ * them (the classifier on materialized [e_i ; e_j] inputs), AdamW over model + classifier.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { LanguageMatchingClassifier, readStage1Config, stage1Loss, type Stage1Batch, type Stage1Config } from "../../src/align/index.ts";
 import type { Gpu } from "../../src/gpu/index.ts";
 import { LlamaModel, memoryReport } from "../../src/nn/index.ts";
 import { AdamW } from "../../src/optim/index.ts";
@@ -81,19 +94,71 @@ export function trainConfigs(gpu: boolean, quick: boolean): TrainConfig[] {
   return quick ? [tiny[1]!, m124] : [tiny[1]!, m124, b1];
 }
 
-function batchIds(c: TrainConfig, seed: number): number[][] {
+function batchIds(c: TrainConfig, seed: number, rows = c.batch): number[][] {
   const v = c.hf.vocab_size as number;
-  return Array.from({ length: c.batch }, (_, b) => Array.from(ids(c.seq, v, seed + b)));
+  return Array.from({ length: rows }, (_, b) => Array.from(ids(c.seq, v, seed + b)));
+}
+
+/** The NTP batch's ids seed (the stage-1 batch reuses them, so its L_NTP at init is the NTP row's loss). */
+const IDS_SEED = 3;
+
+/** Rows of the stage-1 batch: the config's batch, at least 2 (the contrastive term needs in-batch negatives). */
+export const stage1Rows = (c: TrainConfig): number => Math.max(2, c.batch);
+
+/**
+ * A synthetic stage-1 batch for `c` (../shared/ALIGNX.md's layout, on the NTP batch's ids): B = stage1Rows(c)
+ * rows of T = c.seq tokens; in every row positions [4, ⌊T/2⌋) are the source (index 1), [⌊T/2⌋ + 2, T − 2) the
+ * target (index 2), the rest 0 (BOS, template, EOS); languages src = b mod 3, tgt = (b + 1) mod 3, so among the
+ * (2B)² language-matching pairs some match and some do not. bench/torch_train_peer.py --stage 1 builds the same
+ * spans and languages. Labels: next-token prediction over the whole row (train_on_inputs, the reference's).
+ */
+export function stage1Batch(c: TrainConfig): Stage1Batch {
+  const B = stage1Rows(c);
+  const T = c.seq;
+  const half = Math.floor(T / 2);
+  if (T < 12) throw new Error(`stage1Batch: ${c.name}'s seq ${T} is too short for a source and a target span (needs >= 12)`);
+  const row = Array.from({ length: T }, (_, t) => (t >= 4 && t < half ? 1 : t >= half + 2 && t < T - 2 ? 2 : 0));
+  return {
+    inputIds: batchIds(c, IDS_SEED, B),
+    srcTgtIndex: Array.from({ length: B }, () => [...row]),
+    srcLang: Array.from({ length: B }, (_, b) => b % 3),
+    tgtLang: Array.from({ length: B }, (_, b) => (b + 1) % 3),
+  };
+}
+
+/**
+ * The timing protocol both training rows share: `step()` records one training step and returns its loss's
+ * readback (which waits for the whole step); one warm-up step (pipelines, optimizer state; its loss is the loss
+ * at init), then `steps` timed steps: their median host time, the pool's peak, kernel launches per step.
+ */
+async function timeSteps(gpu: Gpu, steps: number, step: () => Promise<number>) {
+  const lossInit = await step();
+  const times: number[] = [];
+  let peak = 0;
+  let loss = 0;
+  const d0 = gpu.queue.stats().dispatches;
+  for (let s = 0; s < steps; s++) {
+    gpu.pool.resetPeak();
+    const t0 = performance.now();
+    loss = await step();
+    times.push(performance.now() - t0);
+    peak = Math.max(peak, gpu.memory().peakBytes);
+  }
+  return { ms: median(times), peak, loss, lossInit, dispatches: (gpu.queue.stats().dispatches - d0) / steps };
 }
 
 export async function trainOurs(gpu: Gpu, c: TrainConfig, steps: number): Promise<TrainResult> {
-  gpu.pool.trim(); // buffers cached by earlier cases would count against the device, not in the peak
+  // Buffers cached by earlier cases would count against the device, not in the peak. Synced first: trim()
+  // destroys cached buffers at once, and recorded-but-unsubmitted work may still bind some (right after
+  // Gpu.open({ tune: true }), a trim without the sync fails the first step: "used in submit while destroyed").
+  await gpu.sync();
+  gpu.pool.trim();
   const model = LlamaModel.fromConfig(gpu, c.hf, { seed: 1 });
   const opt = new AdamW(model.parameters(), { lr: 1e-4 });
-  const input = batchIds(c, 3);
+  const input = batchIds(c, IDS_SEED);
   const tokens = c.batch * c.seq;
   try {
-    const step = async (): Promise<number> => {
+    const r = await timeSteps(gpu, steps, async () => {
       const { logits, loss } = model.forwardLoss(input);
       loss.backward();
       opt.step();
@@ -102,41 +167,131 @@ export async function trainOurs(gpu: Gpu, c: TrainConfig, steps: number): Promis
       logits.release();
       loss.release();
       return l;
-    };
-    await step(); // warm-up: compile every pipeline, create the AdamW state
-    const times: number[] = [];
-    let peak = 0;
-    let loss = 0;
-    const d0 = gpu.queue.stats().dispatches;
-    for (let s = 0; s < steps; s++) {
-      gpu.pool.resetPeak();
-      const t0 = performance.now();
-      loss = await step();
-      times.push(performance.now() - t0);
-      peak = Math.max(peak, gpu.memory().peakBytes);
-    }
-    const dispatches = (gpu.queue.stats().dispatches - d0) / steps;
-    const ms = median(times);
-    const params = model.parameterCount;
+    });
     return {
+      name: `train-${c.name}`,
       config: c.name,
-      tokens_per_s: tokens / (ms / 1e3),
+      objective: "ntp",
+      tokens_per_s: tokens / (r.ms / 1e3),
       mfu: Number.NaN, // set by the caller once the ceiling is final
-      params,
+      params: model.parameterCount,
       tokens_per_step: tokens,
-      step_ms: ms,
-      peak_bytes: peak,
+      step_ms: r.ms,
+      peak_bytes: r.peak,
       param_bytes: model.parameterBytes,
-      peak_over_params: peak / model.parameterBytes,
+      peak_over_params: r.peak / model.parameterBytes,
       estimate_bytes: memoryReport(c.hf, { batch: c.batch, seq: c.seq }).total,
-      dispatches_per_step: dispatches,
-      loss,
+      dispatches_per_step: r.dispatches,
+      loss: r.loss,
+      loss_init: r.lossInit,
     };
   } finally {
     opt.release();
     model.release();
     gpu.pool.trim(); // give the memory back (a CUDA torch peer may run next on the same GPU)
   }
+}
+
+/** The classifier's seed (any fixed one: the row only needs the same classifier every run). */
+const CLASSIFIER_SEED = 7;
+
+/**
+ * The stage-1 step of `c` (see the header): stage1Loss(...).loss.backward(), AdamW over the model and the
+ * classifier, zeroGrad; timed as trainOurs. `ntp`: the NTP row of the same config from the same run, for
+ * overhead_pct. params / param_bytes include the classifier (2·(2d·128) + 2·128 weights); estimate_bytes is
+ * memoryReport's NTP estimate (it knows nothing of the classifier or the kept hidden states).
+ */
+export async function trainOursStage1(gpu: Gpu, c: TrainConfig, steps: number, ntp?: TrainResult): Promise<TrainResult> {
+  await gpu.sync(); // as trainOurs
+  gpu.pool.trim();
+  const batch = stage1Batch(c);
+  const B = batch.inputIds.length;
+  const model = LlamaModel.fromConfig(gpu, c.hf, { seed: 1 });
+  const cfg: Stage1Config = readStage1Config(c.hf, { numLayers: model.config.numHiddenLayers, source: c.name });
+  let classifier: LanguageMatchingClassifier | undefined;
+  let opt: AdamW | undefined;
+  const tokens = B * c.seq;
+  try {
+    classifier = LanguageMatchingClassifier.create(gpu, model.config.hiddenSize, cfg.languageMatchingIntermediateSize, { seed: CLASSIFIER_SEED });
+    opt = new AdamW({ ...model.parameters(), ...classifier.parameters() }, { lr: 1e-4 });
+    const [m, cl, o] = [model, classifier, opt];
+    let terms: { ntp: number; ctr: number; lam: number } | undefined;
+    const r = await timeSteps(gpu, steps, async () => {
+      const out = stage1Loss(m, cl, batch, cfg);
+      try {
+        out.loss.backward();
+        o.step();
+        o.zeroGrad();
+        const l = await out.loss.item();
+        // The terms of the warm-up step (at init), read after its loss, outside any timed step.
+        if (!terms) terms = { ntp: await out.ntp.item(), ctr: await out.ctr.item(), lam: await out.lam.item() };
+        return l;
+      } finally {
+        for (const t of [out.logits, out.loss, out.ntp, out.ctr, out.lam]) t.release();
+      }
+    });
+    const params = model.parameterCount + classifier.parameterCount;
+    const paramBytes = model.parameterBytes + classifier.parameterBytes;
+    return {
+      name: `train-stage1-${c.name}`,
+      config: c.name,
+      objective: "stage1",
+      tokens_per_s: tokens / (r.ms / 1e3),
+      mfu: Number.NaN,
+      params,
+      tokens_per_step: tokens,
+      step_ms: r.ms,
+      peak_bytes: r.peak,
+      param_bytes: paramBytes,
+      peak_over_params: r.peak / paramBytes,
+      estimate_bytes: memoryReport(c.hf, { batch: B, seq: c.seq }).total,
+      dispatches_per_step: r.dispatches,
+      loss: r.loss,
+      loss_init: r.lossInit,
+      ...(terms ? { terms_init: terms } : {}),
+      stage1: {
+        align_layer: cfg.alignLayer,
+        contrastive_lambda: cfg.contrastiveLambda,
+        contrastive_temperature: cfg.contrastiveTemperature,
+        language_matching_lambda: cfg.languageMatchingLambda,
+        language_matching_intermediate_size: cfg.languageMatchingIntermediateSize,
+      },
+      ...(ntp ? { overhead_pct: overheadPct(ntp, { tokens_per_step: tokens, step_ms: r.ms }) } : {}),
+    };
+  } finally {
+    opt?.release();
+    classifier?.release();
+    model.release();
+    gpu.pool.trim();
+  }
+}
+
+/**
+ * The stage-1 step's overhead over the NTP step, in % of the NTP step: (stage-1 ms / NTP ms − 1) × 100, per
+ * token when the two batches differ (a batch-1 config's stage-1 batch has 2 rows).
+ */
+export function overheadPct(ntp: Pick<TrainResult, "tokens_per_step" | "step_ms">, s1: Pick<TrainResult, "tokens_per_step" | "step_ms">): number {
+  return (s1.step_ms / s1.tokens_per_step / (ntp.step_ms / ntp.tokens_per_step) - 1) * 100;
+}
+
+/**
+ * Why a stage-1 row is not to be believed, or null. At init (the warm-up step, same model seed, same ids) the
+ * stage-1 loss is L_NTP + λ_ctr · L_CTR + λ_lam · L_LAM with both terms > 0: finite, above the NTP row's loss at
+ * init, its L_NTP term the NTP row's loss (same batch rows only), and loss_init the weighted sum of its terms.
+ */
+export function stage1Check(ntp: TrainResult, s1: TrainResult): string | null {
+  const what = `${s1.name}`;
+  const l = s1.loss_init;
+  const t = s1.terms_init;
+  if (l === undefined || !Number.isFinite(l) || !Number.isFinite(s1.loss)) return `${what}: loss ${l} at init, ${s1.loss} at the end is not finite`;
+  if (!t || !s1.stage1) return `${what}: no terms at init`;
+  if (!(t.ctr > 0) || !(t.lam > 0)) return `${what}: L_CTR ${t.ctr} and L_LAM ${t.lam} at init must be > 0`;
+  const sum = t.ntp + s1.stage1.contrastive_lambda * t.ctr + s1.stage1.language_matching_lambda * t.lam;
+  if (Math.abs(l - sum) > 1e-4 * Math.abs(sum)) return `${what}: loss at init ${l} is not L_NTP + λ_ctr·L_CTR + λ_lam·L_LAM = ${sum}`;
+  if (ntp.loss_init === undefined || !(l > ntp.loss_init)) return `${what}: loss at init ${l} is not above ${ntp.name}'s ${ntp.loss_init}`;
+  if (ntp.tokens_per_step === s1.tokens_per_step && Math.abs(t.ntp - ntp.loss_init) > 1e-4 * Math.abs(ntp.loss_init))
+    return `${what}: its L_NTP at init ${t.ntp} is not ${ntp.name}'s loss at init ${ntp.loss_init} (same model, same ids)`;
+  return null;
 }
 
 // ---- the PyTorch peer ---------------------------------------------------------------------------------
@@ -173,7 +328,7 @@ export interface TorchWith {
 }
 
 export interface TorchTrain extends TorchWith {
-  /** The median of `runs`. */
+  /** The median of `runs` (tokens of the peer's batch: stage1Rows(c) rows for the stage-1 step). */
   tokens_per_s: number;
   step_ms: number;
   params: number;
@@ -182,15 +337,20 @@ export interface TorchTrain extends TorchWith {
   runs: number[];
 }
 
-/** Run the same training step in PyTorch `runs` times: the median run, or why it was skipped. */
-export function trainTorch(c: TrainConfig, steps: number, onGpu: boolean, timeoutS: number, runs = 3): TorchTrain | Skipped {
-  const what = `torch-train-${c.name}`;
+/**
+ * Run the same training step in PyTorch `runs` times: the median run, or why it was skipped. stage 1: the
+ * stage-1 step (`--stage 1`) on stage1Batch's shape, spans and languages.
+ */
+export function trainTorch(c: TrainConfig, steps: number, onGpu: boolean, timeoutS: number, runs = 3, stage: 0 | 1 = 0): TorchTrain | Skipped {
+  const what = stage === 1 ? `torch-train-stage1-${c.name}` : `torch-train-${c.name}`;
+  const batch = stage === 1 ? stage1Rows(c) : c.batch;
   const script = peerScript();
   if (!script) return { what, why: "bench/torch_train_peer.py not found" };
   const py = torchPython();
   if (!py) return { what, why: "no python3 with torch (tried $ALIGNX_BENCH_PYTHON, /usr/bin/python3, python3)" };
   if (onGpu && !py.cuda) return { what, why: `${py.python}'s torch has no CUDA: a CPU torch is no peer for a GPU adapter` };
-  const args = [script, "--config", JSON.stringify(c.hf), "--batch", String(c.batch), "--seq", String(c.seq), "--steps", String(steps), "--device", onGpu ? "cuda" : "cpu"];
+  const args = [script, "--config", JSON.stringify(c.hf), "--batch", String(batch), "--seq", String(c.seq), "--steps", String(steps), "--device", onGpu ? "cuda" : "cpu"];
+  if (stage === 1) args.push("--stage", "1");
   const done: Omit<TorchTrain, "runs">[] = [];
   for (let i = 0; i < runs; i++) {
     const r = spawnSync(py.python, args, { encoding: "utf8", timeout: timeoutS * 1e3, maxBuffer: 1 << 20 });
@@ -204,7 +364,7 @@ export function trainTorch(c: TrainConfig, steps: number, onGpu: boolean, timeou
   const rates = done.map((d) => d.tokens_per_s);
   const mid = median(rates);
   const nearest = done.reduce((a, d) => (Math.abs(d.tokens_per_s - mid) < Math.abs(a.tokens_per_s - mid) ? d : a));
-  return { ...nearest, tokens_per_s: mid, step_ms: (c.batch * c.seq * 1e3) / mid, runs: rates };
+  return { ...nearest, tokens_per_s: mid, step_ms: (batch * c.seq * 1e3) / mid, runs: rates };
 }
 
 /** A PyTorch peer row's provenance fields, and the runs with their spread when there were several. */
@@ -218,6 +378,7 @@ export function torchRow(t: TorchWith, runs?: number[]): Pick<PeerResult, "torch
   };
 }
 
+/** torch-<ours.name>: torch-train-<config> or torch-train-stage1-<config>. */
 export function torchPeer(ours: TrainResult, t: TorchTrain): PeerResult {
-  return { name: `torch-train-${ours.config}`, ours: ours.tokens_per_s, peer: t.tokens_per_s, unit: "tokens/s", ratio: ours.tokens_per_s / t.tokens_per_s, ...torchRow(t, t.runs) };
+  return { name: `torch-${ours.name}`, ours: ours.tokens_per_s, peer: t.tokens_per_s, unit: "tokens/s", ratio: ours.tokens_per_s / t.tokens_per_s, ...torchRow(t, t.runs) };
 }
