@@ -8,6 +8,8 @@
 #   3. project dependencies (`bun install --frozen-lockfile`)
 #   4. a Vulkan driver, only if Dawn sees no adapter at all: Mesa lavapipe >= 23
 #      (mesa-vulkan-drivers; from bookworm-backports on Debian 12)
+#   5. Open MPI (openmpi-bin libopenmpi-dev): `mpirun -np N alignx train ...`
+#      (data-parallel training) and the tests that launch ranks with mpirun
 # A second run installs nothing and runs no `apt-get update`.
 #
 # `tools/setup.sh --bench` also sets up the benchmark's PyTorch peers (after the
@@ -49,6 +51,7 @@ setup: install these by hand, then run 'bun install --frozen-lockfile':
 setup:   - Bun $BUN_VERSION          (npm i -g bun@$BUN_VERSION)
 setup:   - the Vulkan loader  (libvulkan1)
 setup:   - a Vulkan driver    (your GPU vendor's driver, or Mesa lavapipe >= 23)
+setup:   - Open MPI           (openmpi-bin libopenmpi-dev; for data-parallel training)
 EOF
   exit 1
 }
@@ -66,6 +69,7 @@ apt_install() {  # apt_install [-t SUITE] PKG...
   say "apt-get install $*"
   as_root apt-get install -y -qq --no-install-recommends "$@"
 }
+pkg_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
 
 # --- 0. supported system? ---------------------------------------------------
 [ "$(uname -s)" = Linux ] || unsupported "$(uname -s), not Linux"
@@ -170,9 +174,18 @@ else
   fi
 fi
 
-# --- 5. (--bench) the PyTorch peers: python3-torch on OpenBLAS --------------
+# --- 5. Open MPI (data-parallel training: mpirun -np N alignx train ...) -----
+missing=()
+for p in openmpi-bin libopenmpi-dev; do pkg_installed "$p" || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing ${missing[*]} (Open MPI: mpirun and libmpi.so.40, for data-parallel training)"
+  apt_install "${missing[@]}"
+else
+  say "Open MPI (openmpi-bin libopenmpi-dev) present"
+fi
+
+# --- 6. (--bench) the PyTorch peers: python3-torch on OpenBLAS --------------
 if [ "$BENCH" = 1 ]; then
-  pkg_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
   missing=()
   for p in python3-torch libopenblas0-pthread; do
     if pkg_installed "$p"; then say "bench: $p present"; else missing+=("$p"); fi

@@ -25,14 +25,28 @@
  *   Ctrl-C    SIGINT/SIGTERM finish the current step, save a checkpoint and return `interrupted` (the CLI exits
  *             130); a second signal ends the process at once.
  *
- * Data parallelism (issue 15) adds the gradient exchange between backward and the clip (`hooks.afterBackward`)
- * and the rank's slice of each global batch (`hooks.microBatchesPerStep`); nothing else here changes.
+ * Data parallelism (issue 15; `job.comm`, the MPI world of `mpirun -np N alignx train`, src/dist): W ranks, one
+ * device each, run this same loop. The loader stream is the same on every rank; of each step's W × accumulation
+ * micro-batches, rank r trains r, r + W, r + 2W, ... (so a step sees the examples a single rank with accumulation
+ * W × accumulation sees, in the same order). Between backward and the clip every gradient becomes its mean over
+ * the ranks (./data_parallel.ts: all-reduced in buckets); each rank divides its losses by its own accumulation,
+ * so the result is the mean over all W × accumulation micro-batches and the clip and AdamW step are the same on
+ * every rank. The loss terms are averaged over the ranks for the metrics, and a stop (Ctrl-C) is agreed on in the
+ * same all-reduce, so every rank stops at the same step. Rank 0 alone writes OUT (run.json, metrics.jsonl,
+ * checkpoints, model/, loss.svg, and --overwrite's removal); the others wait at a barrier after each checkpoint.
+ * Set-up failures are agreed on once (every rank stops with the message of the lowest failing rank, exit 2),
+ * after which a hash of the job (options, model, data, output) must be the same on every rank. Every rank
+ * resumes from the same checkpoint; its identity records the global accumulation (accumulation × ranks), so a
+ * run may resume on another number of ranks with the same global batch. `shardOptimizer` (ZeRO stage 1, ./zero.ts)
+ * keeps each parameter's AdamW state on one rank only and broadcasts the updated weights; same results.
  */
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, stat, truncate, writeFile, appendFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Loader, readManifest, MANIFEST_FILE, loadTokenizer, type LoaderBatch, type LoaderState } from "../data/index.ts";
 import { linePlotSvg } from "../eval/plot.ts";
+import { firstFailure, LocalComm, type Comm } from "../dist/index.ts";
 import type { Gpu } from "../gpu/index.ts";
 import { openCheckpoint, prepareOutput, readHfConfig, saveTensors, writeBytesAtomic } from "../io/index.ts";
 import { LlamaModel, loadParameters } from "../nn/index.ts";
@@ -52,6 +66,8 @@ import {
   companionFiles,
   type TrainerState,
 } from "./checkpoint.ts";
+import { allReduceGradients } from "./data_parallel.ts";
+import { OptimizerShard } from "./zero.ts";
 import { CLASSIFIER_PREFIX, LanguageMatchingClassifier, stage1Loss } from "./losses.ts";
 import { globalBatch, hyperJson, TrainOptionError, type Stage, type TrainHyper } from "./options.ts";
 
@@ -99,6 +115,10 @@ export interface TrainJob {
   onStep?: (m: StepMetrics) => void | Promise<void>;
   /** Listen to SIGINT/SIGTERM (the CLI); default true. */
   handleSignals?: boolean;
+  /** Data parallelism: the ranks of this run (src/dist `worldComm()` under mpirun). Default: a world of one. */
+  comm?: Comm;
+  /** Data parallel: each rank keeps AdamW's moments for 1/W of the parameters (ZeRO stage 1, ./zero.ts). */
+  shardOptimizer?: boolean;
 }
 
 export interface ProgressSink {
@@ -126,6 +146,8 @@ export interface StepMetrics {
   gpu_peak_bytes: number;
   seconds: number;
   skipped?: boolean;
+  /** Data parallel: seconds of this step's gradient exchange once the backward is done (read-back, all-reduce, write-back). */
+  comm_seconds?: number;
 }
 
 export interface TrainResult {
@@ -143,9 +165,10 @@ export interface TrainResult {
 /** The options a resumed run must share with the checkpoint's (the others, logging and saving, may change). */
 const VOLATILE = new Set(["logging_steps", "save_steps", "save_total_limit", "max_bad_steps"]);
 
-function identityOf(job: TrainJob, modelConfig: Record<string, unknown>, stage1: Stage1Config | undefined, shards: readonly { file: string; records: number }[]): Record<string, unknown> {
+function identityOf(job: TrainJob, modelConfig: Record<string, unknown>, stage1: Stage1Config | undefined, shards: readonly { file: string; records: number }[], worldSize: number): Record<string, unknown> {
   const h = hyperJson(job.hyper);
   for (const k of VOLATILE) delete h[k];
+  h.gradient_accumulation_steps = job.hyper.gradient_accumulation_steps * worldSize; // the global accumulation
   return { stage: job.stage, hyper: h, model_config: modelConfig, stage1: stage1 ?? null, shards };
 }
 
@@ -190,9 +213,51 @@ async function prepareOut(job: TrainJob): Promise<void> {
   await rm(job.out, { recursive: true, force: true });
 }
 
-/** Run one training job to the end (or to an interruption). */
+/** The world of one: a job without `comm`. */
+const SINGLE = new LocalComm();
+
+/**
+ * Run one training job to the end (or to an interruption). With `job.comm` of several ranks every rank calls it
+ * (collective); see the module comment.
+ */
 export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
-  const log = job.log ?? ((l: string) => console.error(l));
+  const comm = job.comm ?? SINGLE;
+  if (comm.size === 1) return runTrain(gpu, job, comm, () => {});
+  // Every rank reaches the agreement once: at the end of set-up (`ready`), or here after failing before it.
+  let agreed = false;
+  const agree = (own: unknown) => {
+    agreed = true;
+    const exitCode = typeof (own as { exitCode?: unknown })?.exitCode === "number" ? (own as { exitCode: number }).exitCode : 1;
+    const f = firstFailure(comm, own === undefined ? null : { message: own instanceof Error ? own.message : String(own), exitCode });
+    if (f) throw new TrainError(f.rank === 0 ? f.message : `${f.message} (on rank ${f.rank} of ${comm.size})`, f.exitCode);
+  };
+  try {
+    return await runTrain(gpu, job, comm, () => agree(undefined));
+  } catch (e) {
+    if (!agreed) agree(e);
+    throw e;
+  }
+}
+
+/** Data parallel: the same job on every rank? (a hash of it broadcast from rank 0; collective) */
+function checkSameJob(comm: Comm, job: TrainJob, identity: Record<string, unknown>): void {
+  const what = { identity, model: job.model, data: job.data, out: job.out, resume: job.resume ?? null, overwrite: job.overwrite ?? false };
+  const own = new Uint8Array(createHash("sha256").update(JSON.stringify(what)).digest());
+  const root = own.slice();
+  comm.broadcast(root, 0);
+  const same = root.every((x, i) => x === own[i]);
+  const f = firstFailure(comm, same ? null : { message: "the job hash differs from rank 0's", exitCode: 2 });
+  if (f)
+    throw new TrainError(
+      `train: rank ${f.rank} of ${comm.size} was started with another job than rank 0 (its options, --model, --data, --out or --resume differ, or its model or data files do); start every rank with the same command line and files`,
+    );
+}
+
+async function runTrain(gpu: Gpu, job: TrainJob, comm: Comm, ready: () => void): Promise<TrainResult> {
+  const W = comm.size;
+  const isRoot = comm.rank === 0;
+  const log = isRoot ? (job.log ?? ((l: string) => console.error(l))) : () => {};
+  const progress = isRoot ? job.progress : undefined;
   const h = job.hyper;
   const stageName = STAGE_NAMES[job.stage];
   if (job.stage !== 1 && Object.keys(h.stage1).length > 0)
@@ -219,7 +284,7 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
   }
   if (h.precision === "fp16" && !gpu.features.has("shader-f16"))
     throw new TrainError(`train: --precision fp16 needs the device feature shader-f16, which ${gpu.adapter.description} lacks; use --precision fp32`);
-  await prepareOut(job);
+  if (isRoot) await prepareOut(job); // (only rank 0 writes OUT; its failure reaches the others at `ready`)
 
   // The corpus: its task and tokenizer must be the stage's and the model's.
   const dataList = typeof job.data === "string" ? [job.data] : [...job.data];
@@ -263,11 +328,15 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
     await loader.close();
     throw new TrainError(`train: the corpus's vocabulary (${loader.vocabSize}) is larger than the model's vocab_size ${modelConfig.vocabSize}`);
   }
+  if (loader.batchesPerEpoch < W) {
+    await loader.close();
+    throw new TrainError(`train: ${W} ranks but the corpus makes ${loader.batchesPerEpoch} micro-batch${loader.batchesPerEpoch === 1 ? "" : "es"} of ${h.per_device_train_batch_size} per epoch; use fewer ranks or a smaller --micro-batch`);
+  }
 
   const accum = h.gradient_accumulation_steps;
-  const totalSteps = h.max_steps ?? Math.max(1, Math.floor((h.num_train_epochs * loader.batchesPerEpoch) / accum));
+  const totalSteps = h.max_steps ?? Math.max(1, Math.floor((h.num_train_epochs * loader.batchesPerEpoch) / (accum * W)));
   const warmupSteps = h.warmup_steps ?? Math.ceil(h.warmup_ratio * totalSteps);
-  const identity = identityOf(job, JSON.parse(trainedConfigJsonOf(rawConfig)) as Record<string, unknown>, stage1, loader.shards.map((s) => ({ file: s.file, records: s.records })));
+  const identity = identityOf(job, JSON.parse(trainedConfigJsonOf(rawConfig)) as Record<string, unknown>, stage1, loader.shards.map((s) => ({ file: s.file, records: s.records })), W);
   if (resumed) {
     const d = firstDifference(resumed.identity, JSON.parse(JSON.stringify(identity)));
     if (d) {
@@ -315,6 +384,7 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
     const params: Record<string, ReturnType<LlamaModel["param"]>> = { ...model.parameters(), ...(classifier?.parameters() ?? {}) };
     opt = new AdamW(params, { lr: h.learning_rate, betas: [h.adam_beta1, h.adam_beta2], eps: h.adam_epsilon, weightDecay: h.weight_decay });
     const sched = new LambdaLR(opt, getLinearScheduleWithWarmup({ numWarmupSteps: warmupSteps, numTrainingSteps: totalSteps }));
+    const shard = job.shardOptimizer && W > 1 ? new OptimizerShard(params, comm) : undefined;
     const c = {
       step: 0,
       totalSteps,
@@ -325,7 +395,8 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
       seconds: 0,
     };
     if (resumed && resumeDir) {
-      opt.loadStateDict(await readOptimizerState(resumeDir, resumed));
+      const sd = await readOptimizerState(resumeDir, resumed);
+      opt.loadStateDict(shard ? shard.ownedState(sd) : sd);
       sched.loadStateDict({ lastStep: resumed.scheduler.lastStep });
       if (scaler && resumed.scaler) scaler.loadStateDict(resumed.scaler);
       Object.assign(c, {
@@ -338,10 +409,13 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
       });
     }
 
+    ready(); // data parallel: every rank is set up, or all stop here with the first failure
+    if (W > 1) checkSameJob(comm, job, identity);
+
     // ---- run.json and metrics ----
-    await mkdir(job.out, { recursive: true });
+    if (isRoot) await mkdir(job.out, { recursive: true });
     const metricsPath = join(job.out, METRICS_FILE);
-    if (!resumed) {
+    if (isRoot && !resumed) {
       const run = {
         format: "alignx-train-run",
         stage: job.stage,
@@ -351,22 +425,27 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
         alignx: stage1 ?? null,
         total_steps: totalSteps,
         warmup_steps: warmupSteps,
-        global_batch: globalBatch(h),
+        global_batch: globalBatch(h, W),
+        world_size: W,
         started: new Date().toISOString(),
       };
       await writeBytesAtomic(join(job.out, RUN_FILE), `${JSON.stringify(run, null, 2)}\n`);
       await writeFile(metricsPath, "");
-    } else await cutMetrics(metricsPath, c.step);
+    } else if (isRoot) await cutMetrics(metricsPath, c.step);
 
     const words = [
       `${stageName}: ${model.parameterCount.toLocaleString("en-US")} parameters${classifier ? ` + classifier ${classifier.parameterCount.toLocaleString("en-US")}` : ""}`,
       `${loader.records.toLocaleString("en-US")} examples (${loader.batchesPerEpoch} micro-batches of ${h.per_device_train_batch_size} per epoch)`,
-      `${totalSteps} steps of ${globalBatch(h)} (= ${h.per_device_train_batch_size} × ${accum})`,
+      `${totalSteps} steps of ${globalBatch(h, W)} (= ${h.per_device_train_batch_size} × ${accum}${W > 1 ? ` × ${W} ranks` : ""})`,
       `lr ${h.learning_rate} warmup ${warmupSteps}`,
     ];
     if (stage1) words.push(`align_layer ${stage1.alignLayer} λ_ctr ${stage1.contrastiveLambda} τ ${stage1.contrastiveTemperature} λ_lam ${stage1.languageMatchingLambda}`);
     log(words.join(", "));
     if (resumed) log(`${stageName}: resumed from ${resumeDir} at step ${c.step} of ${totalSteps}`);
+    if (shard) {
+      const { owned, total } = shard.sizes();
+      log(`${stageName}: optimizer state sharded over ${W} ranks: rank 0 keeps AdamW moments for ${owned.toLocaleString("en-US")} of ${total.toLocaleString("en-US")} parameters`);
+    }
 
     if (signals) {
       process.on("SIGINT", onSignal);
@@ -376,11 +455,16 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
     const allParams = Object.values(params);
     const saveCheckpoint = async () => {
       const dir = join(job.out, checkpointName(c.step));
+      const optimizer = shard ? await shard.gatherState(opt!) : opt!; // sharded: every owner sends rank 0 its moments
+      if (!isRoot) {
+        await comm.barrierAsync(); // rank 0 is writing it
+        return dir;
+      }
       await saveTrainCheckpoint(dir, {
         model: model!,
         classifier,
         stage1,
-        optimizer: opt!,
+        optimizer: optimizer!,
         tokenizerDir: modelDir,
         state: {
           stage: job.stage,
@@ -393,6 +477,7 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
         },
       });
       await pruneCheckpoints(job.out, h.save_total_limit);
+      if (W > 1) await comm.barrierAsync();
       return dir;
     };
 
@@ -408,14 +493,18 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
       const terms: Tensor[][] = [];
       let tokens = 0;
       let epoch = 0;
+      let commSeconds = 0;
+      let stopAll = false; // data parallel: some rank was asked to stop (agreed in the step's all-reduce)
       try {
-        for (let m = 0; m < accum; m++) {
+        // The step's W × accum micro-batches of the shared stream; this rank trains every W-th from its rank.
+        for (let j = 0; j < accum * W; j++) {
           const b: LoaderBatch = await loader.next();
           c.microBatches++;
           tokens += b.tokens;
           epoch = b.epoch + (b.step % loader.batchesPerEpoch) / loader.batchesPerEpoch;
-          terms.push(microStep(model, classifier, stage1, b, accum, scaler));
+          if (j % W === comm.rank) terms.push(microStep(model, classifier, stage1, b, accum, scaler));
         }
+        if (W > 1) commSeconds = (await allReduceGradients(allParams, comm)).seconds;
         // fp16: the gradients back to their true scale (and the overflow check) before they are clipped.
         const lossScale = scaler?.getScale() ?? 1;
         scaler?.unscale_(opt);
@@ -424,13 +513,23 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
         norm.release();
         const gradNorm = values[0]!;
         const k = terms[0]!.length;
-        const mean = (j: number) => values.slice(1).filter((_, i) => i % k === j).reduce((a, x) => a + x, 0) / accum;
+        const means = Array.from({ length: k }, (_, j) => values.slice(1).filter((_, i) => i % k === j).reduce((a, x) => a + x, 0) / accum);
+        if (W > 1) {
+          // The ranks' means and whether any rank was asked to stop, in one all-reduce.
+          const g = Float64Array.of(...means, stopRequested ? 1 : 0);
+          comm.allReduce(g, "sum");
+          for (let j = 0; j < k; j++) means[j] = g[j]! / W;
+          stopAll = g[k]! > 0;
+        }
+        const mean = (j: number) => means[j]!;
         const loss = mean(0), ntp = mean(1);
         let finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
         const lr = opt.groups[0]!.options.lr;
         // fp16: the scaler steps unless a gradient overflowed, and lowers the scale when one did (an overflow with
         // a finite loss is the scale being too high, not a bad step: it is skipped without counting).
+        shard?.dropForeignGradients(); // sharded: this rank steps only its own parameters
         const stepped = scaler ? await scaler.step(opt) : finite && (opt.step(), true);
+        if (stepped && shard) await shard.allGatherWeights();
         scaler?.update();
         const overflow = scaler !== undefined && !stepped && Number.isFinite(loss);
         if (stepped) {
@@ -464,8 +563,9 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
           gpu_peak_bytes: mem.peakBytes,
           seconds: Number(c.seconds.toFixed(3)),
           ...(finite ? {} : { skipped: true }),
+          ...(W > 1 ? { comm_seconds: Number(commSeconds.toFixed(4)) } : {}),
         };
-        await appendFile(metricsPath, `${JSON.stringify(metrics)}\n`);
+        if (isRoot) await appendFile(metricsPath, `${JSON.stringify(metrics)}\n`);
         last = metrics;
         if (overflow) {
           log(`${stageName}: step ${c.step + 1}: fp16 gradients overflowed at loss scale ${lossScale}; step skipped, scale now ${scaler!.getScale()}`);
@@ -484,20 +584,20 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
         await job.onStep?.(metrics);
         const rate = windowTokens / ((now - windowT) / 1e3);
         const extra = progressExtra(metrics, rate);
-        if (job.progress?.tty) job.progress.update(c.step, totalSteps, extra);
-        else if (job.progress && (c.step % h.logging_steps === 0 || c.step === totalSteps)) {
-          job.progress.log(`${stageName} step ${c.step}/${totalSteps}  ${extra}  elapsed ${fmtS(c.seconds)}`);
+        if (progress?.tty) progress.update(c.step, totalSteps, extra);
+        else if (progress && (c.step % h.logging_steps === 0 || c.step === totalSteps)) {
+          progress.log(`${stageName} step ${c.step}/${totalSteps}  ${extra}  elapsed ${fmtS(c.seconds)}`);
           windowTokens = 0;
           windowT = now;
         }
-        if (job.progress?.tty && now - windowT > 5000) {
+        if (progress?.tty && now - windowT > 5000) {
           windowTokens = 0;
           windowT = now;
         }
       } finally {
         for (const t of terms.flat()) t.release();
       }
-      if (stopRequested) {
+      if (W > 1 ? stopAll : stopRequested) {
         interrupted = true;
         break;
       }
@@ -506,7 +606,7 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
         lastSaved = c.step;
       }
     }
-    if (job.progress?.tty && last) job.progress.done(c.step, totalSteps, progressExtra(last, last.tokens_per_s));
+    if (progress?.tty && last) progress.done(c.step, totalSteps, progressExtra(last, last.tokens_per_s));
 
     // ---- the end: a checkpoint, the final model, the plot ----
     const ckpt = lastSaved === c.step ? join(job.out, checkpointName(c.step)) : await saveCheckpoint();
@@ -515,11 +615,14 @@ export async function train(gpu: Gpu, job: TrainJob): Promise<TrainResult> {
       return { status: "interrupted", out: job.out, model: ckpt, steps: c.step, totalSteps, last, seconds: c.seconds };
     }
     const finalDir = join(job.out, FINAL_DIR);
-    await model.save(finalDir, { dtype: "F32", files: { ...(await companionFiles(modelDir)), "config.json": trainedConfigJson(model, stage1) } });
-    if (classifier) {
-      await saveTensors(join(finalDir, CLASSIFIER_FILE), classifier.params, { dtype: "F32" });
+    if (isRoot) {
+      await model.save(finalDir, { dtype: "F32", files: { ...(await companionFiles(modelDir)), "config.json": trainedConfigJson(model, stage1) } });
+      if (classifier) {
+        await saveTensors(join(finalDir, CLASSIFIER_FILE), classifier.params, { dtype: "F32" });
+      }
+      await writeFile(join(job.out, PLOT_FILE), await lossPlot(metricsPath, stageName));
     }
-    await writeFile(join(job.out, PLOT_FILE), await lossPlot(metricsPath, stageName));
+    if (W > 1) await comm.barrierAsync(); // every rank returns once model/ is written
     log(`${stageName}: done, ${c.step} steps in ${fmtS(c.seconds)}; model in ${finalDir}`);
     return { status: "done", out: job.out, model: finalDir, steps: c.step, totalSteps, last, seconds: c.seconds };
   } finally {

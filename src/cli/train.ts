@@ -5,12 +5,19 @@
  * config file (`--config FILE`), over the preset's defaults (`--preset finetune|from-scratch`).
  * Exit 0 when done, 130 when interrupted (a checkpoint was saved), 2 for bad options or inputs (before any
  * work), 1 for failures during training.
+ *
+ * Data parallel: `mpirun -np N alignx train ...` runs N ranks of this same command (src/dist). Each opens the adapter
+ * of its local rank (`localRank % count` of the GPU adapters, or of all adapters when there is no GPU; `--adapter`,
+ * ALIGNX_ADAPTER or --cpu choose one for every rank instead), the global batch is micro-batch × accumulation × N,
+ * and rank 0 alone prints progress and writes --out (src/align/trainer.ts). Every rank prints one line naming its
+ * adapter; a failure to open one stops every rank with its message (exit 2).
  */
 import type { CAC, Command } from "cac";
 import { readFile } from "node:fs/promises";
 import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { PRESETS, resolveTrainOptions, STRING_KEYS, TRAIN_OPTIONS, flagsOf, train, TrainError, type Stage, type TrainHyper, type TrainResult } from "../align/index.ts";
-import { Gpu } from "../gpu/index.ts";
+import { firstFailure, worldComm, type Comm } from "../dist/index.ts";
+import { Gpu, listAdapters } from "../gpu/index.ts";
 import { openCommandGpu } from "./gpu.ts";
 import { jsonErrorOffset } from "../data/index.ts";
 import { Progress } from "./progress.ts";
@@ -28,7 +35,8 @@ export function trainOptions(cmd: Command): Command {
     .option("--preset <name>", `Defaults: ${PRESETS.join(" or ")} (default finetune: the reference's)`)
     .option("--resume <ckpt>", "Continue exactly from a checkpoint directory, or 'latest' in --out")
     .option("--overwrite", "Replace an existing output directory (only one written by alignx train)")
-    .option("--precision <p>", "fp32 (default) or fp16: f16 matrix products with f32 master weights and dynamic loss scaling (needs shader-f16)");
+    .option("--precision <p>", "fp32 (default) or fp16: f16 matrix products with f32 master weights and dynamic loss scaling (needs shader-f16)")
+    .option("--shard-optimizer", "Under mpirun: each rank keeps AdamW's moments for 1/N of the parameters (ZeRO stage 1; same results)");
   for (const s of TRAIN_OPTIONS) {
     const [main, ...aliases] = flagsOf(s.key);
     const names = [...aliases.map((a) => `--${a}`), `--${main}`].join(", ");
@@ -79,10 +87,12 @@ export interface TrainCliOptions {
   tty?: boolean;
   log?: (line: string) => void;
   gpu?: Gpu;
+  /** The ranks (default: src/dist `worldComm()`, the MPI world under mpirun, else a world of one). */
+  comm?: Comm;
 }
 
 /** Resolve the hyperparameters of a train/pretrain command line (flags, --config, --preset, --no-ctr/--no-lam). */
-export async function hyperFromCli(cmd: string, o: Record<string, unknown>): Promise<TrainHyper> {
+export async function hyperFromCli(cmd: string, o: Record<string, unknown>, worldSize = 1): Promise<TrainHyper> {
   const flags = flagValues(cmd, o);
   for (const [neg, key] of [["ctr", "contrastive_lambda"], ["lam", "language_matching_lambda"]] as const)
     if (o[neg] === false) {
@@ -91,11 +101,23 @@ export async function hyperFromCli(cmd: string, o: Record<string, unknown>): Pro
     }
   const file = typeof o.config === "string" && o.config !== "" ? await readConfigFile(cmd, o.config) : undefined;
   if (o.config !== undefined && !file) throw new UsageError(`${cmd}: --config needs a file`);
-  return resolveTrainOptions({ flags, file });
+  return resolveTrainOptions({ flags, file, worldSize });
+}
+
+/**
+ * The adapter of a data-parallel rank: `localRank % count` over the GPU adapters Dawn lists (over every adapter
+ * when none is a GPU), as an index for `--adapter`; undefined when there is none (opening then says so).
+ */
+export async function rankAdapter(localRank: number): Promise<string | undefined> {
+  const all = (await listAdapters()).map((e, i) => ({ e, i }));
+  const gpus = all.filter((x) => x.e.kind !== "cpu");
+  const pool = gpus.length ? gpus : all;
+  return pool.length ? String(pool[localRank % pool.length]!.i) : undefined;
 }
 
 /** Run `alignx train` (stage 1/2) or `alignx pretrain` (stage 0). Returns the exit code. */
 export async function trainCli(cmd: "train" | "pretrain", o: Record<string, unknown>, cli: TrainCliOptions = {}): Promise<number> {
+  const comm = cli.comm ?? worldComm();
   let stage: Stage = 0;
   if (cmd === "train") {
     const s = o.stage === undefined ? undefined : String(o.stage);
@@ -106,11 +128,13 @@ export async function trainCli(cmd: "train" | "pretrain", o: Record<string, unkn
     if (typeof o[k] !== "string" || o[k] === "") throw new UsageError(`${cmd}: --${k} is required (see alignx ${cmd} --help)`);
   if (o.resume !== undefined && (typeof o.resume !== "string" || o.resume === "")) throw new UsageError(`${cmd}: --resume needs a checkpoint directory or 'latest'`);
   if (o.resume !== undefined && o.overwrite) throw new UsageError(`${cmd}: --resume and --overwrite conflict (resuming continues the output directory)`);
-  const hyper = await hyperFromCli(cmd, o).catch((e) => {
+  const hyper = await hyperFromCli(cmd, o, comm.size).catch((e) => {
     throw e instanceof UsageError ? e : new UsageError(`${cmd}: ${(e as Error).message}`); // hyperFromCli's own errors already name the command
   });
   const progress = new Progress({ label: cmd === "pretrain" ? "pretrain" : `stage ${stage}`, unit: "steps", tty: cli.tty });
-  const gpu = cli.gpu ?? (await openCommandGpu({ adapter: cli.adapter, cpu: cli.cpu }));
+  const gpu = cli.gpu ?? (await openRankGpu(cmd, comm, cli));
+  if (comm.size > 1)
+    (cli.log ?? ((l: string) => progress.log(l)))(`${cmd}: rank ${comm.rank} of ${comm.size} (local rank ${comm.localRank}, ${comm.library?.flavor ?? "no MPI"}): ${gpu.adapter.description}`);
   let r: TrainResult;
   try {
     r = await train(gpu, {
@@ -123,11 +147,43 @@ export async function trainCli(cmd: "train" | "pretrain", o: Record<string, unkn
       overwrite: o.overwrite === true,
       log: cli.log ?? ((l) => progress.log(l)),
       progress: { update: (d, t, e) => progress.update(d, t, e), done: (d, t, e) => progress.done(d, t, e), log: (l) => progress.log(l), tty: progress.isTty },
+      comm,
+      shardOptimizer: o.shardOptimizer === true,
     });
   } finally {
     if (!cli.gpu) gpu.destroy();
   }
+  comm.finalize(); // every rank returned at the same step
   return r.status === "interrupted" ? 130 : 0;
+}
+
+/** This rank's device (data parallel: its local rank's adapter); a rank that cannot open one stops every rank. */
+async function openRankGpu(cmd: string, comm: Comm, cli: TrainCliOptions): Promise<Gpu> {
+  const env = process.env;
+  const chosen = cli.adapter !== undefined || !!env.ALIGNX_ADAPTER || cli.cpu === true || env.ALIGNX_CPU === "1" || env.ALIGNX_CPU === "true";
+  if (comm.size === 1) return openCommandGpu({ adapter: cli.adapter, cpu: cli.cpu });
+  let gpu: Gpu | undefined;
+  let err: unknown;
+  const open = async () => {
+    try {
+      gpu = await openCommandGpu({ adapter: chosen ? cli.adapter : await rankAdapter(comm.localRank), cpu: cli.cpu });
+    } catch (e) {
+      err = e;
+    }
+  };
+  // Local rank 0 first: the kernel autotuning (timed on a machine's first run) is then done once per machine and
+  // read from its cache by the other ranks, so ranks on alike adapters run the same kernel variants and round
+  // alike (the weights of every rank stay identical).
+  if (comm.localRank === 0) await open();
+  await comm.barrierAsync();
+  if (comm.localRank !== 0) await open();
+  const code = typeof (err as { exitCode?: unknown })?.exitCode === "number" ? (err as { exitCode: number }).exitCode : 2;
+  const f = firstFailure(comm, err === undefined ? null : { message: `${cmd}: rank ${comm.rank} of ${comm.size} cannot open its adapter: ${(err as Error)?.message ?? String(err)}`, exitCode: code });
+  if (f) {
+    gpu?.destroy();
+    throw new TrainError(f.message, f.exitCode);
+  }
+  return gpu!;
 }
 
 /** Register `train` and `pretrain` on the CLI. */
