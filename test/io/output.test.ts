@@ -275,6 +275,11 @@ void saveDirAtomic(${JSON.stringify(join(d, "ck"))}, async () => hang());
       // Both writers are inside their fill; give a loaded machine a moment to show their temps (it flaked under load 5).
       const want = [`.out.bin.tmp-${proc.pid}-1`, `ck.tmp-${proc.pid}`];
       for (let i = 0; i < 200 && temps(d).length < want.length; i++) await Bun.sleep(10);
+      if (temps(d).length < want.length) {
+        proc.kill("SIGKILL");
+        await proc.exited;
+        throw new Error(`temps gone: ${JSON.stringify(temps(d))}; child exit ${proc.exitCode} signal ${proc.signalCode}; stdout ${JSON.stringify(seen)}; stderr ${await new Response(proc.stderr).text()}`);
+      }
       expect(temps(d).sort()).toEqual(want);
       proc.kill(sig);
       await proc.exited;
