@@ -6,6 +6,7 @@
  *   const model = await LlamaModel.fromPretrained(gpu, "path/to/checkpoint");   // or LlamaModel.fromConfig(gpu, cfg, {seed})
  *   const { logits } = model.forward(inputIds, { attentionMask });              // logits [B, T, V]
  *   const loss = model.loss(logits, labels ?? inputIds);                       // HF's shifted cross-entropy
+ *   const { loss } = model.forwardLoss(inputIds, { labels, logits: false });   // the same loss, no [B, T, V] logits
  *   loss.backward(); opt.step(); ...
  *   model.forwardCached(ids, cache, { attentionMask, lastTokenOnly: true });   // inference with a KvCache
  *   await model.save("out/dir");                                               // config.json + model.safetensors
@@ -72,6 +73,7 @@ import {
   gelu,
   Generator,
   isGradEnabled,
+  linearCrossEntropy,
   mul,
   mulScalar,
   narrow,
@@ -113,6 +115,27 @@ export interface ForwardOutput {
   logits: Tensor;
   /** L + 1 tensors [B, T, D] when asked for (see ForwardOptions). */
   hiddenStates?: Tensor[];
+}
+
+export interface ForwardLossOptions extends ForwardOptions {
+  /** B × T next-token labels (-100: no loss); default input_ids. */
+  labels?: number[][];
+  /**
+   * false: compute the loss from the final hidden state with linearCrossEntropy (src/tensor/ops/loss.ts), walking
+   * the vocabulary in chunks, so neither the [B·T, V] logits nor their gradient is ever held (a 128k-vocabulary
+   * LM head); the result's `logits` is null. Same loss and gradients up to f32 summation order; honours `autocast`
+   * and gradientCheckpointing. Default true: the logits are returned (and kept by the loss until backward).
+   */
+  logits?: boolean;
+  /** With logits: false, vocabulary columns per chunk (default: linearCrossEntropyChunk, N · chunk f32 within 64 MiB). */
+  lossChunk?: number;
+}
+
+/** forwardLoss with `logits: false`: the loss (and hidden states when asked for), no logits. */
+export interface LossOnlyOutput {
+  logits: null;
+  hiddenStates?: Tensor[];
+  loss: Tensor;
 }
 
 export interface InitOptions {
@@ -282,13 +305,17 @@ export class LlamaModel extends Module {
   // ---- forward ----------------------------------------------------------------------------------------
 
   forward(inputIds: number[][], opts: ForwardOptions = {}): ForwardOutput {
-    const op = "LlamaModel.forward";
+    return this.forwardWith("LlamaModel.forward", inputIds, opts);
+  }
+
+  /** forward(), with `head` in place of the LM head on the final norm's output (its result is returned as `logits`). */
+  private forwardWith(op: string, inputIds: number[][], opts: ForwardOptions, head?: (h: Tensor) => Tensor): ForwardOutput {
     const batch = checkBatch(op, { inputIds, attentionMask: opts.attentionMask }, this.config.vocabSize);
     const [B, T] = [inputIds.length, inputIds[0]!.length];
     this.checkWindow(op, T);
     const mask = batch.attentionMask;
     const padded = mask?.some((row) => row.includes(0)) ?? false;
-    return this.run(op, inputIds, positions(opts.positionIds, B, T), { hidden: opts.outputHiddenStates ?? false }, () => ({
+    return this.run(op, inputIds, positions(opts.positionIds, B, T), { hidden: opts.outputHiddenStates ?? false, head }, () => ({
       mask: padded ? Tensor.fromArray(this.gpu, Float32Array.from(mask!.flat()), [B, T]) : null,
       attend: (_layer, q, k, v, m) => attention(q, k, v, { causal: true, keyPaddingMask: m ?? undefined, scale: this.attnScale }),
     }));
@@ -345,12 +372,13 @@ export class LlamaModel extends Module {
   /**
    * The decoder on `inputIds` at positions `pos`, attention by `attend()` (called inside the forward's scope,
    * so what it allocates is released with it). `lastOnly`: the final norm and LM head on the last position only.
+   * `head`: what runs on the final norm's output instead of the LM head (its result is returned as `logits`).
    */
   private run(
     op: string,
     inputIds: number[][],
     pos: Positions,
-    o: { hidden?: boolean; lastOnly?: boolean },
+    o: { hidden?: boolean; lastOnly?: boolean; head?: (h: Tensor) => Tensor },
     attend: () => { attend: Attend; mask: Tensor | null },
   ): ForwardOutput {
     const c = this.config;
@@ -387,7 +415,7 @@ export class LlamaModel extends Module {
       }
       const h = rmsnorm(x, this.param("model.norm.weight"), this.normOpts);
       x.release();
-      const logits = this.linear(h, this.lmHead, null);
+      const logits = o.head ? o.head(h) : this.linear(h, this.lmHead, null);
       if (!want) {
         h.release();
         return { logits };
@@ -411,14 +439,34 @@ export class LlamaModel extends Module {
     const V = this.config.vocabSize;
     if (logits.rank !== 3 || logits.shape[2] !== V) throw new TensorError(`LlamaModel.loss: logits must be [B, T, ${V}], got ${logits}`);
     const [B, T] = logits.shape as [number, number, number];
-    checkIntMatrix("LlamaModel.loss", "labels", labels, labelCheck(V), [B, T]);
-    const targets = new Int32Array(B * T).fill(IGNORE_INDEX);
-    for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) targets[b * T + t] = labels[b]![t + 1]!;
+    const targets = this.shiftedTargets("LlamaModel.loss", labels, B, T);
     return scope(() => crossEntropy(logits.reshape(B * T, V), targets, { ignoreIndex: IGNORE_INDEX }));
   }
 
-  /** forward + loss in one call; labels default to input_ids. */
-  forwardLoss(inputIds: number[][], opts: ForwardOptions & { labels?: number[][] } = {}): ForwardOutput & { loss: Tensor } {
+  /** HF's shift: targets[b·T + t] = labels[b][t + 1], -100 at each row's last position (labels checked). */
+  private shiftedTargets(op: string, labels: number[][], B: number, T: number): Int32Array {
+    checkIntMatrix(op, "labels", labels, labelCheck(this.config.vocabSize), [B, T]);
+    const targets = new Int32Array(B * T).fill(IGNORE_INDEX);
+    for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) targets[b * T + t] = labels[b]![t + 1]!;
+    return targets;
+  }
+
+  /**
+   * forward + loss in one call; labels default to input_ids. With `logits: false` the loss comes from the final
+   * hidden state through linearCrossEntropy, chunked over the vocabulary: no [B, T, V] logits (nor their gradient)
+   * exist at any point, and the result's `logits` is null (see ForwardLossOptions).
+   */
+  forwardLoss(inputIds: number[][], opts: ForwardLossOptions & { logits: false }): LossOnlyOutput;
+  forwardLoss(inputIds: number[][], opts?: ForwardLossOptions & { logits?: true }): ForwardOutput & { loss: Tensor };
+  forwardLoss(inputIds: number[][], opts: ForwardLossOptions): (ForwardOutput & { loss: Tensor }) | LossOnlyOutput;
+  forwardLoss(inputIds: number[][], opts: ForwardLossOptions = {}): (ForwardOutput & { loss: Tensor }) | LossOnlyOutput {
+    if (opts.logits === false) {
+      const op = "LlamaModel.forwardLoss";
+      checkBatch(op, { inputIds, attentionMask: opts.attentionMask }, this.config.vocabSize);
+      const targets = this.shiftedTargets(op, opts.labels ?? inputIds, inputIds.length, inputIds[0]!.length);
+      const out = this.forwardWith(op, inputIds, opts, (h) => this.headLoss(h, targets, opts.lossChunk));
+      return out.hiddenStates ? { logits: null, hiddenStates: out.hiddenStates, loss: out.logits } : { logits: null, loss: out.logits };
+    }
     const out = this.forward(inputIds, opts);
     try {
       return { ...out, loss: this.loss(out.logits, opts.labels ?? inputIds) };
@@ -427,6 +475,17 @@ export class LlamaModel extends Module {
       for (const h of out.hiddenStates ?? []) h.release();
       throw e;
     }
+  }
+
+  /** The LM head's cross-entropy against `targets` [B·T] from the final norm's output h [B, T, D], chunked (autocast honoured). */
+  private headLoss(h: Tensor, targets: Int32Array, chunk?: number): Tensor {
+    const [B, T, D] = h.shape as [number, number, number];
+    return scope(() => {
+      const x = h.reshape(B * T, D);
+      const w = this.lmHead;
+      const [hx, hw] = this.autocast === "f32" ? [x, w] : [cast(x, "f16"), cast(w, "f16")];
+      return linearCrossEntropy(hx, hw, targets, { ignoreIndex: IGNORE_INDEX, chunk });
+    });
   }
 
   // ---- pieces -----------------------------------------------------------------------------------------

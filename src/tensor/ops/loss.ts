@@ -19,6 +19,29 @@
  * l2Normalize(x, eps = 1e-12) over the last axis is F.normalize(x, dim=-1): x / max(||x||, eps).
  * cosineSimilarityMatrix(a [N, D], b [M, D], eps = 1e-12) → [N, M] = l2Normalize(a) · l2Normalize(b)ᵀ,
  * with gradients to both (a zero row has similarity 0 with everything).
+ *
+ * linearCrossEntropy(h [N, D], w [V, D], targets [N], { ignoreIndex = -100, chunk }) is
+ * crossEntropy(linear(h, w), targets, { ignoreIndex }) without ever holding the [N, V] logits or their gradient
+ * (an LM head over a 128k vocabulary): the vocabulary is walked in chunks of `chunk` columns.
+ *   - Forward, per chunk c: logits_c = h · w_cᵀ [N, chunk] (the matmul launchers, reading w_c in place), then
+ *     an online log-sum-exp per row (running max and sum of exp) and the target's logit from the chunk that
+ *     holds it (kernels/linear_cross_entropy.wgsl). Saves h, w, the targets, 3N + 1 statistics and the one
+ *     [N, chunk] buffer, which still holds the last chunk's logits.
+ *   - Backward walks the chunks from the last (whose logits are still there) to the first, recomputing the
+ *     others' logits, turns them in place into dlogits_c = (softmax_c − onehot_c) · g / kept, accumulates
+ *     dh += dlogits_c · w_c (f32) and writes dw_c = dlogits_cᵀ · h into its rows of dw. So K chunks cost K − 1
+ *     extra h · w_cᵀ products (none for one chunk) over crossEntropy(linear(h, w)).
+ *   - Extra memory: that [N, chunk] f32 buffer (from forward to backward), [N, D] f32 for the dh sum (two in
+ *     backward) and O(N) statistics.
+ *     The default chunk keeps N · chunk · 4 bytes within 64 MiB (at least 1024 columns, at most V; a multiple
+ *     of 256). Every chunk of w (and dw) is bound in place, so it must start on the device's storage-offset
+ *     alignment A (minStorageBufferOffsetAlignment, at most 256): a chunk is rounded up to a multiple of
+ *     A / gcd(D · bytes, A) columns (1 column when D · 4 is a multiple of 256; the default always is).
+ *   - h and w are f32, or both f16 (autocast: the products read f16 and accumulate in f32, the logits and the
+ *     statistics are f32); each gradient comes out in its input's dtype (dh summed in f32, rounded once).
+ *   - Same semantics as crossEntropy: NaN loss and zero gradients when nothing is kept (or N = 0), host targets
+ *     checked at the call site, GPU targets outside [0, V) give NaN; a NaN or +inf in a row's logits (a NaN in
+ *     h or w) makes that row's loss and gradient NaN, as torch.
  */
 import {
   contract as contractLaunch,
@@ -30,9 +53,14 @@ import {
   maskedMeanForward,
   type ContractOptions,
 } from "../../kernels/loss.ts";
+import { f32ToF16 } from "../../kernels/cast.ts";
+import { lceChunkGrad, lceChunkStats, lceMean } from "../../kernels/linear_cross_entropy.ts";
+import { matmulProduct, type MatmulDType } from "../../kernels/matmul.ts";
+import { accumulate } from "../../kernels/tensor.ts";
+import type { Binding, Gpu } from "../../gpu/index.ts";
 import { attach } from "../autograd.ts";
 import { fmtShape, TensorError } from "../shape.ts";
-import { checkOperands, Tensor } from "../tensor.ts";
+import { checkOperands, DTYPE_BYTES, Tensor } from "../tensor.ts";
 import { lastAxisRows } from "./softmax.ts";
 
 const I32_MIN = -(2 ** 31);
@@ -110,6 +138,156 @@ export function crossEntropy(logits: Tensor, targets: Tensor | ArrayLike<number>
 export async function checkTargets(targets: Tensor, numClasses: number, ignoreIndex = -100): Promise<void> {
   if (targets.dtype !== "i32") throw new TensorError(`checkTargets: targets ${targets} must have dtype i32`);
   checkTargetValues("cross_entropy", await targets.data(), numClasses, ignoreIndex);
+}
+
+// ---- cross-entropy of a linear layer, chunked over the vocabulary ---------------------------------------
+
+export interface LinearCrossEntropyOptions extends CrossEntropyOptions {
+  /** Vocabulary columns per chunk (rounded up to the alignment multiple, see the module comment). Default: linearCrossEntropyChunk. */
+  chunk?: number;
+}
+
+/** What the default chunk keeps N · chunk f32 logits within: 64 MiB. */
+export const LINEAR_CROSS_ENTROPY_CHUNK_BYTES = 64 * 2 ** 20;
+
+/**
+ * The default chunk for N rows over a vocabulary of V: the most columns whose N · chunk f32 logits fit 64 MiB (and
+ * one buffer binding of `maxBinding` bytes), a multiple of 256, at least 1024 (unless the binding forbids it), at
+ * most V.
+ */
+export function linearCrossEntropyChunk(N: number, V: number, maxBinding = Infinity): number {
+  const rows = Math.max(1, N);
+  let c = Math.max(1024, Math.floor(LINEAR_CROSS_ENTROPY_CHUNK_BYTES / (4 * rows) / 256) * 256);
+  c = Math.min(c, Math.max(1, Math.floor(maxBinding / (4 * rows))));
+  return Math.max(1, Math.min(V, c));
+}
+
+const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+
+/**
+ * Mean cross-entropy of the logits h · wᵀ [N, V] against `targets` [N] (an i32 Tensor, not validated, or host
+ * values, validated here), computed chunk by chunk over the vocabulary: the same value and gradients as
+ * crossEntropy(linear(h, w), targets, opts) without the [N, V] logits. See the module comment.
+ */
+export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor | ArrayLike<number>, opts: LinearCrossEntropyOptions = {}): Tensor {
+  const op = "linear_cross_entropy";
+  const gpu = h.gpu;
+  for (const t of [h, w]) {
+    t.assertLive();
+    if (t.gpu !== gpu) throw new TensorError(`${op}: operands live on different GPU devices`);
+    if (t.dtype !== "f32" && t.dtype !== "f16") throw new TensorError(`${op}: ${t} has dtype ${t.dtype}; h and w must be f32, or both f16`);
+  }
+  if (h.dtype !== w.dtype) throw new TensorError(`${op}: h ${h} and w ${w} have different dtypes (both f32, or both f16)`);
+  if (h.dtype === "f16" && !gpu.features.has("shader-f16"))
+    throw new TensorError(`${op}: f16 needs the device feature shader-f16, which ${gpu.adapter.description} lacks`);
+  const ignore = opts.ignoreIndex ?? -100;
+  if (!Number.isInteger(ignore) || ignore < I32_MIN || ignore > I32_MAX) throw new TensorError(`${op}: ignoreIndex must be an i32 integer, got ${ignore}`);
+  if (h.rank !== 2 || w.rank !== 2 || h.shape[1] !== w.shape[1])
+    throw new TensorError(`${op}: needs h [N, D] and w [V, D] (w is [out, in], as linear's), got h ${fmtShape(h.shape)} and w ${fmtShape(w.shape)}`);
+  const [N, D] = h.shape as [number, number];
+  const V = w.shape[0]!;
+  if (targets instanceof Tensor) {
+    targets.assertLive();
+    if (targets.gpu !== gpu) throw new TensorError(`${op}: h and targets live on different GPU devices`);
+    if (targets.dtype !== "i32") throw new TensorError(`${op}: targets ${targets} must have dtype i32`);
+    if (targets.rank !== 1 || targets.shape[0] !== N) throw new TensorError(`${op}: targets ${fmtShape(targets.shape)} do not match h ${fmtShape(h.shape)} (expected [${N}])`);
+  } else {
+    if (targets.length !== N) throw new TensorError(`${op}: ${targets.length} targets do not match h ${fmtShape(h.shape)} (expected ${N})`);
+    checkTargetValues(op, targets, V, ignore);
+  }
+  if (opts.chunk !== undefined && !(Number.isInteger(opts.chunk) && opts.chunk >= 1))
+    throw new TensorError(`${op}: chunk must be a positive integer, got ${opts.chunk}`);
+  if (N === 0) {
+    // Nothing kept: NaN, zero gradients (no kernel: empty buffers cannot be bound).
+    const out = Tensor.full(gpu, [], Number.NaN);
+    return attach(out, {
+      op,
+      inputs: [h, w],
+      backward: () => [Tensor.zeros(gpu, h.shape, { dtype: h.dtype }), Tensor.zeros(gpu, w.shape, { dtype: w.dtype })],
+    });
+  }
+  if (V === 0) throw new TensorError(`${op}: w ${fmtShape(w.shape)} has no classes`);
+
+  // Chunks of w start on the storage-offset alignment: a multiple of `q` columns.
+  const rowBytes = D * DTYPE_BYTES[w.dtype];
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  const q = align / gcd(rowBytes || align, align);
+  const want = opts.chunk ?? linearCrossEntropyChunk(N, V, gpu.limits.maxStorageBufferBindingSize);
+  const C = Math.min(V, Math.ceil(want / q) * q);
+  const o = { N, D, V, C, ignoreIndex: ignore, dtype: h.dtype as MatmulDType };
+
+  using owned = targets instanceof Tensor ? null : Tensor.fromArray(gpu, targets, [N], { dtype: "i32" });
+  const t = owned ?? (targets as Tensor);
+  using stats = Tensor.empty(gpu, [3 * N + 1]);
+  const out = Tensor.empty(gpu, []);
+  // One [N, C] buffer: each chunk's logits in turn. The last chunk's stay in it for the backward, which walks the
+  // chunks from the last one and so recomputes all but that one (none for a single chunk).
+  using logits = Tensor.empty(gpu, [N, C]);
+  for (let c0 = 0; c0 < V; c0 += C) {
+    const n = Math.min(C, V - c0);
+    chunkLogits(gpu, h.buffer, w.buffer, logits.buffer, c0, n, o);
+    lceChunkStats(gpu, { logits: logits.buffer, targets: t.buffer, stats: stats.buffer }, { rows: N, cols: n, col0: c0, vocab: V, first: c0 === 0, ignoreIndex: ignore });
+  }
+  lceMean(gpu, { targets: t.buffer, stats: stats.buffer, loss: out.buffer }, { rows: N, vocab: V, ignoreIndex: ignore });
+  const last = Math.floor((V - 1) / C) * C;
+  /** Whether the saved buffer still holds the last chunk's logits (a backward turns them into dlogits in place). */
+  let kept = true;
+  return attach(out, {
+    op,
+    inputs: [h, w],
+    save: () => [h, w, t, stats, logits],
+    backward: (g, [sh, sw, st, ss, buf], needs) => {
+      const [hb, wb] = [sh!.buffer, sw!.buffer];
+      const dh32 = needs[0] ? Tensor.empty(gpu, [N, D]) : null;
+      const part = needs[0] && C < V ? Tensor.empty(gpu, [N, D]) : null;
+      const dw = needs[1] ? Tensor.empty(gpu, [V, D], { dtype: sw!.dtype }) : null;
+      const dt = o.dtype;
+      for (let c0 = last; c0 >= 0; c0 -= C) {
+        const n = Math.min(C, V - c0);
+        if (c0 !== last || !kept) chunkLogits(gpu, hb, wb, buf!.buffer, c0, n, o);
+        lceChunkGrad(gpu, { logits: buf!.buffer, targets: st!.buffer, stats: ss!.buffer, dloss: g.buffer }, { rows: N, cols: n, col0: c0, vocab: V, ignoreIndex: ignore });
+        if (dh32) {
+          // dh (+)= dlogits_c [N, n] · w_c [n, D]
+          const dst = c0 === last ? dh32 : part!;
+          matmulProduct(gpu, { a: buf!.buffer, b: wRows(wb, c0, n, rowBytes), c: dst.buffer }, {
+            M: N, N: D, K: n, batch: 1, sharedA: false, sharedB: false, transA: false, transB: false,
+            dtypes: { a: "f32", b: dt, c: "f32" }, name: `${op}.grad_h`,
+          });
+          if (c0 !== last) accumulate(gpu, { src: part!.buffer, dst: dh32.buffer }, { n: N * D });
+        }
+        if (dw) {
+          // dw_c [n, D] = dlogits_cᵀ · h, into its rows of dw
+          matmulProduct(gpu, { a: buf!.buffer, b: hb, c: wRows(dw.buffer, c0, n, rowBytes) }, {
+            M: n, N: D, K: N, batch: 1, sharedA: false, sharedB: false, transA: true, transB: false,
+            dtypes: { a: "f32", b: dt, c: dt }, name: `${op}.grad_w`,
+          });
+        }
+      }
+      kept = false; // (retainGraph: a second backward recomputes the last chunk too)
+      part?.release();
+      let dh = dh32;
+      if (dh32 && dt === "f16") {
+        dh = Tensor.empty(gpu, [N, D], { dtype: "f16" });
+        f32ToF16(gpu, { x32: dh32.buffer, y16: dh.buffer }, { n: N * D });
+        dh32.release();
+      }
+      return [dh, dw];
+    },
+  });
+}
+
+/** Rows c0 .. c0 + n of a [V, D] matrix (rows of `rowBytes`) as a binding, in place. */
+function wRows(buffer: Tensor["buffer"], c0: number, n: number, rowBytes: number): Binding {
+  return rowBytes === 0 ? buffer : { buffer, offset: c0 * rowBytes, size: n * rowBytes };
+}
+
+/** logits [N, n] (f32) = h [N, D] · (rows c0 .. c0 + n of w)ᵀ. */
+function chunkLogits(gpu: Gpu, h: Tensor["buffer"], w: Tensor["buffer"], logits: Tensor["buffer"], c0: number, n: number, o: { N: number; D: number; dtype: MatmulDType }): void {
+  const rowBytes = o.D * (o.dtype === "f16" ? 2 : 4);
+  matmulProduct(gpu, { a: h, b: wRows(w, c0, n, rowBytes), c: logits }, {
+    M: o.N, N: n, K: o.D, batch: 1, sharedA: false, sharedB: false, transA: false, transB: true,
+    dtypes: { a: o.dtype, b: o.dtype, c: "f32" }, name: "linear_cross_entropy.logits",
+  });
 }
 
 // ---- masked mean --------------------------------------------------------------------------------------
