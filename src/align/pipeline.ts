@@ -181,9 +181,7 @@ async function heldoutLoss(gpu: Gpu, model: LlamaModel, data: string, tok: HfTok
       let n = 0;
       for (const r of labels) for (let t = 1; t < T; t++) if (r[t] !== -100) n++;
       const v = await noGrad(() => scope(() => {
-        const o = model.forwardLoss(rows(b.inputIds), { attentionMask: rows(b.attentionMask), labels });
-        o.logits.release();
-        return o.loss;
+        return model.forwardLoss(rows(b.inputIds), { attentionMask: rows(b.attentionMask), labels, logits: false }).loss;
       })).item();
       sum += v * n;
       count += n;

@@ -663,8 +663,8 @@ function microStep(model: LlamaModel, classifier: LanguageMatchingClassifier | u
     backward(out.loss);
     return [out.loss, out.ntp, out.ctr, out.lam];
   }
-  const out = model.forwardLoss(inputIds, { attentionMask, labels });
-  out.logits.release();
+  // The loss straight from the last hidden state, the vocabulary in chunks: no [B, T, V] logits (linearCrossEntropy).
+  const out = model.forwardLoss(inputIds, { attentionMask, labels, logits: false });
   backward(out.loss);
   return [out.loss, out.loss.detach()];
 }
