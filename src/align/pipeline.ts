@@ -109,7 +109,7 @@ export const ALIGN_DEFAULTS = {
   vocabSize: 2048,
   seed: 42,
   cutoff: 320,
-  maxNewTokens: 96,
+  maxNewTokens: 64,
 } as const;
 
 export interface AlignSinks {
