@@ -336,7 +336,7 @@ async function runTrain(gpu: Gpu, job: TrainJob, comm: Comm, ready: () => void):
   const accum = h.gradient_accumulation_steps;
   const totalSteps = h.max_steps ?? Math.max(1, Math.floor((h.num_train_epochs * loader.batchesPerEpoch) / (accum * W)));
   const warmupSteps = h.warmup_steps ?? Math.ceil(h.warmup_ratio * totalSteps);
-  const identity = identityOf(job, JSON.parse(trainedConfigJsonOf(rawConfig)) as Record<string, unknown>, stage1, loader.shards.map((s) => ({ file: s.file, records: s.records })), W);
+  const identity = identityOf(job, structuredClone(rawConfig), stage1, loader.shards.map((s) => ({ file: s.file, records: s.records })), W);
   if (resumed) {
     const d = firstDifference(resumed.identity, JSON.parse(JSON.stringify(identity)));
     if (d) {
@@ -638,11 +638,6 @@ async function runTrain(gpu: Gpu, job: TrainJob, comm: Comm, ready: () => void):
   }
 }
 
-/** config.json as a trained copy writes it (normalized), for the identity check. */
-function trainedConfigJsonOf(raw: Record<string, unknown>): string {
-  return JSON.stringify(raw);
-}
-
 /**
  * One micro-batch: forward, the loss divided by the accumulation count, backward (gradients add into `.grad`).
  * Returns the unweighted terms as scalars [loss, ntp, (ctr, lam)] for the metrics (the caller releases them).
@@ -699,14 +694,13 @@ async function cutMetrics(path: string, step: number): Promise<void> {
   let keep = 0;
   for (const line of text.split("\n")) {
     if (line === "") break;
-    let s: number;
+    let m: StepMetrics;
     try {
-      s = (JSON.parse(line) as StepMetrics).step;
+      m = JSON.parse(line) as StepMetrics;
     } catch {
       break;
     }
-    const skipped = (JSON.parse(line) as StepMetrics).skipped === true;
-    if (s > step || (skipped && s >= step)) break;
+    if (m.step > step || (m.skipped === true && m.step >= step)) break;
     keep += Buffer.byteLength(line) + 1;
   }
   await truncate(path, keep);
