@@ -94,7 +94,7 @@ export function trainConfigs(gpu: boolean, quick: boolean): TrainConfig[] {
   return quick ? [tiny[1]!, m124] : [tiny[1]!, m124, b1];
 }
 
-function batchIds(c: TrainConfig, seed: number, rows = c.batch): number[][] {
+export function batchIds(c: TrainConfig, seed: number, rows = c.batch): number[][] {
   const v = c.hf.vocab_size as number;
   return Array.from({ length: rows }, (_, b) => Array.from(ids(c.seq, v, seed + b)));
 }
