@@ -92,17 +92,10 @@ fn lce_grad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
   }
   let base = r * p.n;
   let t = targets[r];
-  let ignored = t == p.ignore;
-  let valid = t >= 0 && t < i32(p.v);
-  let scale = select(p.nan, gout[0] / st[3u * p.rows], valid); // kept >= 1 whenever a row is kept
-  let m = st[3u * r];
-  let inv_s = 1.0 / st[3u * r + 1u];
-  // An ignored row: 0, or NaN throughout when its softmax is NaN (1 / S not finite), as kernels/loss.wgsl's ce_bwd.
-  let dropped = select(0.0, p.nan, !is_finite(inv_s));
+  // kept >= 1 whenever a row is kept (st[3 * rows], written by lce_mean)
+  let row = ce_grad_row(st[3u * r], st[3u * r + 1u], gout[0], st[3u * p.rows], t >= 0 && t < i32(p.v), t == p.ignore, p.nan);
   let tk = t - i32(p.col0); // the target's column in this chunk, if it is in [0, n)
   for (var k = lid; k < p.n; k += WG) {
-    let prob = exp(x[base + k] - m) * inv_s;
-    let grad = scale * (prob - select(0.0, 1.0, i32(k) == tk));
-    x[base + k] = select(grad, dropped, ignored);
+    x[base + k] = ce_grad(row, x[base + k], i32(k) == tk);
   }
 }

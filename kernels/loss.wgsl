@@ -158,17 +158,9 @@ fn ce_bwd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
   }
   let base = r * p.n;
   let t = targets[r];
-  let ignored = t == p.ignore;
-  let valid = t >= 0 && t < i32(p.n);
-  let scale = select(p.nan, gout[0] / stats[2u * p.rows], valid); // kept >= 1 whenever a row is kept
-  let m = stats[2u * r];
-  let inv_s = 1.0 / stats[2u * r + 1u];
-  // An ignored row's gradient, torch's log_softmax backward 0 - exp(y) * 0: 0, or NaN throughout when the row's
-  // softmax is (s NaN or 0: a NaN, a +inf or all -inf in the row; inv_s finite makes every prob finite). Per row.
-  let dropped = select(0.0, p.nan, !is_finite(inv_s));
+  // kept >= 1 whenever a row is kept (stats[2 * rows], written by ce_mean)
+  let row = ce_grad_row(stats[2u * r], stats[2u * r + 1u], gout[0], stats[2u * p.rows], t >= 0 && t < i32(p.n), t == p.ignore, p.nan);
   for (var k = lid; k < p.n; k += WG) {
-    let prob = exp(a[base + k] - m) * inv_s;
-    let grad = scale * (prob - select(0.0, 1.0, i32(k) == t));
-    out[base + k] = select(grad, dropped, ignored);
+    out[base + k] = ce_grad(row, a[base + k], i32(k) == t);
   }
 }
