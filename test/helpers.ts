@@ -1,4 +1,7 @@
 // Shared by all test files: `bun test` runs them in one process, so they share one device.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Gpu } from "../src/gpu/index.ts";
 
 import "./setup.ts"; // (also preloaded by bunfig.toml) a private autotune cache for the run
@@ -64,4 +67,9 @@ export async function expectFlatMemory(
   // (A loop whose steps differ by design, e.g. a growing KV cache, passes sameBindings: false.)
   if (sameBindings) expect(gpu.queue.stats().bindGroupsCreated - warmBindGroups).toBe(0);
   return { start, warm, end };
+}
+
+/** A fresh directory (`prefix` as mkdtemp's) under the run's scratch root, removed after the run (test/setup.ts). */
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(process.env.ALIGNX_TEST_TMP ?? tmpdir(), prefix));
 }

@@ -3,9 +3,9 @@
 // same files (`sacrebleu REF... -i HYP -m ... -f text|json`), byte for byte; then every bad input: exit 2, a message
 // naming the file (and line), nothing on stdout.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { tempDir } from "../helpers.ts";
 import golden from "../fixtures/goldens/sacrebleu.json" with { type: "json" };
 
 const ROOT = resolve(import.meta.dir, "..", "..");
@@ -32,7 +32,7 @@ async function alignx(...args: string[]): Promise<{ code: number | null; stdout:
 }
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "alignx-score-cli-"));
+  dir = tempDir("alignx-score-cli-");
   for (const [name, lines] of Object.entries(G.files)) writeFileSync(at(name), lines.map((l) => `${l}\n`).join(""));
   writeFileSync(at("short.txt"), "one\ntwo\n");
   writeFileSync(at("empty.txt"), "");

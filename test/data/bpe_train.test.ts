@@ -6,9 +6,9 @@
 // UPDATE_TOKENIZER_FIXTURES=1 rewrites test/fixtures/tokenizers/bytelevel/ (then rerun
 // tools/goldens/tokenizer.py for goldens.json).
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../helpers.ts";
 import {
   BYTE_ALPHABET,
   BYTE_TO_CHAR,
@@ -277,7 +277,7 @@ describe("FLORES-101 (../shared/data)", () => {
 
   test.skipIf(!flores || !tokenizersPython())("the Rust tokenizers library gives the same ids on every line", () => {
     const t = getTrained();
-    const dir = mkdtempSync(join(tmpdir(), "alignx-bpe-"));
+    const dir = tempDir("alignx-bpe-");
     const path = join(dir, "tokenizer.json");
     writeFileSync(path, tokenizerJsonText(t.tokenizerJson));
     const rust = rustEncode(tokenizersPython()!, path, all);

@@ -1,9 +1,9 @@
 // Corpus readers (src/data/formats/) and the language table (src/data/languages.ts): every format on small files,
 // every bad-input case, glob expansion and detection, then the real data in ../shared/data when it is there.
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../helpers.ts";
 import { CorpusError, type CorpusItem, type CorpusSource, type DocumentItem, type InstructionItem, type ParallelRow, type ReadOptions } from "../../src/data/corpus.ts";
 import {
   SQUAD_INSTRUCTION,
@@ -29,7 +29,7 @@ const SHARED = join(import.meta.dir, "..", "..", "..", "shared", "data");
 
 /** A fresh temp dir and a writer of files into it. */
 function scratch() {
-  const dir = mkdtempSync(join(tmpdir(), "alignx-formats-"));
+  const dir = tempDir("alignx-formats-");
   const w = (name: string, content: string | Uint8Array) => {
     const p = join(dir, name);
     mkdirSync(join(p, ".."), { recursive: true });

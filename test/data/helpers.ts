@@ -1,9 +1,8 @@
 // Shared by the data tests: fixture paths, the FLORES-101 lines in ../shared when they exist, and a Python
 // with the Rust `tokenizers` library when one is around.
-import { afterAll } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { tempDir } from "../helpers.ts";
 
 export const FIXTURES = join(import.meta.dir, "..", "fixtures", "tokenizers");
 export const UDHR_LINES: string[] = readFileSync(join(FIXTURES, "udhr.txt"), "utf8").split("\n").filter((l) => l.length > 0);
@@ -72,7 +71,7 @@ export function tokenizersPython(): string | null {
 
 /** Encode `texts` with the Rust library (add_special_tokens true) through `python`. */
 export function rustEncode(python: string, tokenizerJsonPath: string, texts: string[]): number[][] {
-  const dir = mkdtempSync(join(tmpdir(), "alignx-tok-"));
+  const dir = tempDir("alignx-tok-");
   const input = join(dir, "texts.json"), output = join(dir, "ids.json");
   writeFileSync(input, JSON.stringify(texts));
   const script = [
@@ -92,8 +91,7 @@ export function rustEncode(python: string, tokenizerJsonPath: string, texts: str
  * content)`, which writes a file there (creating its folders) and returns its path.
  */
 export function scratchDirs(prefix: string): { root: string; scratch: () => { dir: string; w: (name: string, content: string | Uint8Array) => string } } {
-  const root = mkdtempSync(join(tmpdir(), prefix));
-  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  const root = tempDir(prefix);
   let n = 0;
   const scratch = () => {
     const dir = join(root, `s${n++}`);

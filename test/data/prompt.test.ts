@@ -1,8 +1,8 @@
 // Alpaca prompt template and SFT label masking (src/data/prompt.ts).
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../helpers.ts";
 import {
   ALPACA_PROMPT_INPUT,
   ALPACA_PROMPT_NO_INPUT,
@@ -124,7 +124,7 @@ describe("SFT tokens and labels", () => {
 
 describe("Alpaca data", () => {
   test("loadAlpacaJson: errors name the file and the example", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "alignx-alpaca-"));
+    const dir = tempDir("alignx-alpaca-");
     const f = join(dir, "a.json");
     writeFileSync(f, JSON.stringify([{ instruction: "i", output: "o" }, { instruction: "i", input: "x", output: "o" }]));
     expect(await loadAlpacaJson(f)).toEqual([{ instruction: "i", input: "", output: "o" }, { instruction: "i", input: "x", output: "o" }]);

@@ -1,9 +1,7 @@
 // Shared by the shard and verify tests: a seeded generator, random records, shards written to a temporary
 // directory, and the byte surgery that damages a shard on purpose: where its parts lie (layout, recordAt), and
 // reseal(), which recomputes every CRC so that a deliberate change reaches the checks behind them.
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { tempDir as freshDir } from "../helpers.ts";
 import { HEADER_BYTES, ShardWriter, TASKS, type RecordInput, type ShardMeta } from "../../src/data/shard.ts";
 
 /** The project's seeded generator (mulberry32), uniform in [0, 1). */
@@ -13,7 +11,7 @@ export { mulberry32 as rng } from "../../src/tensor/rng.ts";
 import { below } from "../fuzz_helpers.ts";
 export { below };
 
-export const tempDir = (): string => mkdtempSync(join(tmpdir(), "alignx-shard-test-"));
+export const tempDir = (): string => freshDir("alignx-shard-test-");
 
 export function meta(vocabSize: number, languages = ["eng", "deu", "fra", "zho"], tokenizerHash = "a".repeat(64)): ShardMeta {
   return { tokenizerHash, vocabSize, languages, createdBy: "alignx test" };

@@ -4,16 +4,16 @@
 // tokenizer_config.json / special_tokens_map.json / config.json; errors name the file; multilingual round
 // trips on FLORES-101 when ../shared/data exists.
 import { describe, expect, test } from "bun:test";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../helpers.ts";
 import { HfTokenizer, TokenizerError, checkTokenizerFits, loadTokenizer } from "../../src/data/tokenizer.ts";
 import { FIXTURES, GOLDENS, UDHR_LINES, floresLines, rustEncode, tokenizersPython } from "./helpers.ts";
 
 const FAMILIES = ["bytelevel", "llama2", "mistral", "gemma", "unigram"] as const;
 
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), "alignx-tok-"));
+  return tempDir("alignx-tok-");
 }
 
 /** A copy of a fixture directory with some files replaced (null = removed). */
