@@ -28,7 +28,7 @@ import { alignmentAnalysis, alignmentSvg, alignmentTable } from "../eval/align_r
 import { directionMetrics, evalDirections, parseDirections, PIVOT, runTranslationEval, translationTable, type DirectionMode } from "../eval/eval_report.ts";
 import { EvalInputError, loadFloresSet, type FloresSet } from "../eval/flores_set.ts";
 import { LanguageDetector } from "../eval/lid.ts";
-import { isTokenizerName, TOKENIZERS } from "../eval/tokenizers.ts";
+import { isTokenizerName, SPM_TOKENIZERS, TOKENIZERS } from "../eval/tokenizers.ts";
 import { defaultBatchSize, translationPromptIds } from "../eval/translate.ts";
 import { Gpu } from "../gpu/index.ts";
 import { openCommandGpu } from "./gpu.ts";
@@ -102,6 +102,8 @@ export async function evalCli(o: Record<string, unknown>, cli: EvalCliOptions = 
   }
   if (tokenize !== undefined && tokenize !== "auto" && !isTokenizerName(tokenize))
     throw new UsageError(`${cmd}: --tokenize: unknown tokenizer ${JSON.stringify(tokenize)}; choose auto (default) or one of ${TOKENIZERS.join(", ")}`);
+  if (spmModel !== undefined && !SPM_TOKENIZERS.has(tokenize ?? "auto"))
+    throw new UsageError(`${cmd}: --spm-model applies only to --tokenize spm, flores101 or flores200 (got --tokenize ${tokenize ?? "auto"})`);
   const out = str("out", o.out) ?? `runs/eval-${stamp()}`;
 
   // The model directory: checked here so that each problem names its file and exits 2.
@@ -214,7 +216,7 @@ export function registerEval(cli: CAC): void {
     .option("--batch-size <n>", "Prompts (or sentences) per forward (default 16, lowered when the memory estimate says it would not fit)")
     .option("--max-new-tokens <n>", `Most tokens per translation (default ${DEFAULT_MAX_NEW_TOKENS})`)
     .option("--tokenize <t>", "BLEU tokenizer for every direction (default auto: zh for Chinese targets, 13a otherwise, as sacreBLEU -l)")
-    .option("--spm-model <file>", "SentencePiece model for --tokenize spm / flores101 (spBLEU; not supported yet)")
+    .option("--spm-model <file>", "SentencePiece model for --tokenize spm / flores101 / flores200 (spBLEU: sacreBLEU's FLORES model file)")
     .option("--seed <s>", "Seed of the random pairs and of the probe's split (--align-report; default 0)")
     .option("--align-report", "The representation analysis instead: retrieval, cosine, CKA and a language-ID probe per layer → OUT/alignment.json, alignment.svg")
     .option("--overwrite", "Replace a finished report in --out")

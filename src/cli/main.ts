@@ -102,7 +102,7 @@ cli
   .option("--ref <file>", "References, one segment per line; repeat for several references", { type: [String] })
   .option("--metrics <list>", "Comma-separated: bleu (default), chrf, chrf++")
   .option("--tokenize <t>", "BLEU tokenizer: 13a (default), intl, zh, char, none; spm, flores101, flores200 need --spm-model")
-  .option("--spm-model <file>", "SentencePiece model for --tokenize spm / flores101 / flores200 (not supported yet)")
+  .option("--spm-model <file>", "SentencePiece model for --tokenize spm / flores101 / flores200 (spBLEU: sacreBLEU's FLORES model file)")
   .option("--lc", "Lowercase hypotheses and references (every metric)")
   .option("--sentence", "A score per line (BLEU with the effective order), as sacreBLEU --sentence-level")
   .option("--ci", "Bootstrap 95% confidence interval (1000 resamples), as sacreBLEU --confidence")

@@ -9,7 +9,8 @@
  *
  * Every input is read and checked before anything is printed: a missing or empty file, bytes that are not UTF-8
  * (file:line), hypothesis and reference files of different lengths, an unknown metric or tokenizer, an spm tokenizer
- * without a model → exit 2 with a message naming the file (and line). Nothing is written but stdout.
+ * (spBLEU) without a model or with a file that is not a SentencePiece model (src/data/sentencepiece.ts) → exit 2 with
+ * a message naming the file (and line, or byte offset). Nothing is written but stdout.
  */
 import {
   alignLines,
@@ -25,6 +26,7 @@ import {
   ScoreInputError,
   scoreJson,
   sentenceScores,
+  SPM_TOKENIZERS,
   TOKENIZERS,
   type PyJson,
 } from "../eval/index.ts";
@@ -45,7 +47,6 @@ export interface ScoreArgs {
   json?: boolean;
 }
 
-const SPM = new Set(["spm", "flores101", "flores200"]);
 
 /** A JSON value as plain JavaScript (Python floats as numbers), for one-line JSON. */
 const plain = (v: PyJson): unknown =>
@@ -68,7 +69,7 @@ export function score(o: ScoreArgs): number {
   if (!isTokenizerName(tokenize))
     throw new UsageError(`score: --tokenize: unknown tokenizer ${JSON.stringify(tokenize)}; choose one of ${TOKENIZERS.join(", ")}${tokenize.endsWith("-mecab") ? " (ja-mecab / ko-mecab are not supported)" : ""}`);
   const spmModel = str("spm-model", o.spmModel);
-  if (spmModel !== undefined && !SPM.has(tokenize)) throw new UsageError(`score: --spm-model applies only to --tokenize spm, flores101 or flores200 (got --tokenize ${tokenize})`);
+  if (spmModel !== undefined && !SPM_TOKENIZERS.has(tokenize)) throw new UsageError(`score: --spm-model applies only to --tokenize spm, flores101 or flores200 (got --tokenize ${tokenize})`);
   if (spmModel !== undefined && (!existsSync(spmModel) || !statSync(spmModel).isFile())) throw new UsageError(`score: --spm-model ${spmModel}: no such file`);
   if (o.sentence && o.ci) throw new UsageError("score: --ci is not available with --sentence (as in sacreBLEU: the interval is a corpus statistic)");
   const seed = numOption("score", "seed", o.seed, SEED);

@@ -65,7 +65,7 @@ export function autoBleuTokenizer(tgt: string): string {
   return tgt === "zho" || tgt === "zho_Hant" ? "zh" : "13a";
 }
 
-/** The BLEU and chrF++ metrics of a direction; an unknown tokenizer or an spm one without support is an EvalInputError. */
+/** The BLEU and chrF++ metrics of a direction; an unknown tokenizer, or an spm one without a usable --spm-model, is an EvalInputError. */
 export function directionMetrics(tgt: string, o: { tokenize?: string; spmModel?: string }): { bleu: Metric; chrf: Metric; tokenize: string } {
   const tokenize = o.tokenize === undefined || o.tokenize === "auto" ? autoBleuTokenizer(tgt) : o.tokenize;
   try {

@@ -39,5 +39,5 @@ export {
   type MetricName,
   type ScoreResult,
 } from "./score.ts";
-export { getTokenizer, isTokenizerName, TokenizerError, TOKENIZERS, type Tokenizer, type TokenizerName } from "./tokenizers.ts";
+export { getTokenizer, isTokenizerName, SPM_TOKENIZERS, TokenizerError, TOKENIZERS, type Tokenizer, type TokenizerName } from "./tokenizers.ts";
 export * from "./span_alignment.ts";

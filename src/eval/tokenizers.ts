@@ -1,13 +1,15 @@
 /**
  * sacreBLEU's BLEU tokenizers, character for character: `13a` (mteval-v13a, the default), `intl` (mteval-v14's
- * international tokenization), `zh` (Chinese characters split, the rest as 13a), `char` and `none`. `spm`,
- * `flores101` and `flores200` need a SentencePiece model (`--spm-model`); no SentencePiece model reader exists here
- * yet, so they are refused with that reason. `ja-mecab` and `ko-mecab` are not provided.
+ * international tokenization), `zh` (Chinese characters split, the rest as 13a), `char` and `none`; and spBLEU's
+ * `spm`, `flores101` and `flores200`: sacreBLEU's TokenizerSPM, `" ".join(sp.EncodeAsPieces(line))`, with the
+ * SentencePiece model given as `--spm-model` (sacreBLEU downloads it; nothing is downloaded here), read by
+ * src/data/sentencepiece.ts once per file. `ja-mecab` and `ko-mecab` are not provided.
  *
  * Python's string semantics are kept where they differ from JavaScript's: strings are sequences of code points
  * (not UTF-16 units), and `str.split()` / `str.strip()` use Python's whitespace (which includes U+001C..U+001F
  * and U+0085 and excludes U+FEFF, unlike JavaScript's `\s`).
  */
+import { loadSentencePiece, SentencePieceError } from "../data/sentencepiece.ts";
 
 /** Python's `str.isspace()` characters. */
 const PY_WS = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
@@ -105,6 +107,8 @@ export const TOKENIZERS = ["13a", "intl", "zh", "char", "none", "spm", "flores10
 export type TokenizerName = (typeof TOKENIZERS)[number];
 
 export const isTokenizerName = (s: string): s is TokenizerName => (TOKENIZERS as readonly string[]).includes(s);
+/** The tokenizers that read a SentencePiece model (`--spm-model`): spBLEU. */
+export const SPM_TOKENIZERS: ReadonlySet<string> = new Set<TokenizerName>(["spm", "flores101", "flores200"]);
 
 export interface Tokenizer {
   (line: string): string;
@@ -121,10 +125,22 @@ const SPM_SOURCE =
   "sacreBLEU's flores101 model is sacrebleu_tokenizer_spm.model from the fairseq FLORES release (dl.fbaipublicfiles.com/fairseq/models/flores/), " +
   "flores200's is flores200_sacrebleu_tokenizer_spm.model (linked from sacreBLEU's tokenizer_spm.py)";
 
+/** sacreBLEU's TokenizerSPM: the model's pieces joined by single spaces. */
+function spmTokenizer(name: string, file: string): (line: string) => string {
+  let sp;
+  try {
+    sp = loadSentencePiece(file);
+  } catch (e) {
+    if (e instanceof SentencePieceError) throw new TokenizerError(`tokenizer ${name}: --spm-model ${e.message}`);
+    throw e;
+  }
+  return (line) => sp.encodeAsPieces(line).join(" ");
+}
+
 /**
  * The tokenizer named `name`. `spm` / `flores101` / `flores200` need `spmModel` (a SentencePiece .model file, which
- * cannot be downloaded here) and, with it, a SentencePiece model reader, which does not exist yet: both are a
- * TokenizerError saying so.
+ * cannot be downloaded here): without it, or with a file that is not a usable model, a TokenizerError saying so.
+ * The signature is sacreBLEU's: `flores101` for spm and flores101, `flores200` for flores200.
  */
 export function getTokenizer(name: string, opts: { spmModel?: string } = {}): Tokenizer {
   const make = (fn: (s: string) => string, signature: string): Tokenizer => Object.assign((s: string) => fn(s), { signature });
@@ -144,7 +160,7 @@ export function getTokenizer(name: string, opts: { spmModel?: string } = {}): To
     case "flores200":
       if (opts.spmModel === undefined)
         throw new TokenizerError(`tokenizer ${name} needs the SentencePiece model: pass --spm-model FILE (${SPM_SOURCE}; it cannot be downloaded from here)`);
-      throw new TokenizerError(`tokenizer ${name} (--spm-model ${opts.spmModel}) is not supported yet: it needs a SentencePiece model reader, which alignx does not have`);
+      return make(spmTokenizer(name, opts.spmModel), name === "flores200" ? "flores200" : "flores101");
     case "ja-mecab":
     case "ko-mecab":
       throw new TokenizerError(`tokenizer ${name} is not supported (it needs MeCab); choose one of ${TOKENIZERS.join(", ")}`);

@@ -107,6 +107,7 @@ describe("alignx eval (translation)", () => {
       [["--directions", "en-y"], /--directions: unknown "en-y"/],
       [["--tokenize", "bogus"], /--tokenize: unknown tokenizer "bogus"/],
       [["--tokenize", "spm"], /spm needs the SentencePiece model/],
+      [["--spm-model", join(fx.root, "x.model")], /--spm-model applies only to --tokenize spm, flores101 or flores200 \(got --tokenize auto\)/],
       [["--batch-size", "0"], /--batch-size must be an integer in \[1, 4096\], got 0/],
       [["--seed", "1"], /--seed applies to --align-report/],
       [["--align-report", "--directions", "all"], /--directions applies to the translation evaluation/],

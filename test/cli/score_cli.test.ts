@@ -98,7 +98,7 @@ describe("alignx score: bad input is exit 2 naming the file (and line), nothing 
     ["ja-mecab", ["--hyp", "hyp.txt", "--ref", "ref1.txt", "--tokenize", "ja-mecab"], /ja-mecab \/ ko-mecab are not supported/],
     ["unknown metric", ["--hyp", "hyp.txt", "--ref", "ref1.txt", "--metrics", "bleu,ter"], /--metrics: unknown metric "ter"; choose from bleu, chrf, chrf\+\+/],
     ["spm without a model", ["--hyp", "hyp.txt", "--ref", "ref1.txt", "--tokenize", "flores200"], /tokenizer flores200 needs the SentencePiece model: pass --spm-model FILE/],
-    ["spm with a model", ["--hyp", "hyp.txt", "--ref", "ref1.txt", "--tokenize", "spm", "--spm-model", "x.model"], /not supported yet: it needs a SentencePiece model reader/],
+    ["spm with a model", ["--hyp", "hyp.txt", "--ref", "ref1.txt", "--tokenize", "spm", "--spm-model", "x.model"], /tokenizer spm: --spm-model x\.model: byte 0: unsupported protobuf wire type/],
     ["spm model missing", ["--hyp", "hyp.txt", "--ref", "ref1.txt", "--tokenize", "spm", "--spm-model", "none.model"], /--spm-model none\.model: no such file/],
     ["--ci with --sentence", ["--hyp", "hyp.txt", "--ref", "ref1.txt", "--ci", "--sentence"], /--ci is not available with --sentence/],
     ["--seed without --ci", ["--hyp", "hyp.txt", "--ref", "ref1.txt", "--seed", "3"], /--seed applies only with --ci/],

@@ -3,9 +3,10 @@
 // the same components; cases typed in from sacreBLEU's test suite also meet its published values. Plus numpy's
 // bootstrap generator draw for draw, the tokenizers' Python-isms, and the input reader's errors.
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { tempDir } from "../helpers.ts";
 import {
   Bleu,
   bootstrapCI,
@@ -215,13 +216,13 @@ describe("tokenizers: Python's semantics", () => {
   test("unknown and unavailable tokenizers say why", () => {
     expect(() => getTokenizer("moses")).toThrow(/unknown tokenizer "moses"; choose one of 13a/);
     expect(() => getTokenizer("flores200")).toThrow(/--spm-model FILE/);
-    expect(() => getTokenizer("spm", { spmModel: "x.model" })).toThrow(/not supported yet: it needs a SentencePiece model reader/);
+    expect(() => getTokenizer("spm", { spmModel: join(tmpdir(), "alignx-no-such.model") })).toThrow(/tokenizer spm: --spm-model .*alignx-no-such\.model: cannot read the SentencePiece model/);
     expect(() => getTokenizer("ja-mecab")).toThrow(/MeCab/);
   });
 });
 
 describe("readLines: files as sacreBLEU reads them", () => {
-  const dir = mkdtempSync(join(tmpdir(), "alignx-score-"));
+  const dir = tempDir("alignx-score-");
   const file = (name: string, bytes: string | Uint8Array) => {
     const p = join(dir, name);
     writeFileSync(p, bytes);
@@ -246,4 +247,68 @@ describe("readLines: files as sacreBLEU reads them", () => {
       expect((e as ScoreInputError).exitCode).toBe(2);
     }
   });
+});
+
+// spBLEU: sacreBLEU's TokenizerSPM is `" ".join(sp.EncodeAsPieces(line))`, so BLEU with `--tokenize spm` on raw
+// lines must equal BLEU with `--tokenize none` on the lines as SentencePiece itself (Debian's 0.1.97, through
+// tools/goldens/sentencepiece_cases.py) split them with the same model; then the same through `alignx score` on files.
+describe("spBLEU (--tokenize spm / flores101 / flores200 with --spm-model)", () => {
+  const SPM_DIR = join(import.meta.dir, "..", "fixtures", "sentencepiece");
+  const spmGolden = require(join(SPM_DIR, "goldens.json")) as { bleu: { model: string; hyps: string[]; refs: string[]; hyp_pieces: string[]; ref_pieces: string[] } };
+  const B = spmGolden.bleu;
+  const model = join(SPM_DIR, B.model);
+
+  test("the tokenizer is the model's pieces joined by spaces, signed as sacreBLEU signs it", () => {
+    const t = getTokenizer("spm", { spmModel: model });
+    B.hyps.forEach((h, i) => expect(t(h)).toBe(B.hyp_pieces[i]!));
+    expect(t.signature).toBe("flores101");
+    expect(getTokenizer("flores101", { spmModel: model }).signature).toBe("flores101");
+    expect(getTokenizer("flores200", { spmModel: model }).signature).toBe("flores200");
+  });
+
+  test("spBLEU on raw lines = BLEU with tokenize none on SentencePiece's pieces", () => {
+    for (const name of ["spm", "flores101", "flores200"]) {
+      const sp = corpusScore(new Bleu({ tokenize: name, spmModel: model }), B.hyps, [B.refs]);
+      const pre = corpusScore(new Bleu({ tokenize: "none" }), B.hyp_pieces, [B.ref_pieces]);
+      expect(sp.score.score).toBe(pre.score.score);
+      expect(sp.score.verbose).toBe(pre.score.verbose);
+      expect(sp.signature).toBe(pre.signature.replace("tok:none", `tok:${name === "flores200" ? "flores200" : "flores101"}`));
+      expect(sp.score.score).toBeGreaterThan(10);
+      expect(sp.score.score).toBeLessThan(100);
+      // and not what 13a gives on the same lines (the Thai, Chinese and Japanese lines are one token each there)
+      expect(corpusScore(new Bleu(), B.hyps, [B.refs]).score.score).not.toBe(sp.score.score);
+    }
+  });
+
+  test("a file that is not a SentencePiece model: the file and the byte", () => {
+    const dir = tempDir("alignx-spbleu-");
+    const bad = join(dir, "bad.model");
+    writeFileSync(bad, "not a model\n");
+    expect(() => new Bleu({ tokenize: "flores200", spmModel: bad })).toThrow(/tokenizer flores200: --spm-model .*bad\.model: byte \d+: /);
+  });
+
+  test("alignx score --tokenize spm --spm-model FILE on files", async () => {
+    const dir = tempDir("alignx-spbleu-cli-");
+    writeFileSync(join(dir, "hyp.txt"), B.hyps.map((l) => `${l}\n`).join(""));
+    writeFileSync(join(dir, "ref.txt"), B.refs.map((l) => `${l}\n`).join(""));
+    writeFileSync(join(dir, "hyp.tok"), B.hyp_pieces.map((l) => `${l}\n`).join(""));
+    writeFileSync(join(dir, "ref.tok"), B.ref_pieces.map((l) => `${l}\n`).join(""));
+    const main = join(import.meta.dir, "..", "..", "src", "cli", "main.ts");
+    const alignx = async (...args: string[]) => {
+      const proc = Bun.spawn({ cmd: [process.execPath, main, "score", ...args], cwd: dir, stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 45_000, killSignal: "SIGKILL" });
+      const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      return { stdout, stderr, code };
+    };
+    const sp = await alignx("--hyp", "hyp.txt", "--ref", "ref.txt", "--tokenize", "spm", "--spm-model", model, "--metrics", "bleu", "--width", "2");
+    const none = await alignx("--hyp", "hyp.tok", "--ref", "ref.tok", "--tokenize", "none", "--metrics", "bleu", "--width", "2");
+    expect(sp.stderr).toBe("");
+    expect(sp.code).toBe(0);
+    expect(none.code).toBe(0);
+    expect(sp.stdout).toContain("|tok:flores101|");
+    expect(sp.stdout).toBe(none.stdout.replace("|tok:none|", "|tok:flores101|"));
+    const bad = await alignx("--hyp", "hyp.txt", "--ref", "ref.txt", "--tokenize", "flores200", "--spm-model", "hyp.txt");
+    expect(bad.code).toBe(2);
+    expect(bad.stdout).toBe("");
+    expect(bad.stderr).toMatch(/tokenizer flores200: --spm-model hyp\.txt: byte \d+: /);
+  }, 60_000);
 });
