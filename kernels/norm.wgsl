@@ -12,6 +12,10 @@
 //   norm_forward          one workgroup per row: WG invocations stride the row (neighbours read neighbouring
 //                         addresses) and reduce with wg_reduce (kernels/row_reduce.wgsl, appended: WG and
 //                         the reduction per adapter); writes y and stats_out.
+//   add_rmsnorm_forward   norm_forward (RMSNorm: no CENTER, no B) of the row s = x + res, which it also writes to
+//                         sum_out (the residual stream: HF's `hidden_states = residual + hidden_states` feeding the next
+//                         RMSNorm); the second pass reads s back from sum_out. 4 loads per element instead of 5
+//                         (add: x, res; norm: x twice, w), one dispatch instead of two (the op: src/tensor/ops/norm.ts).
 //   norm_dx               one workgroup per row: with gw = g * W,
 //                         dx = rstd * (gw - [CENTER] mean_j(gw) - xhat * mean_j(gw * xhat)).
 //   norm_dparams_partial  one invocation per (row chunk c, column j), j fastest: over the chunk's `chunk`
@@ -48,6 +52,8 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(9) var<storage, read_write> part_out: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(11) var<storage, read> res: array<f32>;
+@group(0) @binding(12) var<storage, read_write> sum_out: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 override CENTER: bool = false;
@@ -89,6 +95,30 @@ fn norm_forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_ind
   }
   if (lid == 0u) {
     stats_out[2u * r] = mean;
+    stats_out[2u * r + 1u] = rstd;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn add_rmsnorm_forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.y * p.gx + wid.x;
+  if (r >= p.rows) {
+    return;
+  }
+  let base = r * p.d;
+  var ss = 0.0;
+  for (var j = lid; j < p.d; j += WG) {
+    let s = x[base + j] + res[base + j];
+    sum_out[base + j] = s;
+    ss += s * s;
+  }
+  let rstd = inverseSqrt(wg_reduce(vec2f(ss, 0.0), lid, RED_SUM).x / f32(p.d) + p.eps);
+  for (var j = lid; j < p.d; j += WG) {
+    let xhat = sum_out[base + j] * rstd; // this invocation's own store of the first loop
+    y[base + j] = xhat * {{W:w[j]}} + {{B:0.0}};
+  }
+  if (lid == 0u) {
+    stats_out[2u * r] = 0.0;
     stats_out[2u * r + 1u] = rstd;
   }
 }

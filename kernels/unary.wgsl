@@ -4,9 +4,15 @@
 //
 //   unary       out[i] = F(x = x_in[i])                    forward
 //   unary_grad  out[i] = D(g = gout[i], x = x_in[i])       backward: the input's gradient
+//   glu         out[i] = F(x = x_in[i]) * up_in[i]          gated unit, F an activation (silu, gelu, gelu_tanh)
+//   glu_grad    out[i] = D(g = gout[i] * up_in[i], x = x_in[i])   dgate
+//               dup[i] = gout[i] * F(x = x_in[i])                 dup, both from one read of gout, x_in, up_in
 //
 // {{F}} and {{D}} are WGSL expressions in x (and g), using the helpers below and `p.alpha` (the scalar
-// operand of pow / mul_scalar / add_scalar). A dispatch sets both (the unused one to `0.0`).
+// operand of pow / mul_scalar / add_scalar). A dispatch sets both (the unused one to `0.0`; glu_grad uses both).
+// glu is the LLaMA MLP's act(gate) ⊙ up with the activation's own F and D (src/kernels/unary.ts GLU_ACTS): the
+// same f32 roundings as unary then binary mul (forward) and mul's two gradients then unary_grad (backward), in one
+// dispatch each instead of two and three, and 2 + 3 loads per element instead of 3 + 6.
 // Elements move in VT units (src/gpu/grid.ts `elementwise`): vec4<f32> when the size is a multiple of 4
 // (define VEC; n then counts vec4s, and F / D apply per component), else f32.
 // The helpers keep relative accuracy over all of f32 (tested down to values like 1e-27): exp() only of
@@ -21,6 +27,8 @@ struct Params {
 @group(0) @binding(0) var<storage, read> x_in: array<{{VT:f32}}>;
 @group(0) @binding(1) var<storage, read> gout: array<{{VT:f32}}>;
 @group(0) @binding(2) var<storage, read_write> out: array<{{VT:f32}}>;
+@group(0) @binding(3) var<storage, read> up_in: array<{{VT:f32}}>;
+@group(0) @binding(4) var<storage, read_write> dup: array<{{VT:f32}}>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 const SQRT1_2: f32 = 0.70710678118654752;     // 1/sqrt(2)
@@ -164,4 +172,25 @@ fn unary_grad(@builtin(global_invocation_id) gid: vec3u) {
     return;
   }
   out[i] = d_unit(gout[i], x_in[i]);
+}
+
+@compute @workgroup_size(256)
+fn glu(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.row + gid.x;
+  if (i >= p.n) {
+    return;
+  }
+  out[i] = f_unit(x_in[i]) * up_in[i];
+}
+
+@compute @workgroup_size(256)
+fn glu_grad(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.row + gid.x;
+  if (i >= p.n) {
+    return;
+  }
+  let g = gout[i];
+  let x = x_in[i];
+  out[i] = d_unit(g * up_in[i], x);
+  dup[i] = g * f_unit(x);
 }

@@ -5,6 +5,9 @@
  *   normForward     y = xhat * W + B with xhat = (x - mean) * rstd, rstd = 1 / sqrt(mean_j (x - mean)^2 + eps);
  *                   mean = mean_j x for layernorm, 0 for rmsnorm; W = w, or 1 + w with `unitOffset` (Gemma);
  *                   B = b, or 0 without a bias. Writes y [rows, d] and stats [rows, 2] = (mean, rstd) per row.
+ *   addRmsnormForward  sum = x + res [rows, d], then normForward of sum (rmsnorm only, no bias): one dispatch
+ *                   writing sum, y and stats (the residual add that feeds a RMSNorm, src/tensor/ops/norm.ts
+ *                   addRmsnorm); its backward is normDx / normParamGrads of sum.
  *   normDx          dx [rows, d] = rstd * (gw - [layernorm] mean_j gw - xhat * mean_j (gw * xhat)), gw = gout * W,
  *                   from x, w, gout and the forward's stats (no reduction over x is recomputed).
  *   normParamGrads  dw [d] = sum over rows of gout * xhat, db [d] = sum over rows of gout: partial sums over
@@ -55,6 +58,20 @@ export function normForward(gpu: Gpu, io: { x: Binding; w: Binding; b?: Binding;
   if (io.b) bind.b = io.b;
   const grid = rowGrid(gpu, o.rows);
   gpu.dispatch(NORM, "norm_forward", bind, grid.workgroups, { params: { ...params, gx: grid.gx }, defines, constants, name: o.kind });
+}
+
+/** sum = x + res [rows, d], and y [rows, d], stats [rows, 2] as normForward of sum; rmsnorm without a bias only. */
+export function addRmsnormForward(gpu: Gpu, io: { x: Binding; res: Binding; w: Binding; sum: Binding; y: Binding; stats: Binding }, o: NormOptions): void {
+  if (o.kind !== "rmsnorm" || o.bias) throw new GpuError(`addRmsnormForward: rmsnorm without a bias only, got ${o.kind}${o.bias ? " with a bias" : ""}`);
+  if (o.rows === 0) return;
+  const { defines, constants, params } = specialize(gpu, o);
+  const grid = rowGrid(gpu, o.rows);
+  gpu.dispatch(NORM, "add_rmsnorm_forward", { x: io.x, res: io.res, w: io.w, sum_out: io.sum, y: io.y, stats_out: io.stats }, grid.workgroups, {
+    params: { ...params, gx: grid.gx },
+    defines,
+    constants,
+    name: "add_rmsnorm",
+  });
 }
 
 /** dx [rows, d] from x [rows, d], w [d], the upstream gradient gout [rows, d] and the forward's stats [rows, 2]. */

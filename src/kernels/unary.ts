@@ -10,6 +10,12 @@
  * neg, mul_scalar and add_scalar have no d: their gradient is an op on g alone (src/tensor/ops/unary.ts).
  * Activations: `silu` is HF LLaMA's `hidden_act: "silu"`; `gelu` is PyTorch's exact erf-based GELU;
  * `gelu_tanh` is F.gelu(x, approximate="tanh").
+ *
+ * The gated unit of the LLaMA MLP, act(gate) ⊙ up, for act one of GLU_ACTS (its f and d rows above, so the math
+ * is written once): one dispatch forward, one backward writing both gradients.
+ *   gluForward(gpu, { gate, up, out }, { act, n })                 out[i] = f(gate[i]) · up[i]
+ *   gluBackward(gpu, { gate, up, gout, dgate, dup }, { act, n })   dgate[i] = d(g = gout[i] · up[i], gate[i]),
+ *                                                                  dup[i] = gout[i] · f(gate[i])
  */
 import unarySrc from "../../kernels/unary.wgsl" with { type: "text" };
 import { defineKernel, elementwise, GpuError, type Binding, type Gpu } from "../gpu/index.ts";
@@ -46,22 +52,47 @@ export const unaryHasGradKernel = (op: UnaryOp): boolean => (UNARY_OPS[op] as Un
 
 /** out = f(x) over n elements. */
 export function unaryForward(gpu: Gpu, io: { x: Binding; out: Binding }, o: { op: UnaryOp; n: number; alpha: number }): void {
-  launch(gpu, "unary", o.op, UNARY_OPS[o.op].f, o, { x_in: io.x, out: io.out });
+  launch(gpu, "unary", o.op, { F: UNARY_OPS[o.op].f, D: "0.0" }, o, { x_in: io.x, out: io.out });
 }
 
 /** dx = g · f'(x) over n elements (ops with a gradient expression only). */
 export function unaryBackward(gpu: Gpu, io: { x: Binding; gout: Binding; dx: Binding }, o: { op: UnaryOp; n: number; alpha: number }): void {
   const d = (UNARY_OPS[o.op] as UnaryExpr).d;
   if (d === undefined) throw new GpuError(`unaryBackward: '${o.op}' has no gradient kernel (its gradient is an op on g)`);
-  launch(gpu, "unary_grad", `${o.op}.backward`, d, o, { x_in: io.x, out: io.dx, gout: io.gout });
+  launch(gpu, "unary_grad", `${o.op}.backward`, { F: "0.0", D: d }, o, { x_in: io.x, out: io.dx, gout: io.gout });
 }
 
-function launch(gpu: Gpu, entry: "unary" | "unary_grad", name: string, expr: string, o: { n: number; alpha: number }, bindings: Record<string, Binding>): void {
+/** The activations glu gates with: the unary ops whose f and d glu's kernels reuse. */
+export const GLU_ACTS = ["silu", "gelu", "gelu_tanh"] as const;
+export type GluAct = (typeof GLU_ACTS)[number];
+
+/** out = act(gate) · up over n elements. */
+export function gluForward(gpu: Gpu, io: { gate: Binding; up: Binding; out: Binding }, o: { act: GluAct; n: number }): void {
+  launch(gpu, "glu", `glu.${o.act}`, { F: UNARY_OPS[o.act].f, D: "0.0" }, { n: o.n, alpha: 0 }, { x_in: io.gate, up_in: io.up, out: io.out });
+}
+
+/** dgate = gout · up · act'(gate) and dup = gout · act(gate) over n elements, in one dispatch. */
+export function gluBackward(
+  gpu: Gpu,
+  io: { gate: Binding; up: Binding; gout: Binding; dgate: Binding; dup: Binding },
+  o: { act: GluAct; n: number },
+): void {
+  const a = UNARY_OPS[o.act];
+  launch(gpu, "glu_grad", `glu.${o.act}.backward`, { F: a.f, D: a.d }, { n: o.n, alpha: 0 }, {
+    x_in: io.gate,
+    up_in: io.up,
+    gout: io.gout,
+    out: io.dgate,
+    dup: io.dup,
+  });
+}
+
+function launch(gpu: Gpu, entry: "unary" | "unary_grad" | "glu" | "glu_grad", name: string, expr: { F: string; D: string }, o: { n: number; alpha: number }, bindings: Record<string, Binding>): void {
   if (o.n === 0) return;
   const e = elementwise(gpu, o.n);
   gpu.dispatch(UNARY, entry, bindings, e.workgroups, {
     params: { n: e.units, row: e.row, alpha: o.alpha },
-    defines: { ...(entry === "unary" ? { F: expr, D: "0.0" } : { F: "0.0", D: expr }), ...e.defines },
+    defines: { ...expr, ...e.defines },
     name,
   });
 }

@@ -8,6 +8,7 @@
  *   normDx          gw = gout * W; dx = rstd * (gw - [layernorm] mean_j gw - xhat * mean_j (gw * xhat)),
  *                   from the stats given (the forward's).
  *   normParamGrads  dw = sum over rows of gout * xhat, db = sum over rows of gout.
+ *   addRmsnormForward  sum = x + res, then normForward of sum (rmsnorm, no bias).
  */
 import type { NormOptions } from "../../src/kernels/norm.ts";
 
@@ -95,4 +96,12 @@ export function normParamGrads(
     }
   }
   return o.bias ? { dw, dwMag, db, dbMag } : { dw, dwMag };
+}
+
+/** sum = x + res (with sumMag = |x| + |res|), then normForward of sum: y, yMag, stats, statsMag. */
+export function addRmsnormForward(io: { x: Float64Array; res: Float64Array; w: Float64Array }, o: NormOptions) {
+  if (o.kind !== "rmsnorm" || o.bias) throw new Error("reference addRmsnormForward: rmsnorm without a bias only");
+  const sum = io.x.map((v, i) => v + io.res[i]!);
+  const sumMag = io.x.map((v, i) => Math.abs(v) + Math.abs(io.res[i]!));
+  return { sum, sumMag, ...normForward({ x: sum, w: io.w }, o) };
 }

@@ -14,8 +14,12 @@
  * (where 1 − erf would cancel), gelu_tanh's 0.5(1 + tanh u) as σ(2u). unaryBackward also answers for neg,
  * mul_scalar and add_scalar, whose gradient the op computes from g alone (the launcher has no kernel for them).
  * UNARY_REF's derivatives are checked against central differences in test/tensor/unary.test.ts.
+ *
+ *   gluForward({ gate, up }, { act, n })        → { out }         out = f(gate)·up
+ *   gluBackward({ gate, up, gout }, { act, n }) → { dgate, dup }  dgate = g·up·f'(gate), dup = g·f(gate)
+ * (act silu, gelu or gelu_tanh: UNARY_REF's f and d), for the fused gated unit of src/kernels/unary.ts.
  */
-import type { UnaryOp } from "../../src/kernels/unary.ts";
+import type { GluAct, UnaryOp } from "../../src/kernels/unary.ts";
 
 type F1 = (x: number, alpha: number) => number;
 
@@ -88,4 +92,24 @@ export function unaryBackward(io: { x: Float64Array; gout: Float64Array }, o: { 
   const dx = new Float64Array(o.n);
   for (let i = 0; i < o.n; i++) dx[i] = io.gout[i]! * d(io.x[i]!, o.alpha);
   return { dx };
+}
+
+/** out = f(gate) · up over n elements. */
+export function gluForward(io: { gate: Float64Array; up: Float64Array }, o: { act: GluAct; n: number }): { out: Float64Array } {
+  const f = UNARY_REF[o.act].f;
+  const out = new Float64Array(o.n);
+  for (let i = 0; i < o.n; i++) out[i] = f(io.gate[i]!, 0) * io.up[i]!;
+  return { out };
+}
+
+/** dgate = g · up · f'(gate), dup = g · f(gate) over n elements. */
+export function gluBackward(io: { gate: Float64Array; up: Float64Array; gout: Float64Array }, o: { act: GluAct; n: number }): { dgate: Float64Array; dup: Float64Array } {
+  const { f, d } = UNARY_REF[o.act];
+  const dgate = new Float64Array(o.n);
+  const dup = new Float64Array(o.n);
+  for (let i = 0; i < o.n; i++) {
+    dgate[i] = io.gout[i]! * io.up[i]! * d(io.gate[i]!, 0);
+    dup[i] = io.gout[i]! * f(io.gate[i]!, 0);
+  }
+  return { dgate, dup };
 }

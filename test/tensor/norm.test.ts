@@ -4,9 +4,12 @@
 // (tools/goldens/norm.py), determinism, call-site errors and flat memory over a training-like loop. The launchers
 // on every row length (1, 7, 13, 300, 4096), row-reduction variant, ragged parameter-gradient chunk and a 2-D
 // workgroup grid are rows of test/kernels/rows/norm.ts.
+// addRmsnorm (the residual add fused into RMSNorm): sum and out forward, and dx, dr, dweight through autograd with a
+// gradient arriving at both outputs (d sum_total = g_sum + rmsnorm dx), or at out only; the same values as add then
+// rmsnorm; call-site errors; flat memory.
 import { describe, expect, test } from "bun:test";
-import { scope, Tensor } from "../../src/tensor/index.ts";
-import { layernorm, rmsnorm } from "../../src/tensor/ops/norm.ts";
+import { add, mul, scope, sum as sumAll, Tensor } from "../../src/tensor/index.ts";
+import { addRmsnorm, layernorm, rmsnorm } from "../../src/tensor/ops/norm.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import * as ref from "../reference/norm.ts";
@@ -194,5 +197,112 @@ describe("norms", () => {
     });
     expect(end.liveBuffers).toBe(start.liveBuffers);
     for (const t of [x, w1, w2, b2]) t.release();
+  }, SLOW);
+});
+
+/** addRmsnorm's float64 reference: the forward, and the gradients of sum(out * R) + sum(sum * S) (S null: out only). */
+function refAddNorm(unit: boolean, X: Float64Array, Rs: Float64Array, d: number, W: Float64Array, eps: number, R: Float64Array, S: Float64Array | null) {
+  const o: NormOptions = { rows: X.length / d, d, eps, kind: "rmsnorm", unitOffset: unit, bias: false };
+  const fwd = ref.addRmsnormForward({ x: X, res: Rs, w: W }, o);
+  const { dx, dxMag } = ref.normDx({ x: fwd.sum, w: W, gout: R, stats: fwd.stats }, o);
+  const { dw, dwMag } = ref.normParamGrads({ x: fwd.sum, gout: R, stats: fwd.stats }, o);
+  if (S) for (let i = 0; i < dx.length; i++) (dx[i] += S[i]!), (dxMag[i] += Math.abs(S[i]!));
+  return { ...fwd, dx, dxMag, dw, dwMag };
+}
+
+async function checkAdd(unit: boolean, shape: Shape, o: { needs?: Needs; sumGrad?: boolean; eps?: number } = {}): Promise<void> {
+  const gpu = await getGpu();
+  const needs = o.needs ?? [true, true, true]; // x, r, weight
+  const eps = o.eps ?? 1e-6;
+  const sumGrad = o.sumGrad ?? true;
+  const what = `addRmsnorm${unit ? " unit offset" : ""} ${JSON.stringify(shape)} needs ${needs} sum grad ${sumGrad}`;
+  const r = rng(seedOf(what));
+  const d = shape[shape.length - 1]!;
+  const n = numel(shape);
+  const [X, Rs, W, R, S] = [uniform(r, n, -2, 2.5), uniform(r, n, -1.5, 1.5), uniform(r, d, 0.5, 1.5), uniform(r, n), uniform(r, n)];
+  const want = refAddNorm(unit, X, Rs, d, W, eps, R, sumGrad ? S : null);
+  const x = upload(gpu, X, shape, needs[0]);
+  const res = upload(gpu, Rs, shape, needs[1]);
+  const w = upload(gpu, W, [d], needs[2]);
+  const [Rt, St] = [upload(gpu, R, shape), upload(gpu, S, shape)];
+  const { sum, out } = addRmsnorm(x, res, w, { eps, addUnitOffset: unit });
+  expect(sum.shape).toEqual([...shape]);
+  expect(out.shape).toEqual([...shape]);
+  expectClose(`${what} sum`, await sum.toArray(), want.sum, { mag: want.sumMag });
+  expectClose(`${what} out`, await out.toArray(), want.y, { mag: want.yMag });
+  const loss = scope(() => (sumGrad ? add(sumAll(mul(out, Rt)), sumAll(mul(sum, St))) : sumAll(mul(out, Rt))));
+  loss.backward();
+  for (const [t, name] of [[x, "dx"], [res, "dr"]] as const)
+    if (t.requiresGrad) expectClose(`${what} ${name}`, await t.grad!.toArray(), want.dx, { mag: want.dxMag });
+    else expect(t.grad).toBeNull();
+  if (needs[2]) expectClose(`${what} dweight`, await w.grad!.toArray(), want.dw, { mag: want.dwMag });
+  else expect(w.grad).toBeNull();
+  for (const t of [x, res, w, Rt, St, sum, out, loss]) t.release();
+}
+
+describe("addRmsnorm", () => {
+  for (const unit of [false, true])
+    test(`${unit ? "Gemma's unit offset" : "LLaMA"}: sum, out and every gradient against float64, both outputs used`, async () => {
+      for (const s of [[7], [2, 3, 300], [300, 5], [4, 256], [3, 64]]) await checkAdd(unit, s);
+    }, SLOW);
+
+  test("a gradient at out only; only the inputs that require grad get one; eps", async () => {
+    await checkAdd(false, [4, 9], { sumGrad: false });
+    for (const needs of [[true, false, false], [false, true, false], [false, false, true], [true, true, false]] as Needs[]) await checkAdd(true, [4, 9], { needs });
+    await checkAdd(false, [3, 20], { eps: 0.5 });
+  }, SLOW);
+
+  test("the same values as add then rmsnorm, forward and gradients", async () => {
+    const gpu = await getGpu();
+    const r = rng(21);
+    const shape = [6, 40];
+    const [X, Rs, W, R, S] = [uniform(r, 240), uniform(r, 240), uniform(r, 40, 0.5, 1.5), uniform(r, 240), uniform(r, 240)];
+    const run = async (fused: boolean) => {
+      using x = upload(gpu, X, shape, true);
+      using res = upload(gpu, Rs, shape, true);
+      using w = upload(gpu, W, [40], true);
+      using Rt = upload(gpu, R, shape);
+      using St = upload(gpu, S, shape);
+      const outs = scope(() => {
+        const { sum, out } = fused ? addRmsnorm(x, res, w) : (() => {
+          const s = add(x, res);
+          return { sum: s, out: rmsnorm(s, w) };
+        })();
+        const loss = add(sumAll(mul(out, Rt)), sumAll(mul(sum, St)));
+        return { sum, out, loss };
+      });
+      outs.loss.backward();
+      const got = [await outs.sum.toArray(), await outs.out.toArray(), await x.grad!.toArray(), await res.grad!.toArray(), await w.grad!.toArray()];
+      for (const t of Object.values(outs)) t.release();
+      return got;
+    };
+    const [a, b] = [await run(true), await run(false)];
+    for (let k = 0; k < 5; k++) expectClose(`fused vs unfused ${["sum", "out", "dx", "dr", "dw"][k]}`, a[k]!, b[k]!, { rtol: 1e-6, atol: 1e-7 });
+  }, SLOW);
+
+  test("call-site errors, and flat memory over 30 steps", async () => {
+    const gpu = await getGpu();
+    using x = Tensor.zeros(gpu, [2, 4]);
+    using r3 = Tensor.zeros(gpu, [2, 3]);
+    using w4 = Tensor.zeros(gpu, [4]);
+    using w3 = Tensor.zeros(gpu, [3]);
+    expect(() => addRmsnorm(x, r3, w4)).toThrow("addRmsnorm: x [2, 4] and r [2, 3] must have the same shape");
+    expect(() => addRmsnorm(x, x, w3)).toThrow("addRmsnorm: weight [3] does not match the last dimension of x [2, 4] (expected [4])");
+    expect(() => addRmsnorm(x, x, w4, { eps: Number.NaN })).toThrow("addRmsnorm: eps must be finite and >= 0, got NaN");
+    const r = rng(5);
+    const a = upload(gpu, uniform(r, 120), [3, 40], true);
+    const b = upload(gpu, uniform(r, 120), [3, 40], true);
+    const w = upload(gpu, uniform(r, 40), [40], true);
+    const { start, end } = await expectFlatMemory(gpu, 30, () => {
+      const loss = scope(() => {
+        const { sum, out } = addRmsnorm(a, b, w);
+        return add(sumAll(mul(out, a)), sumAll(sum));
+      });
+      loss.backward();
+      loss.release();
+      for (const t of [a, b, w]) t.zeroGrad();
+    });
+    expect(end.liveBuffers).toBe(start.liveBuffers);
+    for (const t of [a, b, w]) t.release();
   }, SLOW);
 });

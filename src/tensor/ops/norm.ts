@@ -5,13 +5,24 @@
  *   rmsnorm(x, w, { eps, addUnitOffset: true })  Gemma's RMSNorm: the weight applied as (1 + w)
  *   layernorm(x, w, b, eps)                     torch.nn.LayerNorm over the last dimension (b may be null)
  *
+ *   addRmsnorm(x, r, w, opts) → { sum, out }      sum = x + r, out = rmsnorm(sum, w, opts): a residual add feeding
+ *                                               a RMSNorm (src/nn/llama.ts decoderLayer), one forward dispatch
+ *
  * Forward computes each row's statistic in-kernel and keeps (mean, rstd) per row for backward (mean = 0 for
  * RMSNorm), so backward never recomputes a reduction over x. Backward: dx in one pass; dweight (and dbias) as
  * deterministic per-column sums over rows (normParamGrads).
+ *
+ * addRmsnorm's backward: the autograd engine (src/tensor/autograd.ts) gives each Node one output and one incoming
+ * gradient, the sum of what every consumer sent it. sum and out each need their own incoming gradient (d sum_total =
+ * g_sum + rmsnorm_dx(g_out)), and two outputs cannot share a Node without the engine adding their gradients, which
+ * is wrong math. So the fused forward records the two Nodes the unfused ops would: sum's ("add_rmsnorm.sum": the
+ * add's rule, g passed on to x and r as views, no kernel) and out's (the rmsnorm rule, reading sum). The gradients
+ * are exactly the unfused ones, and so is the backward's cost: rmsnorm.dx, then the engine's grad.accumulate where
+ * sum's gradients meet. Folding that accumulate into the dx kernel needs a Node with two outputs in the engine.
  */
-import { normDx, normForward, normParamGrads, type NormKind, type NormOptions } from "../../kernels/norm.ts";
+import { addRmsnormForward, normDx, normForward, normParamGrads, type NormKind, type NormOptions } from "../../kernels/norm.ts";
 import { attach } from "../autograd.ts";
-import { fmtShape, TensorError } from "../shape.ts";
+import { fmtShape, sameShape, TensorError } from "../shape.ts";
 import { checkOperands, Tensor } from "../tensor.ts";
 
 export interface RmsNormOptions {
@@ -31,8 +42,25 @@ export function layernorm(x: Tensor, weight: Tensor, bias: Tensor | null = null,
   return norm("layernorm", false, x, weight, bias, eps);
 }
 
-function norm(op: NormKind, unitOffset: boolean, x: Tensor, w: Tensor, b: Tensor | null, eps: number): Tensor {
-  const gpu = checkOperands(op, ...(b ? [x, w, b] : [x, w]));
+/**
+ * sum = x + r (same shapes) and out = rmsnorm(sum, weight, opts), the forward in one dispatch; the gradients are
+ * those of add then rmsnorm (see the module comment for why backward is not fused too).
+ */
+export function addRmsnorm(x: Tensor, r: Tensor, weight: Tensor, opts: RmsNormOptions = {}): { sum: Tensor; out: Tensor } {
+  const op = "addRmsnorm";
+  const gpu = checkOperands(op, x, r, weight);
+  if (!sameShape(x.shape, r.shape)) throw new TensorError(`${op}: x ${fmtShape(x.shape)} and r ${fmtShape(r.shape)} must have the same shape`);
+  const o = normOptions(op, "rmsnorm", opts.addUnitOffset ?? false, x, weight, null, opts.eps ?? 1e-6);
+  const sum = Tensor.empty(gpu, x.shape);
+  const y = Tensor.empty(gpu, x.shape);
+  const stats = Tensor.empty(gpu, [o.rows, 2]);
+  addRmsnormForward(gpu, { x: x.buffer, res: r.buffer, w: weight.buffer, sum: sum.buffer, y: y.buffer, stats: stats.buffer }, o);
+  attach(sum, { op: "add_rmsnorm.sum", inputs: [x, r], backward: (g, _, needs) => needs.map((n) => (n ? g.detach() : null)) });
+  return { sum, out: recordNorm("rmsnorm", y, sum, weight, null, stats, o) };
+}
+
+/** The shape and option checks of every norm op, and the launchers' options. */
+function normOptions(op: string, kind: NormKind, unitOffset: boolean, x: Tensor, w: Tensor, b: Tensor | null, eps: number): NormOptions {
   if (x.rank === 0) throw new TensorError(`${op}: x must have at least one dimension, got ${x}`);
   const d = x.shape[x.rank - 1]!;
   if (d === 0) throw new TensorError(`${op}: cannot normalize over an empty last dimension (x ${fmtShape(x.shape)})`);
@@ -42,12 +70,22 @@ function norm(op: NormKind, unitOffset: boolean, x: Tensor, w: Tensor, b: Tensor
   if (!(Number.isFinite(eps) && eps >= 0)) throw new TensorError(`${op}: eps must be finite and >= 0, got ${eps}`);
   const rows = x.size / d;
   if (x.size >= 2 ** 32) throw new TensorError(`${op}: x ${fmtShape(x.shape)} exceeds the kernels' 2^32-element indexing`);
-  const o: NormOptions = { rows, d, eps, kind: op, unitOffset, bias: b !== null };
+  return { rows, d, eps, kind, unitOffset, bias: b !== null };
+}
 
+function norm(op: NormKind, unitOffset: boolean, x: Tensor, w: Tensor, b: Tensor | null, eps: number): Tensor {
+  const gpu = checkOperands(op, ...(b ? [x, w, b] : [x, w]));
+  const o = normOptions(op, op, unitOffset, x, w, b, eps);
   const y = Tensor.empty(gpu, x.shape);
-  const stats = Tensor.empty(gpu, [rows, 2]);
+  const stats = Tensor.empty(gpu, [o.rows, 2]);
   normForward(gpu, { x: x.buffer, w: w.buffer, b: b?.buffer, y: y.buffer, stats: stats.buffer }, o);
-  const xShape = x.shape;
+  return recordNorm(op, y, x, w, b, stats, o);
+}
+
+/** Record y = norm(x) with the forward's stats (consumed: the node keeps its own view when backward needs it). */
+function recordNorm(op: NormKind, y: Tensor, x: Tensor, w: Tensor, b: Tensor | null, stats: Tensor, o: NormOptions): Tensor {
+  const { gpu, shape: xShape } = x;
+  const { rows, d } = o;
   const out = attach(y, {
     op,
     inputs: b ? [x, w, b] : [x, w],

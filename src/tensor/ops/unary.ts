@@ -7,13 +7,17 @@
  *
  * Activations: `silu` is HF LLaMA's `hidden_act: "silu"`; `gelu` is PyTorch's default exact, erf-based GELU
  * (nn.GELU(), F.gelu(x)); `gelu(x, "tanh")` is the tanh approximation (F.gelu(x, approximate="tanh")).
+ *
+ * glu(gate, up, act) = act(gate) ⊙ up, the LLaMA-family MLP's gated unit (src/nn/llama.ts decoderLayer), fused:
+ * one dispatch forward and one backward writing dgate and dup (gluForward / gluBackward), the same values as
+ * mul(act(gate), up) through autograd, which takes two and three. It saves gate and up (not act(gate)).
  */
-import { unaryBackward, unaryForward, type UnaryOp } from "../../kernels/unary.ts";
+import { gluBackward, gluForward, unaryBackward, unaryForward, GLU_ACTS, type GluAct, type UnaryOp } from "../../kernels/unary.ts";
 import { attach } from "../autograd.ts";
-import { TensorError } from "../shape.ts";
+import { fmtShape, sameShape, TensorError } from "../shape.ts";
 import { checkOperands, Tensor } from "../tensor.ts";
 
-export { UNARY_OPS, type UnaryOp } from "../../kernels/unary.ts";
+export { GLU_ACTS, UNARY_OPS, type GluAct, type UnaryOp } from "../../kernels/unary.ts";
 
 /** Gradients that are an op on g alone (the launcher has no gradient kernel for these). */
 const GRAD_RULES: { [K in UnaryOp]?: (g: Tensor, alpha: number) => Tensor } = {
@@ -59,3 +63,26 @@ export const pow = (x: Tensor, e: number): Tensor => unary("pow", x, e);
 export const mulScalar = (x: Tensor, s: number): Tensor => unary("mul_scalar", x, s);
 /** x + s for a scalar s. */
 export const addScalar = (x: Tensor, s: number): Tensor => unary("add_scalar", x, s);
+
+/** act(gate) ⊙ up (same shapes, no broadcasting) for act silu, gelu (erf) or gelu_tanh (HF's gelu_pytorch_tanh). */
+export function glu(gate: Tensor, up: Tensor, act: GluAct): Tensor {
+  const gpu = checkOperands("glu", gate, up);
+  if (!GLU_ACTS.includes(act)) throw new TensorError(`glu: the activation must be one of ${GLU_ACTS.join(", ")}, got ${String(act)}`);
+  if (!sameShape(gate.shape, up.shape)) throw new TensorError(`glu: gate ${fmtShape(gate.shape)} and up ${fmtShape(up.shape)} must have the same shape`);
+  const out = Tensor.empty(gpu, gate.shape);
+  gluForward(gpu, { gate: gate.buffer, up: up.buffer, out: out.buffer }, { act, n: out.size });
+  return attach(out, {
+    op: `glu.${act}`,
+    inputs: [gate, up],
+    save: () => [gate, up],
+    backward: (g, [sg, su], needs) => {
+      // One kernel writes both gradients; an unneeded one is computed into a temporary and dropped.
+      const dgate = Tensor.empty(g.gpu, g.shape);
+      const dup = Tensor.empty(g.gpu, g.shape);
+      gluBackward(g.gpu, { gate: sg!.buffer, up: su!.buffer, gout: g.buffer, dgate: dgate.buffer, dup: dup.buffer }, { act, n: g.size });
+      if (!needs[0]) dgate.release();
+      if (!needs[1]) dup.release();
+      return [needs[0] ? dgate : null, needs[1] ? dup : null];
+    },
+  });
+}

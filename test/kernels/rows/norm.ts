@@ -3,9 +3,11 @@
 // 300 and 4096 under the device's default reduction; forward and dx under every row-reduction variant
 // (test/kernels/row_variants.ts); the parameter gradient over ragged row chunks and the most chunks
 // (policy.norm); a 2-D workgroup grid (grid.maxX 2); large and zero eps; NaN in x and gout. dx and the parameter gradients read
-// the reference forward's stats (rounded to f32), so each launcher is checked on its own.
+// the reference forward's stats (rounded to f32), so each launcher is checked on its own. addRmsnormForward (the
+// residual add fused into RMSNorm, with and without the unit offset): the same shapes, every row-reduction variant,
+// a 2-D grid and NaN in x or res.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
-import { normDx, normForward, normParamGrads, type NormOptions } from "../../../src/kernels/norm.ts";
+import { addRmsnormForward, normDx, normForward, normParamGrads, type NormOptions } from "../../../src/kernels/norm.ts";
 import * as ref from "../../reference/norm.ts";
 import { uniform } from "../../tensor/helpers.ts";
 import type { Check, LauncherRow } from "../harness.ts";
@@ -103,3 +105,34 @@ for (const l of LAUNCHERS) {
   rows.push(row(l, "layernorm", 3, 20, { eps: 2 }));
   rows.push(row(l, "rmsnorm", 3, 20, { eps: 0 }));
 }
+
+// addRmsnormForward: sum = x + res written, and the RMSNorm of sum (against the reference's sum, not the f32 one).
+function addRow(k: "rmsnorm" | "rmsnorm_unit", rows: number, d: number, extra: { variant?: PartialPolicy; label?: string; skip?: LauncherRow["skip"]; nan?: boolean } = {}): LauncherRow {
+  const o: NormOptions = { rows, d, ...KINDS[k] };
+  return {
+    family: "norm",
+    name: `norm addRmsnormForward ${k} [${rows}, ${d}]${extra.nan ? " with NaN" : ""}${extra.label ? ` (${extra.label})` : ""}`,
+    variant: extra.variant,
+    skip: extra.skip,
+    async run(gpu, io, r): Promise<Check[]> {
+      const x = uniform(r, rows * d, -2, 2.5);
+      const res = uniform(r, rows * d, -1.5, 1.5);
+      const w = uniform(r, d, 0.5, 1.5);
+      if (extra.nan) (x[Math.min(1, rows - 1) * d + (d >> 1)] = NaN), (res[0] = NaN); // a row of x, the first of res
+      const want = ref.addRmsnormForward({ x, res, w }, o);
+      const [sum, y, st] = [io.output(rows * d), io.output(rows * d), io.output(rows * 2)];
+      addRmsnormForward(gpu, { x: io.input(x), res: io.input(res), w: io.input(w), sum, y, stats: st }, o);
+      return [
+        { what: "sum", got: await io.read(sum, rows * d), ref: want.sum, opts: { mag: want.sumMag } },
+        { what: "y", got: await io.read(y, rows * d), ref: want.y, opts: { mag: want.yMag } },
+        { what: "stats", got: await io.read(st, rows * 2), ref: want.stats, opts: { mag: want.statsMag } },
+      ];
+    },
+  };
+}
+for (const k of ["rmsnorm", "rmsnorm_unit"] as const) for (const [n, d] of SHAPES) rows.push(addRow(k, n, d));
+for (const rv of ROW_VARIANTS) {
+  for (const d of ROW_LENGTHS) rows.push(addRow("rmsnorm", 5, d, { variant: rv.variant, label: rv.label, skip: rv.skip }));
+  rows.push(addRow("rmsnorm_unit", 3, 300, { variant: rv.variant, label: rv.label, skip: rv.skip, nan: true }));
+}
+rows.push(addRow("rmsnorm", 5, 300, { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" }));

@@ -2,8 +2,9 @@
 // tested alpha of pow, mul_scalar, add_scalar) forward, and every op with a gradient kernel backward, on 1, 273 and
 // 301 elements (f32 units, partial workgroups) and 300 (vec4 units); pow of negative bases; the activations'
 // tails (relative accuracy down to ~1e-27: atol 1e-30); a 2-D grid of workgroups (policy grid.maxX 2); NaN inputs.
+// gluForward / gluBackward (the fused gated unit): every activation on the same sizes, a 2-D grid, NaN gates.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
-import { unaryBackward, unaryForward, unaryHasGradKernel, type UnaryOp } from "../../../src/kernels/unary.ts";
+import { GLU_ACTS, gluBackward, gluForward, unaryBackward, unaryForward, unaryHasGradKernel, type GluAct, type UnaryOp } from "../../../src/kernels/unary.ts";
 import * as R from "../../reference/unary.ts";
 import { uniform } from "../../tensor/helpers.ts";
 import type { LauncherRow } from "../harness.ts";
@@ -75,4 +76,51 @@ const cases: Case[] = [
   ),
 ];
 
-export const rows: LauncherRow[] = [...cases.map(forwardRow), ...cases.filter((c) => unaryHasGradKernel(c.op)).map(backwardRow)];
+interface GluCase {
+  act: GluAct;
+  n: number;
+  /** Fixed gates (else uniform over the activation's range). */
+  X?: Float64Array;
+  what?: string;
+  variant?: PartialPolicy;
+}
+
+function gluRow(c: GluCase): LauncherRow {
+  return {
+    family: "unary",
+    name: `unary glu ${c.act} ${c.what ?? `n=${c.n}`}${c.variant ? " grid.maxX=2" : ""}`,
+    variant: c.variant,
+    async run(gpu, io, r) {
+      const gate = c.X ?? uniform(r, c.n, R.UNARY_REF[c.act].lo, R.UNARY_REF[c.act].hi);
+      const up = uniform(r, c.n, -2, 2);
+      const G = uniform(r, c.n);
+      const o = { act: c.act, n: c.n };
+      const [gb, ub] = [io.input(gate), io.input(up)];
+      const out = io.output(c.n);
+      const dgate = io.output(c.n);
+      const dup = io.output(c.n);
+      gluForward(gpu, { gate: gb, up: ub, out }, o);
+      gluBackward(gpu, { gate: gb, up: ub, gout: io.input(G), dgate, dup }, o);
+      const f = R.gluForward({ gate, up }, o);
+      const b = R.gluBackward({ gate, up, gout: G }, o);
+      return [
+        { what: "out", got: await io.read(out, c.n), ref: f.out, opts: { atol: 1e-6 } },
+        { what: "dgate", got: await io.read(dgate, c.n), ref: b.dgate, opts: { atol: 1e-6 } },
+        { what: "dup", got: await io.read(dup, c.n), ref: b.dup, opts: { atol: 1e-6 } },
+      ];
+    },
+  };
+}
+
+const gluCases: GluCase[] = [
+  ...GLU_ACTS.flatMap((act) => SIZES.map((n) => ({ act, n }))),
+  { act: "silu", n: 1101, variant: GRID },
+  { act: "gelu_tanh", n: 4100, variant: GRID },
+  ...GLU_ACTS.flatMap((act) => [NAN_IN, NAN_IN.subarray(0, 5)].map((X) => ({ act, n: X.length, X, what: `NaN n=${X.length}` }))),
+];
+
+export const rows: LauncherRow[] = [
+  ...cases.map(forwardRow),
+  ...cases.filter((c) => unaryHasGradKernel(c.op)).map(backwardRow),
+  ...gluCases.map(gluRow),
+];
