@@ -23,9 +23,17 @@
 // of exp is tested on the bits too (`nonzero`, kernels/nan.wgsl appended): a float compare would read a NaN score
 // as masked and a NaN sum as "no key" (and lavapipe compiles float compares as if NaN did not exist).
 //
-// Layout: q, dout, out, dq [B, Hq, T, Dh]; k, v, dk, dv [B, Hkv, T, Dh]; lse [B, Hq, T]; stats
-// [B, Hq, T] of vec2 (lse, D); mask [B, T] (read only when has_mask; the caller binds some other buffer
-// otherwise). All contiguous f32; Dh = 4 * DH4 (rows are read as vec4).
+// Layout: q, dout, out, dq [B, Hq, T, Dh]; k, v, dk, dv [B, Hkv, T, Dh] ("bhtd"), or q, dout, out, dq
+// [B, T, Hq, Dh] and k, v, dk, dv [B, T, Hkv, Dh] ("bthd": the projections' own layout, so the model needs no
+// transposed copies around attention, forward or backward). Either way a (batch, head, token) row of Dh is
+// contiguous and starts at vec4 b * H * T * DH4 + head * sh + token * st (`q_row`, `kv_row`): bhtd sh = T * DH4,
+// st = DH4; bthd sh = DH4, st = H * DH4 (the uniforms q_sh q_st kv_sh kv_st, in vec4). lse [B, Hq, T] and
+// stats [B, Hq, T] of vec2 (lse, D) are bhtd in both; mask [B, T] (read only when has_mask; the caller binds some
+// other buffer otherwise). All f32; Dh = 4 * DH4 (rows are read as vec4).
+// Memory: a tile load reads COLS rows of DH4 vec4; consecutive lanes read consecutive vec4 of a row, a row
+// boundary being the only break. In bhtd the tile is one contiguous span; in bthd its rows lie H * Dh floats
+// apart, each still contiguous and 16-byte aligned (Dh % 4 == 0), so a GPU coalesces a row's 4 * Dh bytes
+// (256 B at Dh 64) as before. On lavapipe every load costs the same wherever it points.
 //
 // Launch geometry (fwd, dq, dkdv): one workgroup per block of ROWS resident rows of one head
 // (wid.x = block, wid.y = b * heads + head), WG = ROWS * TPR invocations: TPR lanes per row, lane l owning
@@ -60,6 +68,10 @@ struct Params {
   n: u32,         // attn_bwd_prep: rows B * Hq * T
   row: u32,       // attn_bwd_prep: invocations per grid row
   cols: u32,      // = COLS: loops over a tile's rows run to this run-time bound (see the header)
+  q_sh: u32,      // q/out/dout/dq: vec4 stride of a head (T * DH4 in bhtd; DH4 in bthd)
+  q_st: u32,      // q/out/dout/dq: vec4 stride of a token (DH4 in bhtd; Hq * DH4 in bthd)
+  kv_sh: u32,     // k/v/dk/dv: vec4 stride of a head (T * DH4 in bhtd; DH4 in bthd)
+  kv_st: u32,     // k/v/dk/dv: vec4 stride of a token (DH4 in bhtd; Hkv * DH4 in bthd)
 }
 
 @group(0) @binding(0) var<storage, read> q: array<vec4f>;
@@ -105,6 +117,16 @@ var<workgroup> part: array<f32, PARTS * COLS * ROWS * TPR>;     // [which][col][
 var<workgroup> w: array<f32, PARTS * ROWS * COLS>;              // [which][row][col] reduced weights
 var<workgroup> col_stats: array<vec2f, COLS>;                   // dkdv: (lse, D) of the tile's queries
 
+/** vec4 offset of query-side row (batch b, head h, token i): q, out, dout, dq. */
+fn q_row(b: u32, h: u32, i: u32) -> u32 {
+  return b * p.hq * p.t * DH4 + h * p.q_sh + i * p.q_st;
+}
+
+/** vec4 offset of key-side row (batch b, kv head h, token j): k, v, dk, dv. */
+fn kv_row(b: u32, h: u32, j: u32) -> u32 {
+  return b * p.hkv * p.t * DH4 + h * p.kv_sh + j * p.kv_st;
+}
+
 fn visible(b: u32, i: u32, j: u32) -> bool {
   if (i >= p.t || j >= p.t || (p.causal != 0u && j > i)) {
     return false;
@@ -134,14 +156,18 @@ fn store_slice(dst: ptr<storage, array<vec4f>, read_write>, base: u32, l: u32, x
   }
 }
 
-/** Rows r0 .. r0+COLS of the [T, DH4] head at vec4 offset `head` into tile half `half` (zeros past T). */
-fn load_tile(src: ptr<storage, array<vec4f>, read>, head: u32, r0: u32, half: u32, lid: u32) {
+/**
+ * Rows r0 .. r0+COLS of the head whose row 0 is at vec4 offset `head`, rows `stride` vec4 apart, into tile half
+ * `half` (zeros past T).
+ */
+fn load_tile(src: ptr<storage, array<vec4f>, read>, head: u32, stride: u32, r0: u32, half: u32, lid: u32) {
   let n = COLS * DH4;
   let avail = min(COLS, p.t - r0) * DH4;
   for (var x = lid; x < n; x += WG) {
     var val = vec4f(0.0);
     if (x < avail) {
-      val = (*src)[head + r0 * DH4 + x];
+      let rr = x / DH4;
+      val = (*src)[head + (r0 + rr) * stride + (x - rr * DH4)];
     }
     tile[half * n + x] = val;
   }
@@ -209,18 +235,18 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
   let l = lid % TPR;
   let bh = wid.y;
   let b = bh / p.hq;
-  let kv_head = (b * p.hkv + (bh % p.hq) / p.group) * p.t * DH4;
+  let kv_head = kv_row(b, (bh % p.hq) / p.group, 0u);
   let i0 = wid.x * ROWS;
   let i = i0 + r;
-  let q_row = (bh * p.t + i) * DH4;
-  let qx = load_slice(&q, q_row, l, i < p.t);
+  let qr = q_row(b, bh % p.hq, i);
+  let qx = load_slice(&q, qr, l, i < p.t);
   var o: Slice;
   var m = MASKED;   // running max of the visible scores
   var sum = 0.0;    // running sum of exp(score - m)
   for (var j0 = 0u; j0 < key_end(i0); j0 += COLS) {
     workgroupBarrier(); // the previous tile is consumed
-    load_tile(&k, kv_head, j0, 0u, lid);
-    load_tile(&v, kv_head, j0, 1u, lid);
+    load_tile(&k, kv_head, p.kv_st, j0, 0u, lid);
+    load_tile(&v, kv_head, p.kv_st, j0, 1u, lid);
     workgroupBarrier();
     partial_dots(qx, 0u, 0u, r, l);
     workgroupBarrier();
@@ -241,7 +267,7 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
   }
   if (i < p.t) {
     let any = nonzero(sum); // some key is visible (sum >= 1), or the row is NaN
-    store_slice(&out, q_row, l, o, select(0.0, 1.0 / sum, any));
+    store_slice(&out, qr, l, o, select(0.0, 1.0 / sum, any));
     if (l == 0u) {
       lse[bh * p.t + i] = select(LSE_NONE, m + log(sum), any);
     }
@@ -254,9 +280,10 @@ fn attn_bwd_prep(@builtin(global_invocation_id) gid: vec3u) {
   if (x >= p.n) {
     return;
   }
+  let qr = q_row(x / (p.hq * p.t), (x / p.t) % p.hq, x % p.t); // x = (b * Hq + h) * T + i
   var d = 0.0;
   for (var c = 0u; c < DH4; c++) {
-    d += dot(dout[x * DH4 + c], out[x * DH4 + c]);
+    d += dot(dout[qr + c], out[qr + c]);
   }
   stats_w[x] = vec2f(lse[x], d);
 }
@@ -267,13 +294,13 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
   let l = lid % TPR;
   let bh = wid.y;
   let b = bh / p.hq;
-  let kv_head = (b * p.hkv + (bh % p.hq) / p.group) * p.t * DH4;
+  let kv_head = kv_row(b, (bh % p.hq) / p.group, 0u);
   let i0 = wid.x * ROWS;
   let i = i0 + r;
   let ok = i < p.t;
-  let q_row = (bh * p.t + i) * DH4;
-  let qx = load_slice(&q, q_row, l, ok);
-  let gx = load_slice(&dout, q_row, l, ok);
+  let qr = q_row(b, bh % p.hq, i);
+  let qx = load_slice(&q, qr, l, ok);
+  let gx = load_slice(&dout, qr, l, ok);
   var st = vec2f(LSE_NONE, 0.0);
   if (ok) {
     st = stats[bh * p.t + i];
@@ -281,8 +308,8 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
   var acc: Slice;
   for (var j0 = 0u; j0 < key_end(i0); j0 += COLS) {
     workgroupBarrier();
-    load_tile(&k, kv_head, j0, 0u, lid);
-    load_tile(&v, kv_head, j0, 1u, lid);
+    load_tile(&k, kv_head, p.kv_st, j0, 0u, lid);
+    load_tile(&v, kv_head, p.kv_st, j0, 1u, lid);
     workgroupBarrier();
     partial_dots(qx, 0u, 0u, r, l); // q . k_j
     partial_dots(gx, 1u, 1u, r, l); // dout . v_j
@@ -298,7 +325,7 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
     accumulate(&acc, 0u, 0u, r, l, false, 0.0); // += dS k_j
   }
   if (ok) {
-    store_slice(&dq, q_row, l, acc, p.scale);
+    store_slice(&dq, qr, l, acc, p.scale);
   }
 }
 
@@ -311,20 +338,20 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_in
   let j0 = wid.x * ROWS;
   let j = j0 + r;
   let ok = j < p.t;
-  let kv_row = (bkv * p.t + j) * DH4;
-  let kx = load_slice(&k, kv_row, l, ok);
-  let vx = load_slice(&v, kv_row, l, ok);
+  let kr = kv_row(b, bkv % p.hkv, j);
+  let kx = load_slice(&k, kr, l, ok);
+  let vx = load_slice(&v, kr, l, ok);
   var dk_acc: Slice;
   var dv_acc: Slice;
   // Under causal masking no query before this block's first key sees it.
   let first = select(0u, (j0 / COLS) * COLS, p.causal != 0u);
   for (var g = 0u; g < p.group; g++) {
     let bh = b * p.hq + (bkv % p.hkv) * p.group + g;
-    let q_head = bh * p.t * DH4;
+    let q_head = q_row(b, bh % p.hq, 0u);
     for (var i0 = first; i0 < p.t; i0 += COLS) {
       workgroupBarrier();
-      load_tile(&q, q_head, i0, 0u, lid);
-      load_tile(&dout, q_head, i0, 1u, lid);
+      load_tile(&q, q_head, p.q_st, i0, 0u, lid);
+      load_tile(&dout, q_head, p.q_st, i0, 1u, lid);
       for (var c = lid; c < COLS; c += WG) {
         col_stats[c] = select(vec2f(LSE_NONE, 0.0), stats[bh * p.t + min(i0 + c, p.t - 1u)], i0 + c < p.t);
       }
@@ -349,7 +376,7 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_in
     }
   }
   if (ok) {
-    store_slice(&dk, kv_row, l, dk_acc, p.scale);
-    store_slice(&dv, kv_row, l, dv_acc, 1.0);
+    store_slice(&dk, kr, l, dk_acc, p.scale);
+    store_slice(&dv, kr, l, dv_acc, 1.0);
   }
 }

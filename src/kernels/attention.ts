@@ -12,9 +12,11 @@
  *     dq_i = scale * sum_j dS[i,j] k_j;  dv_j = sum_i P[i,j] dout_i,  dk_j = scale * sum_i dS[i,j] q_i,
  *     dk/dv summed over the G query heads sharing a kv head. dk and dv are written together (pass both or
  *     neither); the (lse, D) scratch is allocated and released here.
- *   Shapes: q, out, dout, dq [B, Hq, T, Dh]; k, v, dk, dv [B, Hkv, T, Dh]; lse [B, Hq, T]; mask [B, T] f32
- *   (1 keep, 0 pad); all f32, Dh a multiple of 4, B * Hq <= 65535. A query row that sees no key gets out = 0
- *   and zero gradients.
+ *   Shapes (`layout`, default "bhtd"): q, out, dout, dq [B, Hq, T, Dh]; k, v, dk, dv [B, Hkv, T, Dh]; or
+ *   "bthd": q, out, dout, dq [B, T, Hq, Dh]; k, v, dk, dv [B, T, Hkv, Dh] (the projections' layout: the kernels
+ *   read and write it with strides, no transposed copies). lse [B, Hq, T] in both; mask [B, T] f32 (1 keep,
+ *   0 pad); all f32, Dh a multiple of 4, B * Hq <= 65535. A query row that sees no key gets out = 0 and zero
+ *   gradients.
  *
  * `planAttention` chooses the block sizes (and checks them against the device) before anything is allocated;
  * `attentionPath` chooses between these kernels (`flash`) and the unfused composition of a batched matmul, a
@@ -53,6 +55,9 @@ export interface AttentionDims {
   T: number;
   Dh: number;
 }
+
+/** "bhtd": q/k/v/out [B, H, T, Dh]; "bthd": [B, T, H, Dh] (see the module comment). */
+export type AttentionLayout = "bhtd" | "bthd";
 
 type Kind = "fwd" | "dq" | "dkdv";
 
@@ -135,12 +140,37 @@ export interface AttentionLaunchOptions extends AttentionDims {
   causal: boolean;
   scale: number;
   plan: AttentionPlan;
+  /** The layout of q, k, v, out and their gradients (default "bhtd"). */
+  layout?: AttentionLayout;
+}
+
+/** vec4 strides of a head and of a token of an H-head tensor in `layout` (the kernel's q_sh/q_st, kv_sh/kv_st). */
+function strides(layout: AttentionLayout, H: number, T: number, dh4: number): [number, number] {
+  return layout === "bthd" ? [dh4, H * dh4] : [T * dh4, dh4];
 }
 
 /** The kernel's uniform parameters; `cols` is the launch's COLS, `n` and `row` only matter to attn_bwd_prep. */
 function params(o: AttentionLaunchOptions, hasMask: boolean, extra: { cols?: number; n?: number; row?: number }): Record<string, number> {
   const { cols = 0, n = 0, row = 0 } = extra;
-  return { t: o.T, hq: o.Hq, hkv: o.Hkv, group: o.Hq / o.Hkv, causal: o.causal ? 1 : 0, has_mask: hasMask ? 1 : 0, scale: o.scale, n, row, cols };
+  const layout = o.layout ?? "bhtd";
+  const [q_sh, q_st] = strides(layout, o.Hq, o.T, o.Dh / 4);
+  const [kv_sh, kv_st] = strides(layout, o.Hkv, o.T, o.Dh / 4);
+  return {
+    t: o.T,
+    hq: o.Hq,
+    hkv: o.Hkv,
+    group: o.Hq / o.Hkv,
+    causal: o.causal ? 1 : 0,
+    has_mask: hasMask ? 1 : 0,
+    scale: o.scale,
+    n,
+    row,
+    cols,
+    q_sh,
+    q_st,
+    kv_sh,
+    kv_st,
+  };
 }
 
 const ENTRY: Record<Kind, string> = { fwd: "attn_fwd", dq: "attn_bwd_dq", dkdv: "attn_bwd_dkdv" };

@@ -25,6 +25,9 @@
  *     x = x + a Woᵀ + bo
  *     h = RMSNorm(x);  x = x + (act(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ    act: silu, gelu, gelu_pytorch_tanh (Gemma)
  *   logits = RMSNorm(x) · lm_headᵀ                lm_head = embed_tokens when tie_word_embeddings
+ * Fused ops, same values: act(·) ⊙ · is glu (src/tensor/ops/unary.ts), and each residual add with the RMSNorm
+ * after it is addRmsnorm (src/tensor/ops/norm.ts): within a layer always, across layers (the next input_layernorm,
+ * model.norm) unless gradientCheckpointing (a checkpointed layer returns one tensor) or lastOnly (norm of one row).
  * position_ids default to arange(T) for every row, whatever attention_mask says (HF's forward; only generate()
  * derives positions from the mask). Pass `positionIds` for anything else.
  *
@@ -61,20 +64,21 @@ import {
   type WrittenCheckpoint,
 } from "../io/index.ts";
 import { checkpoint } from "../tensor/recompute.ts";
-import { attention } from "../tensor/ops/attention.ts";
+import { attention, attentionLayout, type AttentionLayout } from "../tensor/ops/attention.ts";
 import { attentionDecode } from "../tensor/ops/attention_decode.ts";
 import { cast } from "../tensor/ops/cast.ts";
 import { linear } from "../tensor/ops/matmul.ts";
 import {
   add,
+  addRmsnorm,
   crossEntropy,
   DEFAULT_SEED,
   embedding,
-  gelu,
   Generator,
+  glu,
+  type GluAct,
   isGradEnabled,
   linearCrossEntropy,
-  mul,
   mulScalar,
   narrow,
   noGrad,
@@ -84,7 +88,6 @@ import {
   ROPE_MAX_ANGLE,
   ropeInvFreq,
   scope,
-  silu,
   Tensor,
   TensorError,
   transpose,
@@ -156,12 +159,17 @@ export interface LoadOptions {
   foreign?: (name: string) => boolean;
 }
 
-type Act = (x: Tensor) => Tensor;
-
-/** Layer `layer`'s attention on its rotated q [B, Hq, T, Dh] and k, v [B, Hkv, T, Dh] → [B, Hq, T, Dh]. */
-/** A layer's attention. `mask` is the forward's key-padding mask, passed explicitly so a checkpointed layer
- * can keep it for its recompute; the cached path ignores it (its closure holds the cache's own mask). */
-type Attend = (layer: number, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null) => Tensor;
+/**
+ * A layer's attention: `run` on layer `layer`'s rotated q [B, Hq, T, Dh] and k, v [B, Hkv, T, Dh] → [B, Hq, T, Dh]
+ * in `layout` "bhtd", or all four [B, T, H, Dh] in "bthd" (the projections' own layout: no transposed copies
+ * around attention, forward or backward; src/tensor/ops/attention.ts `attentionLayout` says which a call runs
+ * without copies). `mask` is the forward's key-padding mask, passed explicitly so a checkpointed layer can keep
+ * it for its recompute; the cached path ignores it (its closure holds the cache's own mask).
+ */
+interface Attend {
+  layout: AttentionLayout;
+  run: (layer: number, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null) => Tensor;
+}
 
 type Positions = ReturnType<typeof positions>;
 
@@ -195,7 +203,8 @@ export class LlamaModel extends Module {
   autocast: "f32" | "f16" = "f32";
   /** The checkpoint directory this model was loaded from (fromPretrained), whose companion files save() copies. */
   sourceDir: string | undefined;
-  private readonly act: Act;
+  /** The MLP's activation, as the fused gated unit glu(gate, up, act) runs it (src/tensor/ops/unary.ts). */
+  private readonly act: GluAct;
 
   private constructor(
     gpu: Gpu,
@@ -317,8 +326,16 @@ export class LlamaModel extends Module {
     const padded = mask?.some((row) => row.includes(0)) ?? false;
     return this.run(op, inputIds, positions(opts.positionIds, B, T), { hidden: opts.outputHiddenStates ?? false, head }, () => ({
       mask: padded ? Tensor.fromArray(this.gpu, Float32Array.from(mask!.flat()), [B, T]) : null,
-      attend: (_layer, q, k, v, m) => attention(q, k, v, { causal: true, keyPaddingMask: m ?? undefined, scale: this.attnScale }),
+      attend: this.attendFull(B, T),
     }));
+  }
+
+  /** forward()'s attention: causal + padding, in the layout the op runs without copies for these dimensions. */
+  private attendFull(B: number, T: number): Attend {
+    const c = this.config;
+    const layout = attentionLayout(this.gpu, { B, Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, T, Dh: c.headDim });
+    const scale = this.attnScale;
+    return { layout, run: (_layer, q, k, v, m) => attention(q, k, v, { causal: true, keyPaddingMask: m ?? undefined, scale, layout }) };
   }
 
   /**
@@ -347,20 +364,32 @@ export class LlamaModel extends Module {
         cache.writeMask(step);
         if (step.offset === 0) {
           const maskT = step.padded ? Tensor.fromArray(this.gpu, Float32Array.from(step.mask.flat()), [B, T]) : undefined;
+          // The cache holds [B, Hkv, T, Dh]: the prefill runs in that layout.
           return {
             mask: null,
-            attend: (layer, q, k, v) => {
-              cache.append(layer, step, k, v);
-              return attention(q, k, v, { causal: true, keyPaddingMask: maskT, scale });
+            attend: {
+              layout: "bhtd",
+              run: (layer, q, k, v) => {
+                cache.append(layer, step, k, v);
+                return attention(q, k, v, { causal: true, keyPaddingMask: maskT, scale });
+              },
             },
           };
         }
+        // One new token per row: [B, 1, H, Dh] and [B, H, 1, Dh] are the same memory, so the layer's own layout
+        // costs only views; more tokens: [B, H, T, Dh], as the cache and the decode op take it.
+        const one = T === 1;
+        const heads = (x: Tensor) => (one ? x.reshape([B, x.shape[2]!, 1, c.headDim]) : x);
         return {
           mask: null,
-          attend: (layer, q, k, v) => {
-            cache.append(layer, step, k, v);
-            const keyPaddingMask = step.padded ? cache.mask : undefined;
-            return attentionDecode(q, cache.keys(layer), cache.values(layer), { keyLength: step.offset + T, offset: step.offset, keyPaddingMask, scale });
+          attend: {
+            layout: one ? "bthd" : "bhtd",
+            run: (layer, q, k, v) => {
+              cache.append(layer, step, heads(k), heads(v));
+              const keyPaddingMask = step.padded ? cache.mask : undefined;
+              const a = attentionDecode(heads(q), cache.keys(layer), cache.values(layer), { keyLength: step.offset + T, offset: step.offset, keyPaddingMask, scale });
+              return one ? a.reshape([B, 1, c.numAttentionHeads, c.headDim]) : a;
+            },
           },
         };
       }),
@@ -399,21 +428,39 @@ export class LlamaModel extends Module {
       const hidden: Tensor[] = [];
       let x = this.embed(ids, B, T);
       const recompute = this.gradientCheckpointing && isGradEnabled();
+      // Without recomputation each layer's last residual add is fused with the norm after it (addRmsnorm): the next
+      // layer's input_layernorm, or model.norm after the last layer (unless only the last position is normed), and
+      // the layer hands on both the residual stream x and that normed h. A checkpointed layer returns one tensor
+      // (its recompute reruns it alone), so there each layer ends with its add and starts with its own norm.
+      const finalNorm = this.param("model.norm.weight");
+      const fuseFinal = !(o.lastOnly && T > 1);
+      let normed: Tensor | null = null; // the next layer's input_layernorm output (or the final norm's), when fused
       for (let i = 0; i < c.numHiddenLayers; i++) {
         if (want) hidden.push(x);
         const prev = x;
-        const layer = (h: Tensor, p: Tensor, m: Tensor | null, f: Tensor) => this.decoderLayer(i, h, p, m, f, att);
-        x = recompute
-          ? checkpoint((h, p, m, f) => layer(h!, p!, m ?? null, f!), [prev, posT, mask, invT], this.layerParams(i))
-          : scope(() => layer(prev, posT, mask, invT));
+        const hPrev: Tensor | null = normed;
+        if (recompute) {
+          const layer = (h: Tensor, p: Tensor, m: Tensor | null, f: Tensor) => this.decoderLayer(i, h, p, m, f, att).x;
+          x = checkpoint((h, p, m, f) => layer(h!, p!, m ?? null, f!), [prev, posT, mask, invT], this.layerParams(i));
+        } else {
+          const next = i + 1 < c.numHiddenLayers ? this.param(`model.layers.${i + 1}.input_layernorm.weight`) : fuseFinal ? finalNorm : undefined;
+          const out: { x: Tensor; h: Tensor | null } = scope(() => this.decoderLayer(i, prev, posT, mask, invT, att, { h: hPrev ?? undefined, next }));
+          ({ x, h: normed } = out);
+        }
         if (!want) prev.release();
+        hPrev?.release();
       }
-      if (o.lastOnly && T > 1) {
-        const all = x;
-        x = narrow(all, 1, T - 1, 1);
-        all.release();
+      let h: Tensor;
+      if (normed) {
+        h = normed;
+      } else {
+        if (o.lastOnly && T > 1) {
+          const all = x;
+          x = narrow(all, 1, T - 1, 1);
+          all.release();
+        }
+        h = rmsnorm(x, finalNorm, this.normOpts);
       }
-      const h = rmsnorm(x, this.param("model.norm.weight"), this.normOpts);
       x.release();
       const logits = o.head ? o.head(h) : this.linear(h, this.lmHead, null);
       if (!want) {
@@ -533,23 +580,43 @@ export class LlamaModel extends Module {
     return [...this.params].filter(([name, t]) => name.startsWith(prefix) && t.requiresGrad).map(([, t]) => t);
   }
 
-  private decoderLayer(i: number, x: Tensor, pos: Tensor, mask: Tensor | null, invFreq: Tensor, attend: Attend): Tensor {
+  /**
+   * Decoder layer i on the residual stream x. `io.h`: its input_layernorm output when the previous layer computed it
+   * (fused with its last add); `io.next`: the weight of the norm after this layer, to fuse this layer's last add
+   * with (then `h` is that norm's output, else null).
+   */
+  private decoderLayer(
+    i: number,
+    x: Tensor,
+    pos: Tensor,
+    mask: Tensor | null,
+    invFreq: Tensor,
+    attend: Attend,
+    io: { h?: Tensor; next?: Tensor } = {},
+  ): { x: Tensor; h: Tensor | null } {
     const c = this.config;
     const [B, T] = x.shape as [number, number, number];
     const [Hq, Hkv, Dh] = [c.numAttentionHeads, c.numKeyValueHeads, c.headDim];
     const p = `model.layers.${i}`;
     const proj = (v: Tensor, name: string) => this.linear(v, this.param(`${p}.${name}.weight`), this.params.get(`${p}.${name}.bias`) ?? null);
-    const ropeOpts = { layout: "bthd", outLayout: "bhtd", invFreq } as const;
+    // q, k, v and the attention output in the attend's layout: in "bthd" (forward() on the fused kernels) no
+    // transposed copy is made, the projections' [B, T, H*Dh] is attention's input and o_proj's input as is.
+    const bthd = attend.layout === "bthd";
+    const ropeOpts = { layout: "bthd", outLayout: attend.layout, invFreq } as const;
 
-    const h = rmsnorm(x, this.param(`${p}.input_layernorm.weight`), this.normOpts);
+    const h = io.h ?? rmsnorm(x, this.param(`${p}.input_layernorm.weight`), this.normOpts);
     const q = rope(proj(h, "self_attn.q_proj").reshape(B, T, Hq, Dh), pos, ropeOpts);
     const k = rope(proj(h, "self_attn.k_proj").reshape(B, T, Hkv, Dh), pos, ropeOpts);
-    const v = transpose(proj(h, "self_attn.v_proj").reshape(B, T, Hkv, Dh), 1, 2);
-    const a = attend(i, q, k, v, mask);
-    const x1 = add(x, proj(transpose(a, 1, 2).reshape(B, T, Hq * Dh), "self_attn.o_proj"));
-    const h2 = rmsnorm(x1, this.param(`${p}.post_attention_layernorm.weight`), this.normOpts);
-    const m = mul(this.act(proj(h2, "mlp.gate_proj")), proj(h2, "mlp.up_proj"));
-    return add(x1, proj(m, "mlp.down_proj"));
+    const v0 = proj(h, "self_attn.v_proj").reshape(B, T, Hkv, Dh);
+    const v = bthd ? v0 : transpose(v0, 1, 2);
+    const a = attend.run(i, q, k, v, mask);
+    const o = proj((bthd ? a : transpose(a, 1, 2)).reshape(B, T, Hq * Dh), "self_attn.o_proj");
+    const { sum: x1, out: h2 } = addRmsnorm(x, o, this.param(`${p}.post_attention_layernorm.weight`), this.normOpts);
+    const m = glu(proj(h2, "mlp.gate_proj"), proj(h2, "mlp.up_proj"), this.act);
+    const down = proj(m, "mlp.down_proj");
+    if (!io.next) return { x: add(x1, down), h: null };
+    const { sum, out } = addRmsnorm(x1, down, io.next, this.normOpts);
+    return { x: sum, h: out };
   }
 }
 
@@ -569,14 +636,14 @@ function checkSupported(c: LlamaFamilyConfig, source?: string): void {
   }
 }
 
-function activation(name: LlamaFamilyConfig["hiddenAct"]): Act {
+function activation(name: LlamaFamilyConfig["hiddenAct"]): GluAct {
   switch (name) {
     case "silu":
-      return silu;
+      return "silu";
     case "gelu":
-      return (x) => gelu(x);
+      return "gelu";
     case "gelu_pytorch_tanh":
-      return (x) => gelu(x, "tanh");
+      return "gelu_tanh";
   }
 }
 
@@ -689,8 +756,8 @@ export function memoryReport(cfg: LlamaFamilyConfig | Record<string, unknown>, o
   const optimizer = training ? parameters * ({ adamw: 2, sgd: 1, none: 0 }[o.optimizer ?? "adamw"] ?? 2) : 0;
   // Saved per layer: the residual input and post-attention residual (norms), both norm outputs (projections),
   // q, k, v after RoPE and the attention output (attention), the attention output re-laid-out (o_proj), the
-  // gate output, activation, up output and their product (activation, mul, down_proj).
-  const perLayer = N * (4 * D + 3 * Q + 2 * KV + 4 * I) + N * c.numAttentionHeads;
+  // gate and up outputs (glu) and their gated product (down_proj).
+  const perLayer = N * (4 * D + 3 * Q + 2 * KV + 3 * I) + N * c.numAttentionHeads;
   const head = N * (2 * D + V); // final norm input and output, the logits (kept by the loss)
   const widest = Math.max(D, I, Q);
   const activations = training ? F * (L * perLayer + head) : F * N * (2 * widest + Q + 2 * KV + V);

@@ -128,3 +128,16 @@ export function paddingMask(B: number, T: number, side: Padding): Float64Array |
   }
   return m;
 }
+
+/**
+ * x [n0, n1, n2, n3] (row-major) with dimensions 1 and 2 swapped, [n0, n2, n1, n3]: [B, H, T, Dh] data to the
+ * launchers' "bthd" layout [B, T, H, Dh] (shape [B, H, T, Dh]) and back (shape [B, T, H, Dh]).
+ */
+export function swap12(x: ArrayLike<number>, [n0, n1, n2, n3]: readonly number[]): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let a = 0; a < n0!; a++)
+    for (let b = 0; b < n1!; b++)
+      for (let c = 0; c < n2!; c++)
+        for (let e = 0; e < n3!; e++) out[((a * n2! + c) * n1! + b) * n3! + e] = x[((a * n1! + b) * n2! + c) * n3! + e]!;
+  return out;
+}

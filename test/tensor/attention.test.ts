@@ -1,13 +1,14 @@
 // Attention (src/tensor/ops/attention.ts), fused and unfused: forward and dq/dk/dv through the op against the
 // explicit-softmax float64 reference of test/reference/attention.ts (itself checked by central differences)
 // over T in {1, 5, 17, 64}, Dh in {8, 16, 64}, Hq/Hkv in {2/2, 4/2, 4/1}, B in {1, 2}, causal or not, no / left /
-// right key padding; against the PyTorch goldens; odd block sizes; rows with no visible key (0, never NaN); no T x T buffer at T = 512; flat memory
+// right key padding, in both layouts ([B, H, T, Dh] and "bthd" [B, T, H, Dh]: the reference's bhtd arrays are
+// transposed on the host going in and coming out); against the PyTorch goldens; odd block sizes; rows with no visible key (0, never NaN); no T x T buffer at T = 512; flat memory
 // over a training-style loop; shape errors. Every fresh tensor starts as NaN. The fused kernels' launchers
 // on their own are rows of test/kernels/rows/attention.ts (the unfused softmax's of rows/softmax.ts).
 import { describe, expect, test } from "bun:test";
-import { attention, type AttentionBlocks } from "../../src/tensor/ops/attention.ts";
+import { attention, type AttentionBlocks, type AttentionLayout } from "../../src/tensor/ops/attention.ts";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
-import { attentionBackward as refBackward, attentionForward as refForward, paddingMask, type AttentionDims, type Padding } from "../reference/attention.ts";
+import { attentionBackward as refBackward, attentionForward as refForward, paddingMask, swap12, type AttentionDims, type Padding } from "../reference/attention.ts";
 import { loadGoldens } from "./goldens.ts";
 import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload } from "./helpers.ts";
 
@@ -30,12 +31,27 @@ interface Case {
   pad: Padding;
   scale?: number;
   blocks?: Partial<AttentionBlocks>;
+  /** q, k, v and out as [B, H, T, Dh] (default) or [B, T, H, Dh]. */
+  layout?: AttentionLayout;
 }
 
 const name = (c: Case) =>
   `B${c.d.B} H${c.d.Hq}/${c.d.Hkv} T${c.d.T} Dh${c.d.Dh} ${c.causal ? "causal" : "full"} pad=${c.pad}` +
   (c.scale !== undefined ? ` scale=${c.scale}` : "") +
-  (c.blocks ? ` blocks=${JSON.stringify(c.blocks)}` : "");
+  (c.blocks ? ` blocks=${JSON.stringify(c.blocks)}` : "") +
+  (c.layout ? ` ${c.layout}` : "");
+
+const LAYOUTS: readonly AttentionLayout[] = ["bhtd", "bthd"];
+
+/** Host data [B, H, T, Dh] to `layout` and back, and the shape in `layout`. */
+function layoutOf(layout: AttentionLayout, B: number, T: number, Dh: number) {
+  const bthd = layout === "bthd";
+  return {
+    shape: (H: number) => (bthd ? [B, T, H, Dh] : [B, H, T, Dh]),
+    to: (x: Float64Array, H: number) => (bthd ? swap12(x, [B, H, T, Dh]) : x),
+    from: (x: ArrayLike<number>, H: number) => (bthd ? swap12(x, [B, T, H, Dh]) : x),
+  };
+}
 
 /** Run one case on the GPU (forward, then backward of sum(out * G)) and compare with the reference. */
 async function check(c: Case): Promise<void> {
@@ -53,17 +69,19 @@ async function check(c: Case): Promise<void> {
   const scale = c.scale ?? 1 / Math.sqrt(d.Dh);
   const ref = reference(Q, K, V, G, d, c.causal, M, scale);
 
-  const [q, k, v] = [upload(gpu, Q, qShape, true), upload(gpu, K, kShape, true), upload(gpu, V, kShape, true)];
+  // Uploaded (and read back) in the case's layout; the reference works in [B, H, T, Dh].
+  const L = layoutOf(c.layout ?? "bhtd", d.B, d.T, d.Dh);
+  const [q, k, v] = [upload(gpu, L.to(Q, d.Hq), L.shape(d.Hq), true), upload(gpu, L.to(K, d.Hkv), L.shape(d.Hkv), true), upload(gpu, L.to(V, d.Hkv), L.shape(d.Hkv), true)];
   const mask = M && upload(gpu, M, [d.B, d.T]);
-  const g = upload(gpu, G, qShape);
-  const out = attention(q, k, v, { causal: c.causal, keyPaddingMask: mask, scale: c.scale, blocks: c.blocks });
-  expect(out.shape).toEqual(qShape);
+  const g = upload(gpu, L.to(G, d.Hq), L.shape(d.Hq));
+  const out = attention(q, k, v, { causal: c.causal, keyPaddingMask: mask, scale: c.scale, blocks: c.blocks, layout: c.layout });
+  expect(out.shape).toEqual(L.shape(d.Hq));
   const tol = { rtol: 1e-3, atol: 1e-6 };
-  expectClose(`${what} forward`, await out.toArray(), ref.out, { ...tol, mag: ref.outMag });
+  expectClose(`${what} forward`, L.from(await out.toArray(), d.Hq), ref.out, { ...tol, mag: ref.outMag });
   out.backward(g);
-  expectClose(`${what} dq`, await q.grad!.toArray(), ref.dq, { ...tol, mag: ref.dqMag });
-  expectClose(`${what} dk`, await k.grad!.toArray(), ref.dk, { ...tol, mag: ref.dkMag });
-  expectClose(`${what} dv`, await v.grad!.toArray(), ref.dv, { ...tol, mag: ref.dvMag });
+  expectClose(`${what} dq`, L.from(await q.grad!.toArray(), d.Hq), ref.dq, { ...tol, mag: ref.dqMag });
+  expectClose(`${what} dk`, L.from(await k.grad!.toArray(), d.Hkv), ref.dk, { ...tol, mag: ref.dkMag });
+  expectClose(`${what} dv`, L.from(await v.grad!.toArray(), d.Hkv), ref.dv, { ...tol, mag: ref.dvMag });
   for (const t of [q, k, v, g, out, mask]) t?.release();
 }
 
@@ -100,14 +118,15 @@ describe("attention", () => {
   // Every (T, Dh) pair, cycling heads and batch over them, each with every causal x padding combination.
   for (const kernel of KERNELS)
   [1, 5, 17, 64].forEach((T, ti) =>
-    test(`${kernel}, T=${T}: forward, dq, dk, dv for Dh 8/16/64, causal or not, no/left/right padding`, async () => {
+    test(`${kernel}, T=${T}: forward, dq, dk, dv for Dh 8/16/64, causal or not, no/left/right padding, both layouts`, async () => {
       const gpu = await getGpu();
       await gpu.withPolicy({ attention: { kernel } }, async () => {
         for (const [di, Dh] of [8, 16, 64].entries()) {
           const [Hq, Hkv] = HEADS[(ti + di) % 3]!;
           const B = 1 + ((ti + di) % 2);
-          for (const causal of [true, false])
-            for (const pad of ["none", "left", "right"] as Padding[]) await check({ d: { B, Hq, Hkv, T, Dh }, causal, pad });
+          for (const layout of LAYOUTS)
+            for (const causal of [true, false])
+              for (const pad of ["none", "left", "right"] as Padding[]) await check({ d: { B, Hq, Hkv, T, Dh }, causal, pad, layout });
         }
       });
     }, COMPILES),
@@ -120,10 +139,22 @@ describe("attention", () => {
     await check({ d: { B: 1, Hq: 4, Hkv: 1, T: 23, Dh: 16 }, causal: false, pad: "right", scale: 0.5, blocks: { bq: 1, bk: 3, tpr: 3 } });
     // 32 x 8 lanes = 256 invocations, tiles of 2 keys; in dK/dV 2 x 8 = 16 invocations load 32-query tiles.
     await check({ d: { B: 2, Hq: 2, Hkv: 2, T: 64, Dh: 64 }, causal: true, pad: "right", blocks: { bq: 32, bk: 2, tpr: 8 } });
+    // The same in [B, T, H, Dh]: strided tile rows across tiles that straddle heads' rows, GQA 4:2 and 4:1.
+    await check({ d: { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 8 }, causal: true, pad: "left", blocks: { bq: 5, bk: 7, tpr: 3 }, layout: "bthd" });
+    await check({ d: { B: 1, Hq: 4, Hkv: 1, T: 23, Dh: 16 }, causal: false, pad: "right", scale: 0.5, blocks: { bq: 1, bk: 3, tpr: 3 }, layout: "bthd" });
+    await check({ d: { B: 2, Hq: 4, Hkv: 2, T: 37, Dh: 64 }, causal: true, pad: "left", blocks: { bq: 32, bk: 2, tpr: 8 }, layout: "bthd" });
   }, COMPILES);
+
+  // The unfused path in [B, T, H, Dh] (it transposes around its matmuls) at T >= 128, where CPU adapters choose it.
+  for (const kernel of KERNELS)
+    test(`${kernel}: T = 130, GQA 4:2, causal with left padding, [B, T, H, Dh]`, async () => {
+      const gpu = await getGpu();
+      await gpu.withPolicy({ attention: { kernel } }, () => check({ d: { B: 2, Hq: 4, Hkv: 2, T: 130, Dh: 16 }, causal: true, pad: "left", layout: "bthd" }));
+    }, COMPILES);
 
   test("Dh = 256 (Gemma) fits by shrinking the tiles to the device's workgroup memory", async () => {
     await check({ d: { B: 1, Hq: 2, Hkv: 1, T: 19, Dh: 256 }, causal: true, pad: "right" });
+    await check({ d: { B: 1, Hq: 2, Hkv: 1, T: 19, Dh: 256 }, causal: true, pad: "right", layout: "bthd" });
   }, COMPILES);
 
   for (const kernel of KERNELS)
@@ -290,6 +321,10 @@ describe("attention", () => {
     using m = Tensor.ones(gpu, [2, 6]);
     using mi = Tensor.fromArray(gpu, new Array(10).fill(1), [2, 5], { dtype: "i32" });
     expect(() => attention(flat, k, k)).toThrow("attention: q, k and v must be 4-D [B, heads, T, Dh] (q [8, 5, 8], k [2, 2, 5, 8], v [2, 2, 5, 8])");
+    expect(() => attention(flat, k, k, { layout: "bthd" })).toThrow("attention: q, k and v must be 4-D [B, T, heads, Dh]");
+    // [2, 4, 5, 8] read as [B, T, H, Dh] has T = 4 and 5 query heads; k [2, 2, 5, 8] has T = 2.
+    expect(() => attention(q, k, k, { layout: "bthd" })).toThrow("attention: k and v must match q in batch, sequence length and head dim");
+    expect(() => attention(q, k, k, { layout: "bhdt" as never })).toThrow('attention: layout must be "bhtd" or "bthd", got bhdt');
     expect(() => attention(q, k3, k3)).toThrow("attention: query heads (4) must be a multiple of key/value heads (3)");
     expect(() => attention(q, k6, k6)).toThrow("attention: k and v must match q in batch, sequence length and head dim");
     expect(() => attention(q, k, k6)).toThrow("attention: k and v must have the same shape");

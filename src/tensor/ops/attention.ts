@@ -7,6 +7,11 @@
  *
  *   attention(q [B, Hq, T, Dh], k [B, Hkv, T, Dh], v [B, Hkv, T, Dh], { causal = true, keyPaddingMask, scale })
  *     → out [B, Hq, T, Dh]
+ *   attention(q [B, T, Hq, Dh], k [B, T, Hkv, Dh], v [B, T, Hkv, Dh], { layout: "bthd", ... }) → out [B, T, Hq, Dh]
+ *     the projections' own layout ([B, T, H*Dh] viewed as [B, T, H, Dh]; src/nn/llama.ts decoderLayer): the fused
+ *     kernels read and write it with strides, forward and backward, so no transposed copy is made anywhere; the
+ *     unfused path (a fallback for long T on some devices) transposes to [B, H, T, Dh] and back around its
+ *     matmuls. `attentionLayout(gpu, dims)` says which layout a call of these dimensions runs without copies.
  *
  * Equal to torch's scaled_dot_product_attention(q, k', v', attn_mask) with k', v' the kv heads repeated
  * `Hq / Hkv` times (head h reads kv head floor(h / (Hq / Hkv))) and the boolean mask
@@ -30,15 +35,26 @@ import {
   type AttentionBlocks,
   type AttentionDims,
   type AttentionLaunchOptions,
+  type AttentionLayout,
 } from "../../kernels/attention.ts";
 import type { Gpu, TuneResult } from "../../gpu/index.ts";
 import { attach, isGradEnabled } from "../autograd.ts";
 import { fmtShape, TensorError } from "../shape.ts";
 import { checkOperands, Tensor } from "../tensor.ts";
 import { matmul } from "./matmul.ts";
+import { transpose } from "./shape_ops.ts";
 import { attentionSoftmax } from "./softmax.ts";
 
-export type { AttentionBlocks };
+export type { AttentionBlocks, AttentionDims, AttentionLayout };
+
+/**
+ * The layout in which attention of these dimensions runs without transposed copies on this device: "bthd" where
+ * the fused kernels run, "bhtd" where the unfused path does (its batched matmuls need [B, H, T, Dh]; given
+ * "bthd" it would transpose q, k, v and out). A model that can produce either (rope's outLayout) asks this.
+ */
+export function attentionLayout(gpu: Gpu, d: AttentionDims): AttentionLayout {
+  return attentionPath(gpu, d) === "unfused" ? "bhtd" : "bthd";
+}
 
 export interface AttentionOptions {
   /** Query i sees keys j <= i (default true). */
@@ -49,16 +65,20 @@ export interface AttentionOptions {
   scale?: number;
   /** Tuning and tests: override the block sizes (each kernel checks they fit the device). */
   blocks?: Partial<AttentionBlocks>;
+  /** "bhtd" (default): q, k, v and the result are [B, H, T, Dh]; "bthd": [B, T, H, Dh]. */
+  layout?: AttentionLayout;
 }
 
-function checkShapes(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | undefined): AttentionDims {
+function checkShapes(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | undefined, layout: AttentionLayout): AttentionDims {
   const shapes = `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}${mask ? `, keyPaddingMask ${fmtShape(mask.shape)}` : ""}`;
   const fail = (why: string) => new TensorError(`attention: ${why} (${shapes})`);
-  if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) throw fail("q, k and v must be 4-D [B, heads, T, Dh]");
-  const [B, Hq, T, Dh] = q.shape as [number, number, number, number];
-  const Hkv = k.shape[1]!;
+  if (layout !== "bhtd" && layout !== "bthd") throw new TensorError(`attention: layout must be "bhtd" or "bthd", got ${String(layout)}`);
+  const [h, t] = layout === "bhtd" ? [1, 2] : [2, 1];
+  if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) throw fail(`q, k and v must be 4-D ${layout === "bhtd" ? "[B, heads, T, Dh]" : "[B, T, heads, Dh]"}`);
+  const [B, Hq, T, Dh] = [q.shape[0]!, q.shape[h]!, q.shape[t]!, q.shape[3]!];
+  const Hkv = k.shape[h]!;
   if (k.shape.some((d, i) => d !== v.shape[i])) throw fail("k and v must have the same shape");
-  if (k.shape[0] !== B || k.shape[2] !== T || k.shape[3] !== Dh) throw fail("k and v must match q in batch, sequence length and head dim");
+  if (k.shape[0] !== B || k.shape[t] !== T || k.shape[3] !== Dh) throw fail("k and v must match q in batch, sequence length and head dim");
   if (Hkv === 0 ? Hq !== 0 : Hq % Hkv !== 0) throw fail(`query heads (${Hq}) must be a multiple of key/value heads (${Hkv})`);
   if (Dh % 4 !== 0) throw fail(`head dim ${Dh} must be a multiple of 4`);
   if (mask && (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== T)) throw fail(`keyPaddingMask must be [B, T] = [${B}, ${T}]`);
@@ -101,7 +121,15 @@ export async function tuneAttention(gpu: Gpu, tuner = gpu.tuner): Promise<Record
  * [B * Hkv, G * T, Dh] shares its kv head's k and v [B * Hkv, T, Dh], so the scores are one batched
  * product, S = q kᵀ [B * Hkv, G * T, T]; then P = attentionSoftmax(S) (scale, causal, padding), out = P v.
  */
-function attentionUnfused(q: Tensor, k: Tensor, v: Tensor, d: AttentionDims, f: Flags, mask: Tensor | undefined): Tensor {
+function attentionUnfused(q: Tensor, k: Tensor, v: Tensor, d: AttentionDims, f: Flags, mask: Tensor | undefined, layout: AttentionLayout): Tensor {
+  if (layout === "bthd") {
+    // The fallback's price: [B, T, H, Dh] to [B, H, T, Dh] and back (their backward transposes the gradients).
+    using qh = transpose(q, 1, 2);
+    using kh = transpose(k, 1, 2);
+    using vh = transpose(v, 1, 2);
+    using o = attentionUnfused(qh, kh, vh, d, f, mask, "bhtd");
+    return transpose(o, 1, 2);
+  }
   const G = d.Hq / d.Hkv;
   const z = d.B * d.Hkv;
   using q3 = q.reshape([z, G * d.T, d.Dh]);
@@ -116,15 +144,16 @@ function attentionUnfused(q: Tensor, k: Tensor, v: Tensor, d: AttentionDims, f: 
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const mask = opts.keyPaddingMask;
   const gpu = checkOperands("attention", q, k, v, ...(mask ? [mask] : []));
-  const d = checkShapes(q, k, v, mask);
+  const layout = opts.layout ?? "bhtd";
+  const d = checkShapes(q, k, v, mask, layout);
   const f: Flags = { causal: opts.causal ?? true, scale: opts.scale ?? 1 / Math.sqrt(d.Dh) };
   if (!Number.isFinite(f.scale)) throw new TensorError(`attention: scale must be finite, got ${f.scale}`);
-  if (attentionPath(gpu, d) === "unfused") return attentionUnfused(q, k, v, d, f, mask);
+  if (attentionPath(gpu, d) === "unfused") return attentionUnfused(q, k, v, d, f, mask, layout);
   if (d.B * d.Hq > 65535) throw new TensorError(`attention: B * Hq = ${d.B * d.Hq} exceeds 65535 (workgroups per grid dimension)`);
   // Plan the kernels before allocating anything (a block size that does not fit throws here); the backward
   // ones only when a backward can follow (not under noGrad, not in inference).
   const training = isGradEnabled() && [q, k, v].some((t) => t.requiresGrad);
-  const o: AttentionLaunchOptions = { ...d, ...f, plan: planAttention(gpu, d.Dh, { blocks: opts.blocks, backward: training }) };
+  const o: AttentionLaunchOptions = { ...d, ...f, layout, plan: planAttention(gpu, d.Dh, { blocks: opts.blocks, backward: training }) };
   const out = Tensor.empty(gpu, q.shape);
   const lse = Tensor.empty(gpu, [d.B, d.Hq, d.T]);
   attentionForward(gpu, { q: q.buffer, k: k.buffer, v: v.buffer, mask: mask?.buffer, out: out.buffer, lse: lse.buffer }, o);

@@ -4,10 +4,19 @@
 // query rows that see no key (out 0, lse LSE_NONE, zero gradients), block sizes that divide nothing, and a
 // backward that writes dq alone or dk/dv alone, and a NaN in q, k, v and dout (NaN exactly where the reference
 // has NaN: a NaN among a row's visible scores makes the row NaN, as in torch; invisible pairs take no part). The backward reads the reference
-// forward's out and lse (rounded to f32, NaN included), so each launcher is checked on its own. The unfused path's own piece (attentionSoftmax) is in
+// forward's out and lse (rounded to f32, NaN included), so each launcher is checked on its own. Rows marked
+// "bthd" run the launchers in the [B, T, H, Dh] layout (strided rows): the reference's [B, H, T, Dh] arrays are
+// transposed on the host going in and coming out (lse stays [B, Hq, T]). The unfused path's own piece (attentionSoftmax) is in
 // rows/softmax.ts; its matrix products in rows/matmul.ts. Tolerance: the attention op tests',
 // |err| <= 1e-6 + 1e-3 sum|terms|.
-import { attentionBackward, attentionForward, planAttention, type AttentionBlocks, type AttentionLaunchOptions } from "../../../src/kernels/attention.ts";
+import {
+  attentionBackward,
+  attentionForward,
+  planAttention,
+  type AttentionBlocks,
+  type AttentionLaunchOptions,
+  type AttentionLayout,
+} from "../../../src/kernels/attention.ts";
 import * as ref from "../../reference/attention.ts";
 import { uniform } from "../../tensor/helpers.ts";
 import type { Check, LauncherRow } from "../harness.ts";
@@ -32,6 +41,8 @@ interface Case {
    * and the mask's first 1 made NaN (still a kept key).
    */
   nan?: boolean;
+  /** q, k, v, out, dout and the gradients as [B, H, T, Dh] (default) or [B, T, H, Dh]. */
+  layout?: AttentionLayout;
 }
 
 const TOL = { rtol: 1e-3, atol: 1e-6 };
@@ -44,7 +55,8 @@ function row(launcher: "attentionForward" | "attentionBackward", c: Case): Launc
     (c.scale !== undefined ? ` scale=${c.scale}` : "") +
     (c.blocks ? ` blocks=${JSON.stringify(c.blocks)}` : "") +
     (grads !== "all" ? ` (${grads} only)` : "") +
-    (c.nan ? " with NaN in q k v dout" : "");
+    (c.nan ? " with NaN in q k v dout" : "") +
+    (c.layout ? ` ${c.layout}` : "");
   return {
     family: "attention",
     name,
@@ -72,15 +84,20 @@ function row(launcher: "attentionForward" | "attentionBackward", c: Case): Launc
         causal: c.causal,
         scale: c.scale ?? 1 / Math.sqrt(Dh),
         plan: planAttention(gpu, Dh, { blocks: c.blocks, backward: launcher === "attentionBackward" }),
+        layout: c.layout,
       };
+      // [B, H, T, Dh] (the reference's) to the row's layout, and back.
+      const bthd = c.layout === "bthd";
+      const to = (x: Float64Array, H: number) => (bthd ? ref.swap12(x, [B, H, T, Dh]) : x);
+      const from = (x: ArrayLike<number>, H: number): ArrayLike<number> => (bthd ? ref.swap12(x, [B, T, H, Dh]) : x);
       const fwd = ref.attentionForward({ q: Q, k: K, v: V, mask }, o);
-      const [q, k, v] = [io.input(Q), io.input(K), io.input(V)];
+      const [q, k, v] = [io.input(to(Q, Hq)), io.input(to(K, Hkv)), io.input(to(V, Hkv))];
       const m = mask && io.input(mask);
       if (launcher === "attentionForward") {
         const [out, lse] = [io.output(nq), io.output(B * Hq * T)];
         attentionForward(gpu, { q, k, v, mask: m, out, lse }, o);
         return [
-          { what: "out", got: await io.read(out, nq), ref: fwd.out, opts: { ...TOL, mag: fwd.outMag } },
+          { what: "out", got: from(await io.read(out, nq), Hq), ref: fwd.out, opts: { ...TOL, mag: fwd.outMag } },
           // lse = m + log(s): its f32 error is relative to |m| + |log s| <= |lse| + 2 |m| (scores here are O(1)).
           { what: "lse", got: await io.read(lse, B * Hq * T), ref: Float64Array.from(new Float32Array(fwd.lse)), opts: { rtol: 1e-5, atol: 1e-5 } },
         ];
@@ -91,12 +108,12 @@ function row(launcher: "attentionForward" | "attentionBackward", c: Case): Launc
       const want = ref.attentionBackward({ q: Q, k: K, v: V, mask, out: out32, lse: lse32, dout }, o);
       const dq = grads !== "dkdv" ? io.output(nq) : undefined;
       const [dk, dv] = grads !== "dq" ? [io.output(nk), io.output(nk)] : [undefined, undefined];
-      attentionBackward(gpu, { q, k, v, mask: m, out: io.input(out32), lse: io.input(lse32), dout: io.input(dout), dq, dk, dv }, o);
+      attentionBackward(gpu, { q, k, v, mask: m, out: io.input(to(out32, Hq)), lse: io.input(lse32), dout: io.input(to(dout, Hq)), dq, dk, dv }, o);
       const checks: Check[] = [];
-      if (dq) checks.push({ what: "dq", got: await io.read(dq, nq), ref: want.dq, opts: { ...TOL, mag: want.dqMag } });
+      if (dq) checks.push({ what: "dq", got: from(await io.read(dq, nq), Hq), ref: want.dq, opts: { ...TOL, mag: want.dqMag } });
       if (dk && dv) {
-        checks.push({ what: "dk", got: await io.read(dk, nk), ref: want.dk, opts: { ...TOL, mag: want.dkMag } });
-        checks.push({ what: "dv", got: await io.read(dv, nk), ref: want.dv, opts: { ...TOL, mag: want.dvMag } });
+        checks.push({ what: "dk", got: from(await io.read(dk, nk), Hkv), ref: want.dk, opts: { ...TOL, mag: want.dkMag } });
+        checks.push({ what: "dv", got: from(await io.read(dv, nk), Hkv), ref: want.dv, opts: { ...TOL, mag: want.dvMag } });
       }
       return checks;
     },
@@ -145,3 +162,16 @@ for (const c of [
   { B: 2, Hq: 2, Hkv: 1, T: 23, Dh: 8, causal: false, pad: "right", nan: true },
 ] satisfies Case[])
   for (const l of ["attentionForward", "attentionBackward"] as const) rows.push(row(l, c));
+// The [B, T, H, Dh] layout: GQA 4:2 and 4:1, causal with left padding (rows with no key) and not, T that no block
+// divides, odd blocks and lanes, Dh 64, a backward of dq alone and of dk/dv alone, and NaN propagation.
+for (const c of [
+  { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 16, causal: true, pad: "left" },
+  { B: 1, Hq: 4, Hkv: 1, T: 23, Dh: 16, causal: false, pad: "right", scale: 0.5, blocks: { bq: 1, bk: 3, tpr: 3 } },
+  { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 8, causal: true, pad: "left", blocks: { bq: 5, bk: 7, tpr: 3 } },
+  { B: 2, Hq: 2, Hkv: 2, T: 64, Dh: 64, causal: true, pad: "none" },
+  { B: 2, Hq: 2, Hkv: 1, T: 5, Dh: 8, causal: true, pad: { label: "3 left / all", mask: [0, 0, 0, 1, 1, 0, 0, 0, 0, 0] } },
+  { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 16, causal: true, pad: "left", blocks: { bq: 5, bk: 7, tpr: 3 }, nan: true },
+] satisfies Case[])
+  for (const l of ["attentionForward", "attentionBackward"] as const) rows.push(row(l, { ...c, layout: "bthd" }));
+rows.push(row("attentionBackward", { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 16, causal: true, pad: "left", grads: "dq", layout: "bthd" }));
+rows.push(row("attentionBackward", { B: 2, Hq: 4, Hkv: 2, T: 17, Dh: 16, causal: true, pad: "left", grads: "dkdv", layout: "bthd" }));
