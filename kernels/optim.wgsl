@@ -12,17 +12,15 @@
 //   sgd_momentum  with momentum: d = g + weight_decay * p; buf = d on the first step (`first` = 1, buf is not
 //                 read), else momentum * buf + (1 - dampening) * d; p -= lr * (nesterov ? d + momentum * buf
 //                 : buf).
-//   sumsq         clip_grad_norm_, pass 1: workgroup w of `groups` grid-strides over one gradient gs and writes
-//                 its sum of squares to partial[base + w]. One dispatch per gradient, each into its own slots.
-//   norm_finish   pass 2: one workgroup sums partial[0 .. count) and writes total[0] = sqrt(sum).
-//   clip_scale    pass 3: gs *= min(1, max_norm / (total[0] + 1e-6)), read on the GPU (no host round-trip).
-//                 A NaN norm (a NaN in any gradient) makes every gradient NaN, as torch's clamp(max=1) keeps
-//                 the NaN coefficient (nan_min, kernels/nan.wgsl: a WGSL min may drop it).
+//   norm_finish   clip_grad_norm_, pass 2: one workgroup sums partial[0 .. count) and writes total[0] = sqrt(sum).
+//                 Passes 1 (sums of squares into `partial`) and 3 (the in-place scaling, NaN rule included) are
+//                 multi-tensor: kernels/optim_multi.wgsl, which also holds the multi-tensor AdamW the optimizer
+//                 runs (src/optim/adamw.ts); `adamw` here is the per-tensor form (launcher rows, benchmarks).
 //
 // Elements move in VT units (src/gpu/grid.ts `elementwise`): vec4<f32> when the tensor's size is a multiple of
 // 4 (define VEC; n then counts vec4s), else f32; every formula reads the same for both.
 // Launch: elementwise entries run one invocation per element on a 2-D grid (`row` invocations per grid row,
-// see src/gpu/grid.ts), 256 per workgroup; sumsq runs `groups` (<= 65535) workgroups and norm_finish one,
+// see src/gpu/grid.ts), 256 per workgroup; norm_finish runs one workgroup,
 // WG wide (kernels/row_reduce.wgsl, appended: 256 on GPUs, 8 on lavapipe). Neighbouring invocations touch
 // neighbouring addresses. The params struct is shared by every
 // entry point: a dispatch passes the fields its entry reads and zeros for the rest.
@@ -46,10 +44,8 @@ struct Params {
   one_minus_dampening: f32,
   nesterov: u32,
   first: u32,
-  // sumsq and norm_finish and clip_scale
-  base: u32,
+  // norm_finish
   groups: u32,
-  max_norm: f32,
 }
 
 @group(0) @binding(0) var<storage, read_write> p: array<{{VT:f32}}>;
@@ -57,7 +53,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> m: array<{{VT:f32}}>;
 @group(0) @binding(3) var<storage, read_write> v: array<{{VT:f32}}>;
 @group(0) @binding(4) var<storage, read_write> buf: array<{{VT:f32}}>;
-@group(0) @binding(5) var<storage, read_write> gs: array<{{VT:f32}}>;
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(7) var<storage, read_write> total: array<f32>;
 @group(1) @binding(0) var<uniform> params: Params;
@@ -114,28 +109,6 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3u) {
   p[i] = p[i] - params.lr * step;
 }
 
-//#if VEC
-fn sq(x: vec4<f32>) -> f32 {
-  return dot(x, x);
-}
-//#else
-fn sq(x: f32) -> f32 {
-  return x * x;
-}
-//#endif
-
-@compute @workgroup_size(WG)
-fn sumsq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  var acc = 0.0;
-  for (var k = wid.x * WG + lid; k < params.n; k += params.groups * WG) {
-    acc += sq(gs[k]);
-  }
-  let s = wg_reduce(vec2f(acc, 0.0), lid, RED_SUM).x;
-  if (lid == 0u) {
-    partial[params.base + wid.x] = s;
-  }
-}
-
 @compute @workgroup_size(WG)
 fn norm_finish(@builtin(local_invocation_index) lid: u32) {
   var acc = 0.0;
@@ -146,14 +119,4 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
   if (lid == 0u) {
     total[0] = sqrt(s);
   }
-}
-
-@compute @workgroup_size(256)
-fn clip_scale(@builtin(global_invocation_id) gid: vec3u) {
-  let i = flat(gid);
-  if (i >= params.n) {
-    return;
-  }
-  let scale = nan_min(1.0, params.max_norm / (total[0] + 1e-6)); // NaN for a NaN norm: every gradient NaN, as torch
-  gs[i] = gs[i] * scale;
 }

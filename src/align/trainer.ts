@@ -508,7 +508,8 @@ async function runTrain(gpu: Gpu, job: TrainJob, comm: Comm, ready: () => void):
         // fp16: the gradients back to their true scale (and the overflow check) before they are clipped.
         const lossScale = scaler?.getScale() ?? 1;
         scaler?.unscale_(opt);
-        const norm = clipGradNorm(allParams, h.max_grad_norm > 0 ? h.max_grad_norm : Number.POSITIVE_INFINITY);
+        // The clip's scaling is fused into the AdamW step (read as the step reads each gradient; src/optim/clip.ts).
+        const norm = clipGradNorm(allParams, h.max_grad_norm > 0 ? h.max_grad_norm : Number.POSITIVE_INFINITY, { fuseInto: opt });
         const values = await Promise.all([norm, ...terms.flat()].map((t) => t.item()));
         norm.release();
         const gradNorm = values[0]!;

@@ -13,7 +13,11 @@
  * A step updates parameters in place (their storage keeps its identity), like torch's optimizers; so a graph
  * recorded before the step and backwarded after it sees the new values (torch would raise a version error).
  *
- * Launchers of the optimizer kernels: src/kernels/optim.ts (kernels/optim.wgsl).
+ * A step checks every gradient, advances the step counts, then records the updates with `updateAll` (by default
+ * `update` per parameter; AdamW overrides it with multi-tensor dispatches over its state arenas, and its state
+ * tensors are read-only views into them: src/optim/adamw.ts).
+ *
+ * Launchers of the optimizer kernels: src/kernels/optim.ts (kernels/optim.wgsl, kernels/optim_multi.wgsl).
  */
 import { fmtShape, sameShape, TensorError } from "../tensor/shape.ts";
 import { Tensor, untracked } from "../tensor/tensor.ts";
@@ -35,6 +39,15 @@ export interface ParamGroup<O> {
 export interface ParamState {
   step: number;
   tensors: Record<string, Tensor>;
+}
+
+/** One parameter of a step: its gradient, state, group options and name. */
+export interface StepItem<O> {
+  p: Tensor;
+  grad: Tensor;
+  state: ParamState;
+  options: O;
+  name: string;
 }
 
 /** A host copy of an optimizer's state, for checkpoints. */
@@ -94,11 +107,13 @@ export abstract class Optimizer<O extends { lr: number }> {
 
   /**
    * One optimization step over every parameter that has a gradient; parameters whose `.grad` is null are
-   * skipped entirely, like torch (no weight decay, no state, their step count does not advance).
-   * Records one fused dispatch per parameter (plus a zero-fill per state tensor on its first step); no upload.
+   * skipped entirely, like torch (no weight decay, no state, their step count does not advance). Every
+   * gradient's shape is checked before anything is recorded. Records the updates (`updateAll`: one fused
+   * dispatch per parameter by default, a few multi-tensor ones for AdamW, plus zero-fills of new state); no upload.
    */
   step(): void {
     this.assertLive();
+    const ready: Omit<StepItem<O>, "state">[] = [];
     for (const group of this.groups)
       group.params.forEach((p, k) => {
         const grad = p.grad;
@@ -107,14 +122,23 @@ export abstract class Optimizer<O extends { lr: number }> {
         p.assertLive();
         if (!sameShape(grad.shape, p.shape))
           throw new TensorError(`${this.kind}.step: parameter '${name}' has shape ${fmtShape(p.shape)} but its gradient ${fmtShape(grad.shape)}`);
-        let st = this.state.get(p);
-        if (!st) {
-          st = { step: 0, tensors: {} };
-          this.state.set(p, st);
-        }
-        st.step++;
-        this.update(p, grad, st, group.options, name);
+        ready.push({ p, grad, options: group.options, name });
       });
+    const items = ready.map((x): StepItem<O> => {
+      let st = this.state.get(x.p);
+      if (!st) {
+        st = { step: 0, tensors: {} };
+        this.state.set(x.p, st);
+      }
+      st.step++;
+      return { ...x, state: st };
+    });
+    this.updateAll(items);
+  }
+
+  /** Record one step's updates, given each stepping parameter's state (step count already advanced). */
+  protected updateAll(items: readonly StepItem<O>[]): void {
+    for (const x of items) this.update(x.p, x.grad, x.state, x.options, x.name);
   }
 
   /**

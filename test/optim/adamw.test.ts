@@ -112,7 +112,7 @@ describe("AdamW", () => {
     opt.release();
   });
 
-  test("a step is one fused dispatch per parameter with a gradient, and uploads nothing", async () => {
+  test("a step is a few multi-tensor dispatches for all parameters with a gradient, and uploads nothing", async () => {
     const gpu = await getGpu();
     const params = SHAPES.map((s) => Tensor.ones(gpu, s, { requiresGrad: true }));
     const opt = new AdamW(params);
@@ -124,7 +124,8 @@ describe("AdamW", () => {
     const s2 = gpu.queue.stats();
     expect(s1.uploads - s0.uploads).toBe(0);
     expect(s2.uploads - s1.uploads).toBe(0);
-    expect(s2.dispatches - s1.dispatches).toBe(5 * (SHAPES.length - 1));
+    // Sizes 37, 303, 30 (f32 units) and 300 (vec4 units): one dispatch each kind, on any device (>= 3 slots).
+    expect(s2.dispatches - s1.dispatches).toBe(5 * 2);
     await gpu.sync();
     opt.release();
     for (const p of params) p.release();

@@ -1,6 +1,7 @@
 // GradScaler (src/optim/grad_scaler.ts) against torch.cuda.amp.GradScaler's semantics:
 //   - defaults and scale(loss): loss * 2^16, gradients scaled through backward;
-//   - unscale_: gradients divided on the GPU, bit-exact with torch's f32(1 / f64(scale)) multiplier (the kernel on
+//   - unscale_: gradients divided on the GPU, bit-exact with torch's f32(1 / f64(scale)) multiplier, also over more
+//     gradients than one dispatch takes (mixed sizes, an inf in the last one; the kernel on
 //     odd sizes, injected infs and a 2-D workgroup grid is a launcher row: test/kernels/rows/grad_scaler.ts);
 //   - an injected inf or NaN in one gradient of several: step() skips the optimizer (parameters unchanged bit
 //     for bit, no optimizer state created), update() halves the scale and resets the growth tracker;
@@ -15,7 +16,7 @@
 //   - memory flat over 50 scaled steps (the per-step flag is released by update()).
 import { describe, expect, test } from "bun:test";
 import { AdamW, clipGradNorm, GradScaler, SGD } from "../../src/optim/index.ts";
-import { scope, Tensor, TensorError } from "../../src/tensor/index.ts";
+import { debug, scope, Tensor, TensorError } from "../../src/tensor/index.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { unscaleGrads } from "../reference/grad_scaler.ts";
 import { getGpu, rng, seedOf, uniform } from "../tensor/helpers.ts";
@@ -68,6 +69,30 @@ describe("GradScaler", () => {
     s.update();
     opt.release();
     for (const t of [p1, p2, p3]) t.release();
+  });
+
+  test("unscale_ over 12 gradients of mixed sizes (more than one dispatch takes): bit-exact, an inf in the last raises the flag", async () => {
+    const r = rng(seedOf("unscale many"));
+    const sizes = [1, 3, 4, 5, 1023, 4097, 8, 257, 12, 7, 64, 2];
+    const s = new GradScaler({ initScale: 3 });
+    const ps = sizes.map((n) => param(new Float32Array(n)));
+    const opt = new SGD(ps, { lr: 0.1 });
+    for (const inject of [false, true]) {
+      const G = sizes.map((n, j) => Float32Array.from(uniform(r, n, -(10 ** (j % 4)), 10 ** (j % 4))));
+      if (inject) G[11]![1] = Infinity;
+      ps.forEach((p, j) => setGrad(p, G[j]!));
+      const d0 = gpu.queue.stats().dispatches;
+      s.unscale_(opt);
+      // The flag's poison fill (tests), the reset, then the gradients in dispatches of up to 8 (fewer where the
+      // device allows fewer bindings).
+      expect(gpu.queue.stats().dispatches - d0).toBe((debug.poison ? 1 : 0) + 1 + Math.ceil(sizes.length / Math.min(8, gpu.limits.maxStorageBuffersPerShaderStage - 1)));
+      const ref = unscaleGrads({ grads: G }, { sizes, invScale: Math.fround(1 / 3) });
+      for (let j = 0; j < sizes.length; j++) expect(Array.from(await ps[j]!.grad!.toArray())).toEqual(Array.from(Float32Array.from(ref.grads[j]!)));
+      expect(await s.step(opt)).toBe(!inject);
+      s.update();
+    }
+    opt.release();
+    for (const t of ps) t.release();
   });
 
   for (const bad of [Infinity, -Infinity, NaN])

@@ -7,10 +7,16 @@
 //     (measure only), and a NaN gradient (the norm NaN: every clipped gradient NaN, as torch), under every
 //     row-reduction variant (test/kernels/row_variants.ts), and ragged partials under a clip policy
 //     (workgroups capped per gradient: the strided loop; many partials: the final pass strides);
-//   a 2-D grid of workgroups (policy grid.maxX 2) for each update.
+//   a 2-D grid of workgroups (policy grid.maxX 2) for each update;
+//   adamwMulti (kernels/optim_multi.wgsl) over several parameters of mixed sizes in one dispatch (f32 units, vec4
+//     units, 2-D grid), each slot with its own lr, weight decay and step count, 3 steps, its state slices in arenas
+//     with NaN gaps between them (the gaps must stay NaN: a slot writing outside its slice fails), with and without
+//     the fused clip coefficient (from a norm buffer; a NaN norm); rows needing more slots than the device's
+//     storage-buffer limit allows are skipped with the reason;
+//   clipGradNorm over more gradients than one dispatch takes, of mixed sizes (vec4 and f32 dispatches), with a NaN.
 import type { Gpu, PooledBuffer } from "../../../src/gpu/index.ts";
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
-import { adamw, clipGradNorm, sgd, sgdMomentum } from "../../../src/kernels/optim.ts";
+import { adamw, adamwMulti, adamwSlots, clipGradNorm, sgd, sgdMomentum } from "../../../src/kernels/optim.ts";
 import * as R from "../../reference/optim.ts";
 import { uniform } from "../../tensor/helpers.ts";
 import type { Check, LauncherRow, RowIo } from "../harness.ts";
@@ -115,7 +121,68 @@ function clipRow(what: string, sizes: number[], maxNorm: number, scale = 1, v: {
   };
 }
 
+/**
+ * adamwMulti over `sizes` (one slot each) for 3 steps; `clip`: the gradients scaled by the clip coefficient of a
+ * norm buffer holding `clip.norm` (NaN: every output NaN), maxNorm `clip.maxNorm`.
+ */
+function adamwMultiRow(what: string, sizes: number[], clip: { norm: number; maxNorm: number } | null, variant?: PartialPolicy): LauncherRow {
+  const h = ADAMW_SETS[0]![1];
+  return {
+    family: "optim",
+    name: `optim adamwMulti ${what} [${sizes}]${clip ? ` clip norm ${clip.norm} maxNorm ${clip.maxNorm}` : ""} 3 steps${tag(variant)}`,
+    variant,
+    skip: (gpu) => (sizes.length > adamwSlots(gpu, clip !== null) ? `${sizes.length} slots; this device takes ${adamwSlots(gpu, clip !== null)} per dispatch` : null),
+    async run(gpu, io, r) {
+      // Arena layout: each slice at a multiple of 4, then 4 NaN words before the next.
+      const offs: number[] = [];
+      let elems = 0;
+      for (const n of sizes) offs.push(elems), (elems += Math.ceil(n / 4) * 4 + 4);
+      const M = new Float64Array(elems).fill(NaN);
+      const V = new Float64Array(elems).fill(NaN);
+      let st = sizes.map((n, j) => {
+        const m = uniform(r, n, -0.5, 0.5);
+        const v = uniform(r, n, 0, 0.5);
+        M.set(m, offs[j]);
+        V.set(v, offs[j]);
+        return { p: uniform(r, n), m, v };
+      });
+      const ps = st.map((x) => io.input(x.p));
+      const m = io.input(M);
+      const v = io.input(V);
+      const total = clip ? io.input(Float64Array.of(clip.norm)) : undefined;
+      const coef = clip ? Math.min(1, clip.maxNorm / (Math.fround(clip.norm) + 1e-6)) : 1;
+      const checks: Check[] = [];
+      for (let s = 0; s < 3; s++) {
+        const slots = sizes.map((n, j) => ({ n, offset: offs[j]!, lr: h.lr * (1 + j), weightDecay: 0.1 * j, step: 1 + j + 2 * s }));
+        const G = sizes.map((n) => uniform(r, n, -2, 2));
+        adamwMulti(gpu, { ps, gs: G.map((g) => io.input(g)), m, v, ...(total ? { total } : {}) }, { slots, beta1: h.beta1, beta2: h.beta2, eps: h.eps, ...(clip ? { maxNorm: clip.maxNorm } : {}), label: "row" });
+        st = st.map((x, j) => R.adamw({ ...x, g: G[j]!.map((g) => Math.fround(g) * coef) }, { ...h, ...slots[j]! }));
+        st.forEach((x, j) => {
+          M.set(x.m, offs[j]);
+          V.set(x.v, offs[j]);
+        });
+        for (let j = 0; j < sizes.length; j++) checks.push({ what: `step ${s} p${j}`, got: await io.read(ps[j]!, sizes[j]!), ref: st[j]!.p });
+        checks.push({ what: `step ${s} m arena`, got: await io.read(m, elems), ref: M.slice() }, { what: `step ${s} v arena`, got: await io.read(v, elems), ref: V.slice() });
+      }
+      return checks;
+    },
+  };
+}
+
+const MIXED = [1, 3, 4, 5, 1023, 4097, 8, 4096, 12, 7, 64, 2, 16, 9, 20, 33];
+
 export const rows: LauncherRow[] = [
+  adamwMultiRow("f32 units", [1, 3, 5, 1023], null),
+  adamwMultiRow("vec4 units", [4, 4096, 8, 12], null),
+  adamwMultiRow("one slot", [4097], null),
+  adamwMultiRow("f32 units", [4097, 3, 1023], null, GRID),
+  adamwMultiRow("eight slots", [4, 8, 12, 16, 4096, 20, 64, 1024], null),
+  adamwMultiRow("f32 units", [4097, 3, 5], { norm: 7.5, maxNorm: 1 }),
+  adamwMultiRow("vec4 units", [4096, 8, 12], { norm: 0.5, maxNorm: 1 }),
+  adamwMultiRow("vec4 units", [4096, 8, 12], { norm: NaN, maxNorm: 1 }),
+  clipRow("many mixed", MIXED, 1.0),
+  clipRow("many mixed", MIXED, 1.0, 1, { nan: true }),
+  clipRow("many mixed", MIXED, Infinity, 1, { variant: { clip: { perGroup: 64, maxGroups: 65535 }, grid: { maxX: 2 } } }),
   ...ADAMW_SETS.flatMap(([name, h]) => [37, 303, 300, 1].map((n) => adamwRow(name, h, n))),
   adamwRow(ADAMW_SETS[0]![0], ADAMW_SETS[0]![1], 1101, GRID), // f32 units: 5 workgroups
   adamwRow(ADAMW_SETS[1]![0], ADAMW_SETS[1]![1], 4100, GRID), // vec4 units: 1025 vec4s, 5 workgroups
