@@ -9,7 +9,9 @@
  * backward(root): order the Nodes reachable from root so each comes after every Node that consumes it,
  * start with d(root)/d(root) = 1, and walk that order: run each Node's rule on its summed output gradient,
  * add the results into its inputs' gradients (leaves: into `.grad`, in place). Rules run under noGrad, so
- * gradients are plain tensors. Afterwards the saved tensors are freed unless `retainGraph`.
+ * gradients are plain tensors. Afterwards the saved tensors are freed unless `retainGraph`. With
+ * `onGradReady` (BackwardOptions) the walk also counts the edges into each leaf and calls the hook when a leaf's
+ * last one has run (its gradient final for this backward); without it the walk does nothing more.
  *
  * Lifetime: a Node is reference-counted by the tensors it produced and by the Nodes that consume it; when
  * the count reaches zero its saved views are released. So the graph of a released loss frees itself.
@@ -155,6 +157,17 @@ export function attach(out: Tensor, r: OpRecord): Tensor {
 export interface BackwardOptions {
   /** Keep the saved tensors so backward can run through the graph again. */
   retainGraph?: boolean;
+  /**
+   * Called once per leaf when its gradient is final for this backward (torch's post-accumulate-grad hook): every
+   * Node with an edge to the leaf has run and added its part into `leaf.grad` (recorded, not yet executed: GPU work
+   * recorded from the hook runs after it). A leaf reached along several edges (tied weights, `x.add(x)`) is called
+   * after the last; one that gets no gradient (unreached, or released) is not called. Calls come in the walk's
+   * order, so a leaf is called before any leaf that only Nodes later in the walk feed. Only this walk's edges count:
+   * what a nested backward adds (src/tensor/recompute.ts, parameters a checkpointed function uses without listing
+   * them) is not seen. Used by data-parallel training (src/align/data_parallel.ts) to read a bucket of gradients
+   * back while the backward goes on.
+   */
+  onGradReady?: (leaf: Tensor) => void;
 }
 
 /**
@@ -176,13 +189,29 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   untracked(() =>
     noGrad(() => {
       const g0 = grad ? grad.detach() : Tensor.ones(root.gpu, root.shape);
-      if (!root.gradFn) return accumulateLeaf(root, g0);
+      const ready = opts.onGradReady;
+      if (!root.gradFn) {
+        accumulateLeaf(root, g0);
+        if (ready && !root.released) ready(root);
+        return;
+      }
       const order = topoOrder(root.gradFn);
+      // With a hook: the edges into each leaf still to run; the leaf is final when its count reaches 0.
+      const pending = ready ? leafEdges(order) : undefined;
+      const fed = ready ? new Set<Tensor>() : undefined; // leaves that got a part in this backward
+      const done = (leaf: Tensor) => {
+        const left = pending!.get(leaf)! - 1;
+        pending!.set(leaf, left);
+        if (left === 0 && fed!.has(leaf) && !leaf.released) ready!(leaf);
+      };
       const grads = new Map<Node, Tensor>([[root.gradFn, g0]]);
       try {
         for (const node of order) {
           const g = grads.get(node);
-          if (!g) continue;
+          if (!g) {
+            if (pending) for (const n of node.next) if (n instanceof Tensor) done(n);
+            continue;
+          }
           grads.delete(node);
           let outs: (Tensor | null)[];
           try {
@@ -192,12 +221,17 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
           }
           node.next.forEach((n, i) => {
             const gi = outs[i];
-            if (!gi) return;
-            if (n === null) gi.release();
-            else if (n instanceof Node) {
-              const prev = grads.get(n);
-              grads.set(n, prev ? sumGrads(prev, gi) : gi);
-            } else accumulateLeaf(n, gi);
+            if (gi) {
+              if (n === null) gi.release();
+              else if (n instanceof Node) {
+                const prev = grads.get(n);
+                grads.set(n, prev ? sumGrads(prev, gi) : gi);
+              } else {
+                accumulateLeaf(n, gi);
+                fed?.add(n);
+              }
+            }
+            if (pending && n instanceof Tensor) done(n);
           });
           if (!opts.retainGraph) node.freeSaved();
         }
@@ -229,6 +263,13 @@ function topoOrder(root: Node): Node[] {
     }
   }
   return post.reverse();
+}
+
+/** For the onGradReady hook: per leaf, how many edges of the Nodes in `order` lead to it. */
+function leafEdges(order: readonly Node[]): Map<Tensor, number> {
+  const edges = new Map<Tensor, number>();
+  for (const node of order) for (const n of node.next) if (n instanceof Tensor) edges.set(n, (edges.get(n) ?? 0) + 1);
+  return edges;
 }
 
 /** dst += src, in place (same dtype, f32 or f16; same size; distinct buffers). */

@@ -1,9 +1,11 @@
 // The autograd engine: a composite graph against central differences of its float64 reference, the rules
 // of backward (scalar roots, accumulation, retainGraph, noGrad, detach, shared inputs), and memory: graphs
 // free themselves, and a training-style loop keeps live buffers flat; and the engine installs backward and
-// reshape on Tensor (tensor.ts alone says what to import).
+// reshape on Tensor (tensor.ts alone says what to import); the onGradReady hook (once per leaf, when its gradient
+// is final).
 import { describe, expect, test } from "bun:test";
 import { isGradEnabled, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+import { clone } from "../../src/tensor/tensor.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, rng, uniform, upload } from "./helpers.ts";
 
@@ -182,6 +184,68 @@ describe("autograd", () => {
     expect(end.liveBuffers).toBe(start.liveBuffers);
     expect(losses[losses.length - 1]!).toBeLessThan(losses[0]!); // and the steps did descend
     for (const t of [x, w, b]) t.release();
+  });
+
+  describe("onGradReady: a leaf's gradient is final (torch's post-accumulate-grad hook)", () => {
+    /** Backward with a hook that logs each call and snapshots the gradient as it stands then (a GPU copy in order). */
+    function hooked(root: Tensor, names: Map<Tensor, string>, retainGraph = false) {
+      const calls: string[] = [];
+      const seen = new Map<string, Tensor>();
+      root.backward({
+        retainGraph,
+        onGradReady: (leaf) => {
+          const name = names.get(leaf) ?? "?";
+          calls.push(name);
+          seen.set(name, clone(leaf.grad!));
+        },
+      });
+      return { calls, seen };
+    }
+
+    test("once per leaf, after its last part (the grad it sees is the final one), in the graph's order; not for leaves without a gradient", async () => {
+      const gpu = await getGpu();
+      // loss = sum(((t·x) · w1 + x) · w2 · t): x feeds two ops, t (a tied weight) the first op and the last,
+      // w2 is done before w1, u is unused and d reaches the loss only through a detach.
+      using x = Tensor.fromArray(gpu, [1, -2, 3], [3], { requiresGrad: true });
+      using t = Tensor.fromArray(gpu, [0.5, 2, -1], [3], { requiresGrad: true });
+      using w1 = Tensor.fromArray(gpu, [2, 1, 0.5], [3], { requiresGrad: true });
+      using w2 = Tensor.fromArray(gpu, [-1, 3, 2], [3], { requiresGrad: true });
+      using u = Tensor.fromArray(gpu, [7, 7, 7], [3], { requiresGrad: true });
+      using d = Tensor.fromArray(gpu, [1, 1, 1], [3], { requiresGrad: true });
+      const names = new Map([[x, "x"], [t, "t"], [w1, "w1"], [w2, "w2"], [u, "u"], [d, "d"]]);
+      using loss = scope(() => t.mul(x).mul(w1).add(x).mul(w2).mul(t).mul(d.detach()).sum());
+      const { calls, seen } = hooked(loss, names);
+      expect([...calls].sort()).toEqual(["t", "w1", "w2", "x"]); // once each; not u, not d
+      expect(calls.indexOf("w2")).toBeLessThan(calls.indexOf("w1")); // w2's op runs first in the backward
+      expect(calls.indexOf("w1")).toBeLessThan(calls.indexOf("t")); // t's last part is from the first op
+      expect(calls.indexOf("w1")).toBeLessThan(calls.indexOf("x")); // so is x's
+      for (const [name, leaf] of [["x", x], ["t", t], ["w1", w1], ["w2", w2]] as const)
+        expect([...(await seen.get(name)!.toArray())], name).toEqual([...(await leaf.grad!.toArray())]);
+      // And the final grads are the right ones: d/dt = 2·t·x·w1·w2 + x·w2, d/dx = (t²·w1 + t)·w2.
+      expect([...(await t.grad!.toArray())]).toEqual([1 * -1 * 2 * 0.5 * 2 + 1 * -1, 2 * 2 * -2 * 1 * 3 + -2 * 3, 2 * -1 * 3 * 0.5 * 2 + 3 * 2]);
+      expect([...(await x.grad!.toArray())]).toEqual([(0.25 * 2 + 0.5) * -1, (4 * 1 + 2) * 3, (1 * 0.5 - 1) * 2]);
+      expect(u.grad).toBeNull();
+      expect(d.grad).toBeNull();
+      for (const g of seen.values()) g.release();
+    });
+
+    test("x.add(x): once, after both parts; a leaf root; retainGraph: once per backward, each time the accumulated grad", async () => {
+      const gpu = await getGpu();
+      using x = Tensor.fromArray(gpu, [1, 2], [2], { requiresGrad: true });
+      const names = new Map([[x, "x"]]);
+      using loss = scope(() => x.add(x).mul(x).sum()); // 2x² → 4x
+      const first = hooked(loss, names, true);
+      expect(first.calls).toEqual(["x"]);
+      expect([...(await first.seen.get("x")!.toArray())]).toEqual([4, 8]);
+      const second = hooked(loss, names);
+      expect(second.calls).toEqual(["x"]);
+      expect([...(await second.seen.get("x")!.toArray())]).toEqual([8, 16]); // accumulated: the grad as it is final
+      using s = Tensor.fromArray(gpu, [3], [], { requiresGrad: true });
+      const leafRoot = hooked(s, new Map([[s, "s"]]));
+      expect(leafRoot.calls).toEqual(["s"]);
+      expect(await leafRoot.seen.get("s")!.item()).toBe(1);
+      for (const r of [first, second, leafRoot]) for (const g of r.seen.values()) g.release();
+    });
   });
 
   test("tensor.ts alone, without the engine: backward and reshape say what to import (autograd installs them)", () => {
