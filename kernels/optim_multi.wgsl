@@ -6,12 +6,10 @@
 // Slots: tensor j is bound as p<j> (parameter) and g<j> (gradient); the shader variant for S slots has define
 // S<j> for j < S, so an entry statically uses exactly the bindings the dispatch passes (the device allows
 // maxStorageBuffersPerShaderStage of them: 10 on lavapipe). Each slot j has, in the params: n<j> (its length
-// in VT units), start<j> (its first workgroup: the prefix sums of the slots' workgroup counts, so a workgroup
-// never spans two slots; start0 = 0, unused starts 0xffffffff), and the entry's own per-slot fields. A
-// workgroup finds its slot as the last start <= its index (7 compares of uniform values), so the slot, and the
-// `switch` on it that picks the bindings, is uniform per workgroup: a CPU driver (lavapipe runs a workgroup as
-// SIMD lanes) takes one case instead of running every case masked (per-invocation slots made the scaling
-// pass 6x slower). The per-slot cases of an entry are one text repeated with the slot's index: edit them alike.
+// in VT units), start<j> (its first workgroup) and the entry's own per-slot fields; a workgroup finds its slot
+// with kernels/slots.wgsl (appended: `slot_of`, `slot_span`, which also says why the slot is found per
+// workgroup, not per invocation), and a `switch` on it picks the slot's bindings, each case one call of the
+// entry's per-element function with pointers to that slot's buffers.
 //
 //   adamw_multi       torch.optim.AdamW over S parameters, exactly kernels/optim.wgsl `adamw` per element, with
 //                     slot j's exp_avg at m[off<j> ..) and exp_avg_sq at v[off<j> ..): the optimizer's state
@@ -30,6 +28,7 @@
 // offsets in vec4s; the launcher groups tensors so). Elementwise entries run 256 invocations per workgroup on
 // a 2-D grid of workgroups (src/gpu/grid.ts, `gx` workgroups per grid row; workgroup w = wid.y * gx + wid.x);
 // sumsq_multi runs WG-wide workgroups (kernels/row_reduce.wgsl, appended) on a 1-D grid of at most 65535.
+// The launchers' slot bookkeeping (start<j>, n<j>, the S<j> defines, the bindings): src/kernels/slots.ts.
 
 struct Params {
   gx: u32,
@@ -111,67 +110,39 @@ struct Params {
 @group(0) @binding(19) var<storage, read> total: array<f32>;
 @group(1) @binding(0) var<uniform> params: Params;
 
-// One slot's fields (`off` is sumsq_multi's workgroup count of the slot).
+// Slot j's own fields beside its span (kernels/slots.wgsl): `off` is adamw_multi's offset of the slot's state in
+// the arenas, sumsq_multi's workgroup count of the slot.
 struct Slot {
-  start: u32,
-  n: u32,
   off: u32,
   step_size: f32,
   bc2_sqrt: f32,
   decay: f32,
 }
 
-// The slot holding invocation (or workgroup) i: the last start <= i.
-fn slot_of(i: u32) -> u32 {
-  var j = 0u;
-  if (i >= params.start1) {
-    j = 1u;
-  }
-  if (i >= params.start2) {
-    j = 2u;
-  }
-  if (i >= params.start3) {
-    j = 3u;
-  }
-  if (i >= params.start4) {
-    j = 4u;
-  }
-  if (i >= params.start5) {
-    j = 5u;
-  }
-  if (i >= params.start6) {
-    j = 6u;
-  }
-  if (i >= params.start7) {
-    j = 7u;
-  }
-  return j;
-}
-
 fn slot(j: u32) -> Slot {
   switch j {
 //#if S1
-    case 1u: { return Slot(params.start1, params.n1, params.off1, params.step_size1, params.bc2_sqrt1, params.decay1); }
+    case 1u: { return Slot(params.off1, params.step_size1, params.bc2_sqrt1, params.decay1); }
 //#endif
 //#if S2
-    case 2u: { return Slot(params.start2, params.n2, params.off2, params.step_size2, params.bc2_sqrt2, params.decay2); }
+    case 2u: { return Slot(params.off2, params.step_size2, params.bc2_sqrt2, params.decay2); }
 //#endif
 //#if S3
-    case 3u: { return Slot(params.start3, params.n3, params.off3, params.step_size3, params.bc2_sqrt3, params.decay3); }
+    case 3u: { return Slot(params.off3, params.step_size3, params.bc2_sqrt3, params.decay3); }
 //#endif
 //#if S4
-    case 4u: { return Slot(params.start4, params.n4, params.off4, params.step_size4, params.bc2_sqrt4, params.decay4); }
+    case 4u: { return Slot(params.off4, params.step_size4, params.bc2_sqrt4, params.decay4); }
 //#endif
 //#if S5
-    case 5u: { return Slot(params.start5, params.n5, params.off5, params.step_size5, params.bc2_sqrt5, params.decay5); }
+    case 5u: { return Slot(params.off5, params.step_size5, params.bc2_sqrt5, params.decay5); }
 //#endif
 //#if S6
-    case 6u: { return Slot(params.start6, params.n6, params.off6, params.step_size6, params.bc2_sqrt6, params.decay6); }
+    case 6u: { return Slot(params.off6, params.step_size6, params.bc2_sqrt6, params.decay6); }
 //#endif
 //#if S7
-    case 7u: { return Slot(params.start7, params.n7, params.off7, params.step_size7, params.bc2_sqrt7, params.decay7); }
+    case 7u: { return Slot(params.off7, params.step_size7, params.bc2_sqrt7, params.decay7); }
 //#endif
-    default: { return Slot(0u, params.n0, params.off0, params.step_size0, params.bc2_sqrt0, params.decay0); }
+    default: { return Slot(params.off0, params.step_size0, params.bc2_sqrt0, params.decay0); }
   }
 }
 
@@ -207,133 +178,54 @@ fn clip_coef() -> f32 {
   return nan_min(1.0, params.max_norm / (total[0] + 1e-6));
 }
 
+// AdamW on element k of one slot's parameter p and gradient g (kernels/optim.wgsl `adamw`), its state at
+// m[s.off + k], v[s.off + k].
+fn adamw_elem(p: ptr<storage, array<{{VT:f32}}>, read_write>, g: ptr<storage, array<{{VT:f32}}>, read_write>, k: u32, s: Slot) {
+  let o = s.off + k;
+  var grad = (*g)[k];
+//#if CLIP
+  grad = grad * clip_coef();
+//#endif
+  let mi = params.beta1 * m[o] + params.one_minus_beta1 * grad;
+  let vi = params.beta2 * v[o] + params.one_minus_beta2 * (grad * grad);
+  let denom = sqrt(vi) / s.bc2_sqrt + params.eps;
+  (*p)[k] = (*p)[k] * s.decay - s.step_size * (mi / denom);
+  m[o] = mi;
+  v[o] = vi;
+}
+
 @compute @workgroup_size(256)
 fn adamw_multi(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let w = wid.y * params.gx + wid.x;
   let j = slot_of(w);
-  let s = slot(j);
-  let k = (w - s.start) * 256u + lid;
-  if (k >= s.n) {
+  let span = slot_span(j);
+  let k = (w - span.start) * 256u + lid;
+  if (k >= span.n) {
     return;
   }
+  let s = slot(j);
   switch j {
-    default: {
-      let o = s.off + k;
-      var grad = g0[k];
-//#if CLIP
-      grad = grad * clip_coef();
-//#endif
-      let mi = params.beta1 * m[o] + params.one_minus_beta1 * grad;
-      let vi = params.beta2 * v[o] + params.one_minus_beta2 * (grad * grad);
-      let denom = sqrt(vi) / s.bc2_sqrt + params.eps;
-      p0[k] = p0[k] * s.decay - s.step_size * (mi / denom);
-      m[o] = mi;
-      v[o] = vi;
-    }
+    default: { adamw_elem(&p0, &g0, k, s); }
 //#if S1
-    case 1u: {
-      let o = s.off + k;
-      var grad = g1[k];
-//#if CLIP
-      grad = grad * clip_coef();
-//#endif
-      let mi = params.beta1 * m[o] + params.one_minus_beta1 * grad;
-      let vi = params.beta2 * v[o] + params.one_minus_beta2 * (grad * grad);
-      let denom = sqrt(vi) / s.bc2_sqrt + params.eps;
-      p1[k] = p1[k] * s.decay - s.step_size * (mi / denom);
-      m[o] = mi;
-      v[o] = vi;
-    }
+    case 1u: { adamw_elem(&p1, &g1, k, s); }
 //#endif
 //#if S2
-    case 2u: {
-      let o = s.off + k;
-      var grad = g2[k];
-//#if CLIP
-      grad = grad * clip_coef();
-//#endif
-      let mi = params.beta1 * m[o] + params.one_minus_beta1 * grad;
-      let vi = params.beta2 * v[o] + params.one_minus_beta2 * (grad * grad);
-      let denom = sqrt(vi) / s.bc2_sqrt + params.eps;
-      p2[k] = p2[k] * s.decay - s.step_size * (mi / denom);
-      m[o] = mi;
-      v[o] = vi;
-    }
+    case 2u: { adamw_elem(&p2, &g2, k, s); }
 //#endif
 //#if S3
-    case 3u: {
-      let o = s.off + k;
-      var grad = g3[k];
-//#if CLIP
-      grad = grad * clip_coef();
-//#endif
-      let mi = params.beta1 * m[o] + params.one_minus_beta1 * grad;
-      let vi = params.beta2 * v[o] + params.one_minus_beta2 * (grad * grad);
-      let denom = sqrt(vi) / s.bc2_sqrt + params.eps;
-      p3[k] = p3[k] * s.decay - s.step_size * (mi / denom);
-      m[o] = mi;
-      v[o] = vi;
-    }
+    case 3u: { adamw_elem(&p3, &g3, k, s); }
 //#endif
 //#if S4
-    case 4u: {
-      let o = s.off + k;
-      var grad = g4[k];
-//#if CLIP
-      grad = grad * clip_coef();
-//#endif
-      let mi = params.beta1 * m[o] + params.one_minus_beta1 * grad;
-      let vi = params.beta2 * v[o] + params.one_minus_beta2 * (grad * grad);
-      let denom = sqrt(vi) / s.bc2_sqrt + params.eps;
-      p4[k] = p4[k] * s.decay - s.step_size * (mi / denom);
-      m[o] = mi;
-      v[o] = vi;
-    }
+    case 4u: { adamw_elem(&p4, &g4, k, s); }
 //#endif
 //#if S5
-    case 5u: {
-      let o = s.off + k;
-      var grad = g5[k];
-//#if CLIP
-      grad = grad * clip_coef();
-//#endif
-      let mi = params.beta1 * m[o] + params.one_minus_beta1 * grad;
-      let vi = params.beta2 * v[o] + params.one_minus_beta2 * (grad * grad);
-      let denom = sqrt(vi) / s.bc2_sqrt + params.eps;
-      p5[k] = p5[k] * s.decay - s.step_size * (mi / denom);
-      m[o] = mi;
-      v[o] = vi;
-    }
+    case 5u: { adamw_elem(&p5, &g5, k, s); }
 //#endif
 //#if S6
-    case 6u: {
-      let o = s.off + k;
-      var grad = g6[k];
-//#if CLIP
-      grad = grad * clip_coef();
-//#endif
-      let mi = params.beta1 * m[o] + params.one_minus_beta1 * grad;
-      let vi = params.beta2 * v[o] + params.one_minus_beta2 * (grad * grad);
-      let denom = sqrt(vi) / s.bc2_sqrt + params.eps;
-      p6[k] = p6[k] * s.decay - s.step_size * (mi / denom);
-      m[o] = mi;
-      v[o] = vi;
-    }
+    case 6u: { adamw_elem(&p6, &g6, k, s); }
 //#endif
 //#if S7
-    case 7u: {
-      let o = s.off + k;
-      var grad = g7[k];
-//#if CLIP
-      grad = grad * clip_coef();
-//#endif
-      let mi = params.beta1 * m[o] + params.one_minus_beta1 * grad;
-      let vi = params.beta2 * v[o] + params.one_minus_beta2 * (grad * grad);
-      let denom = sqrt(vi) / s.bc2_sqrt + params.eps;
-      p7[k] = p7[k] * s.decay - s.step_size * (mi / denom);
-      m[o] = mi;
-      v[o] = vi;
-    }
+    case 7u: { adamw_elem(&p7, &g7, k, s); }
 //#endif
   }
 }
@@ -351,9 +243,10 @@ fn sq(x: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn sumsq_multi(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let j = slot_of(wid.x);
+  let span = slot_span(j);
   let s = slot(j);
   var acc = 0.0;
-  for (var k = (wid.x - s.start) * WG + lid; k < s.n; k += s.off * WG) {
+  for (var k = (wid.x - span.start) * WG + lid; k < span.n; k += s.off * WG) {
     acc += sq(load_g(j, k));
   }
   let r = wg_reduce(vec2f(acc, 0.0), lid, RED_SUM).x;
@@ -362,54 +255,43 @@ fn sumsq_multi(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
   }
 }
 
+// Element k of one slot's gradient g times the clip coefficient c.
+fn scale_elem(g: ptr<storage, array<{{VT:f32}}>, read_write>, k: u32, c: f32) {
+  (*g)[k] = (*g)[k] * c;
+}
+
 @compute @workgroup_size(256)
 fn clip_scale_multi(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let w = wid.y * params.gx + wid.x;
   let j = slot_of(w);
-  let s = slot(j);
-  let k = (w - s.start) * 256u + lid;
-  if (k >= s.n) {
+  let span = slot_span(j);
+  let k = (w - span.start) * 256u + lid;
+  if (k >= span.n) {
     return;
   }
   let c = clip_coef();
   switch j {
-    default: {
-      g0[k] = g0[k] * c;
-    }
+    default: { scale_elem(&g0, k, c); }
 //#if S1
-    case 1u: {
-      g1[k] = g1[k] * c;
-    }
+    case 1u: { scale_elem(&g1, k, c); }
 //#endif
 //#if S2
-    case 2u: {
-      g2[k] = g2[k] * c;
-    }
+    case 2u: { scale_elem(&g2, k, c); }
 //#endif
 //#if S3
-    case 3u: {
-      g3[k] = g3[k] * c;
-    }
+    case 3u: { scale_elem(&g3, k, c); }
 //#endif
 //#if S4
-    case 4u: {
-      g4[k] = g4[k] * c;
-    }
+    case 4u: { scale_elem(&g4, k, c); }
 //#endif
 //#if S5
-    case 5u: {
-      g5[k] = g5[k] * c;
-    }
+    case 5u: { scale_elem(&g5, k, c); }
 //#endif
 //#if S6
-    case 6u: {
-      g6[k] = g6[k] * c;
-    }
+    case 6u: { scale_elem(&g6, k, c); }
 //#endif
 //#if S7
-    case 7u: {
-      g7[k] = g7[k] * c;
-    }
+    case 7u: { scale_elem(&g7, k, c); }
 //#endif
   }
 }

@@ -35,29 +35,19 @@
  * Multi-tensor dispatches bind their tensors one binding each (WGSL cannot index a list of buffers): how many
  * fit beside the fixed bindings comes from the device's maxStorageBuffersPerShaderStage (10 on lavapipe: 4
  * AdamW parameters, 3 with the fused clip, 8 gradients for the clip passes), capped at the 8 slots that
- * kernels/optim_multi.wgsl has.
+ * kernels/optim_multi.wgsl has. The slot bookkeeping (params, defines, bindings, the limit) is src/kernels/slots.ts,
+ * shared with src/kernels/grad_scaler.ts.
  */
 import kernelSrc from "../../kernels/optim.wgsl" with { type: "text" };
 import multiSrc from "../../kernels/optim_multi.wgsl" with { type: "text" };
 import { defineKernel, elementwise, grid1d, GpuError, ROW_REDUCE, rowLaunch, vec4Units, type Binding, type Gpu } from "../gpu/index.ts";
+import { SLOTS, slotBindings, slotDefines, slotParams, slotsFor } from "./slots.ts";
 
 export const OPTIM = defineKernel("kernels/optim.wgsl", kernelSrc, [ROW_REDUCE]);
-export const OPTIM_MULTI = defineKernel("kernels/optim_multi.wgsl", multiSrc, [ROW_REDUCE]);
+export const OPTIM_MULTI = defineKernel("kernels/optim_multi.wgsl", multiSrc, [ROW_REDUCE, SLOTS]);
 
-/** Slots of kernels/optim_multi.wgsl (its p0..p7, g0..g7). */
-export const MAX_SLOTS = 8;
-/** A u32 start that no index reaches: the unused slots'. */
-const NO_SLOT = 0xffffffff;
 /** Workgroups of one sumsq_multi dispatch (one grid dimension). */
 const MAX_GROUPS = 65535;
-
-/** Tensors per multi-tensor dispatch: `perSlot` bindings each beside `fixed` others, within the device's limit. */
-function slotsFor(gpu: Gpu, fixed: number, perSlot: number, what: string): number {
-  const lim = gpu.limits.maxStorageBuffersPerShaderStage;
-  const k = Math.min(MAX_SLOTS, Math.floor((lim - fixed) / perSlot));
-  if (k < 1) throw new GpuError(`${what}: needs ${fixed + perSlot} storage buffers in one shader stage; this device allows ${lim}`);
-  return k;
-}
 
 /** Parameters per adamwMulti dispatch on this device (p and g each, beside m, v and, with the fused clip, the norm). */
 export function adamwSlots(gpu: Gpu, clip: boolean): number {
@@ -79,34 +69,9 @@ export interface AdamWSlot {
   step: number;
 }
 
-/**
- * The params of a multi-tensor dispatch: per slot its length in units (n<j>), its first workgroup (start<j>: the
- * prefix sums of `workgroups`, the slots' workgroup counts) and the entry's own per-slot fields (`fields`: name →
- * one value per slot). Returns the params and the workgroups in all.
- */
-function slotParams(units: readonly number[], workgroups: readonly number[], fields: Record<string, readonly number[]>): { params: Record<string, number>; total: number } {
-  const params: Record<string, number> = { ...OPTIM_MULTI.zeroParams };
-  let start = 0;
-  for (let j = 0; j < MAX_SLOTS; j++) {
-    const used = j < units.length;
-    if (j > 0) params[`start${j}`] = used ? start : NO_SLOT;
-    params[`n${j}`] = used ? units[j]! : 0;
-    for (const [k, vals] of Object.entries(fields)) params[`${k}${j}`] = used ? vals[j]! : 0;
-    if (used) start += workgroups[j]!;
-  }
-  return { params, total: start };
-}
-
 /** The defines of a dispatch over `count` slots in `vec4`s or f32s. */
-function slotDefines(count: number, vec: boolean, extra: Record<string, number> = {}): Record<string, string | number> {
-  const d: Record<string, string | number> = { VT: vec ? "vec4<f32>" : "f32", VEC: vec ? 1 : 0, ...extra };
-  for (let j = 1; j < MAX_SLOTS; j++) d[`S${j}`] = j < count ? 1 : 0;
-  return d;
-}
-
-/** Bindings p<j> / g<j> of a multi-tensor dispatch. */
-function slotBindings(prefix: string, list: readonly Binding[]): Record<string, Binding> {
-  return Object.fromEntries(list.map((b, j) => [`${prefix}${j}`, b]));
+function multiDefines(count: number, vec: boolean, extra: Record<string, number> = {}): Record<string, string | number> {
+  return slotDefines(count, { VT: vec ? "vec4<f32>" : "f32", VEC: vec ? 1 : 0, ...extra });
 }
 
 /**
@@ -132,6 +97,7 @@ export function adamwMulti(
   const w = vec ? 4 : 1;
   const units = o.slots.map((s) => s.n / w);
   const { params, total } = slotParams(
+    OPTIM_MULTI.zeroParams,
     units,
     units.map((u) => Math.ceil(u / 256)),
     {
@@ -155,7 +121,7 @@ export function adamwMulti(
       eps: o.eps,
       max_norm: o.maxNorm ?? 0,
     },
-    defines: slotDefines(k, vec, { CLIP: clip ? 1 : 0 }),
+    defines: multiDefines(k, vec, { CLIP: clip ? 1 : 0 }),
     name: what,
   });
 }
@@ -245,10 +211,10 @@ export function clipGradNorm(gpu: Gpu, io: { grads: readonly Binding[]; total: B
     const vec = c.every((i) => o.sizes[i]! % 4 === 0);
     const units = c.map((i) => (vec ? o.sizes[i]! / 4 : o.sizes[i]!));
     const wg = c.map((i) => groups[i]!);
-    const { params, total } = slotParams(units, wg, { off: wg });
+    const { params, total } = slotParams(OPTIM_MULTI.zeroParams, units, wg, { off: wg });
     gpu.dispatch(OPTIM_MULTI, "sumsq_multi", { ...slotBindings("g", c.map((i) => io.grads[i]!)), partial }, total, {
       params: { ...params, base },
-      ...rowLaunch(gpu, { defines: slotDefines(c.length, vec) }),
+      ...rowLaunch(gpu, { defines: multiDefines(c.length, vec) }),
       name: "clip_grad_norm.sumsq",
     });
     base += total;
@@ -265,11 +231,11 @@ export function clipScale(gpu: Gpu, io: { grads: readonly Binding[]; total: Bind
   for (const c of slotChunks(o.sizes, clipSlots(gpu))) {
     const vec = c.every((i) => o.sizes[i]! % 4 === 0);
     const units = c.map((i) => (vec ? o.sizes[i]! / 4 : o.sizes[i]!));
-    const { params, total } = slotParams(units, units.map((u) => Math.ceil(u / 256)), {});
+    const { params, total } = slotParams(OPTIM_MULTI.zeroParams, units, units.map((u) => Math.ceil(u / 256)));
     const g = grid1d(gpu, total, 1);
     gpu.dispatch(OPTIM_MULTI, "clip_scale_multi", { ...slotBindings("g", c.map((i) => io.grads[i]!)), total: io.total }, g.workgroups, {
       params: { ...params, gx: g.workgroups[0], max_norm: o.maxNorm },
-      defines: slotDefines(c.length, vec),
+      defines: multiDefines(c.length, vec),
       name: "clip_grad_norm.scale",
     });
   }
