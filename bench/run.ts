@@ -1,6 +1,6 @@
 /**
  * `bun run bench [-- --quick] [--adapter NAME | --cpu] [--reps N] [--only REGEX] [--no-train] [--no-stage1]
- *                [--no-peers] [--steps N] [--deadline SECONDS] [--out DIR]`, or `alignx bench [same options]` from the binary
+ *                [--no-peers] [--no-generate] [--no-dist] [--steps N] [--deadline SECONDS] [--out DIR]`, or `alignx bench [same options]` from the binary
  * (one binary carries both: what a GPU server with no network gets, see bench/gpu.sh).
  * How close each op comes to this device's measured ceilings, what a training step does end to end, and how
  * both compare with peers run in the same process (or, for PyTorch, the same run) on the same adapter.
@@ -46,6 +46,17 @@
  *     ratio users care about is the one on a GPU.
  *  5. Data (suites/data.ts): pack throughput per worker count, loader tokens/s and RSS over an epoch of a
  *     corpus 20× its shuffle buffer, and the loader's tokens/s against the largest training config's.
+ *  6. Generation (suites/generate.ts; --no-generate skips): greedy generation with the KV cache on a random
+ *     tiny-256 (llama-124m on a GPU), batch 1 and 8, prefill and decode tokens/s apart, a decode step against
+ *     its floor (parameter bytes at the copy ceiling); and `alignx eval`'s own function on UDHR eng↔deu with a
+ *     BPE trained in-process: wall seconds per 100 translations.
+ *  7. All-reduce (suites/dist.ts; --no-dist skips): our MPI binding's f32 sum vs MPI_Allreduce from C
+ *     (bench/peers/allreduce.c, built with mpicc), 2 ranks under mpirun, 256K/1M/4M floats, GB/s = bytes / time
+ *     (algorithm bandwidth); the ratio in the peers table. Skipped, saying why, without mpirun or mpicc.
+ *  8. Data-parallel step (suites/dist_step.ts; --no-dist skips it too): 2 ranks training tiny-64 under mpirun
+ *     (256 KiB buckets), steps without an exchange, with the serial one (ALIGNX_DDP_OVERLAP=0) and the overlapped
+ *     one, alternating; the exchange's time not hidden behind compute (step − the no-exchange step of the same
+ *     round, median) and its share of the step. Skipped, saying why, without mpirun.
  * Output: a table on stdout, DIR/latest.json and a dated copy (shape: lib/report.ts). The load average is
  * recorded at the start and end: on a shared machine the figures move with it.
  */
@@ -61,6 +72,9 @@ import { f16MatmulUnsupported, kernelCases, matmulCase } from "./suites/kernels.
 import { dataSuite, printData, type DataResult } from "./suites/data.ts";
 import { naiveMatmul, oursHostMatmul, torchMatmul } from "./suites/peers.ts";
 import { stage1Check, torchPeer, torchRow, trainConfigs, trainOurs, trainOursStage1, trainTorch } from "./suites/train.ts";
+import { evalRow, finishGenerate, generateConfig, generateRows, printGenerate, type GenerateBenchResult } from "./suites/generate.ts";
+import { distSuite, printDist, type DistResult } from "./suites/dist.ts";
+import { distStepSuite, printDistStep, type DistStepResult } from "./suites/dist_step.ts";
 import { tfjsMatmul } from "./peers/tfjs.ts";
 
 const errText = (e: unknown) => (e instanceof Error ? e.message.split("\n")[0]! : String(e));
@@ -99,6 +113,8 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   cli.option("--no-stage1", "Skip the AlignX stage-1 training step (and its PyTorch peer); the NTP step still runs");
   cli.option("--no-peers", "Skip the peers");
   cli.option("--no-data", "Skip the data suite (pack and loader throughput)");
+  cli.option("--no-generate", "Skip the generation (KV-cache prefill/decode tokens/s) and evaluation (s per 100 translations) rows");
+  cli.option("--no-dist", "Skip the all-reduce rows (our MPI binding vs MPI_Allreduce from C, 2 ranks under mpirun) and the data-parallel step's communication share");
   cli.option("--deadline <s>", "After this many seconds, skip what is left (results are still written)");
   cli.option("--adapter <name>", "Adapter (substring or index)");
   cli.option("--cpu", "Use the CPU adapter");
@@ -275,6 +291,47 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     phase("data");
   }
 
+  // 6. Generation and evaluation (suites/generate.ts), 7. all-reduce (suites/dist.ts).
+  let generated: GenerateBenchResult | undefined;
+  if (o.generate !== false && late()) skip("generate, eval", `past the --deadline of ${deadline} s`);
+  else if (o.generate !== false) {
+    const gc = generateConfig(onGpu, quick);
+    generated = { rows: [] };
+    try {
+      generated.rows = await generateRows(gpu, gc, quick ? 1 : 2);
+    } catch (e) {
+      skip(`generate-${gc.name}`, errText(e));
+      await gpu.sync().catch(() => {});
+    }
+    if (late()) skip(`eval-${gc.name}`, `past the --deadline of ${deadline} s`);
+    else
+      try {
+        generated.eval = await evalRow(gpu, gc);
+      } catch (e) {
+        skip(`eval-${gc.name}`, errText(e));
+        await gpu.sync().catch(() => {});
+      }
+    phase("generate");
+  }
+  let dist: DistResult | undefined;
+  if (o.dist !== false && late()) skip("allreduce", `past the --deadline of ${deadline} s`);
+  else if (o.dist !== false) {
+    const d = distSuite({ quick });
+    dist = d.result;
+    peers.push(...d.peers); // allreduce-<n>: ours / C (the C peer belongs to this suite: --no-peers does not drop it)
+    for (const s of d.skipped) skip(s.what, s.why);
+    phase("dist");
+  }
+  // 8. The data-parallel step's communication share, overlap off and on (suites/dist_step.ts; --no-dist skips it too).
+  let distStep: DistStepResult | undefined;
+  if (o.dist !== false && late()) skip("dist-step", `past the --deadline of ${deadline} s`);
+  else if (o.dist !== false) {
+    const d = distStepSuite({ quick, adapter: o.cpu ? "cpu" : o.adapter === undefined ? undefined : String(o.adapter) });
+    distStep = d.result;
+    for (const s of d.skipped) skip(s.what, s.why);
+    phase("dist_step");
+  }
+
   const last = late() ? first : await measureCeilings(gpu, big, reps);
   phase("ceilings_again");
   const ceilings = { copy_gbps: Math.max(first.copy_gbps, last.copy_gbps), matmul_gflops: Math.max(first.matmul_gflops, last.matmul_gflops) };
@@ -288,10 +345,14 @@ export async function main(argv: string[] = process.argv): Promise<void> {
 
   const kernels = measured.map((m) => result(m.c, m.t, ceilings));
   for (const t of train) t.mfu = (6 * t.params * t.tokens_per_step) / (t.step_ms / 1e3) / (ceilings.matmul_gflops * 1e9);
+  if (generated) finishGenerate(generated, ceilings);
   printKernels(kernels);
   if (train.length) printTrain(train);
   if (peers.length) printPeers(peers);
   if (data) printData(data);
+  if (generated) printGenerate(generated);
+  if (dist) printDist(dist);
+  if (distStep) printDistStep(distStep);
 
   const out: BenchResult = {
     date: new Date().toISOString(),
@@ -306,6 +367,9 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     peers,
     train,
     ...(data ? { data } : {}),
+    ...(generated ? { generate: generated } : {}),
+    ...(dist ? { dist } : {}),
+    ...(distStep ? { dist_step: distStep } : {}),
     skipped,
     runtime_s: (performance.now() - t0) / 1e3,
     phases_s: phases,

@@ -10,11 +10,17 @@
  *     train:   [{ name, config, objective, tokens_per_s, mfu, params, tokens_per_step, step_ms, peak_bytes,
  *                 param_bytes, peak_over_params, estimate_bytes, dispatches_per_step, loss, loss_init,
  *                 terms_init?, stage1?, overhead_pct? }],     stage-1 rows (objective "stage1") follow their NTP row
+ *     generate?: { rows: [{ name: generate-<config>-b<B>, prefill_ms, prefill_tokens_per_s, decode_ms_per_step,
+ *                 decode_tokens_per_s, dispatches_per_decode_step, decode_floor_ms, ... }],
+ *                 eval: { name: eval-<config>, seconds_per_100, translations, batch_size, max_new_tokens, ... } },
+ *     dist?:   { mpirun, flavor, reps, warmup, rows: [{ name: allreduce-<ours|c>-<n>, floats, bytes, ms, gbps, min_ms, runs }] },
  *     skipped: [{ what, why }], runtime_s, phases_s }
  */
 import { mkdir, stat } from "node:fs/promises";
 import type { TuneResult } from "../../src/gpu/index.ts";
 import type { DataResult } from "../suites/data.ts";
+import type { DistResult } from "../suites/dist.ts";
+import type { GenerateBenchResult } from "../suites/generate.ts";
 import { join } from "node:path";
 import { writeBytesAtomic } from "../../src/io/atomic.ts";
 import { prepareOutput } from "../../src/io/output.ts";
@@ -115,6 +121,10 @@ export interface BenchResult {
   train: TrainResult[];
   /** The data suite (suites/data.ts): pack and loader throughput, loader memory. */
   data?: DataResult;
+  /** Generation with the KV cache and the translation evaluation (suites/generate.ts). */
+  generate?: GenerateBenchResult;
+  /** All-reduce throughput, ours vs C (suites/dist.ts); the ratios are `allreduce-<n>` peers. */
+  dist?: DistResult;
   skipped: Skipped[];
   runtime_s: number;
   /** Seconds per phase (ceilings, kernels, train with its PyTorch peers, other peers). */

@@ -29,8 +29,9 @@
  * device each, run this same loop. The loader stream is the same on every rank; of each step's W × accumulation
  * micro-batches, rank r trains r, r + W, r + 2W, ... (so a step sees the examples a single rank with accumulation
  * W × accumulation sees, in the same order). Between backward and the clip every gradient becomes its mean over
- * the ranks (./data_parallel.ts: all-reduced in buckets); each rank divides its losses by its own accumulation,
- * so the result is the mean over all W × accumulation micro-batches and the clip and AdamW step are the same on
+ * the ranks (./data_parallel.ts: all-reduced in buckets, read back while this rank's last backward runs); each
+ * rank divides its losses by its own accumulation, so the result is the mean over all W × accumulation
+ * micro-batches and the clip and AdamW step are the same on
  * every rank. The loss terms are averaged over the ranks for the metrics, and a stop (Ctrl-C) is agreed on in the
  * same all-reduce, so every rank stops at the same step. Rank 0 alone writes OUT (run.json, metrics.jsonl,
  * checkpoints, model/, loss.svg, and --overwrite's removal); the others wait at a barrier after each checkpoint.
@@ -51,7 +52,7 @@ import type { Gpu } from "../gpu/index.ts";
 import { openCheckpoint, prepareOutput, readHfConfig, saveTensors, writeBytesAtomic } from "../io/index.ts";
 import { LlamaModel, loadParameters } from "../nn/index.ts";
 import { AdamW, clipGradNorm, getLinearScheduleWithWarmup, GradScaler, LambdaLR } from "../optim/index.ts";
-import { mulScalar, scope, Tensor } from "../tensor/index.ts";
+import { mulScalar, scope, Tensor, type BackwardOptions } from "../tensor/index.ts";
 import { readStage1Config, type Stage1Config } from "./config.ts";
 import {
   CLASSIFIER_FILE,
@@ -66,7 +67,7 @@ import {
   companionFiles,
   type TrainerState,
 } from "./checkpoint.ts";
-import { allReduceGradients } from "./data_parallel.ts";
+import { GradientExchange } from "./data_parallel.ts";
 import { OptimizerShard } from "./zero.ts";
 import { CLASSIFIER_PREFIX, LanguageMatchingClassifier, stage1Loss } from "./losses.ts";
 import { globalBatch, hyperJson, TrainOptionError, type Stage, type TrainHyper } from "./options.ts";
@@ -146,7 +147,10 @@ export interface StepMetrics {
   gpu_peak_bytes: number;
   seconds: number;
   skipped?: boolean;
-  /** Data parallel: seconds of this step's gradient exchange once the backward is done (read-back, all-reduce, write-back). */
+  /**
+   * Data parallel: host seconds of this step's gradient exchange outside its waits for the GPU and the other ranks
+   * (all-reduce, copies, write-back; ./data_parallel.ts ExchangeStats.seconds).
+   */
   comm_seconds?: number;
 }
 
@@ -496,15 +500,17 @@ async function runTrain(gpu: Gpu, job: TrainJob, comm: Comm, ready: () => void):
       let commSeconds = 0;
       let stopAll = false; // data parallel: some rank was asked to stop (agreed in the step's all-reduce)
       try {
-        // The step's W × accum micro-batches of the shared stream; this rank trains every W-th from its rank.
+        // The step's W × accum micro-batches of the shared stream; this rank trains every W-th from its rank. Data
+        // parallel: the backward of this rank's last one reads gradient buckets back as it finishes them (overlap).
+        const exchange = W > 1 ? new GradientExchange(allParams, comm) : undefined;
         for (let j = 0; j < accum * W; j++) {
           const b: LoaderBatch = await loader.next();
           c.microBatches++;
           tokens += b.tokens;
           epoch = b.epoch + (b.step % loader.batchesPerEpoch) / loader.batchesPerEpoch;
-          if (j % W === comm.rank) terms.push(microStep(model, classifier, stage1, b, accum, scaler));
+          if (j % W === comm.rank) terms.push(microStep(model, classifier, stage1, b, accum, scaler, j + W >= accum * W ? exchange?.backwardOptions : undefined));
         }
-        if (W > 1) commSeconds = (await allReduceGradients(allParams, comm)).seconds;
+        if (exchange) commSeconds = (await exchange.finish()).seconds;
         // fp16: the gradients back to their true scale (and the overflow check) before they are clipped.
         const lossScale = scaler?.getScale() ?? 1;
         scaler?.unscale_(opt);
@@ -640,14 +646,15 @@ async function runTrain(gpu: Gpu, job: TrainJob, comm: Comm, ready: () => void):
 }
 
 /**
- * One micro-batch: forward, the loss divided by the accumulation count, backward (gradients add into `.grad`).
+ * One micro-batch: forward, the loss divided by the accumulation count, backward (gradients add into `.grad`;
+ * `opts`: the data-parallel exchange's hook, on the step's last micro-batch of this rank).
  * Returns the unweighted terms as scalars [loss, ntp, (ctr, lam)] for the metrics (the caller releases them).
  */
-function microStep(model: LlamaModel, classifier: LanguageMatchingClassifier | undefined, stage1: Stage1Config | undefined, b: LoaderBatch, accum: number, scaler?: GradScaler): Tensor[] {
+function microStep(model: LlamaModel, classifier: LanguageMatchingClassifier | undefined, stage1: Stage1Config | undefined, b: LoaderBatch, accum: number, scaler?: GradScaler, opts?: BackwardOptions): Tensor[] {
   const backward = (loss: Tensor) =>
     scope(() => {
       const l = mulScalar(loss, 1 / accum);
-      (scaler ? (scaler.scale(l) as Tensor) : l).backward();
+      (scaler ? (scaler.scale(l) as Tensor) : l).backward(opts);
     });
   const B = b.batch, T = b.length;
   const inputIds = rows(b.inputIds, B, T);
