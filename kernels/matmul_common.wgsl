@@ -14,7 +14,9 @@
 // read either and return f32 / vec4<f32>.
 // Batch z (batch0 + workgroup z) starts at A[z * sA], B[z * sB], C[z * M * N]; a stride of 0 shares the
 // operand across the batch (a 2-D weight). bias (BIAS: `bias[n]` or `0.0`) adds one value per column.
-// C_T / C_ST: vec4 stores when N % 4 == 0, else per-column scalar stores of the valid columns.
+// C_T / C_ST: vec4 stores when N % 4 == 0, else per-column scalar stores of the valid columns; the launcher's
+// `accumulate` makes C_ST add C's current value first (C += op(A) · op(B), beta = 1: autograd accumulating a
+// gradient in place), so every entry point has that variant through `store` below.
 //
 struct Params {
   M: u32,

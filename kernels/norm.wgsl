@@ -17,7 +17,9 @@
 //                         RMSNorm); the second pass reads s back from sum_out. 4 loads per element instead of 5
 //                         (add: x, res; norm: x twice, w), one dispatch instead of two (the op: src/tensor/ops/norm.ts).
 //   norm_dx               one workgroup per row: with gw = g * W,
-//                         dx = rstd * (gw - [CENTER] mean_j(gw) - xhat * mean_j(gw * xhat)).
+//                         dx = rstd * (gw - [CENTER] mean_j(gw) - xhat * mean_j(gw * xhat)),
+//                         or, with the define DX_ADD = `dx[base + j] + v`, added into dx's contents (autograd
+//                         accumulating the gradient in place: the residual stream's other part, norm.ts).
 //   norm_dparams_partial  one invocation per (row chunk c, column j), j fastest: over the chunk's `chunk`
 //                         rows (the last chunk ragged), part_out[(c*np + 0)*d + j] = sum g * xhat (dweight)
 //                         and, when np == 2, part_out[(c*np + 1)*d + j] = sum g (dbias).
@@ -142,7 +144,8 @@ fn norm_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
   for (var j = lid; j < p.d; j += WG) {
     let xhat = xhat_at(base + j, st);
     let gw = gout[base + j] * {{W:w[j]}};
-    dx[base + j] = st.y * (gw - mgw - xhat * m.y);
+    let v = st.y * (gw - mgw - xhat * m.y);
+    dx[base + j] = {{DX_ADD:v}};
   }
 }
 

@@ -10,6 +10,9 @@
  *     a shared operand (sharedA / sharedB: a 2-D weight) is one matrix read by every z (batch stride 0).
  *     Operands are f32 or f16 (read as f16 and converted); every product accumulates in f32, the bias is added
  *     in f32, and c is stored as dtypes.c.
+ *     With `accumulate`: c[z] += op(a[z]) · op(b[z]) (+ bias) (beta = 1): each store first loads c's element and
+ *     adds it in f32, rounding once (autograd's in-place gradient accumulation, src/tensor/ops/matmul.ts). It is
+ *     the C_ST define, so every variant below has it; c must not alias a, b or the bias.
  *
  * Variant: the device's `policy.matmul.kernel` (src/gpu/policy.ts) when explicit; under "auto", the variant
  * `tuneMatmul` timed fastest on this adapter for the operand dtype and size class (src/gpu/autotune.ts), else a
@@ -49,6 +52,8 @@ export interface MatmulLaunchOptions extends MatmulProblem {
   name: string;
   /** Tuning: run this variant instead of the device's choice. */
   variant?: MatmulVariant;
+  /** Add the product into c's current contents instead of overwriting them (beta = 1). Default false. */
+  accumulate?: boolean;
 }
 
 /**
@@ -63,11 +68,16 @@ function access(v: string, vec: boolean, dtype: MatmulDType): { T: string; LD: s
     : { T: e, LD: f(`${v}[i]`), LD4: `vec4<f32>(${f(`${v}[i]`)}, ${f(`${v}[i + 1u]`)}, ${f(`${v}[i + 2u]`)}, ${f(`${v}[i + 3u]`)})` };
 }
 
-/** The C_T / C_ST defines: f32 accumulators v stored as `dtype`, as one vec4 or per valid column. */
-function store(vec: boolean, dtype: MatmulDType): { C_T: string; C_ST: string } {
+/**
+ * The C_T / C_ST defines: f32 accumulators v stored as `dtype`, as one vec4 or per valid column; with `acc`,
+ * added to the stored values first (read as f32: one more load per element, one rounding).
+ */
+function store(vec: boolean, dtype: MatmulDType, acc: boolean): { C_T: string; C_ST: string } {
   const e = dtype === "f16" ? "f16" : "f32";
-  const cv = e === "f32" ? "v" : "vec4<f16>(v)";
-  const cs = e === "f32" ? "v[j]" : "f16(v[j])";
+  const v4 = acc ? (e === "f32" ? "c[i >> 2u] + v" : "vec4<f32>(c[i >> 2u]) + v") : "v";
+  const v1 = acc ? (e === "f32" ? "c[i + j] + v[j]" : "f32(c[i + j]) + v[j]") : "v[j]";
+  const cv = e === "f32" ? v4 : `vec4<f16>(${v4})`;
+  const cs = e === "f32" ? v1 : `f16(${v1})`;
   return vec
     ? { C_T: `vec4<${e}>`, C_ST: `c[i >> 2u] = ${cv};` }
     : { C_T: e, C_ST: `for (var j = 0u; j < cols; j++) { c[i + j] = ${cs}; }` };
@@ -162,7 +172,7 @@ export function matmulProduct(gpu: Gpu, io: { a: Binding; b: Binding; c: Binding
     B_LD4: B.LD4,
     B_KC: String(bKc),
     B_VEC: String(bVec),
-    ...store(cVec, o.dtypes.c),
+    ...store(cVec, o.dtypes.c, o.accumulate ?? false),
     BIAS: hasBias ? (o.dtypes.bias === "f16" ? "f32(bias[n])" : "bias[n]") : "0.0",
     BIAS_T: hasBias && o.dtypes.bias === "f16" ? "f16" : "f32",
   };

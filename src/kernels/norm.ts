@@ -9,7 +9,9 @@
  *                   writing sum, y and stats (the residual add that feeds a RMSNorm, src/tensor/ops/norm.ts
  *                   addRmsnorm); its backward is normDx / normParamGrads of sum.
  *   normDx          dx [rows, d] = rstd * (gw - [layernorm] mean_j gw - xhat * mean_j (gw * xhat)), gw = gout * W,
- *                   from x, w, gout and the forward's stats (no reduction over x is recomputed).
+ *                   from x, w, gout and the forward's stats (no reduction over x is recomputed); with
+ *                   `accumulate`, dx += that instead (one more load per element: autograd adding into a gradient
+ *                   the input already has, src/tensor/ops/norm.ts).
  *   normParamGrads  dw [d] = sum over rows of gout * xhat, db [d] = sum over rows of gout: partial sums over
  *                   chunks of rows (norm_dparams_partial), then each parameter's chunks summed in a fixed
  *                   order (norm_dparams_sum); deterministic, no atomics. Chunking: the device's `policy.norm`
@@ -74,10 +76,14 @@ export function addRmsnormForward(gpu: Gpu, io: { x: Binding; res: Binding; w: B
   });
 }
 
-/** dx [rows, d] from x [rows, d], w [d], the upstream gradient gout [rows, d] and the forward's stats [rows, 2]. */
-export function normDx(gpu: Gpu, io: { x: Binding; w: Binding; gout: Binding; stats: Binding; dx: Binding }, o: NormOptions): void {
+/**
+ * dx [rows, d] from x [rows, d], w [d], the upstream gradient gout [rows, d] and the forward's stats [rows, 2];
+ * `accumulate`: dx += it (dx distinct from the other buffers).
+ */
+export function normDx(gpu: Gpu, io: { x: Binding; w: Binding; gout: Binding; stats: Binding; dx: Binding }, o: NormOptions, accumulate = false): void {
   if (o.rows === 0) return;
-  const { defines, constants, params } = specialize(gpu, o);
+  const { defines: base, constants, params } = specialize(gpu, o);
+  const defines = accumulate ? { ...base, DX_ADD: "dx[base + j] + v" } : base;
   const grid = rowGrid(gpu, o.rows);
   gpu.dispatch(NORM, "norm_dx", { x: io.x, w: io.w, gout: io.gout, stats: io.stats, dx: io.dx }, grid.workgroups, {
     params: { ...params, gx: grid.gx },

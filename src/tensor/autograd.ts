@@ -13,11 +13,22 @@
  * `onGradReady` (BackwardOptions) the walk also counts the edges into each leaf and calls the hook when a leaf's
  * last one has run (its gradient final for this backward); without it the walk does nothing more.
  *
+ * Accumulating rules: where an input already has a gradient when its consumer's rule runs (a tensor feeding
+ * several ops: the q, k and v projections of one norm output; a leaf's `.grad` from an earlier backward or
+ * micro-batch), the rule is offered it as `acc[i]` and may add its part into it in place (a matmul or norm
+ * kernel that stores C + A·B instead of A·B) and return that same tensor; then the engine adds nothing.
+ * Offered only when that is safe: for a Node's pending gradient, the engine holds its storage alone (refs 1);
+ * for a leaf, its `.grad` itself (mutated in place, exactly as the engine's own `.grad += g` always did, so a
+ * user's reference to `.grad` sees the same values either way); in both cases of the input's shape, not read by
+ * the rule (neither g's storage nor a saved tensor's), and the input not fed twice by the Node (`x.mul(x)`).
+ * A rule that ignores acc returns a new tensor, and the engine sums as before. The rules that accumulate: matmul
+ * and linear (src/tensor/ops/matmul.ts: products that are one launch) and the norms' dx (src/tensor/ops/norm.ts).
+ *
  * Lifetime: a Node is reference-counted by the tensors it produced and by the Nodes that consume it; when
  * the count reaches zero its saved views are released. So the graph of a released loss frees itself.
  *
- * Gradient accumulation (summing two gradients, adding into `.grad`) runs the launchers of
- * src/kernels/tensor.ts (`accumulate`, f32) and src/kernels/cast.ts (`accumulateF16`).
+ * Gradient accumulation the rules do not do themselves (summing two gradients, adding into `.grad`) runs the
+ * launchers of src/kernels/tensor.ts (`accumulate`, f32) and src/kernels/cast.ts (`accumulateF16`).
  *
  * Import order: tensor.ts must not import this module at run time (this module imports it), so the Tensor
  * methods that need the engine live here and are installed on Tensor.prototype when this module loads,
@@ -71,8 +82,18 @@ function withGradMode<T>(on: boolean, name: string, fn: () => T): T {
  * Given the gradient of the op's output and the saved views (in the order `save` returned them), return one
  * gradient per input, shaped like that input; null where `needs[i]` is false. Returned tensors are handed
  * over to the engine (fresh tensors or views; the engine releases them).
+ *
+ * `acc[i]`, when defined, is the gradient input i already has (see the module comment: owned by the engine, or
+ * the leaf's `.grad`; input i's shape; not g's or a saved tensor's storage): the rule may add its gradient for
+ * input i into it in place, when that gradient would have acc[i]'s dtype, and return acc[i] itself (not a view of
+ * it). It must not release it, or write it otherwise.
  */
-export type BackwardRule = (g: Tensor, saved: readonly (Tensor | null)[], needs: readonly boolean[]) => (Tensor | null)[];
+export type BackwardRule = (
+  g: Tensor,
+  saved: readonly (Tensor | null)[],
+  needs: readonly boolean[],
+  acc: readonly (Tensor | undefined)[],
+) => (Tensor | null)[];
 
 export interface OpRecord {
   op: string;
@@ -120,15 +141,20 @@ export class Node {
     this.freed = true;
   }
 
-  /** Run the rule; checks that it returned one correctly shaped gradient per needed input. */
-  apply(g: Tensor): (Tensor | null)[] {
+  /** Whether the rule reads `s` (a saved tensor's storage): it must not accumulate into it. */
+  reads(s: Tensor["storage"]): boolean {
+    return this.saved.some((t) => t?.storage === s);
+  }
+
+  /** Run the rule (`acc`: the gradients it may accumulate into); checks one correctly shaped gradient per needed input. */
+  apply(g: Tensor, acc: readonly (Tensor | undefined)[] = []): (Tensor | null)[] {
     if (this.freed)
       throw new TensorError(
         `backward through op '${this.op}' a second time: its saved tensors were freed by the first backward() ` +
           "(to run backward through a graph twice, pass { retainGraph: true } to the first call)",
       );
     const needs = this.next.map((n) => n !== null);
-    const outs = this.rule(g, this.saved, needs);
+    const outs = this.rule(g, this.saved, needs, acc);
     for (let i = 0; i < this.next.length; i++) {
       const o = outs[i] ?? null;
       if (needs[i] && o === null) throw new TensorError(`internal: backward of '${this.op}' gave no gradient for input ${i}`);
@@ -213,15 +239,18 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
             continue;
           }
           grads.delete(node);
+          const acc = node.next.map((_, i) => accTarget(node, i, g, grads));
           let outs: (Tensor | null)[];
           try {
-            outs = node.apply(g);
+            outs = node.apply(g, acc);
           } finally {
             g.release();
           }
           node.next.forEach((n, i) => {
             const gi = outs[i];
-            if (gi) {
+            if (gi && gi === acc[i]) {
+              if (n instanceof Tensor) fed?.add(n); // added in place: grads (or the leaf's .grad) holds it already
+            } else if (gi) {
               if (n === null) gi.release();
               else if (n instanceof Node) {
                 const prev = grads.get(n);
@@ -263,6 +292,19 @@ function topoOrder(root: Node): Node[] {
     }
   }
   return post.reverse();
+}
+
+/**
+ * The gradient input i of `node` already has, when its rule may accumulate into it in place (the module comment's
+ * conditions): the pending gradient of a Node held by nobody else, or a leaf's `.grad`; else undefined.
+ */
+function accTarget(node: Node, i: number, g: Tensor, grads: ReadonlyMap<Node, Tensor>): Tensor | undefined {
+  const n = node.next[i];
+  if (!n || node.next.indexOf(n) !== node.next.lastIndexOf(n)) return undefined;
+  const t = n instanceof Node ? grads.get(n) : n.released ? null : n.grad;
+  if (!t || t.released || (n instanceof Node && t.storage.refs !== 1)) return undefined;
+  if (!sameShape(t.shape, node.inputShapes[i]!) || t.storage === g.storage || node.reads(t.storage)) return undefined;
+  return t;
 }
 
 /** For the onGradReady hook: per leaf, how many edges of the Nodes in `order` lead to it. */

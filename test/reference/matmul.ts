@@ -5,7 +5,8 @@
  * (a [batch, M, K], or [batch, K, M] with transA; b [batch, K, N], or [batch, N, K] with transB; a shared
  * operand is one matrix read by every z):
  *
- *   matmulProduct          c[z, m, n] = sum_k op(a[z])[m, k] op(b[z])[k, n] (+ bias[n])
+ *   matmulProduct          c[z, m, n] = sum_k op(a[z])[m, k] op(b[z])[k, n] (+ bias[n]) (+ acc[z, m, n]: the launcher's
+ *                          `accumulate`, c's prior contents)
  *   matmulProductBackward  the gradients of sum(c * dc): da[z] = dc[z] op(b[z])ᵀ and db[z] = op(a[z])ᵀ dc[z], each
  *                          accumulated term by term into its operand's stored layout (a shared operand: summed
  *                          over the batch), and dbias[n] = sum over z, m of dc. (The launcher has no backward of its
@@ -48,8 +49,8 @@ function indexers(o: MatmulProblem) {
   };
 }
 
-/** c [batch, M, N], with cMag = sum_k |a b| (+ |bias|). */
-export function matmulProduct(io: { a: Float64Array; b: Float64Array; bias?: Float64Array }, o: MatmulProblem) {
+/** c [batch, M, N], with cMag = sum_k |a b| (+ |bias|) (+ |acc|). */
+export function matmulProduct(io: { a: Float64Array; b: Float64Array; bias?: Float64Array; acc?: Float64Array }, o: MatmulProblem) {
   const { M, N, K, batch } = o;
   const { ia, ib } = indexers(o);
   const c = new Float64Array(batch * M * N);
@@ -57,8 +58,8 @@ export function matmulProduct(io: { a: Float64Array; b: Float64Array; bias?: Flo
   for (let z = 0; z < batch; z++)
     for (let m = 0; m < M; m++)
       for (let n = 0; n < N; n++) {
-        let s = io.bias ? io.bias[n]! : 0;
-        let mag = Math.abs(s);
+        let s = (io.bias ? io.bias[n]! : 0) + (io.acc ? io.acc[(z * M + m) * N + n]! : 0);
+        let mag = Math.abs(io.bias ? io.bias[n]! : 0) + Math.abs(io.acc ? io.acc[(z * M + m) * N + n]! : 0);
         for (let k = 0; k < K; k++) {
           const t = io.a[ia(z, m, k)]! * io.b[ib(z, k, n)]!;
           s += t;

@@ -6,7 +6,7 @@
  *   normForward     mean = mean_j x (layernorm) or 0 (rmsnorm), rstd = 1 / sqrt(mean_j (x - mean)^2 + eps),
  *                   xhat = (x - mean) * rstd, y = xhat * W + B with W = w (or 1 + w with unitOffset), B = b or 0.
  *   normDx          gw = gout * W; dx = rstd * (gw - [layernorm] mean_j gw - xhat * mean_j (gw * xhat)),
- *                   from the stats given (the forward's).
+ *                   from the stats given (the forward's); with io.acc (the launcher's `accumulate`), acc + that.
  *   normParamGrads  dw = sum over rows of gout * xhat, db = sum over rows of gout.
  *   addRmsnormForward  sum = x + res, then normForward of sum (rmsnorm, no bias).
  */
@@ -50,8 +50,8 @@ export function normForward(io: { x: Float64Array; w: Float64Array; b?: Float64A
   return { y, yMag, stats, statsMag };
 }
 
-/** dx [rows, d], with dxMag = rstd (|gw| + [layernorm] mean_j |gw| + |xhat| mean_j |gw xhat|). */
-export function normDx(io: { x: Float64Array; w: Float64Array; gout: Float64Array; stats: Float64Array }, o: NormOptions) {
+/** dx [rows, d] (+ io.acc), with dxMag = rstd (|gw| + [layernorm] mean_j |gw| + |xhat| mean_j |gw xhat|) (+ |acc|). */
+export function normDx(io: { x: Float64Array; w: Float64Array; gout: Float64Array; stats: Float64Array; acc?: Float64Array }, o: NormOptions) {
   const { rows, d } = o;
   const dx = new Float64Array(rows * d);
   const dxMag = new Float64Array(rows * d);
@@ -70,8 +70,9 @@ export function normDx(io: { x: Float64Array; w: Float64Array; gout: Float64Arra
     for (let j = 0; j < d; j++) {
       const xhat = (io.x[r * d + j]! - mean) * rstd;
       const gw = io.gout[r * d + j]! * wEff(io.w, j, o);
-      dx[r * d + j] = rstd * (gw - (center ? mgw : 0) - xhat * mgwx);
-      dxMag[r * d + j] = rstd * (Math.abs(gw) + (center ? mgwAbs : 0) + Math.abs(xhat) * mgwxAbs);
+      const a = io.acc ? io.acc[r * d + j]! : 0;
+      dx[r * d + j] = a + rstd * (gw - (center ? mgw : 0) - xhat * mgwx);
+      dxMag[r * d + j] = Math.abs(a) + rstd * (Math.abs(gw) + (center ? mgwAbs : 0) + Math.abs(xhat) * mgwxAbs);
     }
   }
   return { dx, dxMag };

@@ -2,9 +2,14 @@
 // of backward (scalar roots, accumulation, retainGraph, noGrad, detach, shared inputs), and memory: graphs
 // free themselves, and a training-style loop keeps live buffers flat; and the engine installs backward and
 // reshape on Tensor (tensor.ts alone says what to import); the onGradReady hook (once per leaf, when its gradient
-// is final).
-import { describe, expect, test } from "bun:test";
-import { isGradEnabled, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
+// is final); in-place accumulation (a rule adding into the gradient an input already has: a tensor feeding three
+// linears gets float64's gradient with no grad.accumulate dispatch, a pending gradient someone else holds or an
+// input fed twice is not offered and the engine sums, retainGraph twice doubles, a user-held .grad is mutated in
+// place as before).
+import { describe, expect, spyOn, test } from "bun:test";
+import type { Gpu } from "../../src/gpu/index.ts";
+import { attach, type BackwardRule } from "../../src/tensor/autograd.ts";
+import { isGradEnabled, linear, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { clone } from "../../src/tensor/tensor.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { centralDiff, expectClose, getGpu, rng, uniform, upload } from "./helpers.ts";
@@ -245,6 +250,149 @@ describe("autograd", () => {
       expect(leafRoot.calls).toEqual(["s"]);
       expect(await leafRoot.seen.get("s")!.item()).toBe(1);
       for (const r of [first, second, leafRoot]) for (const g of r.seen.values()) g.release();
+    });
+  });
+
+  describe("in-place accumulation: a rule adds into the gradient an input already has", () => {
+    /** Names of the dispatches `fn` records (a spy on gpu.dispatch). */
+    function dispatchNames(gpu: Gpu, fn: () => void): string[] {
+      const spy = spyOn(gpu, "dispatch");
+      try {
+        fn();
+        return spy.mock.calls.map((c) => c[4]?.name ?? c[1]);
+      } finally {
+        spy.mockRestore();
+      }
+    }
+    const accumulates = (names: string[]) => names.filter((n) => n === "grad.accumulate").length;
+
+    /** float64 y = h · Wᵀ's gradients for dy = R: dh = R · W, dW = Rᵀ · h (h [rows, nIn], W [nOut, nIn]). */
+    function linearGrads(H: Float64Array, W: Float64Array, R: Float64Array, rows: number, nIn: number, nOut: number) {
+      const dh = new Float64Array(rows * nIn);
+      const dw = new Float64Array(nOut * nIn);
+      for (let m = 0; m < rows; m++)
+        for (let o = 0; o < nOut; o++)
+          for (let k = 0; k < nIn; k++) {
+            dh[m * nIn + k]! += R[m * nOut + o]! * W[o * nIn + k]!;
+            dw[o * nIn + k]! += R[m * nOut + o]! * H[m * nIn + k]!;
+          }
+      return { dh, dw };
+    }
+
+    /** x [5, 6] (or tanh(x)) feeding q, k, v projections of 4, 3 and 7 outputs; loss = sum of each times its R. */
+    function threeLinears(gpu: Gpu, seed: number, throughTanh: boolean) {
+      const r = rng(seed);
+      const [rows, nIn, outs] = [5, 6, [4, 3, 7]];
+      const X = uniform(r, rows * nIn);
+      const Ws = outs.map((n) => uniform(r, n * nIn));
+      const Rs = outs.map((n) => uniform(r, rows * n));
+      const x = upload(gpu, X, [rows, nIn], true);
+      const ws = Ws.map((W, i) => upload(gpu, W, [outs[i]!, nIn], true));
+      const rts = Rs.map((R, i) => upload(gpu, R, [rows, outs[i]!]));
+      const loss = scope(() => {
+        const h = throughTanh ? x.tanh() : x;
+        const parts = ws.map((w, i) => linear(h, w).mul(rts[i]!).sum());
+        return parts[0]!.add(parts[1]!).add(parts[2]!);
+      });
+      // float64: dh = sum_i R_i W_i, dx = dh (1 - tanh²); dW_i = R_iᵀ h.
+      const H = throughTanh ? X.map(Math.tanh) : X;
+      const g = Ws.map((W, i) => linearGrads(H, W, Rs[i]!, rows, nIn, outs[i]!));
+      const dh = g[0]!.dh.map((v, j) => v + g[1]!.dh[j]! + g[2]!.dh[j]!);
+      const dx = throughTanh ? dh.map((v, j) => v * (1 - H[j]! ** 2)) : dh;
+      const release = () => [x, ...ws, ...rts, loss].forEach((t) => t.release());
+      return { x, ws, loss, dx, dws: g.map((e) => e.dw), release };
+    }
+
+    test("a tensor feeding three linears (a Node, then a leaf): float64's gradients, no grad.accumulate dispatch", async () => {
+      const gpu = await getGpu();
+      for (const throughTanh of [true, false]) {
+        const t = threeLinears(gpu, 7, throughTanh);
+        const names = dispatchNames(gpu, () => t.loss.backward());
+        expect(accumulates(names), `through tanh ${throughTanh}`).toBe(0);
+        expect(names.filter((n) => n === "linear.grad_x").length).toBe(3); // the first writes, the others add
+        expectClose(`d x (through tanh ${throughTanh})`, await t.x.grad!.toArray(), t.dx);
+        for (const [i, w] of t.ws.entries()) expectClose(`d w${i}`, await w.grad!.toArray(), t.dws[i]!);
+        t.release();
+      }
+    });
+
+    test("retainGraph twice: twice the gradient, accumulated in place in .grad (no grad.accumulate), onGradReady after each", async () => {
+      const gpu = await getGpu();
+      const t = threeLinears(gpu, 8, false);
+      t.loss.backward({ retainGraph: true });
+      const [gx, gws] = [t.x.grad!, t.ws.map((w) => w.grad!)];
+      const ready: Tensor[] = [];
+      const names = dispatchNames(gpu, () => t.loss.backward({ onGradReady: (leaf) => ready.push(leaf) }));
+      expect(accumulates(names)).toBe(0);
+      expect(t.x.grad).toBe(gx);
+      t.ws.forEach((w, i) => expect(w.grad).toBe(gws[i]!));
+      expect(ready.length).toBe(4);
+      expect(new Set(ready)).toEqual(new Set([t.x, ...t.ws]));
+      expectClose("2 d x", await t.x.grad!.toArray(), t.dx.map((v) => 2 * v));
+      for (const [i, w] of t.ws.entries()) expectClose(`2 d w${i}`, await w.grad!.toArray(), t.dws[i]!.map((v) => 2 * v));
+      t.release();
+    });
+
+    test("a user-held .grad (and a view of it) sees the sum in place, as before; a .grad the user set is added into", async () => {
+      const gpu = await getGpu();
+      const t = threeLinears(gpu, 9, false);
+      t.loss.backward({ retainGraph: true });
+      const held = t.ws[0]!.grad!;
+      const view = held.detach(); // another view of the same storage
+      const r = rng(10);
+      const G0 = Float64Array.from(new Float32Array(uniform(r, t.ws[1]!.size)));
+      t.ws[1]!.grad!.release();
+      const mine = (t.ws[1]!.grad = upload(gpu, G0, t.ws[1]!.shape)); // the user's own tensor as .grad
+      t.loss.backward();
+      expect(t.ws[0]!.grad).toBe(held);
+      expectClose("held .grad", await held.toArray(), t.dws[0]!.map((v) => 2 * v));
+      expectClose("its view", await view.toArray(), t.dws[0]!.map((v) => 2 * v));
+      expect(t.ws[1]!.grad).toBe(mine);
+      expectClose("user-set .grad", await mine.toArray(), G0.map((v, j) => v + t.dws[1]![j]!));
+      view.release();
+      t.release();
+    });
+
+    /** An op with `inputs`, output shaped like inputs[0] (its values unused), whose backward is `rule`. */
+    const probe = (inputs: Tensor[], rule: BackwardRule): Tensor => attach(noGrad(() => inputs[0]!.mulScalar(1)), { op: "probe", inputs, backward: rule });
+
+    test("offered: the pending gradient the engine holds alone; not one a view of which someone holds (the engine sums, the view untouched), not an input fed twice", async () => {
+      const gpu = await getGpu();
+      const X = [0.5, -1, 2, 3];
+      using x = Tensor.fromArray(gpu, X, [4], { requiresGrad: true });
+      const hOf = (f: (h: Tensor) => Tensor) => () => scope(() => f(x.mulScalar(2)).sum().backward()); // a fresh graph each time
+      const offered: (Tensor | undefined)[][] = [];
+      const record: BackwardRule = (g, _, needs, acc) => {
+        offered.push([...acc]);
+        return needs.map((n) => (n ? g.mulScalar(1) : null)); // a new gradient: the engine sums
+      };
+      // h.mulScalar(3) (the add's second input) runs first: its gradient for h is fresh, so probe is offered it.
+      hOf((h) => probe([h], record).add(h.mulScalar(3)))();
+      expect(offered[0]![0]).toBeInstanceOf(Tensor);
+      expect(offered[0]![0]!.shape).toEqual([4]);
+      expectClose("d x", await x.grad!.toArray(), X.map(() => 2 * (1 + 3)));
+      x.zeroGrad();
+      // keepView (second input) runs first and hands back a gradient of which the test keeps a view: h's other
+      // consumer is not offered it; the engine sums into a copy.
+      const kept: Tensor[] = [];
+      const keepView: BackwardRule = (g) => {
+        const d = g.mulScalar(5);
+        kept.push(d.detach());
+        return [d];
+      };
+      offered.length = 0;
+      const names = dispatchNames(gpu, hOf((h) => probe([h], record).add(probe([h], keepView))));
+      expect(offered).toEqual([[undefined]]);
+      expect(accumulates(names)).toBe(1);
+      expect([...(await kept[0]!.toArray())]).toEqual([5, 5, 5, 5]);
+      expectClose("d x", await x.grad!.toArray(), X.map(() => 2 * (5 + 1)));
+      kept[0]!.release();
+      x.zeroGrad();
+      // An input fed twice (x.mul(x)-like): neither edge is offered the pending gradient.
+      offered.length = 0;
+      hOf((h) => probe([h, h], record).add(h.mulScalar(3)))();
+      expect(offered[0]).toEqual([undefined, undefined]);
+      expectClose("d x", await x.grad!.toArray(), X.map(() => 2 * (1 + 1 + 3)));
     });
   });
 

@@ -4,8 +4,12 @@
 // with 4 and 8 rows per invocation, tiled, tiled128, subgroup where the device has 8-lane subgroups),
 // with shapes that are and are not multiples of 4 / the block sizes; against PyTorch goldens; errors
 // naming the op and shapes; memory flat over repeated forward+backward. Fresh tensors are NaN-poisoned.
+// In-place accumulation: operands that already have a .grad (random) get the product added into it by the backward's
+// own product (the same tensor, G0 + grad, no grad.accumulate dispatch) on every kernel and layout, except where the
+// gradient is a batch sum (then the engine's sum, as before); linear's x and w likewise, f32 and f16.
 // The launcher itself (every kernel x layout x shape, bias, f16) is a table: test/kernels/rows/matmul.ts.
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
+import type { Gpu } from "../../src/gpu/index.ts";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { linear, matmul } from "../../src/tensor/ops/matmul.ts";
 import { loadGoldens, type GoldenTensor } from "./goldens.ts";
@@ -23,10 +27,35 @@ const stored = (s: Shape, t: boolean): number[] => (t ? [...s.slice(0, -2), s[s.
 
 const TOL = { rtol: 1e-4, atol: 1e-6 }; // relative to the sum of |terms| of each element
 
-/** matmul forward and both gradients against the float64 reference. */
-async function checkMatmul(aShape: Shape, bShape: Shape, tA: boolean, tB: boolean): Promise<void> {
+/** Names of the dispatches `fn` records (a spy on gpu.dispatch). */
+function dispatchNames(gpu: Gpu, fn: () => void): string[] {
+  const spy = spyOn(gpu, "dispatch");
+  try {
+    fn();
+    return spy.mock.calls.map((c) => c[4]?.name ?? c[1]);
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+/** A random prior .grad for `t` (not poisoned: it is an input), and its float64 values as the tensor holds them. */
+function priorGrad(r: () => number, t: Tensor): { tensor: Tensor; values: Float64Array } {
+  const values = Float64Array.from(new Float32Array(uniform(r, t.size)));
+  t.grad = upload(t.gpu, values, t.shape);
+  return { tensor: t.grad, values };
+}
+
+/** grad = prior + g: the expected values and magnitudes after accumulation. */
+const plus = (prior: Float64Array, g: Float64Array, mag: Float64Array) => ({ values: prior.map((v, i) => v + g[i]!), mag: mag.map((m, i) => m + Math.abs(prior[i]!)) });
+
+/**
+ * matmul forward and both gradients against the float64 reference. `accumulate`: a and b already have a random
+ * .grad, which must be the same tensor afterwards holding prior + gradient, added by the product itself (no
+ * grad.accumulate) unless the gradient is a batch sum (a shared 2-D operand that cannot fold the batch).
+ */
+async function checkMatmul(aShape: Shape, bShape: Shape, tA: boolean, tB: boolean, accumulate = false): Promise<void> {
   const gpu = await getGpu();
-  const what = `matmul${tA ? "T" : "N"}${tB ? "T" : "N"} ${JSON.stringify(aShape)} ${JSON.stringify(bShape)} (${gpu.policy.matmul.kernel}/${gpu.policy.matmul.tm})`;
+  const what = `matmul${tA ? "T" : "N"}${tB ? "T" : "N"} ${JSON.stringify(aShape)} ${JSON.stringify(bShape)} (${gpu.policy.matmul.kernel}/${gpu.policy.matmul.tm})${accumulate ? " accumulate" : ""}`;
   const r = rng(seedOf(what));
   const A = uniform(r, numel(aShape));
   const B = uniform(r, numel(bShape));
@@ -40,11 +69,21 @@ async function checkMatmul(aShape: Shape, bShape: Shape, tA: boolean, tB: boolea
   expect(out.shape).toEqual(shape);
   expectClose(`${what} forward`, await out.toArray(), ref.c, { ...TOL, mag: ref.cMag });
   const Rt = upload(gpu, R, shape);
-  out.backward(Rt);
+  const [pa, pb] = accumulate ? [priorGrad(r, a), priorGrad(r, b)] : [];
+  const names = dispatchNames(gpu, () => out.backward(Rt));
   expect(a.grad!.shape).toEqual([...aShape]);
   expect(b.grad!.shape).toEqual([...bShape]);
-  expectClose(`${what} grad a`, await a.grad!.toArray(), grads.da, { ...TOL, mag: grads.daMag });
-  expectClose(`${what} grad b`, await b.grad!.toArray(), grads.db, { ...TOL, mag: grads.dbMag });
+  const da = pa ? plus(pa.values, grads.da, grads.daMag) : { values: grads.da, mag: grads.daMag };
+  const db = pb ? plus(pb.values, grads.db, grads.dbMag) : { values: grads.db, mag: grads.dbMag };
+  expectClose(`${what} grad a`, await a.grad!.toArray(), da.values, { ...TOL, mag: da.mag });
+  expectClose(`${what} grad b`, await b.grad!.toArray(), db.values, { ...TOL, mag: db.mag });
+  if (pa && pb) {
+    expect(a.grad).toBe(pa.tensor);
+    expect(b.grad).toBe(pb.tensor);
+    // Batch sums (sumFirst) still go through the engine's sum: a shared a always, a shared b when a is transposed.
+    const sums = Number(aShape.length === 2 && bShape.length > 2) + Number(bShape.length === 2 && aShape.length > 2 && tA);
+    expect(names.filter((n) => n === "grad.accumulate").length, what).toBe(sums);
+  }
   for (const t of [a, b, out, Rt]) t.release();
 }
 
@@ -78,6 +117,20 @@ describe("matmul", () => {
           await checkMatmul(...shapes(5, 6, 7, tA, tB, [2, 3], []), tA, tB); // 2-D b shared: weight gradient summed
           await checkMatmul(...shapes(5, 6, 7, tA, tB, [], [4]), tA, tB); // 2-D a shared
           await checkMatmul(...shapes(8, 4, 4, tA, tB, [3], []), tA, tB); // shared and vec4
+        }
+      });
+    }, SLOW);
+
+  for (const kc of KERNELS)
+    test.skipIf(!matmulKernelRuns(GPU, kc))(`gradients added into an existing .grad by the product itself, every variant, ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
+      await GPU.withPolicy({ matmul: kc }, async () => {
+        for (const [tA, tB] of VARIANTS) {
+          await checkMatmul(...shapes(37, 29, 20, tA, tB), tA, tB, true); // partial blocks everywhere
+          await checkMatmul(...shapes(20, 36, 16, tA, tB), tA, tB, true); // vec4 paths
+          await checkMatmul(...shapes(6, 5, 7, tA, tB), tA, tB, true); // K tail of 3
+          await checkMatmul(...shapes(4, 8, 12, tA, tB, [2, 3], [2, 3]), tA, tB, true); // batched
+          await checkMatmul(...shapes(5, 6, 7, tA, tB, [2, 3], []), tA, tB, true); // shared b: folded (one product) or summed
+          await checkMatmul(...shapes(5, 6, 7, tA, tB, [], [4]), tA, tB, true); // shared a: summed, the engine adds
         }
       });
     }, SLOW);
@@ -140,10 +193,11 @@ describe("matmul", () => {
 
 // ---- linear ----
 
-async function checkLinear(xShape: Shape, nOut: number, withBias: boolean): Promise<void> {
+/** linear forward and every gradient against float64; `accumulate`: onto random prior .grads, as checkMatmul. */
+async function checkLinear(xShape: Shape, nOut: number, withBias: boolean, accumulate = false): Promise<void> {
   const gpu = await getGpu();
   const nIn = xShape[xShape.length - 1]!;
-  const what = `linear x ${JSON.stringify(xShape)} w [${nOut}, ${nIn}]${withBias ? " + bias" : ""} (${gpu.policy.matmul.kernel}/${gpu.policy.matmul.tm})`;
+  const what = `linear x ${JSON.stringify(xShape)} w [${nOut}, ${nIn}]${withBias ? " + bias" : ""} (${gpu.policy.matmul.kernel}/${gpu.policy.matmul.tm})${accumulate ? " accumulate" : ""}`;
   const r = rng(seedOf(what));
   const X = uniform(r, numel(xShape));
   const W = uniform(r, nOut * nIn);
@@ -162,11 +216,22 @@ async function checkLinear(xShape: Shape, nOut: number, withBias: boolean): Prom
   expect(y.shape).toEqual(yShape);
   expectClose(`${what} forward`, await y.toArray(), ref.c, { ...TOL, mag: ref.cMag });
   const Rt = upload(gpu, R, yShape);
-  y.backward(Rt);
+  const [px, pw, pb] = accumulate ? [priorGrad(r, x), priorGrad(r, w), bias ? priorGrad(r, bias) : undefined] : [];
+  const names = dispatchNames(gpu, () => y.backward(Rt));
   expect(x.grad!.shape).toEqual([...xShape]);
-  expectClose(`${what} grad x`, await x.grad!.toArray(), grads.da, { ...TOL, mag: grads.daMag });
-  expectClose(`${what} grad w`, await w.grad!.toArray(), grads.db, { ...TOL, mag: grads.dbMag });
-  if (bias) expectClose(`${what} grad bias`, await bias.grad!.toArray(), grads.dbias, { ...TOL, mag: grads.dbiasMag });
+  const dx = px ? plus(px.values, grads.da, grads.daMag) : { values: grads.da, mag: grads.daMag };
+  const dw = pw ? plus(pw.values, grads.db, grads.dbMag) : { values: grads.db, mag: grads.dbMag };
+  const db = pb ? plus(pb.values, grads.dbias, grads.dbiasMag) : { values: grads.dbias, mag: grads.dbiasMag };
+  expectClose(`${what} grad x`, await x.grad!.toArray(), dx.values, { ...TOL, mag: dx.mag });
+  expectClose(`${what} grad w`, await w.grad!.toArray(), dw.values, { ...TOL, mag: dw.mag });
+  if (bias) expectClose(`${what} grad bias`, await bias.grad!.toArray(), db.values, { ...TOL, mag: db.mag });
+  if (px && pw) {
+    expect(x.grad).toBe(px.tensor);
+    expect(w.grad).toBe(pw.tensor);
+    if (pb) expect(bias!.grad).toBe(pb.tensor);
+    // x and w: added by grad_x / grad_w themselves; the bias's sum over rows goes through the engine's sum.
+    expect(names.filter((n) => n === "grad.accumulate").length, what).toBe(bias ? 1 : 0);
+  }
   for (const t of [x, w, y, Rt, bias]) t?.release();
 }
 
@@ -183,6 +248,44 @@ describe("linear", () => {
         }
       });
     }, SLOW);
+
+  for (const kc of KERNELS)
+    test.skipIf(!matmulKernelRuns(GPU, kc))(`gradients added into an existing .grad of x and w, ${kc.kernel} kernel (${kc.tm} rows per invocation)`, async () => {
+      await GPU.withPolicy({ matmul: kc }, async () => {
+        await checkLinear([2, 3, 10], 7, true, true); // leading dims, nothing aligned, a bias (summed by the engine)
+        await checkLinear([5, 16], 12, false, true); // vec4 loads and stores
+        await checkLinear([37, 20], 29, false, true);
+      });
+    }, SLOW);
+
+  test.skipIf(!GPU.features.has("shader-f16"))("f16: x and w's f16 .grad accumulate in the f16 product (one rounding), on every kernel", async () => {
+    for (const kc of KERNELS.filter((k) => matmulKernelRuns(GPU, k)))
+      await GPU.withPolicy({ matmul: kc }, async () => {
+        const what = `linear f16 accumulate (${kc.kernel}/${kc.tm})`;
+        const r = rng(seedOf(what));
+        const [rows, nIn, nOut] = [9, 13, 6];
+        const half = (n: number) => Float64Array.from(new Float16Array(uniform(r, n)));
+        const [X, W, R, GX, GW] = [half(rows * nIn), half(nOut * nIn), half(rows * nOut), half(rows * nIn), half(nOut * nIn)];
+        const x = Tensor.fromArray(GPU, X, [rows, nIn], { dtype: "f16", requiresGrad: true });
+        const w = Tensor.fromArray(GPU, W, [nOut, nIn], { dtype: "f16", requiresGrad: true });
+        const gx = (x.grad = Tensor.fromArray(GPU, GX, [rows, nIn], { dtype: "f16" }));
+        const gw = (w.grad = Tensor.fromArray(GPU, GW, [nOut, nIn], { dtype: "f16" }));
+        const y = linear(x, w);
+        const Rt = Tensor.fromArray(GPU, R, [rows, nOut], { dtype: "f16" });
+        const names = dispatchNames(GPU, () => y.backward(Rt));
+        const pr: MatmulProblem = { M: rows, N: nOut, K: nIn, batch: 1, sharedA: false, sharedB: false, transA: false, transB: true };
+        const g = refProductBackward({ a: X, b: W, dc: R }, pr);
+        const dx = plus(GX, g.da, g.daMag);
+        const dw = plus(GW, g.db, g.dbMag);
+        expect(x.grad).toBe(gx);
+        expect(w.grad).toBe(gw);
+        expect(x.grad!.dtype).toBe("f16");
+        expectClose(`${what} grad x`, await x.grad!.toArray(), dx.values, { rtol: 2e-3, atol: 1e-7, mag: dx.mag });
+        expectClose(`${what} grad w`, await w.grad!.toArray(), dw.values, { rtol: 2e-3, atol: 1e-7, mag: dw.mag });
+        expect(names.filter((n) => n.startsWith("grad.accumulate")).length, what).toBe(0);
+        for (const t of [x, w, y, Rt]) t.release();
+      });
+  }, SLOW);
 
   test("bad shapes fail at the call site, naming the op and the shapes", async () => {
     const gpu = await getGpu();

@@ -1,13 +1,16 @@
 // rmsnorm (LLaMA; Gemma's 1 + w) and layernorm (with and without bias) as ops: forward and every input's gradient
 // through autograd against the float64 reference of test/reference/norm.ts (itself checked here by central
 // differences), only the inputs that require grad getting one, eps reaching the kernels, PyTorch goldens
-// (tools/goldens/norm.py), determinism, call-site errors and flat memory over a training-like loop. The launchers
+// (tools/goldens/norm.py), determinism, call-site errors and flat memory over a training-like loop; dx added by the
+// dx kernel into a .grad x already has (random prior; the same tensor after, no grad.accumulate). The launchers
 // on every row length (1, 7, 13, 300, 4096), row-reduction variant, ragged parameter-gradient chunk and a 2-D
 // workgroup grid are rows of test/kernels/rows/norm.ts.
 // addRmsnorm (the residual add fused into RMSNorm): sum and out forward, and dx, dr, dweight through autograd with a
-// gradient arriving at both outputs (d sum_total = g_sum + rmsnorm dx), or at out only; the same values as add then
-// rmsnorm; call-site errors; flat memory.
-import { describe, expect, test } from "bun:test";
+// gradient arriving at both outputs (d sum_total = g_sum + rmsnorm dx), or at out only, with sum's own gradient arriving
+// first (the dx kernel adds into it: no grad.accumulate, as in the LLaMA layer) or last (the engine sums); the same
+// values as add then rmsnorm; call-site errors; flat memory.
+import { describe, expect, spyOn, test } from "bun:test";
+import type { Gpu } from "../../src/gpu/index.ts";
 import { add, mul, scope, sum as sumAll, Tensor } from "../../src/tensor/index.ts";
 import { addRmsnorm, layernorm, rmsnorm } from "../../src/tensor/ops/norm.ts";
 import { loadGoldens } from "./goldens.ts";
@@ -38,6 +41,18 @@ function apply(k: Kind, x: Tensor, w: Tensor, b: Tensor | null, eps: number): Te
   if (center(k)) return layernorm(x, w, b, eps);
   return rmsnorm(x, w, { eps, addUnitOffset: k === "rmsnorm_unit" });
 }
+
+/** Names of the dispatches `fn` records (a spy on gpu.dispatch). */
+function dispatchNames(gpu: Gpu, fn: () => void): string[] {
+  const spy = spyOn(gpu, "dispatch");
+  try {
+    fn();
+    return spy.mock.calls.map((c) => c[4]?.name ?? c[1]);
+  } finally {
+    spy.mockRestore();
+  }
+}
+const accumulates = (names: string[]) => names.filter((n) => n === "grad.accumulate").length;
 
 /** Which of x, weight, bias require grad. */
 type Needs = [boolean, boolean, boolean];
@@ -79,6 +94,31 @@ describe("norms", () => {
   for (const k of KINDS)
     test(`${k}: forward and gradients through autograd against float64`, async () => {
       for (const s of SHAPES) await check(k, s);
+    }, SLOW);
+
+  for (const k of KINDS)
+    test(`${k}: dx added into the .grad x already has, by the dx kernel`, async () => {
+      const gpu = await getGpu();
+      for (const shape of [[3, 7], [2, 3, 300]] as Shape[]) {
+        const what = `${k} ${JSON.stringify(shape)} accumulate`;
+        const r = rng(seedOf(what));
+        const d = shape[shape.length - 1]!;
+        const [X, W, B, R] = [uniform(r, numel(shape), -2, 2.5), uniform(r, d, 0.5, 1.5), hasBias(k) ? uniform(r, d) : null, uniform(r, numel(shape))];
+        const G0 = Float64Array.from(new Float32Array(uniform(r, numel(shape))));
+        const want = refNorm(k, X, d, W, B, defaultEps(k), R);
+        const x = upload(gpu, X, shape, true);
+        const prior = (x.grad = upload(gpu, G0, shape));
+        const w = upload(gpu, W, [d], true);
+        const b = B ? upload(gpu, B, [d], true) : null;
+        const y = apply(k, x, w, b, defaultEps(k));
+        const Rt = upload(gpu, R, shape);
+        const names = dispatchNames(gpu, () => y.backward(Rt));
+        expect(accumulates(names), what).toBe(0);
+        expect(x.grad).toBe(prior);
+        expectClose(`${what} dx`, await x.grad!.toArray(), G0.map((v, i) => v + want.dx[i]!), { mag: want.dxMag.map((m, i) => m + Math.abs(G0[i]!)) });
+        expectClose(`${what} dweight`, await w.grad!.toArray(), want.dw, { mag: want.dwMag });
+        for (const t of [x, w, b, y, Rt]) t?.release();
+      }
     }, SLOW);
 
   test("only the inputs that require grad get one", async () => {
@@ -210,12 +250,17 @@ function refAddNorm(unit: boolean, X: Float64Array, Rs: Float64Array, d: number,
   return { ...fwd, dx, dxMag, dw, dwMag };
 }
 
-async function checkAdd(unit: boolean, shape: Shape, o: { needs?: Needs; sumGrad?: boolean; eps?: number } = {}): Promise<void> {
+/**
+ * addRmsnorm's outputs and gradients against float64. `outFirst`: the loss adds sum's part before out's, so out's
+ * rule (rmsnorm) runs first and the engine sums sum's gradients; by default sum's own gradient arrives first (as in
+ * the LLaMA layer) and the dx kernel adds into it: no grad.accumulate either way for a gradient at both outputs.
+ */
+async function checkAdd(unit: boolean, shape: Shape, o: { needs?: Needs; sumGrad?: boolean; eps?: number; outFirst?: boolean } = {}): Promise<void> {
   const gpu = await getGpu();
   const needs = o.needs ?? [true, true, true]; // x, r, weight
   const eps = o.eps ?? 1e-6;
   const sumGrad = o.sumGrad ?? true;
-  const what = `addRmsnorm${unit ? " unit offset" : ""} ${JSON.stringify(shape)} needs ${needs} sum grad ${sumGrad}`;
+  const what = `addRmsnorm${unit ? " unit offset" : ""} ${JSON.stringify(shape)} needs ${needs} sum grad ${sumGrad}${o.outFirst ? " out first" : ""}`;
   const r = rng(seedOf(what));
   const d = shape[shape.length - 1]!;
   const n = numel(shape);
@@ -230,8 +275,14 @@ async function checkAdd(unit: boolean, shape: Shape, o: { needs?: Needs; sumGrad
   expect(out.shape).toEqual([...shape]);
   expectClose(`${what} sum`, await sum.toArray(), want.sum, { mag: want.sumMag });
   expectClose(`${what} out`, await out.toArray(), want.y, { mag: want.yMag });
-  const loss = scope(() => (sumGrad ? add(sumAll(mul(out, Rt)), sumAll(mul(sum, St))) : sumAll(mul(out, Rt))));
-  loss.backward();
+  // add(a, b) runs b's rule first: sum's part second means sum's gradient arrives before out's rule runs.
+  const loss = scope(() => {
+    const [po, ps] = [sumAll(mul(out, Rt)), sumAll(mul(sum, St))];
+    if (!sumGrad) return po;
+    return o.outFirst ? add(ps, po) : add(po, ps);
+  });
+  const names = dispatchNames(gpu, () => loss.backward());
+  if (sumGrad) expect(accumulates(names), what).toBe(o.outFirst ? 1 : 0);
   for (const [t, name] of [[x, "dx"], [res, "dr"]] as const)
     if (t.requiresGrad) expectClose(`${what} ${name}`, await t.grad!.toArray(), want.dx, { mag: want.dxMag });
     else expect(t.grad).toBeNull();
@@ -250,6 +301,10 @@ describe("addRmsnorm", () => {
     await checkAdd(false, [4, 9], { sumGrad: false });
     for (const needs of [[true, false, false], [false, true, false], [false, false, true], [true, true, false]] as Needs[]) await checkAdd(true, [4, 9], { needs });
     await checkAdd(false, [3, 20], { eps: 0.5 });
+  }, SLOW);
+
+  test("out's gradient arriving first: the engine sums sum's gradients (one grad.accumulate), the same values", async () => {
+    for (const unit of [false, true]) for (const s of [[7], [2, 3, 300], [300, 5]]) await checkAdd(unit, s, { outFirst: true });
   }, SLOW);
 
   test("the same values as add then rmsnorm, forward and gradients", async () => {

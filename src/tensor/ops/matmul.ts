@@ -13,6 +13,11 @@
  * operand and dC flattened to [batch * M, ...]) that is one product; otherwise one batched product followed
  * by a sum over the batch.
  *
+ * In-place accumulation: where the autograd engine offers a rule the gradient an input already has (`acc`,
+ * src/tensor/autograd.ts: a tensor feeding several products, a leaf's `.grad` from an earlier micro-batch), a
+ * gradient that is one product (not the batch sum) is added into it by the product itself (the launcher's
+ * `accumulate`: C += op(A) · op(B)), and the rule returns it: no separate grad.accumulate pass.
+ *
  * Half precision (needs the device feature `shader-f16`): f16 operands are read as f16 and converted, every
  * product accumulates in f32, and the result is stored as `outDtype`: by default the inputs' dtype (f16 in,
  * f16 out, as under torch.autocast), or f32 on request (e.g. logits for a loss). Public operands (and a
@@ -36,11 +41,14 @@ export interface MatmulOptions {
   outDtype?: DType;
 }
 
-/** Record the launch(es) of `pr` into `out` ([batch, M, N] elements), reading a, b and optionally bias [N] (f32/f16: checkFloat). */
-function launch(name: string, pr: MatmulProblem, a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor): void {
+/**
+ * Record the launch(es) of `pr` into `out` ([batch, M, N] elements), reading a, b and optionally bias [N] (f32/f16:
+ * checkFloat); with `accumulate`, added into out's contents (out distinct from a, b and bias).
+ */
+function launch(name: string, pr: MatmulProblem, a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor, accumulate = false): void {
   const dt = (t: Tensor) => t.dtype as MatmulDType;
   const io = bias ? { a: a.buffer, b: b.buffer, c: out.buffer, bias: bias.buffer } : { a: a.buffer, b: b.buffer, c: out.buffer };
-  matmulProduct(out.gpu, io, { ...pr, dtypes: { a: dt(a), b: dt(b), c: dt(out), ...(bias ? { bias: dt(bias) } : {}) }, name });
+  matmulProduct(out.gpu, io, { ...pr, dtypes: { a: dt(a), b: dt(b), c: dt(out), ...(bias ? { bias: dt(bias) } : {}) }, name, accumulate });
 }
 
 const describe = (x: string, t: Tensor, trans: boolean) => `${x} ${fmtShape(t.shape)}${trans ? " (transposed)" : ""}`;
@@ -83,14 +91,22 @@ function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
   return { pr, shape: [...batchShape, M, N] };
 }
 
-/** op(a) · op(b) as a new `dtype` tensor, no autograd (operand dtypes may differ). */
-function product(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean, dtype: DType): Tensor {
+/**
+ * op(a) · op(b) as a new `dtype` tensor, no autograd (operand dtypes may differ); or, given `into` (a gradient the
+ * engine offered: `dtype`, as many elements as the product, any shape), added into it in place, returning `into`.
+ */
+function product(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean, dtype: DType, into?: Tensor): Tensor {
   checkFloat(op, [a, b], dtype, false);
   const { pr, shape } = plan(op, a, b, transA, transB);
-  const out = Tensor.empty(a.gpu, shape, { dtype });
-  launch(op, pr, a, b, null, out);
+  if (into && (into.dtype !== dtype || into.size !== numel(shape)))
+    throw new TensorError(`internal: ${op} cannot accumulate a ${dtype} ${fmtShape(shape)} product into ${into}`);
+  const out = into ?? Tensor.empty(a.gpu, shape, { dtype });
+  launch(op, pr, a, b, null, out, into !== undefined);
   return out;
 }
+
+/** The engine's offered gradient when the rule's gradient would have its dtype (else the rule makes a new one). */
+const accInto = (acc: Tensor | undefined, dtype: DType): Tensor | undefined => (acc && acc.dtype === dtype ? acc : undefined);
 
 /** Sum t [n, ...rest] over its first dimension in f32, consuming t; the result in `dtype`. */
 function sumFirst(t: Tensor, rest: Shape, dtype: DType): Tensor {
@@ -109,27 +125,29 @@ function sumFirst(t: Tensor, rest: Shape, dtype: DType): Tensor {
 /**
  * Gradient of op(X) (X = A when `which` is "a"), in X's stored layout, from dC and the other operand.
  * d op(A) = dC · op(B)ᵀ, so dA = dC · op(B)ᵀ, or its transpose op(B) · dCᵀ when A is stored transposed;
- * likewise dB = op(A)ᵀ · dC, or dCᵀ · op(A) when B is stored transposed.
+ * likewise dB = op(A)ᵀ · dC, or dCᵀ · op(A) when B is stored transposed. `acc`: the engine's offered gradient
+ * of X; where the gradient is one product it is added into acc, which is returned.
  */
-function gradOf(which: "a" | "b", g: Tensor, other: Tensor, tA: boolean, tB: boolean, xShape: Shape, xDtype: DType): Tensor {
+function gradOf(which: "a" | "b", g: Tensor, other: Tensor, tA: boolean, tB: boolean, xShape: Shape, xDtype: DType, acc?: Tensor): Tensor {
   const name = `matmul.grad_${which}`;
   const sharedX = xShape.length === 2 && other.rank > 2;
-  const one = (gg: Tensor, o: Tensor, dt = xDtype): Tensor =>
+  const into = accInto(acc, xDtype);
+  const one = (gg: Tensor, o: Tensor, dt = xDtype, dst?: Tensor): Tensor =>
     which === "a"
       ? tA
-        ? product(name, o, gg, tB, true, dt)
-        : product(name, gg, o, false, !tB, dt)
+        ? product(name, o, gg, tB, true, dt, dst)
+        : product(name, gg, o, false, !tB, dt, dst)
       : tB
-        ? product(name, gg, o, true, tA, dt)
-        : product(name, o, gg, !tA, false, dt);
-  if (!sharedX) return one(g, other);
+        ? product(name, gg, o, true, tA, dt, dst)
+        : product(name, o, gg, !tA, false, dt, dst);
+  if (!sharedX) return one(g, other, xDtype, into);
   // X is a 2-D weight shared by the batch. When `other` is not transposed relative to the flattening
   // (A not transposed for dB; never for dA), fold the batch into the reduction: one 2-D product.
   if (which === "b" && !tA) {
     const K = xShape[tB ? 1 : 0]!;
     const o2 = other.reshape(-1, K);
     const g2 = g.reshape(-1, g.shape[g.rank - 1]!);
-    const r = one(g2, o2);
+    const r = one(g2, o2, xDtype, into);
     o2.release();
     g2.release();
     return r;
@@ -153,9 +171,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     op: "matmul",
     inputs: [a, b],
     save: (needs) => [needs[1] ? a : null, needs[0] ? b : null],
-    backward: (g, [sa, sb], needs) => [
-      needs[0] ? gradOf("a", g, sb!, tA, tB, aShape, aDtype) : null,
-      needs[1] ? gradOf("b", g, sa!, tA, tB, bShape, bDtype) : null,
+    backward: (g, [sa, sb], needs, acc) => [
+      needs[0] ? gradOf("a", g, sb!, tA, tB, aShape, aDtype, acc[0]) : null,
+      needs[1] ? gradOf("b", g, sa!, tA, tB, bShape, bDtype, acc[1]) : null,
     ],
   });
 }
@@ -185,18 +203,19 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null, opts: { outDt
     op,
     inputs: ins,
     save: (needs) => [needs[1] ? x : null, needs[0] ? w : null],
-    backward: (g, [sx, sw], needs) => {
+    backward: (g, [sx, sw], needs, acc) => {
       const g2 = g.reshape(rows, nOut);
       let dx: Tensor | null = null;
       if (needs[0]) {
-        const d = product(`${op}.grad_x`, g2, sw!, false, false, sw!.dtype);
-        dx = d.reshape(xShape);
-        d.release();
+        const into = accInto(acc[0], sw!.dtype);
+        const d = product(`${op}.grad_x`, g2, sw!, false, false, sw!.dtype, into);
+        dx = into ?? d.reshape(xShape);
+        if (!into) d.release();
       }
       let dw: Tensor | null = null;
       if (needs[1]) {
         const x2 = sx!.reshape(rows, nIn);
-        dw = product(`${op}.grad_w`, g2, x2, true, false, x2.dtype);
+        dw = product(`${op}.grad_w`, g2, x2, true, false, x2.dtype, accInto(acc[1], x2.dtype));
         x2.release();
       }
       const db = needs[2] ? sumFirst(g2.detach(), [nOut], xDtype) : null;

@@ -17,8 +17,13 @@
  * g_sum + rmsnorm_dx(g_out)), and two outputs cannot share a Node without the engine adding their gradients, which
  * is wrong math. So the fused forward records the two Nodes the unfused ops would: sum's ("add_rmsnorm.sum": the
  * add's rule, g passed on to x and r as views, no kernel) and out's (the rmsnorm rule, reading sum). The gradients
- * are exactly the unfused ones, and so is the backward's cost: rmsnorm.dx, then the engine's grad.accumulate where
- * sum's gradients meet. Folding that accumulate into the dx kernel needs a Node with two outputs in the engine.
+ * are exactly the unfused ones. Where sum's gradients meet, no separate pass is needed when g_sum arrives first: the
+ * engine offers the norm's rule the gradient its input already has (`acc`, src/tensor/autograd.ts) and the dx kernel
+ * adds into it (normDx `accumulate`). In the LLaMA layer (src/nn/llama.ts) it does arrive first: the next add's
+ * rule runs before the MLP/attention branch that leads back to this norm, and once that branch's first Node (the
+ * down/o projection, which got the other view of g) has run, the view the engine holds is its own.
+ *
+ * Every norm's dx accumulates that way when offered (rmsnorm and layernorm, any input); dweight and dbias do not.
  */
 import { addRmsnormForward, normDx, normForward, normParamGrads, type NormKind, type NormOptions } from "../../kernels/norm.ts";
 import { attach } from "../autograd.ts";
@@ -91,12 +96,13 @@ function recordNorm(op: NormKind, y: Tensor, x: Tensor, w: Tensor, b: Tensor | n
     inputs: b ? [x, w, b] : [x, w],
     // dx reads x, w and stats; the parameter pass reads x and stats (for dweight's xhat).
     save: (needs) => [x, needs[0] ? w : null, stats],
-    backward: (g, [sx, sw, sstats], needs) => {
+    backward: (g, [sx, sw, sstats], needs, acc) => {
       const grads: (Tensor | null)[] = [null, null, null];
       if (rows === 0) return needs.map((n, i) => (n ? Tensor.zeros(gpu, i === 0 ? xShape : [d]) : null));
       if (needs[0]) {
-        const dx = Tensor.empty(gpu, xShape);
-        normDx(gpu, { x: sx!.buffer, w: sw!.buffer, gout: g.buffer, stats: sstats!.buffer, dx: dx.buffer }, o);
+        const into = acc[0]?.dtype === "f32" ? acc[0] : undefined; // dx += ..., in the gradient x already has
+        const dx = into ?? Tensor.empty(gpu, xShape);
+        normDx(gpu, { x: sx!.buffer, w: sw!.buffer, gout: g.buffer, stats: sstats!.buffer, dx: dx.buffer }, o, into !== undefined);
         grads[0] = dx;
       }
       if (needs[1] || needs[2]) {

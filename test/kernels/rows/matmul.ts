@@ -3,7 +3,10 @@
 // test/tensor/helpers.ts MATMUL_KERNELS) × every operand layout (NN, NT, TN, TT), on shapes that are and are
 // not multiples of 4 and of the blocks (the shapes the matmul op tests use), batches with and without a shared
 // operand, a bias (f32 and f16), f16 operands with f16 or f32 results (where the device has shader-f16), and a
-// batch split over several dispatches / another direct workgroup shape, and NaN operands. Tolerances are the op tests':
+// batch split over several dispatches / another direct workgroup shape, and NaN operands; `accumulate` (c += the product:
+// autograd's in-place gradient sums) on every kernel variant, every layout, shapes with partial blocks, vec4 and K
+// tails, K = 0, a bias, a batch, and f16 results and f16 operands with f32 results (c's prior contents random, not
+// poisoned: they are an input). Tolerances are the op tests':
 // f32 |err| <= 1e-6 + 1e-4 sum|terms|; f16 result 1e-7 + 2e-3 sum|terms|; f16 operands, f32 result
 // 1e-7 + 1e-5 sum|terms| (test/tensor/f16.test.ts explains them). f16 outputs are poisoned with f16 NaN.
 import { describeSubgroups, type Gpu, type PooledBuffer } from "../../../src/gpu/index.ts";
@@ -59,6 +62,8 @@ interface Case {
   label?: string;
   /** A NaN in a (its element 5), in b (its last element) and in the bias (element 1): NaN exactly where the reference's sums have it. */
   nan?: boolean;
+  /** The launcher's `accumulate`: c holds random prior values and gets the product added. */
+  acc?: boolean;
 }
 
 const kernelName = (kc: MatmulKernelConfig) => (kc.kernel === "direct" ? `direct-tm${kc.tm}` : kc.kernel);
@@ -77,13 +82,14 @@ function row(kc: MatmulKernelConfig, c: Case): LauncherRow {
     transB: c.layout[1] === "T",
     dtypes: { a: inp, b: inp, c: outp, ...(c.bias ? { bias: inp } : {}) },
     name: "matmul.row",
+    accumulate: c.acc ?? false,
   };
   const batchTag = batch > 1 ? ` batch ${batch}${o.sharedA ? " shared a" : ""}${o.sharedB ? " shared b" : ""}` : "";
   const dtypeTag = inp === "f32" && outp === "f32" ? "" : ` ${inp}->${outp}`;
   const tol: CloseOpts = outp === "f16" ? F16_TOL : inp === "f16" ? F16_IN_F32_OUT_TOL : F32_TOL;
   return {
     family: "matmul",
-    name: `matmul matmulProduct ${kernelName(kc)} ${c.layout} ${c.M}x${c.N}x${c.K}${batchTag}${c.bias ? " bias" : ""}${dtypeTag}${c.nan ? " with NaN" : ""}${c.label ? ` (${c.label})` : ""}`,
+    name: `matmul matmulProduct ${kernelName(kc)} ${c.layout} ${c.M}x${c.N}x${c.K}${batchTag}${c.bias ? " bias" : ""}${dtypeTag}${c.nan ? " with NaN" : ""}${c.acc ? " accumulate" : ""}${c.label ? ` (${c.label})` : ""}`,
     variant: { matmul: { ...kc, ...c.policy } },
     skip: (gpu) => {
       if (!matmulKernelRuns(gpu, kc)) return `the subgroup kernel needs 8-lane subgroups; ${describeSubgroups(gpu)}`;
@@ -102,10 +108,12 @@ function row(kc: MatmulKernelConfig, c: Case): LauncherRow {
       }
       const up = (x: Float64Array) => (inp === "f16" ? inputHalf(io, x) : io.input(x));
       const n = batch * o.M * o.N;
-      const out = outp === "f16" ? outputHalf(gpu, io, n) : io.output(n);
+      // accumulate: c's prior contents (in c's dtype) are an input, so not poisoned.
+      const C0 = c.acc ? (outp === "f16" ? ref.toHalf(uniform(r, n)) : uniform(r, n)) : undefined;
+      const out = C0 ? (outp === "f16" ? inputHalf(io, C0) : io.input(C0)) : outp === "f16" ? outputHalf(gpu, io, n) : io.output(n);
       matmulProduct(gpu, { a: up(A), b: up(B), c: out, ...(bias ? { bias: up(bias) } : {}) }, o);
       const got = outp === "f16" ? await readHalf(gpu, out, n) : await io.read(out, n);
-      const want = ref.matmulProduct({ a: A, b: B, bias }, o);
+      const want = ref.matmulProduct({ a: A, b: B, bias, acc: C0 && Float64Array.from(new Float32Array(C0)) }, o);
       return [{ what: "c", got, ref: want.c, opts: { ...tol, mag: want.cMag } }];
     },
   };
@@ -170,6 +178,21 @@ for (const kc of MATMUL_KERNELS) {
   rows.push(row(kc, { M: 6, N: 7, K: 10, layout: "NT", bias: true, nan: true }));
   rows.push(row(kc, { M: 5, N: 6, K: 7, batch: 4, sharedA: true, layout: "NN", nan: true }));
   rows.push(row(kc, { M: 9, N: 13, K: 67, layout: "NN", input: "f16", output: "f16", nan: true }));
+  // accumulate (c += op(a) · op(b)): the layouts the backward runs (NN grad_x, TN grad_w, NT; and TT), partial
+  // blocks and vec4 paths, K tails and K = 0, a bias, a batch, f16 results and f16 operands into f32.
+  for (const layout of LAYOUTS) rows.push(row(kc, { M: 37, N: 29, K: 20, layout, acc: true }));
+  for (const layout of ["NN", "NT", "TN"] as const) {
+    rows.push(row(kc, { M: 20, N: 36, K: 16, layout, acc: true }));
+    rows.push(row(kc, { M: 130, N: 136, K: 9, layout, acc: true }));
+  }
+  rows.push(row(kc, { M: 6, N: 5, K: 7, layout: "TN", acc: true }));
+  rows.push(row(kc, { M: 3, N: 4, K: 0, layout: "NN", acc: true }));
+  rows.push(row(kc, { M: 6, N: 7, K: 10, layout: "NT", bias: true, acc: true }));
+  rows.push(row(kc, { M: 4, N: 8, K: 12, batch: 6, layout: "NN", acc: true }));
+  rows.push(row(kc, { M: 9, N: 13, K: 67, layout: "NN", input: "f16", output: "f16", acc: true }));
+  rows.push(row(kc, { M: 4, N: 4, K: 8, layout: "TN", input: "f16", output: "f16", acc: true }));
+  rows.push(row(kc, { M: 5, N: 3, K: 7, layout: "NT", input: "f16", output: "f32", acc: true }));
+  rows.push(row(kc, { M: 4, N: 4, K: 8, layout: "NN", input: "f16", output: "f32", acc: true }));
 }
 
 // A batch larger than one dispatch runs as several (batch0 offsets); the direct kernel with another workgroup shape.

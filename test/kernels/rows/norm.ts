@@ -3,14 +3,16 @@
 // 300 and 4096 under the device's default reduction; forward and dx under every row-reduction variant
 // (test/kernels/row_variants.ts); the parameter gradient over ragged row chunks and the most chunks
 // (policy.norm); a 2-D workgroup grid (grid.maxX 2); large and zero eps; NaN in x and gout. dx and the parameter gradients read
-// the reference forward's stats (rounded to f32), so each launcher is checked on its own. addRmsnormForward (the
+// the reference forward's stats (rounded to f32), so each launcher is checked on its own. normDx's `accumulate` (dx +=,
+// the prior dx random, not poisoned: an input) for every norm on the same shapes, every row-reduction variant and
+// NaN. addRmsnormForward (the
 // residual add fused into RMSNorm, with and without the unit offset): the same shapes, every row-reduction variant,
 // a 2-D grid and NaN in x or res.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { addRmsnormForward, normDx, normForward, normParamGrads, type NormOptions } from "../../../src/kernels/norm.ts";
 import * as ref from "../../reference/norm.ts";
 import { uniform } from "../../tensor/helpers.ts";
-import type { Check, LauncherRow } from "../harness.ts";
+import { f32, type Check, type LauncherRow } from "../harness.ts";
 import { ROW_LENGTHS, ROW_VARIANTS } from "../row_variants.ts";
 
 /** The four norms the ops build: kind, unit offset, bias. */
@@ -35,12 +37,18 @@ function inputs(r: () => number, o: NormOptions, nan = false) {
   return { x, w, b, gout, fwd, stats: Float64Array.from(new Float32Array(fwd.stats)) };
 }
 
-function row(launcher: Launcher, k: Kind, rows: number, d: number, extra: { eps?: number; variant?: PartialPolicy; label?: string; skip?: LauncherRow["skip"]; nan?: boolean } = {}): LauncherRow {
+function row(
+  launcher: Launcher,
+  k: Kind,
+  rows: number,
+  d: number,
+  extra: { eps?: number; variant?: PartialPolicy; label?: string; skip?: LauncherRow["skip"]; nan?: boolean; acc?: boolean } = {},
+): LauncherRow {
   const o: NormOptions = { rows, d, ...KINDS[k], eps: extra.eps ?? KINDS[k].eps };
   const epsTag = extra.eps === undefined ? "" : ` eps ${extra.eps}`;
   return {
     family: "norm",
-    name: `norm ${launcher} ${k} [${rows}, ${d}]${epsTag}${extra.nan ? " with NaN" : ""}${extra.label ? ` (${extra.label})` : ""}`,
+    name: `norm ${launcher} ${k} [${rows}, ${d}]${epsTag}${extra.nan ? " with NaN" : ""}${extra.acc ? " accumulate" : ""}${extra.label ? ` (${extra.label})` : ""}`,
     variant: extra.variant,
     skip: extra.skip,
     async run(gpu, io, r): Promise<Check[]> {
@@ -55,9 +63,10 @@ function row(launcher: Launcher, k: Kind, rows: number, d: number, extra: { eps?
         ];
       }
       if (launcher === "normDx") {
-        const dx = io.output(rows * d);
-        normDx(gpu, { x, w, gout, stats, dx }, o);
-        const want = ref.normDx({ x: v.x, w: v.w, gout: v.gout, stats: v.stats }, o);
+        const prior = extra.acc ? f32(uniform(r, rows * d)) : undefined; // accumulate: dx's prior contents, an input
+        const dx = prior ? io.input(prior) : io.output(rows * d);
+        normDx(gpu, { x, w, gout, stats, dx }, o, extra.acc);
+        const want = ref.normDx({ x: v.x, w: v.w, gout: v.gout, stats: v.stats, acc: prior }, o);
         return [{ what: "dx", got: await io.read(dx, rows * d), ref: want.dx, opts: { mag: want.dxMag } }];
       }
       const [dw, db] = [io.output(d), o.bias ? io.output(d) : undefined];
@@ -75,6 +84,13 @@ export const rows: LauncherRow[] = [];
 // The default reduction; up to 256 rows the parameter gradient is one pass, [300, 5] takes the chunked two passes.
 const SHAPES: [number, number][] = [[1, 7], [3, 7], [5, 1], [6, 300], [2, 4096], [37, 13], [300, 5]];
 for (const k of Object.keys(KINDS) as Kind[]) for (const [n, d] of SHAPES) for (const l of LAUNCHERS) rows.push(row(l, k, n, d));
+
+// normDx accumulating into a prior dx: every norm and shape, every row-reduction variant, NaN.
+for (const k of Object.keys(KINDS) as Kind[]) for (const [n, d] of SHAPES) rows.push(row("normDx", k, n, d, { acc: true }));
+for (const rv of ROW_VARIANTS) {
+  for (const d of ROW_LENGTHS) rows.push(row("normDx", "rmsnorm", 5, d, { variant: rv.variant, label: rv.label, skip: rv.skip, acc: true }));
+  rows.push(row("normDx", "layernorm", 3, 300, { variant: rv.variant, label: rv.label, skip: rv.skip, nan: true, acc: true }));
+}
 
 // Every row-reduction variant: forward and dx, rows shorter than, equal to and longer than the workgroup.
 for (const rv of ROW_VARIANTS)
