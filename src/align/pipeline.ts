@@ -24,11 +24,24 @@
  * checkpoint, exactly as `alignx train --resume latest`).
  * The translation-quality evaluation (BLEU/chrF on FLORES with greedy decoding) is `alignx eval` (the evaluation
  * issue); this pipeline's evaluation is what the small built-in run can measure in minutes.
+ *
+ * Data parallel (`mpirun -np N alignx align`, `comm` of N ranks, src/dist): rank 0 alone does what writes OUT (the
+ * checks and --overwrite's removal, align.json, the split, the tokenizer, the shards, the fresh model, the
+ * evaluation and the report) while the others wait at a barrier that does not spin a core; every rank then reads
+ * what rank 0 wrote at the same OUT path, so OUT must be one directory for every rank (one machine, or a
+ * filesystem shared by every host at the same path: a rank that does not see rank 0's align.json stops the job).
+ * Every training phase runs data-parallel through the trainer with the same global batch as one process: each
+ * phase's accumulation is divided by N (refused, naming --config, when it does not divide), so N ranks train
+ * the weights one process trains. Whether a phase is resumed, reused or started is decided by rank 0 and
+ * broadcast. Any rank's failure stops every rank with the message of the lowest failing rank (`firstFailure`),
+ * and only rank 0 logs.
  */
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ALIGNX_LANGS, Loader, loadTokenizer, MANIFEST_FILE, openInputs, pack, saveTrainedBpe, trainBpe, type ParallelRow, type HfTokenizer } from "../data/index.ts";
+import { firstFailure, LocalComm, type Comm } from "../dist/index.ts";
 import { alignmentReport, linePlotSvg, spanAlignment, type AlignmentReport, type SpanAlignmentReport } from "../eval/index.ts";
 import { evalDirections, runTranslationEval, type TranslationReport } from "../eval/eval_report.ts";
 import { LanguageDetector } from "../eval/lid.ts";
@@ -38,7 +51,7 @@ import { LlamaModel } from "../nn/index.ts";
 import { noGrad, scope } from "../tensor/index.ts";
 import { Mulberry32 } from "../tensor/rng.ts";
 import { readStage1Config } from "./config.ts";
-import { resolveTrainOptions, type TrainHyper } from "./options.ts";
+import { globalBatch, resolveTrainOptions, type TrainHyper } from "./options.ts";
 import { listCheckpoints, readTrainerState } from "./checkpoint.ts";
 import { FINAL_DIR, RUN_FILE, train, TrainError, type ProgressSink, type TrainResult } from "./trainer.ts";
 
@@ -237,67 +250,151 @@ async function evaluate(
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
-/** Run the pipeline. Returns the report's path. */
-export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Promise<{ report: string; markdown: string }> {
-  const { log } = sinks;
+/** Data parallel: was every rank started with rank 0's plan? (a hash of it broadcast from rank 0; collective) */
+function checkSamePlan(comm: Comm, plan: AlignPlan): void {
+  const own = new Uint8Array(createHash("sha256").update(JSON.stringify(plan)).digest());
+  const root = own.slice();
+  comm.broadcast(root, 0);
+  const f = firstFailure(comm, root.every((x, i) => x === own[i]) ? null : { message: "the plan differs from rank 0's", exitCode: 2 });
+  if (f)
+    throw new TrainError(
+      `align: rank ${f.rank} of ${comm.size} was started with other options than rank 0 (its inputs, options, --config file or --out differ); start every rank with the same command line and files`,
+    );
+}
+
+/**
+ * Data parallel: does every rank see the align.json rank 0 wrote in `out`? (its hash broadcast from rank 0;
+ * collective) Every rank reads rank 0's shards, tokenizer and models there, so OUT must be shared.
+ */
+async function checkSharedOut(comm: Comm, out: string): Promise<void> {
+  const path = join(out, "align.json");
+  let own: Uint8Array | null = null;
+  try {
+    own = new Uint8Array(createHash("sha256").update(await readFile(path)).digest());
+  } catch {
+    // not there: said below
+  }
+  const root = new Uint8Array(32);
+  if (comm.rank === 0) root.set(own!);
+  comm.broadcast(root, 0);
+  const same = own !== null && root.every((x, i) => x === own![i]);
+  const f = firstFailure(comm, same ? null : { message: own === null ? "no such file" : "another file", exitCode: 2 });
+  if (f)
+    throw new TrainError(
+      `align: rank ${f.rank} of ${comm.size} does not see the ${path} rank 0 wrote (${f.message} there): under mpirun every rank reads what rank 0 writes in --out, so --out must be the same directory for every rank (one machine, or a filesystem shared by every host at the same path)`,
+    );
+}
+
+/**
+ * Run the pipeline. Returns the report's path (and, on rank 0, its markdown). Under mpirun every rank of `comm`
+ * calls it (collective; see the module comment).
+ */
+export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks, comm: Comm = new LocalComm()): Promise<{ report: string; markdown: string }> {
+  const W = comm.size;
+  const isRoot = comm.rank === 0;
+  const log = isRoot ? sinks.log : () => {};
   const out = plan.out;
   const planJson = (p: AlignPlan) => JSON.stringify({ ...p, overwrite: undefined, resume: undefined });
   if (plan.resume && plan.overwrite) throw new TrainError("align: --resume and --overwrite conflict");
-  if (plan.resume) {
-    const path = join(out, "align.json");
-    if (!existsSync(path)) throw new TrainError(`align: --resume: ${out} holds no align.json (not an alignx align output)`);
-    const prev = (JSON.parse(await readFile(path, "utf8")) as { plan: AlignPlan }).plan;
-    if (planJson(prev) !== planJson({ ...plan, out: prev.out }))
-      throw new TrainError(`align: --resume: ${out} was started with other options (align.json: ${planJson(prev)}); resume with the same ones`);
-    if (existsSync(join(out, "report.json"))) throw new TrainError(`align: --resume: ${out} is finished (report.json); nothing to resume`);
-  } else if (existsSync(out) && (await readdir(out)).length > 0) {
-    if (!plan.overwrite) throw new TrainError(`align: ${out} exists and is not empty; pass --overwrite to start again there, --resume to continue it, or choose another --out`);
-    if (!existsSync(join(out, "align.json"))) throw new TrainError(`align: ${out} is not an alignx align output (no align.json); refusing to replace it even with --overwrite`);
-    await rm(out, { recursive: true, force: true });
-  }
-  await mkdir(out, { recursive: true });
-  if (!plan.resume) await writeFile(join(out, "align.json"), `${JSON.stringify({ format: "alignx-align", plan }, null, 2)}\n`);
-  const t0 = performance.now();
+  if (W > 1) checkSamePlan(comm, plan);
   const fromScratch = plan.model === undefined;
-  const phases = [fromScratch ? "tokenizer" : null, "pack", fromScratch ? "pretrain" : null, plan.noAlign ? null : "stage 1", plan.noAlign ? null : "stage 2", plan.noBaseline && !plan.noAlign ? null : "baseline", "evaluate"].filter(Boolean) as string[];
-  let phaseNo = 0;
-  const phase = (name: string, what: string) => log(`\n[${++phaseNo}/${phases.length}] ${name}: ${what}`);
 
-  // 1-2. corpus and tokenizer
-  const dataDir = join(out, "data");
-  const { train: trainRows, heldout } = await splitCorpus(plan, dataDir, log);
-  let tokDir: string;
-  if (fromScratch) {
-    tokDir = join(out, "tokenizer");
-    phase("tokenizer", `byte-level BPE with ${plan.vocabSize} tokens on the training rows`);
-    const texts = trainRows.flatMap((r) => Object.values(r.texts));
-    const trained = trainBpe(texts, { vocabSize: plan.vocabSize });
-    await saveTrainedBpe(tokDir, trained);
-    log(`  ${trained.vocab.length} tokens (${trained.stats.merges} merges, ${trained.stats.stoppedBy}) in ${trained.stats.seconds.toFixed(1)} s → ${tokDir}`);
-  } else tokDir = plan.model!;
-  const tok = await loadTokenizer(tokDir);
-
-  // 3. pack
-  phase("pack", "shards of the training rows (and the held-out rows for evaluation)");
-  const trainJsonl = join(dataDir, "train.jsonl");
-  const packTask = async (task: "pretrain" | "stage1" | "stage2", input: string, name: string) => {
-    const dir = join(dataDir, name);
-    const sizes = task === "pretrain" ? { seqLen: 128 } : task === "stage2" ? { cutoff: plan.cutoff, mix: { translation: 1, general: 0 } } : { cutoff: plan.cutoff };
-    const m = await pack({ tokenizer: tokDir, out: dir, inputs: [input], task, ...sizes, seed: plan.seed, overwrite: true, workers: 0, langs: plan.langs, createdBy: "alignx align" });
-    const dropped = Object.entries(m.dropped).filter(([, v]) => v > 0);
-    log(`  ${name}: ${m.counts.records.toLocaleString("en-US")} examples, ${m.counts.tokens.toLocaleString("en-US")} tokens${dropped.length ? ` (dropped: ${dropped.map(([k, v]) => `${v} ${k}`).join(", ")})` : ""}`);
-    return dir;
-  };
-  const pretrainData = fromScratch ? await packTask("pretrain", trainJsonl, "pretrain") : null;
-  const stage1Data = await packTask("stage1", trainJsonl, "stage1");
-  const stage2Data = await packTask("stage2", trainJsonl, "stage2");
-  const heldoutData = await packTask("stage1", join(dataDir, "heldout.jsonl"), "heldout");
-
-  const hyper = (epochs: number, extra: Record<string, unknown> = {}): TrainHyper =>
-    resolveTrainOptions({
+  // Each phase's options; under mpirun the accumulation of one process divided by the ranks (the same global batch).
+  const hyper = (epochs: number, extra: Record<string, unknown> = {}): TrainHyper => {
+    const h = resolveTrainOptions({
       preset: fromScratch ? "from-scratch" : "finetune",
       flags: { seed: plan.seed, cutoff_len: plan.cutoff, num_train_epochs: epochs, ...(plan.maxSteps ? { max_steps: plan.maxSteps } : {}), ...plan.flags, ...extra },
     });
+    const a = h.gradient_accumulation_steps;
+    if (W === 1) return h;
+    if (a % W !== 0)
+      throw new TrainError(
+        `align: under mpirun -np ${W} every phase keeps the global batch of one process (${globalBatch(h)} = micro-batch ${h.per_device_train_batch_size} × accumulation ${a}) by dividing the accumulation by the ${W} ranks, and ${a} does not divide by ${W}; ` +
+          `set per_device_train_batch_size, gradient_accumulation_steps or global_batch_size in --config so that the accumulation is a multiple of ${W}, or run a number of ranks that divides ${a}`,
+      );
+    return { ...h, gradient_accumulation_steps: a / W };
+  };
+  hyper(1); // the training options (and, under mpirun, the batch split) are checked before any work
+
+  /**
+   * `what` on rank 0 alone (what writes OUT); the other ranks wait without spinning a core. A failure stops every
+   * rank with rank 0's message. Rank 0 gets the value.
+   */
+  const onRoot = async <T>(what: () => Promise<T>): Promise<T | undefined> => {
+    if (W === 1) return what();
+    let value: T | undefined;
+    let err: unknown;
+    if (isRoot) {
+      try {
+        value = await what();
+      } catch (e) {
+        err = e;
+      }
+    }
+    await comm.barrierAsync();
+    const exitCode = typeof (err as { exitCode?: unknown })?.exitCode === "number" ? (err as { exitCode: number }).exitCode : 1;
+    const f = firstFailure(comm, err === undefined ? null : { message: err instanceof Error ? err.message : String(err), exitCode });
+    if (f) throw err ?? new TrainError(f.message, f.exitCode);
+    return value;
+  };
+
+  const t0 = performance.now();
+  const phases = [fromScratch ? "tokenizer" : null, "pack", fromScratch ? "pretrain" : null, plan.noAlign ? null : "stage 1", plan.noAlign ? null : "stage 2", plan.noBaseline && !plan.noAlign ? null : "baseline", "evaluate"].filter(Boolean) as string[];
+  let phaseNo = 0;
+  const phase = (name: string, what: string) => log(`\n[${++phaseNo}/${phases.length}] ${name}: ${what}`);
+  const dataDir = join(out, "data");
+  const tokDir = fromScratch ? join(out, "tokenizer") : plan.model!;
+  const trainJsonl = join(dataDir, "train.jsonl");
+
+  // 0-3. the output directory, corpus, tokenizer and shards: rank 0 writes them, every rank reads them.
+  const prepared = await onRoot(async () => {
+    if (plan.resume) {
+      const path = join(out, "align.json");
+      if (!existsSync(path)) throw new TrainError(`align: --resume: ${out} holds no align.json (not an alignx align output)`);
+      const prev = (JSON.parse(await readFile(path, "utf8")) as { plan: AlignPlan }).plan;
+      if (planJson(prev) !== planJson({ ...plan, out: prev.out }))
+        throw new TrainError(`align: --resume: ${out} was started with other options (align.json: ${planJson(prev)}); resume with the same ones`);
+      if (existsSync(join(out, "report.json"))) throw new TrainError(`align: --resume: ${out} is finished (report.json); nothing to resume`);
+    } else if (existsSync(out) && (await readdir(out)).length > 0) {
+      if (!plan.overwrite) throw new TrainError(`align: ${out} exists and is not empty; pass --overwrite to start again there, --resume to continue it, or choose another --out`);
+      if (!existsSync(join(out, "align.json"))) throw new TrainError(`align: ${out} is not an alignx align output (no align.json); refusing to replace it even with --overwrite`);
+      await rm(out, { recursive: true, force: true });
+    }
+    await mkdir(out, { recursive: true });
+    if (!plan.resume) await writeFile(join(out, "align.json"), `${JSON.stringify({ format: "alignx-align", plan }, null, 2)}\n`);
+
+    // 1-2. corpus and tokenizer
+    const { train: trainRows, heldout } = await splitCorpus(plan, dataDir, log);
+    if (fromScratch) {
+      phase("tokenizer", `byte-level BPE with ${plan.vocabSize} tokens on the training rows`);
+      const texts = trainRows.flatMap((r) => Object.values(r.texts));
+      const trained = trainBpe(texts, { vocabSize: plan.vocabSize });
+      await saveTrainedBpe(tokDir, trained);
+      log(`  ${trained.vocab.length} tokens (${trained.stats.merges} merges, ${trained.stats.stoppedBy}) in ${trained.stats.seconds.toFixed(1)} s → ${tokDir}`);
+    }
+    const tok = await loadTokenizer(tokDir);
+
+    // 3. pack
+    phase("pack", "shards of the training rows (and the held-out rows for evaluation)");
+    const packTask = async (task: "pretrain" | "stage1" | "stage2", input: string, name: string) => {
+      const dir = join(dataDir, name);
+      const sizes = task === "pretrain" ? { seqLen: 128 } : task === "stage2" ? { cutoff: plan.cutoff, mix: { translation: 1, general: 0 } } : { cutoff: plan.cutoff };
+      const m = await pack({ tokenizer: tokDir, out: dir, inputs: [input], task, ...sizes, seed: plan.seed, overwrite: true, workers: 0, langs: plan.langs, createdBy: "alignx align" });
+      const dropped = Object.entries(m.dropped).filter(([, v]) => v > 0);
+      log(`  ${name}: ${m.counts.records.toLocaleString("en-US")} examples, ${m.counts.tokens.toLocaleString("en-US")} tokens${dropped.length ? ` (dropped: ${dropped.map(([k, v]) => `${v} ${k}`).join(", ")})` : ""}`);
+    };
+    if (fromScratch) await packTask("pretrain", trainJsonl, "pretrain");
+    await packTask("stage1", trainJsonl, "stage1");
+    await packTask("stage2", trainJsonl, "stage2");
+    await packTask("stage1", join(dataDir, "heldout.jsonl"), "heldout");
+    return { heldout, tok };
+  });
+  if (W > 1) await checkSharedOut(comm, out);
+  const pretrainData = join(dataDir, "pretrain");
+  const stage1Data = join(dataDir, "stage1");
+  const stage2Data = join(dataDir, "stage2");
+  const heldoutData = join(dataDir, "heldout");
+
   const trained: { phase: string; dir: string; steps: number; seconds: number; loss: number | null }[] = [];
   const run = async (label: string, stage: 0 | 1 | 2, model: string, data: string, dir: string, h: TrainHyper): Promise<TrainResult> => {
     const r = await runPhase(label, stage, model, data, dir, h);
@@ -305,17 +402,25 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
     return r;
   };
   const runPhase = async (label: string, stage: 0 | 1 | 2, model: string, data: string, dir: string, h: TrainHyper): Promise<TrainResult> => {
-    let resume: string | undefined;
-    if (plan.resume && existsSync(join(dir, RUN_FILE))) {
+    // Rank 0 decides, from OUT, whether the phase starts, resumes (1) or was done before (2: its step counts).
+    const decided = await onRoot(async () => {
+      const d = new Float64Array(4);
+      if (!plan.resume || !existsSync(join(dir, RUN_FILE))) return d;
       const done = await listCheckpoints(dir);
       if (existsSync(join(dir, FINAL_DIR, "config.json")) && done.length > 0) {
         const st = await readTrainerState(done.at(-1)!.dir);
-        log(`  ${label}: done before (${st.step} steps); reusing ${join(dir, FINAL_DIR)}`);
-        return { status: "done", out: dir, model: join(dir, FINAL_DIR), steps: st.step, totalSteps: st.totalSteps, last: null, seconds: st.seconds };
-      }
-      if (done.length > 0) resume = "latest";
+        d.set([2, st.step, st.totalSteps, st.seconds]);
+      } else if (done.length > 0) d[0] = 1;
+      return d;
+    });
+    const d = decided ?? new Float64Array(4);
+    if (W > 1) comm.broadcast(d, 0);
+    if (d[0] === 2) {
+      log(`  ${label}: done before (${d[1]} steps); reusing ${join(dir, FINAL_DIR)}`);
+      return { status: "done", out: dir, model: join(dir, FINAL_DIR), steps: d[1]!, totalSteps: d[2]!, last: null, seconds: d[3]! };
     }
-    const r = await train(gpu, { stage, model, data, out: dir, hyper: h, overwrite: resume === undefined, resume, log: (l) => log(`  ${l}`), progress: sinks.progress(label) });
+    const resume = d[0] === 1 ? "latest" : undefined;
+    const r = await train(gpu, { stage, model, data, out: dir, hyper: h, overwrite: resume === undefined, resume, log: (l) => log(`  ${l}`), progress: sinks.progress(label), comm });
     if (r.status === "interrupted")
       throw new TrainError(`align: interrupted during ${label} (checkpoint in ${dir}); continue with the same command and --resume`, 130);
     return r;
@@ -325,12 +430,14 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
   let base = plan.model ?? "";
   if (fromScratch) {
     const fresh = join(out, "fresh");
-    await mkdir(fresh, { recursive: true });
-    await writeFile(join(fresh, "config.json"), `${JSON.stringify(smallLlamaConfig(tok.vocabSize), null, 2)}\n`);
-    for (const f of ["tokenizer.json", "tokenizer_config.json"]) await writeFile(join(fresh, f), await readFile(join(tokDir, f)));
+    await onRoot(async () => {
+      await mkdir(fresh, { recursive: true });
+      await writeFile(join(fresh, "config.json"), `${JSON.stringify(smallLlamaConfig(prepared!.tok.vocabSize), null, 2)}\n`);
+      for (const f of ["tokenizer.json", "tokenizer_config.json"]) await writeFile(join(fresh, f), await readFile(join(tokDir, f)));
+    });
     const h = hyper(plan.pretrainEpochs);
-    phase("pretrain", `next-token pretraining of a ${(smallLlamaConfig(0).num_hidden_layers as number)}-layer LLaMA (hidden ${smallLlamaConfig(0).hidden_size as number}) from scratch, ${plan.pretrainEpochs} epochs`);
-    base = (await run("pretrain", 0, fresh, pretrainData!, join(out, "pretrain"), h)).model;
+    phase("pretrain", `next-token pretraining of a ${(smallLlamaConfig(0).num_hidden_layers as number)}-layer LLaMA (hidden ${smallLlamaConfig(0).hidden_size as number}) from scratch, ${plan.pretrainEpochs} epochs${W > 1 ? ` (${W} ranks)` : ""}`);
+    base = (await run("pretrain", 0, fresh, pretrainData, join(out, "pretrain"), h)).model;
   }
 
   // 5-6. AlignX: stage 1 then stage 2
@@ -338,7 +445,6 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
   let alignxModel: string | null = null;
   let stage1Model: string | null = null;
   const s1extra = { ...(plan.noCtr ? { contrastive_lambda: 0 } : {}), ...(plan.noLam ? { language_matching_lambda: 0 } : {}) };
-  let stage1Cfg = null as ReturnType<typeof readStage1Config> | null;
   if (!plan.noAlign) {
     phase("stage 1", `representation alignment (L_NTP + λ_ctr·L_CTR + λ_lam·L_LAM)${plan.noCtr ? " without L_CTR" : ""}${plan.noLam ? " without L_LAM" : ""}`);
     const r1 = await run("stage 1", 1, base, stage1Data, join(out, "stage1"), hyper(plan.stage1Epochs, s1extra));
@@ -347,8 +453,6 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
     alignSteps = r1.steps + r2.steps;
     stage1Model = r1.model;
     alignxModel = r2.model;
-    const raw = JSON.parse(await readFile(join(r1.model, "config.json"), "utf8")) as Record<string, unknown>;
-    stage1Cfg = readStage1Config(raw, { numLayers: raw.num_hidden_layers as number });
   }
 
   // 7. the --no-align baseline: stage 2 alone, the same number of steps
@@ -360,23 +464,46 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
     baselineModel = (await run("baseline", 2, base, stage2Data, join(out, "baseline"), h)).model;
   }
 
-  // 8. evaluate
-  phase("evaluate", `held-out loss, alignment of translations at every layer, and greedy translation en→x / x→en (${heldout.length} held-out rows)`);
-  const langs = [...new Set(heldout.flatMap((r) => Object.keys(r.texts)))].filter((l) => heldout.every((r) => l in r.texts)).sort();
-  if (!langs.includes("eng") || langs.length < 2) throw new TrainError(`align: the held-out rows share no English and another language; cannot measure alignment`);
-  const evals: ModelEval[] = [];
-  const tplan: TranslationPlan = { out: join(out, "translations"), maxNewTokens: plan.maxNewTokens, log };
-  if (stage1Model) evals.push(await evaluate(gpu, "after stage 1", stage1Model, heldoutData, heldout, langs, tok, plan.seed, null));
-  if (alignxModel) evals.push(await evaluate(gpu, "alignx", alignxModel, heldoutData, heldout, langs, tok, plan.seed, tplan));
-  if (baselineModel) evals.push(await evaluate(gpu, "no-align", baselineModel, heldoutData, heldout, langs, tok, plan.seed, tplan));
-  const numLayers = evals[0]!.alignment.layers.length - 1;
-  const alignLayer = stage1Cfg?.alignLayer ?? Math.floor(numLayers / 2);
+  // 8-9. evaluate and report: rank 0 (the others wait)
+  const md = await onRoot(async () => {
+    const { heldout, tok } = prepared!;
+    let stage1Cfg = null as ReturnType<typeof readStage1Config> | null;
+    if (stage1Model) {
+      const raw = JSON.parse(await readFile(join(stage1Model, "config.json"), "utf8")) as Record<string, unknown>;
+      stage1Cfg = readStage1Config(raw, { numLayers: raw.num_hidden_layers as number });
+    }
+    phase("evaluate", `held-out loss, alignment of translations at every layer, and greedy translation en→x / x→en (${heldout.length} held-out rows)`);
+    const langs = [...new Set(heldout.flatMap((r) => Object.keys(r.texts)))].filter((l) => heldout.every((r) => l in r.texts)).sort();
+    if (!langs.includes("eng") || langs.length < 2) throw new TrainError(`align: the held-out rows share no English and another language; cannot measure alignment`);
+    const evals: ModelEval[] = [];
+    const tplan: TranslationPlan = { out: join(out, "translations"), maxNewTokens: plan.maxNewTokens, log };
+    if (stage1Model) evals.push(await evaluate(gpu, "after stage 1", stage1Model, heldoutData, heldout, langs, tok, plan.seed, null));
+    if (alignxModel) evals.push(await evaluate(gpu, "alignx", alignxModel, heldoutData, heldout, langs, tok, plan.seed, tplan));
+    if (baselineModel) evals.push(await evaluate(gpu, "no-align", baselineModel, heldoutData, heldout, langs, tok, plan.seed, tplan));
+    return writeReport(out, t0, trained, heldout, langs, evals, stage1Cfg?.alignLayer, W, log);
+  });
+  return { report: join(out, "report.json"), markdown: md ?? "" };
+}
 
-  // 9. report
+/** OUT/report.{json,md} and OUT/alignment.svg from the evaluations; the markdown is logged and returned. */
+async function writeReport(
+  out: string,
+  t0: number,
+  trained: { phase: string; dir: string; steps: number; seconds: number; loss: number | null }[],
+  heldout: ParallelRow[],
+  langs: string[],
+  evals: ModelEval[],
+  stage1AlignLayer: number | undefined,
+  worldSize: number,
+  log: (line: string) => void,
+): Promise<string> {
+  const numLayers = evals[0]!.alignment.layers.length - 1;
+  const alignLayer = stage1AlignLayer ?? Math.floor(numLayers / 2);
   const report = {
     format: "alignx-align-report",
     version: 1,
     seconds: Number(((performance.now() - t0) / 1e3).toFixed(1)),
+    world_size: worldSize,
     align_layer: alignLayer,
     training: trained,
     heldout_rows: heldout.length,
@@ -420,8 +547,8 @@ export async function runAlign(gpu: Gpu, plan: AlignPlan, sinks: AlignSinks): Pr
   const md = reportMarkdown(report, evals, alignLayer, numLayers);
   await writeBytesAtomic(join(out, "report.md"), md);
   log(`\n${md}`);
-  log(`models: ${evals.map((e) => `${e.name} ${e.dir}`).join(", ")}\nreport: ${join(out, "report.md")} (and report.json, alignment.svg, */loss.svg) — ${report.seconds.toFixed(0)} s in all`);
-  return { report: join(out, "report.json"), markdown: md };
+  log(`models: ${evals.map((e) => `${e.name} ${e.dir}`).join(", ")}\nreport: ${join(out, "report.md")} (and report.json, alignment.svg, */loss.svg) — ${report.seconds.toFixed(0)} s in all${worldSize > 1 ? ` on ${worldSize} ranks` : ""}`);
+  return md;
 }
 
 function reportMarkdown(

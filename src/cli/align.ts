@@ -3,12 +3,19 @@
  * options (`bun run align`) it is the built-in run: a small LLaMA trained from scratch on the UDHR in the ten
  * AlignX languages, stage 1 and stage 2, the `--no-align` baseline, and the comparison of the two.
  * Exit 0 when done, 2 for bad options (before any work), 130 when interrupted, 1 for failures.
+ *
+ * Data parallel: `mpirun -np N alignx align ...` (or `mpirun -np N bun run align`) runs N ranks of this same
+ * command (src/dist): rank 0 prepares, evaluates and writes OUT, every training phase runs on all N ranks with the
+ * global batch of one process (src/align/pipeline.ts). Each rank opens the adapter of its local rank as
+ * `alignx train` does (`--adapter`, ALIGNX_ADAPTER or --cpu choose one for every rank) and prints one line naming
+ * it; the default --out's time stamp is rank 0's; everything else is printed by rank 0 alone.
  */
 import type { CAC } from "cac";
 import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { ALIGN_DEFAULTS, runAlign, type AlignPlan } from "../align/index.ts";
+import { worldComm, type Comm } from "../dist/index.ts";
 import { Gpu } from "../gpu/index.ts";
-import { openCommandGpu } from "./gpu.ts";
+import { openRankGpu, rankLine } from "./gpu.ts";
 import { Progress } from "./progress.ts";
 import { readConfigFile } from "./train.ts";
 import { listOption, numOption, SEED, UsageError } from "./usage.ts";
@@ -19,6 +26,8 @@ export interface AlignCliOptions {
   tty?: boolean;
   log?: (line: string) => void;
   gpu?: Gpu;
+  /** The ranks (default: src/dist `worldComm()`, the MPI world under mpirun, else a world of one). */
+  comm?: Comm;
 }
 
 function stamp(d = new Date()): string {
@@ -26,8 +35,17 @@ function stamp(d = new Date()): string {
   return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
+/** Data parallel: rank 0's time stamp on every rank (the default --out must be one directory). */
+function agreedStamp(comm: Comm): string {
+  const own = new TextEncoder().encode(stamp());
+  const buf = own.slice();
+  comm.broadcast(buf, 0); // always 15 bytes: YYYYMMDD-HHMMSS
+  return new TextDecoder().decode(buf);
+}
+
 export async function alignCli(inputs: string[], o: Record<string, unknown>, cli: AlignCliOptions = {}): Promise<number> {
   const cmd = "align";
+  const comm = cli.comm ?? worldComm();
   const epochs = (flag: string, v: unknown, d: number) => numOption(cmd, flag, v, { min: 0, minOpen: true, max: 1e6 }) ?? d;
   if (o.out !== undefined && (typeof o.out !== "string" || o.out === "")) throw new UsageError("align: --out needs a directory");
   if (o.model !== undefined && (typeof o.model !== "string" || o.model === "")) throw new UsageError("align: --model needs a directory");
@@ -42,7 +60,7 @@ export async function alignCli(inputs: string[], o: Record<string, unknown>, cli
     flags = f.doc as Record<string, unknown>;
   }
   const plan: AlignPlan = {
-    out: (o.out as string | undefined) ?? `runs/align-${stamp()}`,
+    out: (o.out as string | undefined) ?? `runs/align-${comm.size > 1 ? agreedStamp(comm) : stamp()}`,
     inputs: inputs.length ? inputs : [],
     langs: listOption(cmd, "langs", o.langs),
     model: o.model as string | undefined,
@@ -71,19 +89,27 @@ export async function alignCli(inputs: string[], o: Record<string, unknown>, cli
     if (o.maxNewTokens === undefined) plan.maxNewTokens = 8;
   }
   const log = cli.log ?? ((l: string) => console.error(l));
-  log(`alignx align: ${plan.model ? `AlignX fine-tuning of ${plan.model}` : "the built-in run: a small LLaMA trained from scratch"} on ${plan.inputs.join(" ")}; output in ${plan.out}`);
-  const gpu = cli.gpu ?? (await openCommandGpu({ adapter: cli.adapter, cpu: cli.cpu }));
+  if (comm.rank === 0)
+    log(`alignx align: ${plan.model ? `AlignX fine-tuning of ${plan.model}` : "the built-in run: a small LLaMA trained from scratch"} on ${plan.inputs.join(" ")}; output in ${plan.out}${comm.size > 1 ? ` (${comm.size} ranks)` : ""}`);
+  const gpu = cli.gpu ?? (await openRankGpu("align", comm, cli));
+  if (comm.size > 1) log(rankLine("align", comm, gpu));
   try {
-    await runAlign(gpu, plan, {
-      log,
-      progress: (label) => {
-        const p = new Progress({ label: `  ${label}`, unit: "steps", tty: cli.tty });
-        return { update: (d, t, e) => p.update(d, t, e), done: (d, t, e) => p.done(d, t, e), log: (l) => p.log(`  ${l}`), tty: p.isTty };
+    await runAlign(
+      gpu,
+      plan,
+      {
+        log,
+        progress: (label) => {
+          const p = new Progress({ label: `  ${label}`, unit: "steps", tty: cli.tty });
+          return { update: (d, t, e) => p.update(d, t, e), done: (d, t, e) => p.done(d, t, e), log: (l) => p.log(`  ${l}`), tty: p.isTty };
+        },
       },
-    });
+      comm,
+    );
   } finally {
     if (!cli.gpu) gpu.destroy();
   }
+  comm.finalize(); // every rank returned after the report
   return 0;
 }
 

@@ -16,9 +16,9 @@ import type { CAC, Command } from "cac";
 import { readFile } from "node:fs/promises";
 import "../tensor/index.ts"; // registers the ops' tuners, which Gpu.open({ tune: true }) runs
 import { PRESETS, resolveTrainOptions, STRING_KEYS, TRAIN_OPTIONS, flagsOf, train, TrainError, type Stage, type TrainHyper, type TrainResult } from "../align/index.ts";
-import { firstFailure, worldComm, type Comm } from "../dist/index.ts";
-import { Gpu, listAdapters } from "../gpu/index.ts";
-import { openCommandGpu } from "./gpu.ts";
+import { worldComm, type Comm } from "../dist/index.ts";
+import type { Gpu } from "../gpu/index.ts";
+import { openRankGpu, rankLine } from "./gpu.ts";
 import { jsonErrorOffset } from "../data/index.ts";
 import { Progress } from "./progress.ts";
 import { UsageError } from "./usage.ts";
@@ -104,17 +104,6 @@ export async function hyperFromCli(cmd: string, o: Record<string, unknown>, worl
   return resolveTrainOptions({ flags, file, worldSize });
 }
 
-/**
- * The adapter of a data-parallel rank: `localRank % count` over the GPU adapters Dawn lists (over every adapter
- * when none is a GPU), as an index for `--adapter`; undefined when there is none (opening then says so).
- */
-export async function rankAdapter(localRank: number): Promise<string | undefined> {
-  const all = (await listAdapters()).map((e, i) => ({ e, i }));
-  const gpus = all.filter((x) => x.e.kind !== "cpu");
-  const pool = gpus.length ? gpus : all;
-  return pool.length ? String(pool[localRank % pool.length]!.i) : undefined;
-}
-
 /** Run `alignx train` (stage 1/2) or `alignx pretrain` (stage 0). Returns the exit code. */
 export async function trainCli(cmd: "train" | "pretrain", o: Record<string, unknown>, cli: TrainCliOptions = {}): Promise<number> {
   const comm = cli.comm ?? worldComm();
@@ -134,7 +123,7 @@ export async function trainCli(cmd: "train" | "pretrain", o: Record<string, unkn
   const progress = new Progress({ label: cmd === "pretrain" ? "pretrain" : `stage ${stage}`, unit: "steps", tty: cli.tty });
   const gpu = cli.gpu ?? (await openRankGpu(cmd, comm, cli));
   if (comm.size > 1)
-    (cli.log ?? ((l: string) => progress.log(l)))(`${cmd}: rank ${comm.rank} of ${comm.size} (local rank ${comm.localRank}, ${comm.library?.flavor ?? "no MPI"}): ${gpu.adapter.description}`);
+    (cli.log ?? ((l: string) => progress.log(l)))(rankLine(cmd, comm, gpu));
   let r: TrainResult;
   try {
     r = await train(gpu, {
@@ -155,35 +144,6 @@ export async function trainCli(cmd: "train" | "pretrain", o: Record<string, unkn
   }
   comm.finalize(); // every rank returned at the same step
   return r.status === "interrupted" ? 130 : 0;
-}
-
-/** This rank's device (data parallel: its local rank's adapter); a rank that cannot open one stops every rank. */
-async function openRankGpu(cmd: string, comm: Comm, cli: TrainCliOptions): Promise<Gpu> {
-  const env = process.env;
-  const chosen = cli.adapter !== undefined || !!env.ALIGNX_ADAPTER || cli.cpu === true || env.ALIGNX_CPU === "1" || env.ALIGNX_CPU === "true";
-  if (comm.size === 1) return openCommandGpu({ adapter: cli.adapter, cpu: cli.cpu });
-  let gpu: Gpu | undefined;
-  let err: unknown;
-  const open = async () => {
-    try {
-      gpu = await openCommandGpu({ adapter: chosen ? cli.adapter : await rankAdapter(comm.localRank), cpu: cli.cpu });
-    } catch (e) {
-      err = e;
-    }
-  };
-  // Local rank 0 first: the kernel autotuning (timed on a machine's first run) is then done once per machine and
-  // read from its cache by the other ranks, so ranks on alike adapters run the same kernel variants and round
-  // alike (the weights of every rank stay identical).
-  if (comm.localRank === 0) await open();
-  await comm.barrierAsync();
-  if (comm.localRank !== 0) await open();
-  const code = typeof (err as { exitCode?: unknown })?.exitCode === "number" ? (err as { exitCode: number }).exitCode : 2;
-  const f = firstFailure(comm, err === undefined ? null : { message: `${cmd}: rank ${comm.rank} of ${comm.size} cannot open its adapter: ${(err as Error)?.message ?? String(err)}`, exitCode: code });
-  if (f) {
-    gpu?.destroy();
-    throw new TrainError(f.message, f.exitCode);
-  }
-  return gpu!;
 }
 
 /** Register `train` and `pretrain` on the CLI. */
