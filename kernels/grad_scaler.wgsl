@@ -6,7 +6,7 @@
 //                                 finite math, so `x != x` could be folded away);
 //                  grad<j>[i] *= inv_scale (left alone when inv_scale == 1, as torch does).
 //                Slot j owns the workgroups start<j> .. start<j+1> (prefix sums of its ceil(n<j> / 256)); a
-//                workgroup finds its slot with kernels/slots.wgsl (appended: `slot_of`, `slot_span`), uniform per
+//                workgroup finds its slot with kernels/slots.wgsl (appended: `slot_elem`), uniform per
 //                workgroup, and a `switch` on it calls `unscale_elem` with a pointer to that slot's gradient.
 //                256 invocations per workgroup on a 2-D grid of workgroups (src/gpu/grid.ts, `gx` per grid
 //                row). Several dispatches of a step write the same flag. Only an invocation that sees a
@@ -59,15 +59,13 @@ fn unscale_elem(g: ptr<storage, array<f32>, read_write>, i: u32, write: bool) {
 
 @compute @workgroup_size(256)
 fn unscale(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let w = wid.y * params.gx + wid.x;
-  let j = slot_of(w);
-  let span = slot_span(j);
-  let i = (w - span.start) * 256u + lid;
-  if (i >= span.n) {
+  let e = slot_elem(wid, lid);
+  if (e.k >= e.n) {
     return;
   }
+  let i = e.k;
   let write = params.inv_scale != 1.0;
-  switch j {
+  switch e.j {
     default: { unscale_elem(&grad0, i, write); }
 //#if S1
     case 1u: { unscale_elem(&grad1, i, write); }

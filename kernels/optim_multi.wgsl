@@ -7,7 +7,7 @@
 // S<j> for j < S, so an entry statically uses exactly the bindings the dispatch passes (the device allows
 // maxStorageBuffersPerShaderStage of them: 10 on lavapipe). Each slot j has, in the params: n<j> (its length
 // in VT units), start<j> (its first workgroup) and the entry's own per-slot fields; a workgroup finds its slot
-// with kernels/slots.wgsl (appended: `slot_of`, `slot_span`, which also says why the slot is found per
+// with kernels/slots.wgsl (appended: `slot_of`, `slot_span`, `slot_elem`, which also says why the slot is found per
 // workgroup, not per invocation), and a `switch` on it picks the slot's bindings, each case one call of the
 // entry's per-element function with pointers to that slot's buffers.
 //
@@ -196,15 +196,13 @@ fn adamw_elem(p: ptr<storage, array<{{VT:f32}}>, read_write>, g: ptr<storage, ar
 
 @compute @workgroup_size(256)
 fn adamw_multi(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let w = wid.y * params.gx + wid.x;
-  let j = slot_of(w);
-  let span = slot_span(j);
-  let k = (w - span.start) * 256u + lid;
-  if (k >= span.n) {
+  let e = slot_elem(wid, lid);
+  if (e.k >= e.n) {
     return;
   }
-  let s = slot(j);
-  switch j {
+  let k = e.k;
+  let s = slot(e.j);
+  switch e.j {
     default: { adamw_elem(&p0, &g0, k, s); }
 //#if S1
     case 1u: { adamw_elem(&p1, &g1, k, s); }
@@ -262,15 +260,13 @@ fn scale_elem(g: ptr<storage, array<{{VT:f32}}>, read_write>, k: u32, c: f32) {
 
 @compute @workgroup_size(256)
 fn clip_scale_multi(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let w = wid.y * params.gx + wid.x;
-  let j = slot_of(w);
-  let span = slot_span(j);
-  let k = (w - span.start) * 256u + lid;
-  if (k >= span.n) {
+  let e = slot_elem(wid, lid);
+  if (e.k >= e.n) {
     return;
   }
+  let k = e.k;
   let c = clip_coef();
-  switch j {
+  switch e.j {
     default: { scale_elem(&g0, k, c); }
 //#if S1
     case 1u: { scale_elem(&g1, k, c); }

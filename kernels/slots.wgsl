@@ -10,30 +10,16 @@
 // bindings, is uniform per workgroup: a CPU driver (lavapipe runs a workgroup as SIMD lanes) takes one case
 // instead of running every case masked (per-invocation slots made the clip's scaling pass 6x slower).
 
-// The slot holding workgroup (or invocation) i: the last start <= i.
+// The slot holding workgroup (or invocation) i: the last start <= i (the starts ascend; unused ones are 0xffffffff).
 fn slot_of(i: u32) -> u32 {
   var j = 0u;
-  if (i >= params.start1) {
-    j = 1u;
-  }
-  if (i >= params.start2) {
-    j = 2u;
-  }
-  if (i >= params.start3) {
-    j = 3u;
-  }
-  if (i >= params.start4) {
-    j = 4u;
-  }
-  if (i >= params.start5) {
-    j = 5u;
-  }
-  if (i >= params.start6) {
-    j = 6u;
-  }
-  if (i >= params.start7) {
-    j = 7u;
-  }
+  j = select(j, 1u, i >= params.start1);
+  j = select(j, 2u, i >= params.start2);
+  j = select(j, 3u, i >= params.start3);
+  j = select(j, 4u, i >= params.start4);
+  j = select(j, 5u, i >= params.start5);
+  j = select(j, 6u, i >= params.start6);
+  j = select(j, 7u, i >= params.start7);
   return j;
 }
 
@@ -68,4 +54,19 @@ fn slot_span(j: u32) -> SlotSpan {
 //#endif
     default: { return SlotSpan(0u, params.n0); }
   }
+}
+
+// The elementwise entries' place: invocation lid of workgroup wid (256 per workgroup, a 2-D grid of `params.gx`
+// workgroups per grid row) works on element k of slot j, when k < n (the slot's last workgroup is ragged).
+struct SlotElem {
+  j: u32,
+  k: u32,
+  n: u32,
+}
+
+fn slot_elem(wid: vec3u, lid: u32) -> SlotElem {
+  let w = wid.y * params.gx + wid.x;
+  let j = slot_of(w);
+  let span = slot_span(j);
+  return SlotElem(j, (w - span.start) * 256u + lid, span.n);
 }
