@@ -6,13 +6,13 @@
 // linears gets float64's gradient with no grad.accumulate dispatch, a pending gradient someone else holds or an
 // input fed twice is not offered and the engine sums, retainGraph twice doubles, a user-held .grad is mutated in
 // place as before).
-import { describe, expect, spyOn, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type { Gpu } from "../../src/gpu/index.ts";
 import { attach, type BackwardRule } from "../../src/tensor/autograd.ts";
 import { isGradEnabled, linear, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { clone } from "../../src/tensor/tensor.ts";
 import { expectFlatMemory } from "../helpers.ts";
-import { centralDiff, expectClose, getGpu, rng, uniform, upload } from "./helpers.ts";
+import { accumulates, centralDiff, dispatchNames, expectClose, getGpu, rng, uniform, upload } from "./helpers.ts";
 
 const silu64 = (v: number) => v / (1 + Math.exp(-v));
 
@@ -254,17 +254,6 @@ describe("autograd", () => {
   });
 
   describe("in-place accumulation: a rule adds into the gradient an input already has", () => {
-    /** Names of the dispatches `fn` records (a spy on gpu.dispatch). */
-    function dispatchNames(gpu: Gpu, fn: () => void): string[] {
-      const spy = spyOn(gpu, "dispatch");
-      try {
-        fn();
-        return spy.mock.calls.map((c) => c[4]?.name ?? c[1]);
-      } finally {
-        spy.mockRestore();
-      }
-    }
-    const accumulates = (names: string[]) => names.filter((n) => n === "grad.accumulate").length;
 
     /** float64 y = h · Wᵀ's gradients for dy = R: dh = R · W, dW = Rᵀ · h (h [rows, nIn], W [nOut, nIn]). */
     function linearGrads(H: Float64Array, W: Float64Array, R: Float64Array, rows: number, nIn: number, nOut: number) {

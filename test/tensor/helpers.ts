@@ -1,7 +1,7 @@
 // Shared by the tensor tests: one Gpu for every test file (the same lazy singleton as test/helpers.ts, so
 // `bun test` opens one device in all), NaN poisoning of every fresh tensor, seeded inputs, float64
 // references, and a comparison that names the first bad element.
-import { expect } from "bun:test";
+import { expect, spyOn } from "bun:test";
 import type { Gpu } from "../../src/gpu/index.ts";
 import { debug, Tensor } from "../../src/tensor/index.ts";
 import { subgroupKernelFits, type MatmulKernel } from "../../src/kernels/matmul.ts";
@@ -113,3 +113,17 @@ export const MATMUL_KERNELS: readonly MatmulKernelConfig[] = [
   { kernel: "subgroup", tm: 8 },
 ];
 export const matmulKernelRuns = (gpu: Gpu, k: MatmulKernelConfig): boolean => k.kernel !== "subgroup" || subgroupKernelFits(gpu);
+
+/** Names of the dispatches `fn` records (a spy on gpu.dispatch). */
+export function dispatchNames(gpu: Gpu, fn: () => void): string[] {
+  const spy = spyOn(gpu, "dispatch");
+  try {
+    fn();
+    return spy.mock.calls.map((c) => c[4]?.name ?? c[1]);
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+/** How many of `names` are the autograd engine's separate gradient sums (`grad.accumulate`). */
+export const accumulates = (names: readonly string[]): number => names.filter((n) => n === "grad.accumulate").length;

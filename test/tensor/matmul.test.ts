@@ -8,14 +8,13 @@
 // own product (the same tensor, G0 + grad, no grad.accumulate dispatch) on every kernel and layout, except where the
 // gradient is a batch sum (then the engine's sum, as before); linear's x and w likewise, f32 and f16.
 // The launcher itself (every kernel x layout x shape, bias, f16) is a table: test/kernels/rows/matmul.ts.
-import { describe, expect, spyOn, test } from "bun:test";
-import type { Gpu } from "../../src/gpu/index.ts";
+import { describe, expect, test } from "bun:test";
 import { noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { linear, matmul } from "../../src/tensor/ops/matmul.ts";
 import { loadGoldens, type GoldenTensor } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { matmulProduct as refProduct, matmulProductBackward as refProductBackward, matmulProblemOf, type MatmulProblem } from "../reference/matmul.ts";
-import { centralDiff, expectClose, getGpu, MATMUL_KERNELS as KERNELS, matmulKernelRuns, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
+import { centralDiff, dispatchNames, expectClose, getGpu, MATMUL_KERNELS as KERNELS, matmulKernelRuns, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
 import { SHAPES_2D } from "../kernels/rows/matmul.ts";
 
 const GPU = await getGpu();
@@ -27,16 +26,6 @@ const stored = (s: Shape, t: boolean): number[] => (t ? [...s.slice(0, -2), s[s.
 
 const TOL = { rtol: 1e-4, atol: 1e-6 }; // relative to the sum of |terms| of each element
 
-/** Names of the dispatches `fn` records (a spy on gpu.dispatch). */
-function dispatchNames(gpu: Gpu, fn: () => void): string[] {
-  const spy = spyOn(gpu, "dispatch");
-  try {
-    fn();
-    return spy.mock.calls.map((c) => c[4]?.name ?? c[1]);
-  } finally {
-    spy.mockRestore();
-  }
-}
 
 /** A random prior .grad for `t` (not poisoned: it is an input), and its float64 values as the tensor holds them. */
 function priorGrad(r: () => number, t: Tensor): { tensor: Tensor; values: Float64Array } {

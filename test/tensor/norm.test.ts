@@ -9,15 +9,14 @@
 // gradient arriving at both outputs (d sum_total = g_sum + rmsnorm dx), or at out only, with sum's own gradient arriving
 // first (the dx kernel adds into it: no grad.accumulate, as in the LLaMA layer) or last (the engine sums); the same
 // values as add then rmsnorm; call-site errors; flat memory.
-import { describe, expect, spyOn, test } from "bun:test";
-import type { Gpu } from "../../src/gpu/index.ts";
+import { describe, expect, test } from "bun:test";
 import { add, mul, scope, sum as sumAll, Tensor } from "../../src/tensor/index.ts";
 import { addRmsnorm, layernorm, rmsnorm } from "../../src/tensor/ops/norm.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import * as ref from "../reference/norm.ts";
 import type { NormOptions } from "../reference/norm.ts";
-import { centralDiff, expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
+import { accumulates, centralDiff, dispatchNames, expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "./helpers.ts";
 
 /** Per-test limit: the first test of a file compiles its pipelines, slow on a loaded CPU Vulkan driver. */
 const SLOW = 60_000;
@@ -42,17 +41,6 @@ function apply(k: Kind, x: Tensor, w: Tensor, b: Tensor | null, eps: number): Te
   return rmsnorm(x, w, { eps, addUnitOffset: k === "rmsnorm_unit" });
 }
 
-/** Names of the dispatches `fn` records (a spy on gpu.dispatch). */
-function dispatchNames(gpu: Gpu, fn: () => void): string[] {
-  const spy = spyOn(gpu, "dispatch");
-  try {
-    fn();
-    return spy.mock.calls.map((c) => c[4]?.name ?? c[1]);
-  } finally {
-    spy.mockRestore();
-  }
-}
-const accumulates = (names: string[]) => names.filter((n) => n === "grad.accumulate").length;
 
 /** Which of x, weight, bias require grad. */
 type Needs = [boolean, boolean, boolean];
