@@ -5,39 +5,24 @@
 // `--resume` on a fresh mpirun reuses the finished phases, continues the interrupted one from its checkpoint and
 // writes the same report; a batch that does not split over the ranks, or ranks started with different options,
 // stop both with the same message (exit 2, nothing written). Skipped, saying why, where mpirun is not installed.
-import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { RUN_FILE } from "../../src/align/trainer.ts";
-import { alignxCmd, cliEnv, ROOT, type CliResult } from "../align/train_fixture.ts";
-import { MPIRUN, mpirunCmd, mpirunMpmd, NO_MPIRUN, rankEnv } from "./mpirun.ts";
+import { alignxCmd } from "../align/train_fixture.ts";
+import { launch as launchRanks, MPIRUN, mpirunCmd, mpirunMpmd, NO_MPIRUN } from "./mpirun.ts";
+import { tempDir } from "../helpers.ts";
 
 const skip = NO_MPIRUN ? ` (skipped: ${NO_MPIRUN})` : "";
-const env = () => ({ ...rankEnv(), ...Object.fromEntries(Object.entries(cliEnv()).filter(([k]) => !/^(OMPI_|PMIX_|PMI_)/.test(k))) });
-const root = mkdtempSync(join(tmpdir(), "alignx-align-mpirun-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = tempDir("alignx-align-mpirun-");
 
 /** The smallest whole pipeline: two languages, one step per phase (the baseline two) with no warm-up (the first step's LR would be 0), 4-token translations. */
 const NO_WARMUP = join(root, "no-warmup.json");
 writeFileSync(NO_WARMUP, JSON.stringify({ warmup_steps: 0 }));
 const QUICK = ["align", "--quick", "--langs", "eng,deu", "--max-steps", "1", "--max-new-tokens", "4", "--config", NO_WARMUP];
 
-/** Run `cmd` from the repo root; a launch in which Bun itself crashed runs once more (as data_parallel.test.ts does). */
-async function launch(cmd: string[], timeoutMs = 400_000): Promise<CliResult & { seconds: number }> {
-  const r = await launchOnce(cmd, timeoutMs);
-  if (r.code === 0 || !r.stderr.includes("Bun has crashed")) return r;
-  console.warn(`align under mpirun: Bun crashed in a rank (exit ${r.code}); running the launch once more:\n${r.stderr.slice(0, 2000)}`);
-  return launchOnce(cmd, timeoutMs);
-}
-
-async function launchOnce(cmd: string[], timeoutMs: number): Promise<CliResult & { seconds: number }> {
-  const t0 = performance.now();
-  const proc = Bun.spawn({ cmd, cwd: ROOT, env: env(), stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs, killSignal: "SIGKILL" });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (proc.signalCode) throw new Error(`${cmd.join(" ")}: killed by ${proc.signalCode} (timeout ${timeoutMs} ms?)\n${stdout}\n${stderr}`);
-  return { code, signal: null, stdout, stderr, seconds: (performance.now() - t0) / 1e3 };
-}
+/** Run `cmd` from the repo root (./mpirun.ts `launch`: a rank in which Bun itself crashed is run once more). */
+const launch = (cmd: string[], timeoutMs = 400_000) => launchRanks("align under mpirun", cmd, timeoutMs);
 
 const count = (text: string, re: RegExp) => (text.match(new RegExp(re.source, `${re.flags.replace("g", "")}g`)) ?? []).length;
 /** Every file under `dir`, relative, sorted. */

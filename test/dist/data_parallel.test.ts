@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { OPTIMIZER_FILE, TRAINER_STATE_FILE } from "../../src/align/checkpoint.ts";
 import { METRICS_FILE, RUN_FILE, type StepMetrics } from "../../src/align/trainer.ts";
 import { getGpu } from "../helpers.ts";
-import { alignx, alignxCmd, buildTrainFixture, cliEnv, ROOT, type CliResult, type TrainFixture } from "../align/train_fixture.ts";
-import { MPIRUN, mpirunCmd, mpirunMpmd, NO_MPIRUN, rankEnv } from "./mpirun.ts";
+import { alignx, alignxCmd, buildTrainFixture, ROOT, type TrainFixture } from "../align/train_fixture.ts";
+import { launch as launchRanks, launchEnv, MPIRUN, mpirunCmd, mpirunMpmd, NO_MPIRUN } from "./mpirun.ts";
 
 let fx: TrainFixture;
 beforeAll(async () => {
@@ -21,27 +21,8 @@ beforeAll(async () => {
 afterAll(() => fx?.cleanup());
 
 const skip = NO_MPIRUN ? ` (skipped: ${NO_MPIRUN})` : "";
-const env = () => ({ ...rankEnv(), ...Object.fromEntries(Object.entries(cliEnv()).filter(([k]) => !/^(OMPI_|PMIX_|PMI_)/.test(k))) });
-
-/**
- * Run `cmd` (an mpirun line) from the repo root; SIGKILL after `timeoutMs`. A launch in which Bun itself panicked
- * ("Bun has crashed": a segfault inside the runtime, seen once in ~10 CI-like runs, in a rank's start-up before
- * any training) is run once more, saying so; any other failure is the test's to judge.
- */
-async function launch(cmd: string[], timeoutMs = 120_000): Promise<CliResult & { seconds: number }> {
-  const r = await launchOnce(cmd, timeoutMs);
-  if (r.code === 0 || !r.stderr.includes("Bun has crashed")) return r;
-  console.warn(`data parallel: Bun crashed in a rank (exit ${r.code}); running the launch once more:\n${r.stderr.slice(0, 2000)}`);
-  return launchOnce(cmd, timeoutMs);
-}
-
-async function launchOnce(cmd: string[], timeoutMs: number): Promise<CliResult & { seconds: number }> {
-  const t0 = performance.now();
-  const proc = Bun.spawn({ cmd, cwd: ROOT, env: env(), stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs, killSignal: "SIGKILL" });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (proc.signalCode) throw new Error(`${cmd.join(" ")}: killed by ${proc.signalCode} (timeout ${timeoutMs} ms?)\n${stdout}\n${stderr}`);
-  return { code, signal: null, stdout, stderr, seconds: (performance.now() - t0) / 1e3 };
-}
+/** Run an mpirun line (./mpirun.ts `launch`: a rank in which Bun itself crashed is run once more). */
+const launch = (cmd: string[], timeoutMs = 120_000) => launchRanks("data parallel", cmd, timeoutMs);
 
 const ranks = (np: number, args: readonly string[]) => mpirunCmd(np, alignxCmd(args));
 const metricsOf = (out: string) =>
@@ -127,7 +108,7 @@ describe("data parallel", () => {
     const steps = 12;
     const killed = fx.path("killed");
     const whole = fx.path("uninterrupted-one-rank");
-    const proc = Bun.spawn({ cmd: ranks(2, stage2(killed, 1, steps)), cwd: ROOT, env: env(), stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 120_000, killSignal: "SIGKILL" });
+    const proc = Bun.spawn({ cmd: ranks(2, stage2(killed, 1, steps)), cwd: ROOT, env: launchEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 120_000, killSignal: "SIGKILL" });
     const output = Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
     const metrics = join(killed, METRICS_FILE);
     const lines = () => (existsSync(metrics) ? readFileSync(metrics, "utf8").split("\n").filter(Boolean).length : 0);
@@ -158,7 +139,7 @@ describe("data parallel", () => {
 
   test.skipIf(!MPIRUN)(`SIGTERM to one rank: the ranks agree on a step, rank 0 saves a checkpoint there, all stop${skip}`, async () => {
     const out = fx.path("sigterm");
-    const proc = Bun.spawn({ cmd: ranks(2, stage2(out, 1, 40, 100)), cwd: ROOT, env: env(), stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 120_000, killSignal: "SIGKILL" });
+    const proc = Bun.spawn({ cmd: ranks(2, stage2(out, 1, 40, 100)), cwd: ROOT, env: launchEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 120_000, killSignal: "SIGKILL" });
     const output = Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
     const metrics = join(out, METRICS_FILE);
     const lines = () => (existsSync(metrics) ? readFileSync(metrics, "utf8").split("\n").filter(Boolean).length : 0);

@@ -1,6 +1,7 @@
 // Launching test ranks: `mpirun -np N CMD...` of the MPI installed here (Open MPI: --allow-run-as-root
 // --oversubscribe; MPICH's hydra takes neither), or the reason the MPI tests are skipped.
 import { spawnSync } from "node:child_process";
+import { cliEnv, ROOT, type CliResult } from "../align/train_fixture.ts";
 
 export interface Mpirun {
   path: string;
@@ -43,4 +44,28 @@ export function rankEnv(extra: Record<string, string> = {}): Record<string, stri
   const env: Record<string, string | undefined> = { ...process.env };
   for (const k of Object.keys(env)) if (/^(OMPI_|PMIX_|PMI_)/.test(k) || k === "MPI_LOCALRANKID") delete env[k];
   return { ...env, ...extra };
+}
+
+/** The environment of an mpirun launched by a test: the CLI tests' environment, without a launcher's variables. */
+export const launchEnv = () => ({ ...rankEnv(), ...Object.fromEntries(Object.entries(cliEnv()).filter(([k]) => !/^(OMPI_|PMIX_|PMI_)/.test(k))) });
+
+/**
+ * Run `cmd` (an mpirun line) from the repo root; SIGKILL after `timeoutMs`. A launch in which Bun itself panicked
+ * ("Bun has crashed": a segfault inside the runtime, seen once in ~10 CI-like runs, in a rank's start-up before
+ * any training) is run once more, saying so (`what` names the test file's subject); any other failure is the
+ * test's to judge.
+ */
+export async function launch(what: string, cmd: string[], timeoutMs: number): Promise<CliResult & { seconds: number }> {
+  const r = await launchOnce(cmd, timeoutMs);
+  if (r.code === 0 || !r.stderr.includes("Bun has crashed")) return r;
+  console.warn(`${what}: Bun crashed in a rank (exit ${r.code}); running the launch once more:\n${r.stderr.slice(0, 2000)}`);
+  return launchOnce(cmd, timeoutMs);
+}
+
+async function launchOnce(cmd: string[], timeoutMs: number): Promise<CliResult & { seconds: number }> {
+  const t0 = performance.now();
+  const proc = Bun.spawn({ cmd, cwd: ROOT, env: launchEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs, killSignal: "SIGKILL" });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (proc.signalCode) throw new Error(`${cmd.join(" ")}: killed by ${proc.signalCode} (timeout ${timeoutMs} ms?)\n${stdout}\n${stderr}`);
+  return { code, signal: null, stdout, stderr, seconds: (performance.now() - t0) / 1e3 };
 }
