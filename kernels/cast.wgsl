@@ -9,7 +9,9 @@
 //                   (elements 2w and 2w + 1); for odd n the last word's high half is written as +0, so the
 //                   storage must round its size up to 4 bytes (the pool's buffers always do).
 //   f16_to_f32   dst (n f32) = src (n halves, packed as above). Exact, subnormals included; NaN keeps its
-//                   sign and payload. One invocation per element.
+//                   sign and payload. One invocation per element. With the define Y_ADD = `y32[i] + v` the value
+//                   is added into dst's contents instead (autograd accumulating an f16 gradient into the f32
+//                   gradient its input already has: src/tensor/ops/cast.ts).
 //   accumulate_f16  y16 += x16 for two packed half tensors (autograd summing f16 gradients): each half widened
 //                   exactly, added in f32, rounded back as f32_to_f16 does (so an overflow is a true inf,
 //                   which the GradScaler's check sees). One invocation per word.
@@ -98,7 +100,8 @@ fn f16_to_f32(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= p.n) {
     return;
   }
-  y32[i] = f16_value(x16[i >> 1u] >> (16u * (i & 1u)));
+  let v = f16_value(x16[i >> 1u] >> (16u * (i & 1u)));
+  y32[i] = {{Y_ADD:v}};
 }
 
 @compute @workgroup_size(256)

@@ -26,12 +26,16 @@ export function f32ToF16(gpu: Gpu, io: { x32: Binding; y16: Binding }, o: { n: n
   gpu.dispatch(CAST, "f32_to_f16", { x32: io.x32, y16: io.y16 }, g.workgroups, { params: { n: o.n, words, row: g.row }, name: "cast.f32_to_f16" });
 }
 
-/** y32 (n f32) = x16 (n packed halves), exactly. */
-export function f16ToF32(gpu: Gpu, io: { x16: Binding; y32: Binding }, o: { n: number }): void {
+/** y32 (n f32) = x16 (n packed halves), exactly; with `accumulate`, y32 += x16 (widened exactly, added in f32). */
+export function f16ToF32(gpu: Gpu, io: { x16: Binding; y32: Binding }, o: { n: number; accumulate?: boolean }): void {
   if (!o.n) return;
   const words = o.n;
   const g = grid1d(gpu, words);
-  gpu.dispatch(CAST, "f16_to_f32", { x16: io.x16, y32: io.y32 }, g.workgroups, { params: { n: o.n, words, row: g.row }, name: "cast.f16_to_f32" });
+  gpu.dispatch(CAST, "f16_to_f32", { x16: io.x16, y32: io.y32 }, g.workgroups, {
+    params: { n: o.n, words, row: g.row },
+    defines: o.accumulate ? { Y_ADD: "y32[i] + v" } : undefined,
+    name: o.accumulate ? "cast.f16_to_f32.accumulate" : "cast.f16_to_f32",
+  });
 }
 
 /** dst += src over n packed halves, in place (distinct buffers), through f32 with one rounding per element. */

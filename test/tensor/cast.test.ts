@@ -8,12 +8,12 @@
 // Casts move halves as packed u32 words, so they need no shader-f16 and run on every device.
 import { describe, expect, test } from "bun:test";
 import { f16BitsToF32, f16BitsToF32Bits, f32BitsToF16Bits } from "../../src/io/half.ts";
-import { scope, Tensor, TensorError } from "../../src/tensor/index.ts";
+import { add, scope, Tensor, TensorError } from "../../src/tensor/index.ts";
 import { cast, float, half } from "../../src/tensor/ops/cast.ts";
 import { halfBits, halfValue, roundHalf, roundingBoundaries } from "../reference/cast.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import { loadGoldens } from "./goldens.ts";
-import { getGpu, rng, seedOf, uniform } from "./helpers.ts";
+import { accumulates, dispatchNames, getGpu, rng, seedOf, uniform } from "./helpers.ts";
 
 const SLOW = 120_000;
 
@@ -142,6 +142,37 @@ describe("cast autograd", () => {
     expect(x.grad!.dtype).toBe("f16");
     expectHalfBits("grad", await bits16(x.grad!), new Uint32Array(gv.buffer));
     for (const t of [x, y, g]) t.release();
+  }, SLOW);
+
+  test("an f16 gradient is widened and added into the f32 gradient its input already has, in one pass", async () => {
+    // h feeds three half() casts (autocast casts a norm's output once per projection): y = Σ float(half(h)).
+    // Each rule gets R rounded to f16 (float's backward); the first widening makes the pending gradient, the next
+    // two add into it (cast.f16_to_f32.accumulate), no grad.accumulate; a second backward adds all three into .grad.
+    const gpu = await getGpu();
+    const r = rng(seedOf("cast accumulates"));
+    const n = 301;
+    const h = Tensor.fromArray(gpu, Float32Array.from(uniform(r, n, -2, 2)), [n], { requiresGrad: true });
+    const R = Float32Array.from(uniform(r, n, -3, 3));
+    const v = Float64Array.from(R, (x) => roundHalf(x)); // each rule's gradient, widened exactly
+    const once = Float64Array.from(v, (x) => Math.fround(Math.fround(x + x) + x));
+    const pass = async () => {
+      const y = scope(() => add(add(float(half(h)), float(half(h))), float(half(h))));
+      const g = Tensor.fromArray(gpu, R, [n]);
+      const names = dispatchNames(gpu, () => y.backward(g));
+      y.release();
+      g.release();
+      return names;
+    };
+    const first = await pass();
+    expect(accumulates(first)).toBe(0);
+    expect(first.filter((x) => x === "cast.f16_to_f32.accumulate").length).toBe(2);
+    expect(Array.from(await h.grad!.toArray())).toEqual(Array.from(once));
+    const second = await pass(); // into the leaf's .grad: all three add
+    expect(accumulates(second)).toBe(0);
+    expect(second.filter((x) => x === "cast.f16_to_f32.accumulate").length).toBe(3);
+    const twice = Float64Array.from(once, (x, i) => Math.fround(Math.fround(Math.fround(x + v[i]!) + v[i]!) + v[i]!));
+    expect(Array.from(await h.grad!.toArray())).toEqual(Array.from(twice));
+    h.release();
   }, SLOW);
 
   test("a cast to the same dtype is a view (no copy) whose gradient passes through", async () => {

@@ -3,8 +3,10 @@
  * with PyTorch on any device. Launchers: src/kernels/cast.ts (kernels/cast.wgsl).
  *
  * Backward: the gradient is cast back to the input's dtype (f16 → f32 is exact; f32 → f16 rounds, as in
- * torch). Casting to the tensor's own dtype returns a view (no copy), like torch's `.to()`, whose gradient
- * passes through unchanged.
+ * torch); an f16 gradient of an f32 input that already has a gradient (autocast: h cast once per projection
+ * that reads it) is widened and added into it in the same pass (the engine's `acc`, src/tensor/autograd.ts).
+ * Casting to the tensor's own dtype returns a view (no copy), like torch's `.to()`, whose gradient passes
+ * through unchanged.
  */
 import { f16ToF32, f32ToF16 } from "../../kernels/cast.ts";
 import { attach } from "../autograd.ts";
@@ -31,7 +33,15 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   return attach(out, {
     op: "cast",
     inputs: [x],
-    backward: (g) => [g.dtype === from ? g.detach() : convert(g, from)], // rules run under noGrad
+    backward: (g, _, __, [acc]) => {
+      // rules run under noGrad
+      if (g.dtype === from) return [g.detach()];
+      if (acc && from === "f32" && acc.dtype === "f32") {
+        f16ToF32(g.gpu, { x16: g.buffer, y32: acc.buffer }, { n: g.size, accumulate: true });
+        return [acc];
+      }
+      return [convert(g, from)];
+    },
   });
 }
 

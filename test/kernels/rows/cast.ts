@@ -2,7 +2,8 @@
 //   f32ToF16: every f16 rounding boundary (each tie between neighbouring halves, and one f32 ulp either side, both
 //     signs), ±0, ±inf, NaNs, f32 subnormals, the overflow threshold 65520; random values over the whole half
 //     range on odd and even counts (an odd count's last high half is written +0);
-//   f16ToF32: all 65536 half bit patterns (NaN keeps its sign and payload), odd counts;
+//   f16ToF32: all 65536 half bit patterns (NaN keeps its sign and payload), odd counts; with `accumulate`, added
+//     into random f32 contents (each half widened exactly, one f32 rounding per sum);
 //   accumulateF16: random halves, ties to even, overflow to inf, inf + -inf, NaN, signed zeros, subnormals;
 //   a 2-D grid of workgroups (policy grid.maxX 2) for each.
 // Half outputs are poisoned with the f16 NaN pair 0x7e007e00 (an f32 NaN's low half would read as +0).
@@ -102,6 +103,24 @@ function f16ToF32Row(what: string, make: (r: () => number) => Uint16Array, varia
   };
 }
 
+function f16ToF32AccumulateRow(n: number, variant?: PartialPolicy): LauncherRow {
+  return {
+    family: "cast",
+    name: `cast f16ToF32 accumulate n=${n}${variant ? " grid.maxX=2" : ""}`,
+    variant,
+    async run(gpu, io, r) {
+      const halves = randomHalves(r, n);
+      const prior = Float32Array.from(uniform(r, n, -3, 3)); // not poisoned: the sum reads it
+      const y32 = io.input(prior);
+      f16ToF32(gpu, { x16: io.input(pack(halves)), y32 }, { n, accumulate: true });
+      const got = await io.read(y32, n);
+      const widened = R.f16ToF32({ x16: halves }, { n }).y32;
+      const ref = Float64Array.from(widened, (v, i) => Math.fround(prior[i]! + v)); // one f32 rounding
+      return [{ what: "y32 + widened x16", got, ref, opts: EXACT }];
+    },
+  };
+}
+
 /** Random halves in [-2, 2) (as bit patterns). */
 const randomHalves = (r: () => number, n: number) => Uint16Array.from(R.toHalf(uniform(r, n, -2, 2)), R.halfBits);
 
@@ -151,6 +170,8 @@ export const rows: LauncherRow[] = [
   f16ToF32Row("all 65536 bit patterns", () => Uint16Array.from({ length: 65536 }, (_, i) => i)),
   ...[1, 3, 7].map((n) => f16ToF32Row(`n=${n}`, (r) => randomHalves(r, n))),
   f16ToF32Row("n=1101", (r) => randomHalves(r, 1101), GRID),
+  ...[1, 7, 258].map((n) => f16ToF32AccumulateRow(n)),
+  f16ToF32AccumulateRow(1101, GRID),
   accumulateF16Row("specials (ties, overflow, NaN, signed zeros, subnormals)", SPECIAL_SUMS.length, true),
   ...[1, 7, 258, 301].map((n) => accumulateF16Row(`n=${n}`, n, n > SPECIAL_SUMS.length)),
   accumulateF16Row("n=2051", 2051, true, GRID),
