@@ -25,6 +25,12 @@
 //                         and, when np == 2, part_out[(c*np + 1)*d + j] = sum g (dbias).
 //   norm_dparams_sum      one invocation per column j: dst[j] = sum_c part[c*np*d + base + j] over `chunks`,
 //                         base = 0 (dweight) or d (dbias). Fixed summation order, no atomics: deterministic.
+// The row entries (norm_forward, add_rmsnorm_forward, norm_dx) move rows in VT units (define, src/gpu/grid.ts
+// `vec4Units`): vec4<f32> when d % 4 == 0 (define VEC: a row is d / 4 vec4s, W and B index w and b in vec4s too and
+// apply per component; each load moves 4 elements, which on CPU drivers, where every load is a per-lane loop, is
+// most of the cost), else f32. Per invocation, hsum folds the 4 lanes of each unit into its scalar partial sum before
+// wg_reduce; the statistics stay per row. p.d counts elements in both. The parameter passes always move f32 (they
+// are left out of the vec4 variant, which binds x and gout as vec4s).
 // Per-row entry points take `gx` workgroups per grid row, per-element ones `row` invocations per grid row
 // (2-D grids: more than 65535 rows or columns fit). Limits: rows * d < 2^32 elements.
 // On a big GPU the row kernels run one 256-wide workgroup per row (8-wide on lavapipe) (d = 4096: 16 strided loads per invocation,
@@ -43,29 +49,45 @@ struct Params {
   base: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> gout: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<{{VT:f32}}>;
+@group(0) @binding(1) var<storage, read> w: array<{{VT:f32}}>;
+@group(0) @binding(2) var<storage, read> b: array<{{VT:f32}}>;
+@group(0) @binding(3) var<storage, read> gout: array<{{VT:f32}}>;
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
 @group(0) @binding(5) var<storage, read> part: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<{{VT:f32}}>;
 @group(0) @binding(7) var<storage, read_write> stats_out: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx: array<{{VT:f32}}>;
 @group(0) @binding(9) var<storage, read_write> part_out: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(11) var<storage, read> res: array<f32>;
-@group(0) @binding(12) var<storage, read_write> sum_out: array<f32>;
+@group(0) @binding(11) var<storage, read> res: array<{{VT:f32}}>;
+@group(0) @binding(12) var<storage, read_write> sum_out: array<{{VT:f32}}>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 override CENTER: bool = false;
+
+//#if VEC
+const VW: u32 = 4u; // elements per VT unit
+
+// The sum of a unit's lanes, pairwise.
+fn hsum(v: vec4f) -> f32 {
+  return (v.x + v.y) + (v.z + v.w);
+}
+//#else
+const VW: u32 = 1u;
+
+fn hsum(v: f32) -> f32 {
+  return v;
+}
+//#endif
+
 // Row r's saved (mean, rstd), read once per row: every load is costly on CPU drivers (see bench/NOTES.md).
 fn row_stats(r: u32) -> vec2f {
   return vec2f(stats[2u * r], stats[2u * r + 1u]);
 }
 
-// xhat of element k, given its row's (mean, rstd).
-fn xhat_at(k: u32, st: vec2f) -> f32 {
+// xhat of unit k, given its row's (mean, rstd).
+fn xhat_at(k: u32, st: vec2f) -> {{VT:f32}} {
   return (x[k] - st.x) * st.y;
 }
 
@@ -75,23 +97,24 @@ fn norm_forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_ind
   if (r >= p.rows) {
     return;
   }
-  let base = r * p.d;
+  let du = p.d / VW;
+  let base = r * du;
   let n = f32(p.d);
   var mean = 0.0;
   if (CENTER) {
     var s = 0.0;
-    for (var j = lid; j < p.d; j += WG) {
-      s += x[base + j];
+    for (var j = lid; j < du; j += WG) {
+      s += hsum(x[base + j]);
     }
     mean = wg_reduce(vec2f(s, 0.0), lid, RED_SUM).x / n;
   }
   var ss = 0.0;
-  for (var j = lid; j < p.d; j += WG) {
+  for (var j = lid; j < du; j += WG) {
     let c = x[base + j] - mean;
-    ss += c * c;
+    ss += hsum(c * c);
   }
   let rstd = inverseSqrt(wg_reduce(vec2f(ss, 0.0), lid, RED_SUM).x / n + p.eps);
-  for (var j = lid; j < p.d; j += WG) {
+  for (var j = lid; j < du; j += WG) {
     let xhat = (x[base + j] - mean) * rstd;
     y[base + j] = xhat * {{W:w[j]}} + {{B:0.0}};
   }
@@ -107,15 +130,16 @@ fn add_rmsnorm_forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocat
   if (r >= p.rows) {
     return;
   }
-  let base = r * p.d;
+  let du = p.d / VW;
+  let base = r * du;
   var ss = 0.0;
-  for (var j = lid; j < p.d; j += WG) {
+  for (var j = lid; j < du; j += WG) {
     let s = x[base + j] + res[base + j];
     sum_out[base + j] = s;
-    ss += s * s;
+    ss += hsum(s * s);
   }
   let rstd = inverseSqrt(wg_reduce(vec2f(ss, 0.0), lid, RED_SUM).x / f32(p.d) + p.eps);
-  for (var j = lid; j < p.d; j += WG) {
+  for (var j = lid; j < du; j += WG) {
     let xhat = sum_out[base + j] * rstd; // this invocation's own store of the first loop
     y[base + j] = xhat * {{W:w[j]}} + {{B:0.0}};
   }
@@ -131,17 +155,18 @@ fn norm_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
   if (r >= p.rows) {
     return;
   }
-  let base = r * p.d;
+  let du = p.d / VW;
+  let base = r * du;
   let st = row_stats(r);
   var acc = vec2f(0.0, 0.0);
-  for (var j = lid; j < p.d; j += WG) {
+  for (var j = lid; j < du; j += WG) {
     let xhat = xhat_at(base + j, st);
     let gw = gout[base + j] * {{W:w[j]}};
-    acc += vec2f(gw, gw * xhat);
+    acc += vec2f(hsum(gw), hsum(gw * xhat));
   }
   let m = wg_reduce(acc, lid, RED_SUM) / f32(p.d);
   let mgw = select(0.0, m.x, CENTER);
-  for (var j = lid; j < p.d; j += WG) {
+  for (var j = lid; j < du; j += WG) {
     let xhat = xhat_at(base + j, st);
     let gw = gout[base + j] * {{W:w[j]}};
     let v = st.y * (gw - mgw - xhat * m.y);
@@ -149,6 +174,8 @@ fn norm_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
   }
 }
 
+//#if VEC
+//#else
 @compute @workgroup_size(256)
 fn norm_dparams_partial(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.y * p.row + gid.x;
@@ -184,3 +211,4 @@ fn norm_dparams_sum(@builtin(global_invocation_id) gid: vec3u) {
   }
   dst[j] = s;
 }
+//#endif

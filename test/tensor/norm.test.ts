@@ -349,3 +349,17 @@ describe("addRmsnorm", () => {
     for (const t of [a, b, w]) t.release();
   }, SLOW);
 });
+
+// The row kernels move rows in vec4s when d % 4 == 0 (kernels/norm.wgsl, define VEC) and in f32 otherwise: short rows
+// of both kinds through the ops, forward and every gradient (the dx kernel accumulating into sum's gradient included).
+describe("vec4 and scalar rows", () => {
+  const ROWS: Shape[] = [[5, 4], [3, 12], [2, 36], [3, 6], [2, 2, 10]];
+  for (const k of KINDS)
+    test(`${k}: d = 4, 12, 36 (vec4) and 6, 10 (f32) against float64`, async () => {
+      for (const s of ROWS) await check(k, s);
+    }, SLOW);
+
+  test("addRmsnorm: d = 4, 12, 36 (vec4) and 6, 10 (f32) against float64", async () => {
+    for (const unit of [false, true]) for (const s of ROWS) await checkAdd(unit, s);
+  }, SLOW);
+});

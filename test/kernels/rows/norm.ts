@@ -8,6 +8,10 @@
 // NaN. addRmsnormForward (the
 // residual add fused into RMSNorm, with and without the unit offset): the same shapes, every row-reduction variant,
 // a 2-D grid and NaN in x or res.
+// The row entries (forward, dx, accumulate, addRmsnormForward) move rows in vec4s when d % 4 == 0 (define VEC) and in
+// f32 otherwise: besides the shapes above (300, 4096, 8 and 20 take the vec4 variant; 1, 5, 7 and 13 the scalar one),
+// d = 4 (one vec4 per row), 12 (fewer vec4s than the workgroup), 36 (9 vec4s, ragged over an 8-wide workgroup) next to
+// d = 6 and 10 (scalar), every norm and every row-reduction variant.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
 import { addRmsnormForward, normDx, normForward, normParamGrads, type NormOptions } from "../../../src/kernels/norm.ts";
 import * as ref from "../../reference/norm.ts";
@@ -152,3 +156,20 @@ for (const rv of ROW_VARIANTS) {
   rows.push(addRow("rmsnorm_unit", 3, 300, { variant: rv.variant, label: rv.label, skip: rv.skip, nan: true }));
 }
 rows.push(addRow("rmsnorm", 5, 300, { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" }));
+rows.push(addRow("rmsnorm", 7, 3, { variant: { grid: { maxX: 2 } }, label: "grid.maxX 2" }));
+
+// vec4 rows (d % 4 == 0) beside scalar ones (d % 4 != 0), every row entry: every norm on the default reduction, and
+// rmsnorm / layernorm under every row-reduction variant.
+const VEC_DS = [4, 12, 36, 6, 10];
+for (const d of VEC_DS) {
+  for (const k of Object.keys(KINDS) as Kind[]) {
+    for (const l of ["normForward", "normDx"] as const) rows.push(row(l, k, 3, d));
+    rows.push(row("normDx", k, 3, d, { acc: true }));
+  }
+  for (const k of ["rmsnorm", "rmsnorm_unit"] as const) rows.push(addRow(k, 3, d));
+  for (const rv of ROW_VARIANTS) {
+    const v = { variant: rv.variant, label: rv.label, skip: rv.skip };
+    rows.push(row("normForward", "layernorm", 3, d, v), row("normDx", "rmsnorm_unit", 3, d, v), row("normDx", "layernorm", 3, d, { ...v, acc: true }));
+    rows.push(addRow("rmsnorm", 3, d, v));
+  }
+}
