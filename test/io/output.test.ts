@@ -259,9 +259,12 @@ describe("4. temp files: stale ones removed by the next write, none left on any 
         script,
         `import { saveDirAtomic, writeFileAtomic } from ${JSON.stringify(resolve(import.meta.dir, "../../src/io/atomic.ts"))};
 setInterval(() => {}, 1000);
-const hang = () => new Promise<void>(() => console.log("writing"));
-void writeFileAtomic(${JSON.stringify(join(d, "out.bin"))}, async (fh) => { await fh.write("partial"); await hang(); });
-void saveDirAtomic(${JSON.stringify(join(d, "ck"))}, async () => hang());
+// The hung writers stay reachable: a never-settling promise that nothing holds is garbage, and Bun's collector
+// would then close the abandoned FileHandle and throw ("closed during garbage collection"), ending this child early.
+const held: unknown[] = [];
+const hang = (keep?: unknown) => { const p = new Promise<void>(() => console.log("writing")); held.push(p, keep); return p; };
+held.push(writeFileAtomic(${JSON.stringify(join(d, "out.bin"))}, async (fh) => { await fh.write("partial"); await hang(fh); }));
+held.push(saveDirAtomic(${JSON.stringify(join(d, "ck"))}, async () => hang()));
 `,
       );
       const proc = Bun.spawn({ cmd: [process.execPath, script], stdout: "pipe", stderr: "pipe", timeout: 30_000, killSignal: "SIGKILL" });
