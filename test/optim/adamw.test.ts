@@ -6,28 +6,8 @@
 import { describe, expect, test } from "bun:test";
 import { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from "../../src/optim/index.ts";
 import { Tensor } from "../../src/tensor/index.ts";
-import { adamw } from "../reference/optim.ts";
+import { RefAdamW } from "../reference/optim.ts";
 import { expectClose, getGpu, numel, rng, seedOf, uniform, upload, type Shape } from "../tensor/helpers.ts";
-
-/** One parameter's AdamW state, as torch keeps it (step count, exp_avg, exp_avg_sq), stepped by the reference. */
-class RefAdamW {
-  m: Float64Array;
-  v: Float64Array;
-  t = 0;
-  constructor(
-    public p: Float64Array,
-    readonly o: AdamWOptions,
-  ) {
-    this.m = new Float64Array(p.length);
-    this.v = new Float64Array(p.length);
-  }
-  step(g: Float64Array): void {
-    const { lr, eps, weightDecay, betas } = this.o;
-    this.t++;
-    const o = { n: this.p.length, lr, beta1: betas[0], beta2: betas[1], eps, weightDecay, step: this.t };
-    ({ p: this.p, m: this.m, v: this.v } = adamw({ p: this.p, g, m: this.m, v: this.v }, o));
-  }
-}
 
 const SHAPES: Shape[] = [[37], [3, 101], [1], [2, 3, 5], [300]];
 

@@ -14,7 +14,7 @@ import { adamwSlots, clipSlots } from "../../src/kernels/optim.ts";
 import { AdamW, adamwArenas, type AdamWOptions } from "../../src/optim/adamw.ts";
 import { clipGradNorm } from "../../src/optim/index.ts";
 import { debug, Tensor } from "../../src/tensor/index.ts";
-import { adamw, clipGradNorm as refClip } from "../reference/optim.ts";
+import { clipGradNorm as refClip, RefAdamW } from "../reference/optim.ts";
 import { expectClose, getGpu, rng, seedOf, uniform, upload } from "../tensor/helpers.ts";
 
 const SIZES = [1, 3, 4, 5, 1023, 4097, 8, 4096, 12, 7, 64, 2, 16, 9, 20, 33];
@@ -28,30 +28,12 @@ const groupOf = (i: number) => (i < 7 ? 0 : i < 13 ? 1 : 2);
 /** Parameter i has no gradient at step s (parameter 5, of 4097 elements, none before step 3: a late first step). */
 const noGrad = (i: number, s: number) => (i === 5 && s < 3) || (i + s) % 5 === 0;
 
-class Ref {
-  m: Float64Array;
-  v: Float64Array;
-  t = 0;
-  constructor(
-    public p: Float64Array,
-    readonly o: AdamWOptions,
-  ) {
-    this.m = new Float64Array(p.length);
-    this.v = new Float64Array(p.length);
-  }
-  step(g: ArrayLike<number>): void {
-    const { lr, eps, weightDecay, betas } = this.o;
-    this.t++;
-    ({ p: this.p, m: this.m, v: this.v } = adamw({ p: this.p, g, m: this.m, v: this.v }, { n: this.p.length, lr, beta1: betas[0], beta2: betas[1], eps, weightDecay, step: this.t }));
-  }
-}
-
 /** Parameters, their references and an optimizer over three groups. */
 function setUp(gpu: Gpu, seed: string) {
   const r = rng(seedOf(seed));
   const P = SIZES.map((n) => uniform(r, n));
   const params = P.map((x) => upload(gpu, x, [x.length], true));
-  const refs = P.map((x, i) => new Ref(Float64Array.from(x), OPTS[groupOf(i)]!));
+  const refs = P.map((x, i) => new RefAdamW(Float64Array.from(x), OPTS[groupOf(i)]!));
   const groups = [0, 1, 2].map((g) => ({ params: Object.fromEntries(params.flatMap((p, i) => (groupOf(i) === g ? [[`w${i}`, p]] : []))), ...OPTS[g]! }));
   return { r, params, refs, opt: new AdamW(groups) };
 }
@@ -64,7 +46,7 @@ async function poisonPool(gpu: Gpu, elems: number): Promise<void> {
   await gpu.sync();
 }
 
-async function checkState(what: string, opt: AdamW, params: Tensor[], refs: Ref[]): Promise<void> {
+async function checkState(what: string, opt: AdamW, params: Tensor[], refs: RefAdamW[]): Promise<void> {
   for (let i = 0; i < params.length; i++) {
     expectClose(`${what} param ${i}`, await params[i]!.toArray(), refs[i]!.p);
     const st = opt.stateOf(params[i]!);
@@ -221,7 +203,7 @@ describe("clip fused into the AdamW step", () => {
     norm.release(); // the optimizer keeps its own view
     opt.step();
     for (let i = 0; i < sizes.length - 1; i++) {
-      const rf = new Ref(Float64Array.from(P[i]!), o);
+      const rf = new RefAdamW(Float64Array.from(P[i]!), o);
       rf.step(ref.grads[i]!);
       expectClose(`${what} param ${i}`, await params[i]!.toArray(), rf.p);
       expectClose(`${what} exp_avg ${i}`, await opt.stateOf(params[i]!)!.tensors.exp_avg!.toArray(), rf.m);
@@ -252,7 +234,7 @@ describe("clip fused into the AdamW step", () => {
     const P = uniform(r, 9);
     using p = upload(gpu, P, [9], true);
     const opt = new AdamW([p], OPTS[0]);
-    const rf = new Ref(Float64Array.from(P), OPTS[0]!);
+    const rf = new RefAdamW(Float64Array.from(P), OPTS[0]!);
     const G = [uniform(r, 9, -2, 2), uniform(r, 9, -2, 2), uniform(r, 9, -2, 2)];
     p.grad = upload(gpu, G[0]!, [9]);
     clipGradNorm([p], 0.01, { fuseInto: opt }).release();

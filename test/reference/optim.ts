@@ -7,6 +7,7 @@
  *         p ← p · (1 − lr · weightDecay)
  *         m ← β1 · m + (1 − β1) · g,   v ← β2 · v + (1 − β2) · g²
  *         p ← p − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + eps)
+ *   RefAdamW: one parameter's AdamW state as torch keeps it (step count, exp_avg, exp_avg_sq), stepped by adamw.
  *   sgd({ p, g }, { n, lr, weightDecay })  → { p }
  *       p ← p − lr · (g + weightDecay · p)
  *   sgdMomentum({ p, g, buf }, { n, lr, weightDecay, momentum, dampening, nesterov, first })  → { p, buf }
@@ -88,4 +89,24 @@ export function clipGradNorm(io: { grads: readonly ArrayLike<number>[] }, o: { s
   const total = Math.sqrt(ss);
   const coef = o.maxNorm === Infinity ? 1 : Math.min(1, o.maxNorm / (total + 1e-6));
   return { grads: io.grads.map((g, j) => Float64Array.from({ length: o.sizes[j]! }, (_, i) => g[i]! * coef)), total };
+}
+
+/** One parameter's AdamW state, as torch keeps it (step count, exp_avg, exp_avg_sq), stepped by `adamw`. */
+export class RefAdamW {
+  m: Float64Array;
+  v: Float64Array;
+  t = 0;
+  constructor(
+    public p: Float64Array,
+    readonly o: { lr: number; betas: readonly [number, number]; eps: number; weightDecay: number },
+  ) {
+    this.m = new Float64Array(p.length);
+    this.v = new Float64Array(p.length);
+  }
+  step(g: ArrayLike<number>): void {
+    const { lr, eps, weightDecay, betas } = this.o;
+    this.t++;
+    const o = { n: this.p.length, lr, beta1: betas[0], beta2: betas[1], eps, weightDecay, step: this.t };
+    ({ p: this.p, m: this.m, v: this.v } = adamw({ p: this.p, g, m: this.m, v: this.v }, o));
+  }
 }
