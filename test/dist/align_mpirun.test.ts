@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync 
 import { join, relative } from "node:path";
 import { RUN_FILE } from "../../src/align/trainer.ts";
 import { alignxCmd } from "../align/train_fixture.ts";
-import { launch as launchRanks, MPIRUN, mpirunCmd, mpirunMpmd, NO_MPIRUN } from "./mpirun.ts";
+import { expectRefusedByBoth, launch as launchRanks, MPIRUN, mpirunCmd, mpirunMpmd, NO_MPIRUN } from "./mpirun.ts";
 import { tempDir } from "../helpers.ts";
 
 const skip = NO_MPIRUN ? ` (skipped: ${NO_MPIRUN})` : "";
@@ -114,15 +114,7 @@ describe("align under mpirun", () => {
   }, 900_000);
 
   /** Both ranks stop before any work with the same message, exit 2, and `out` is not created. */
-  const refused = async (cmd: string[], out: string, message: RegExp) => {
-    const r = await launch(cmd, 120_000);
-    expect(r.code, r.stderr).toBe(2);
-    const said = r.stderr.split("\n").filter((l) => l.startsWith("alignx: "));
-    expect(said.length, r.stderr).toBe(2);
-    expect(said[0]).toBe(said[1]!);
-    expect(said[0]).toMatch(message);
-    expect(existsSync(out)).toBe(false);
-  };
+  const refused = (cmd: string[], out: string, message: RegExp) => expectRefusedByBoth("align under mpirun", cmd, out, message, 120_000);
   test.skipIf(!MPIRUN)(`a global batch that does not split over the ranks: both stop with the same message naming --config, exit 2, nothing written${skip}`, async () => {
     const out = join(root, "bad-batch");
     const config = join(root, "micro16.json");

@@ -12,7 +12,7 @@ import { OPTIMIZER_FILE, TRAINER_STATE_FILE } from "../../src/align/checkpoint.t
 import { METRICS_FILE, RUN_FILE, type StepMetrics } from "../../src/align/trainer.ts";
 import { getGpu } from "../helpers.ts";
 import { alignx, alignxCmd, buildTrainFixture, ROOT, type TrainFixture } from "../align/train_fixture.ts";
-import { launch as launchRanks, launchEnv, MPIRUN, mpirunCmd, mpirunMpmd, NO_MPIRUN } from "./mpirun.ts";
+import { expectRefusedByBoth, launch as launchRanks, launchEnv, MPIRUN, mpirunCmd, mpirunMpmd, NO_MPIRUN } from "./mpirun.ts";
 
 let fx: TrainFixture;
 beforeAll(async () => {
@@ -160,15 +160,7 @@ describe("data parallel", () => {
   }, 120_000);
 
   describe("bad input: every rank stops with the same message, exit 2, nothing written", () => {
-    const refused = async (cmd: string[], out: string, message: RegExp) => {
-      const r = await launch(cmd);
-      expect(r.code, r.stderr).toBe(2);
-      const said = r.stderr.split("\n").filter((l) => l.startsWith("alignx: "));
-      expect(said.length, r.stderr).toBe(2);
-      expect(said[0]).toBe(said[1]!);
-      expect(said[0]).toMatch(message);
-      expect(existsSync(out)).toBe(false);
-    };
+    const refused = (cmd: string[], out: string, message: RegExp) => expectRefusedByBoth("data parallel", cmd, out, message, 120_000);
     test.skipIf(!MPIRUN)(`a global batch that does not divide by micro-batch × ranks${skip}`, async () => {
       const out = fx.path("bad-global");
       const args = stage2(out, 1, 2).filter((a, i, all) => a !== "--gradient-accumulation-steps" && all[i - 1] !== "--gradient-accumulation-steps");

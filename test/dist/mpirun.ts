@@ -1,6 +1,8 @@
 // Launching test ranks: `mpirun -np N CMD...` of the MPI installed here (Open MPI: --allow-run-as-root
 // --oversubscribe; MPICH's hydra takes neither), or the reason the MPI tests are skipped.
+import { expect } from "bun:test";
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { cliEnv, ROOT, type CliResult } from "../align/train_fixture.ts";
 
 export interface Mpirun {
@@ -68,4 +70,15 @@ async function launchOnce(cmd: string[], timeoutMs: number): Promise<CliResult &
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   if (proc.signalCode) throw new Error(`${cmd.join(" ")}: killed by ${proc.signalCode} (timeout ${timeoutMs} ms?)\n${stdout}\n${stderr}`);
   return { code, signal: null, stdout, stderr, seconds: (performance.now() - t0) / 1e3 };
+}
+
+/** Two ranks refused `cmd` before any work: exit 2, the same `alignx: ` message from both, matching `message`; `out` not created. */
+export async function expectRefusedByBoth(what: string, cmd: string[], out: string, message: RegExp, timeoutMs: number): Promise<void> {
+  const r = await launch(what, cmd, timeoutMs);
+  expect(r.code, r.stderr).toBe(2);
+  const said = r.stderr.split("\n").filter((l) => l.startsWith("alignx: "));
+  expect(said.length, r.stderr).toBe(2);
+  expect(said[0]).toBe(said[1]!);
+  expect(said[0]).toMatch(message);
+  expect(existsSync(out)).toBe(false);
 }
