@@ -92,8 +92,9 @@ describe("Ctrl-C", () => {
     const lines = () => (existsSync(metrics) ? readFileSync(metrics, "utf8").split("\n").filter(Boolean).length : 0);
     while (proc.exitCode === null && lines() < 2) await Bun.sleep(2);
     proc.kill("SIGINT");
-    expect(await proc.exited).toBe(130);
+    const code = await proc.exited;
     const text = await stderr;
+    expect(code, text).toBe(130);
     const step = metricsOf(out).at(-1)!.step;
     expect(step).toBeLessThan(30);
     expect(text).toContain("SIGINT received");
