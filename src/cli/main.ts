@@ -4,6 +4,7 @@
  * One file per command under src/cli/; this file only wires them with cac.
  */
 import { cac } from "cac";
+import { writeSync } from "node:fs";
 import pkg from "../../package.json" with { type: "json" };
 import { main as benchMain } from "../../bench/run.ts";
 import { generate } from "./generate.ts";
@@ -16,6 +17,7 @@ import { registerTrain } from "./train.ts";
 import { registerAlign } from "./align.ts";
 import { registerEval } from "./eval.ts";
 import { verify } from "./verify.ts";
+import { agreedToStop } from "../dist/index.ts";
 import { adapterOption, parseArgs, UsageError } from "./usage.ts";
 
 const cli = cac("alignx");
@@ -129,11 +131,18 @@ cli.help();
 cli.version(pkg.version);
 cli.outputVersion = () => console.log(`alignx/${pkg.version} bun-${Bun.version} ${process.platform}-${process.arch}`);
 
-function fail(e: unknown): never {
+/**
+ * Say why and exit. Ranks that agreed to stop (dist `firstFailure`) meet once more after saying it: the launcher
+ * ends the job at the first non-zero exit, and a rank still on its way to the message would be killed silently
+ * (at most 10 s: a rank that died meanwhile must not hold the others).
+ */
+async function fail(e: unknown): Promise<never> {
   const code = typeof (e as { exitCode?: unknown })?.exitCode === "number" ? (e as { exitCode: number }).exitCode : 1;
   const msg = e instanceof Error ? e.message : String(e);
-  console.error(`alignx: ${msg}`);
+  writeSync(2, `alignx: ${msg}\n`);
   if (process.env.ALIGNX_DEBUG && e instanceof Error && e.stack) console.error(e.stack);
+  const comm = agreedToStop();
+  if (comm) await Promise.race([comm.barrierAsync().catch(() => {}), Bun.sleep(10_000)]);
   process.exit(code === 2 || (e as Error)?.name === "CACError" ? 2 : code);
 }
 
@@ -195,5 +204,5 @@ try {
   const code = await main(process.argv.slice(2));
   if (code !== 0) process.exit(code);
 } catch (e) {
-  fail(e);
+  await fail(e);
 }

@@ -3,6 +3,7 @@
  * collectives. Without an MPI launcher the world is one process and every collective is a no-op.
  */
 export {
+  agreedToStop,
   allReduce,
   barrier,
   broadcast,

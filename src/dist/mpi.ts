@@ -499,6 +499,19 @@ export const broadcast: Comm["broadcast"] = (buf, root) => world.broadcast(buf, 
 export const barrier = (): void => world.barrier();
 export const finalize = (): void => world.finalize();
 
+/** The communicator whose ranks last agreed, through `firstFailure`, that they all stop (null: none did). */
+let stopping: Comm | null = null;
+
+/**
+ * The communicator on which every rank knows this process is stopping on a failure they agreed on
+ * (`firstFailure` returned one), or null. Its ranks can meet once more before they exit (see src/cli/main.ts):
+ * a launcher ends the whole job at the first rank that exits non-zero, which could cut the others off before
+ * they say why.
+ */
+export function agreedToStop(): Comm | null {
+  return stopping;
+}
+
 /**
  * Collective: every rank passes its own failure (or null); when any rank failed, every rank gets the failure of
  * the lowest failing rank (its message and exit code), so all stop with the same words. Null when none failed.
@@ -514,5 +527,6 @@ export function firstFailure(comm: Comm, own: { message: string; exitCode: numbe
   comm.broadcast(head, r);
   const body = r === comm.rank ? text : new Uint8Array(head[0]!);
   comm.broadcast(body, r);
+  stopping = comm;
   return { rank: r, message: new TextDecoder().decode(body), exitCode: head[1]! };
 }

@@ -127,4 +127,13 @@ describe("mpirun", () => {
         expect(r.none).toBeNull();
       }
     }, 90_000);
+
+  test.skipIf(!MPIRUN)(`ranks that agreed to stop all say why before the launcher ends the job, however slow one is${NO_MPIRUN ? ` (skipped: ${NO_MPIRUN})` : ""}`, async () => {
+    const cmd = mpirunCmd(2, [process.execPath, "src/cli/main.ts", "run", "--cpu", "test/dist/stop_ranks.ts"]);
+    const proc = Bun.spawn({ cmd, cwd: ROOT, env: rankEnv(), stdout: "pipe", stderr: "pipe", timeout: 60_000, killSignal: "SIGKILL" });
+    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    expect(code, stderr).toBe(2);
+    const said = stderr.split("\n").filter((l) => l.startsWith("alignx: ")).sort();
+    expect(said, stderr).toEqual(["alignx: rank 1 cannot go on (seen by rank 0)", "alignx: rank 1 cannot go on (seen by rank 1)"]);
+  }, 90_000);
 });
