@@ -83,6 +83,13 @@ function store(vec: boolean, dtype: MatmulDType, acc: boolean): { C_T: string; C
     : { C_T: e, C_ST: `for (var j = 0u; j < cols; j++) { c[i + j] = ${cs}; }` };
 }
 
+/**
+ * Rows of C one `matmul_sg` workgroup covers (its TM): 16 (twice the FMAs per load of B; 1.2–1.7× the 8-row
+ * block at 1024³ on lavapipe, bench/NOTES.md), or 8 when the product has at most 8 rows (decode steps: the
+ * second 8 would only load clamped rows of A).
+ */
+export const subgroupRows = (M: number): number => (M <= 8 ? 8 : 16);
+
 /** Whether `matmul_sg` can run here: the subgroups feature, and subgroups of exactly 8 lanes. */
 export function subgroupKernelFits(gpu: Gpu): boolean {
   return hasSubgroupsOf(gpu, 8);
@@ -99,11 +106,12 @@ export const variantName = (v: MatmulVariant): string => (v.kernel === "direct" 
 /**
  * The entries other than `direct` (whose rows per invocation are `policy.matmul.tm` and whose block follows
  * its workgroup shape): their fixed TM define and the [columns, rows] block of C one workgroup covers.
+ * `subgroup` covers 16 rows, or 8 for products of at most 8 rows (`subgroupRows`).
  */
 const FIXED: Record<Exclude<MatmulKernel, "direct">, { tm: number; block: [number, number] }> = {
   tiled: { tm: 4, block: [64, 64] },
   tiled128: { tm: 8, block: [128, 128] },
-  subgroup: { tm: 8, block: [32, 8] },
+  subgroup: { tm: 16, block: [32, 16] },
 };
 
 /** The variants that can run on this device: what `tuneMatmul` times. */
@@ -158,7 +166,8 @@ export function matmulProduct(gpu: Gpu, io: { a: Binding; b: Binding; c: Binding
   const cVec = N % 4 === 0;
   const A = access("a", aVec, o.dtypes.a);
   const B = access("b", bVec, o.dtypes.b);
-  const { kernel: kind, tm } = o.variant ?? matmulVariantFor(gpu, o, o.dtypes.a, name);
+  const { kernel: kind, tm: tmChosen } = o.variant ?? matmulVariantFor(gpu, o, o.dtypes.a, name);
+  const tm = kind === "subgroup" ? subgroupRows(M) : tmChosen;
   const hasBias = io.bias !== undefined;
   const defines = {
     TM: tm,
@@ -177,7 +186,7 @@ export function matmulProduct(gpu: Gpu, io: { a: Binding; b: Binding; c: Binding
     BIAS_T: hasBias && o.dtypes.bias === "f16" ? "f16" : "f32",
   };
   const { wgx: wx, wgy: wy, maxBatch } = gpu.policy.matmul;
-  const [bn, bm] = kind === "direct" ? [4 * wx, wy * tm] : FIXED[kind].block;
+  const [bn, bm] = kind === "direct" ? [4 * wx, wy * tm] : kind === "subgroup" ? [32, tm] : FIXED[kind].block;
   const [gx, gy] = [Math.ceil(N / bn), Math.ceil(M / bm)];
   const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (gx > maxWg || gy > maxWg)
