@@ -10,6 +10,9 @@
 // rows are written contiguously, and the input is read through element strides sb, sh, st (either layout:
 // this is where a [B, T, H, dh] projection becomes attention's [B, H, T, dh] without a separate transpose).
 // pos is [B, T] (pb = T) or [T] shared by the batch (pb = 0). `row` invocations per grid row (2-D grid).
+// With define PAIR, one dispatch rotates two tensors of the same B, T, dh and layouts (q and k: HF's
+// apply_rotary_pos_emb): workgroup z = 1 takes x2 -> out2 with their own n2, heads2 and strides (z is uniform
+// per workgroup, so each workgroup reads one pair of bindings).
 //
 // sin and cos are computed here, not by WGSL's sin/cos, whose accuracy is unspecified outside [-pi, pi]
 // (GPUs reduce large arguments coarsely; at angle 8192 that can be 1e-3 off): Cody-Waite reduction by pi/2
@@ -30,12 +33,21 @@ struct Params {
   st: u32,
   pb: u32,
   dir: f32,
+  n2: u32,
+  heads2: u32,
+  sb2: u32,
+  sh2: u32,
+  st2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> pos: array<i32>;
 @group(0) @binding(2) var<storage, read> inv_freq: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+//#if PAIR
+@group(0) @binding(4) var<storage, read> x2: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+//#endif
 @group(1) @binding(0) var<uniform> p: Params;
 
 // pi/2 = C1 + C2 + C3 + C4: C1..C3 have 13 significant bits each (so q * Ck is exact for |q| < 2^11).
@@ -68,16 +80,39 @@ fn sincos(a: f32) -> vec2f {
   }
 }
 
+// Element i of tensor z's input / output (z = 1 only with PAIR).
+fn load_x(z: u32, i: u32) -> f32 {
+//#if PAIR
+  if (z == 1u) {
+    return x2[i];
+  }
+//#endif
+  return x[i];
+}
+
+fn store_out(z: u32, i: u32, v: f32) {
+//#if PAIR
+  if (z == 1u) {
+    out2[i] = v;
+    return;
+  }
+//#endif
+  out[i] = v;
+}
+
 @compute @workgroup_size(256)
 fn rope(@builtin(global_invocation_id) gid: vec3u) {
   let k = gid.y * p.row + gid.x;
-  if (k >= p.n) {
+  let z = gid.z;
+  let second = z == 1u;
+  if (k >= select(p.n, p.n2, second)) {
     return;
   }
+  let heads = select(p.heads, p.heads2, second);
   let rest = k / p.half; // the output row
   let i = k - rest * p.half;
-  let n2 = select(p.heads, p.seq, p.hmajor == 1u);
-  let n1 = select(p.seq, p.heads, p.hmajor == 1u);
+  let n2 = select(heads, p.seq, p.hmajor == 1u);
+  let n1 = select(p.seq, heads, p.hmajor == 1u);
   let a2 = rest % n2;
   let a1 = (rest / n2) % n1;
   let b = rest / (n1 * n2);
@@ -85,10 +120,10 @@ fn rope(@builtin(global_invocation_id) gid: vec3u) {
   let t = select(a1, a2, p.hmajor == 1u);
   let sc = sincos(f32(pos[b * p.pb + t]) * inv_freq[i]);
   let s = p.dir * sc.x;
-  let xi = b * p.sb + h * p.sh + t * p.st + i;
-  let x1 = x[xi];
-  let x2 = x[xi + p.half];
+  let xi = b * select(p.sb, p.sb2, second) + h * select(p.sh, p.sh2, second) + t * select(p.st, p.st2, second) + i;
+  let v1 = load_x(z, xi);
+  let v2 = load_x(z, xi + p.half);
   let o = rest * 2u * p.half + i;
-  out[o] = x1 * sc.y - x2 * s;
-  out[o + p.half] = x2 * sc.y + x1 * s;
+  store_out(z, o, v1 * sc.y - v2 * s);
+  store_out(z, o + p.half, v2 * sc.y + v1 * s);
 }

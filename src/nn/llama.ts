@@ -27,7 +27,8 @@
  *   logits = RMSNorm(x) · lm_headᵀ                lm_head = embed_tokens when tie_word_embeddings
  * Fused ops, same values: act(·) ⊙ · is glu (src/tensor/ops/unary.ts), and each residual add with the RMSNorm
  * after it is addRmsnorm (src/tensor/ops/norm.ts): within a layer always, across layers (the next input_layernorm,
- * model.norm) unless gradientCheckpointing (a checkpointed layer returns one tensor) or lastOnly (norm of one row).
+ * model.norm) unless gradientCheckpointing (a checkpointed layer returns one tensor) or lastOnly (norm of one row);
+ * q and k are rotated together by ropePair (src/tensor/ops/rope.ts), one dispatch each way.
  * position_ids default to arange(T) for every row, whatever attention_mask says (HF's forward; only generate()
  * derives positions from the mask). Pass `positionIds` for anything else.
  *
@@ -84,7 +85,7 @@ import {
   noGrad,
   randn,
   rmsnorm,
-  rope,
+  ropePair,
   ROPE_MAX_ANGLE,
   ropeInvFreq,
   scope,
@@ -605,8 +606,7 @@ export class LlamaModel extends Module {
     const ropeOpts = { layout: "bthd", outLayout: attend.layout, invFreq } as const;
 
     const h = io.h ?? rmsnorm(x, this.param(`${p}.input_layernorm.weight`), this.normOpts);
-    const q = rope(proj(h, "self_attn.q_proj").reshape(B, T, Hq, Dh), pos, ropeOpts);
-    const k = rope(proj(h, "self_attn.k_proj").reshape(B, T, Hkv, Dh), pos, ropeOpts);
+    const [q, k] = ropePair(proj(h, "self_attn.q_proj").reshape(B, T, Hq, Dh), proj(h, "self_attn.k_proj").reshape(B, T, Hkv, Dh), pos, ropeOpts);
     const v0 = proj(h, "self_attn.v_proj").reshape(B, T, Hkv, Dh);
     const v = bthd ? v0 : transpose(v0, 1, 2);
     const a = attend.run(i, q, k, v, mask);

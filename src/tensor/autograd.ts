@@ -24,6 +24,10 @@
  * A rule that ignores acc returns a new tensor, and the engine sums as before. The rules that accumulate: matmul
  * and linear (src/tensor/ops/matmul.ts: products that are one launch) and the norms' dx (src/tensor/ops/norm.ts).
  *
+ * Several outputs: an op that computes several tensors in one launch (rope over q and k) records them with
+ * `attachOutputs(outs, { ..., backward })`: one Node with an output per tensor, whose rule gets one gradient per
+ * output (zeros where an output got none) and runs once, after every consumer of every output.
+ *
  * Lifetime: a Node is reference-counted by the tensors it produced and by the Nodes that consume it; when
  * the count reaches zero its saved views are released. So the graph of a released loss frees itself.
  *
@@ -103,6 +107,21 @@ export interface OpRecord {
   backward: BackwardRule;
 }
 
+/**
+ * A BackwardRule for an op with several outputs: `gs[j]` is the gradient of output j (shaped like it; zeros when
+ * nothing downstream gave it one), owned by the engine (the rule must not release them).
+ */
+export type OutputsBackwardRule = (
+  gs: readonly Tensor[],
+  saved: readonly (Tensor | null)[],
+  needs: readonly boolean[],
+  acc: readonly (Tensor | undefined)[],
+) => (Tensor | null)[];
+
+export interface OutputsRecord extends Omit<OpRecord, "backward"> {
+  backward: OutputsBackwardRule;
+}
+
 export class Node {
   /** Tensors produced by this Node plus Nodes consuming it. */
   private refs = 1;
@@ -113,11 +132,20 @@ export class Node {
     readonly op: string,
     /** Per input: its producing Node, the leaf tensor itself, or null (needs no gradient). */
     readonly next: readonly (Node | Tensor | null)[],
+    /** Per input from a Node: which of that Node's outputs it is (its `gradOut`). */
+    readonly nextOut: readonly number[],
     readonly inputShapes: readonly Shape[],
     private saved: (Tensor | null)[],
-    private readonly rule: BackwardRule,
+    private readonly rule: BackwardRule | OutputsBackwardRule,
+    /** The shapes of the outputs of a Node with several (`attachOutputs`); one output when absent. */
+    readonly outShapes?: readonly Shape[],
   ) {
     for (const n of next) if (n instanceof Node) n.refs++;
+  }
+
+  /** How many outputs this Node has. */
+  get outputs(): number {
+    return this.outShapes?.length ?? 1;
   }
 
   /** How many tensors this node keeps for its backward (0 once freed). */
@@ -146,15 +174,18 @@ export class Node {
     return this.saved.some((t) => t?.storage === s);
   }
 
-  /** Run the rule (`acc`: the gradients it may accumulate into); checks one correctly shaped gradient per needed input. */
-  apply(g: Tensor, acc: readonly (Tensor | undefined)[] = []): (Tensor | null)[] {
+  /**
+   * Run the rule on the output gradient(s) (one per output; `acc`: the gradients it may accumulate into); checks
+   * one correctly shaped gradient per needed input.
+   */
+  apply(g: Tensor | readonly Tensor[], acc: readonly (Tensor | undefined)[] = []): (Tensor | null)[] {
     if (this.freed)
       throw new TensorError(
         `backward through op '${this.op}' a second time: its saved tensors were freed by the first backward() ` +
           "(to run backward through a graph twice, pass { retainGraph: true } to the first call)",
       );
     const needs = this.next.map((n) => n !== null);
-    const outs = this.rule(g, this.saved, needs, acc);
+    const outs = this.outShapes ? (this.rule as OutputsBackwardRule)(g as readonly Tensor[], this.saved, needs, acc) : (this.rule as BackwardRule)(g as Tensor, this.saved, needs, acc);
     for (let i = 0; i < this.next.length; i++) {
       const o = outs[i] ?? null;
       if (needs[i] && o === null) throw new TensorError(`internal: backward of '${this.op}' gave no gradient for input ${i}`);
@@ -167,15 +198,30 @@ export class Node {
 
 /** Record `out` as the result of an op (no-op when grad mode is off or no input requires grad). */
 export function attach(out: Tensor, r: OpRecord): Tensor {
-  if (!gradEnabled) return out;
+  record([out], r, r.backward, false);
+  return out;
+}
+
+/** Record `outs` as the results of one op (one Node with an output each; see the module comment). */
+export function attachOutputs(outs: readonly Tensor[], r: OutputsRecord): Tensor[] {
+  record(outs, r, r.backward, true);
+  return [...outs];
+}
+
+function record(outs: readonly Tensor[], r: Omit<OpRecord, "backward">, rule: BackwardRule | OutputsBackwardRule, several: boolean): void {
+  if (!gradEnabled) return;
   const needs = r.inputs.map((t) => t.requiresGrad);
-  if (!needs.some(Boolean)) return out;
+  if (!needs.some(Boolean)) return;
   const saved = untracked(() => (r.save?.(needs) ?? []).map((t) => (t ? t.detach() : null)));
   const next = r.inputs.map((t, i) => (needs[i] ? (t.gradFn ?? t) : null));
-  const node = new Node(r.op, next, r.inputs.map((t) => t.shape), saved, r.backward);
-  out.requiresGrad = true;
-  out.gradFn = node;
-  return out;
+  const nextOut = r.inputs.map((t) => (t.gradFn ? t.gradOut : 0));
+  const node = new Node(r.op, next, nextOut, r.inputs.map((t) => t.shape), saved, rule, several ? outs.map((t) => t.shape) : undefined);
+  outs.forEach((out, j) => {
+    if (j > 0) node.ref(); // one reference per output tensor
+    out.requiresGrad = true;
+    out.gradFn = node;
+    out.gradOut = j;
+  });
 }
 
 // ---- backward -----------------------------------------------------------------------------------------
@@ -230,21 +276,24 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
         pending!.set(leaf, left);
         if (left === 0 && fed!.has(leaf) && !leaf.released) ready!(leaf);
       };
-      const grads = new Map<Node, Tensor>([[root.gradFn, g0]]);
+      // Per Node, the summed gradient of each of its outputs so far (undefined: none yet).
+      const grads = new Map<Node, (Tensor | undefined)[]>([[root.gradFn, slots(root.gradFn, root.gradOut, g0)]]);
       try {
         for (const node of order) {
-          const g = grads.get(node);
-          if (!g) {
+          const gs = grads.get(node);
+          if (!gs) {
             if (pending) for (const n of node.next) if (n instanceof Tensor) done(n);
             continue;
           }
           grads.delete(node);
-          const acc = node.next.map((_, i) => accTarget(node, i, g, grads));
+          // An output nothing gave a gradient to gets zeros (only Nodes with several outputs have such).
+          const full = gs.map((g, j) => g ?? Tensor.zeros(root.gpu, node.outShapes![j]!));
+          const acc = node.next.map((_, i) => accTarget(node, i, full, grads));
           let outs: (Tensor | null)[];
           try {
-            outs = node.apply(g, acc);
+            outs = node.apply(node.outShapes ? full : full[0]!, acc);
           } finally {
-            g.release();
+            for (const g of full) g.release();
           }
           node.next.forEach((n, i) => {
             const gi = outs[i];
@@ -253,8 +302,10 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
             } else if (gi) {
               if (n === null) gi.release();
               else if (n instanceof Node) {
-                const prev = grads.get(n);
-                grads.set(n, prev ? sumGrads(prev, gi) : gi);
+                const j = node.nextOut[i]!;
+                const pend = grads.get(n);
+                if (!pend) grads.set(n, slots(n, j, gi));
+                else pend[j] = pend[j] ? sumGrads(pend[j]!, gi) : gi;
               } else {
                 accumulateLeaf(n, gi);
                 fed?.add(n);
@@ -265,10 +316,17 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
           if (!opts.retainGraph) node.freeSaved();
         }
       } finally {
-        for (const g of grads.values()) g.release();
+        for (const gs of grads.values()) for (const g of gs) g?.release();
       }
     }),
   );
+}
+
+/** A Node's pending output gradients with `g` as output j's. */
+function slots(node: Node, j: number, g: Tensor): (Tensor | undefined)[] {
+  const gs: (Tensor | undefined)[] = new Array(node.outputs).fill(undefined);
+  gs[j] = g;
+  return gs;
 }
 
 /** Nodes reachable from `root`, each before the Nodes it feeds (root first). Iterative DFS post-order. */
@@ -298,12 +356,12 @@ function topoOrder(root: Node): Node[] {
  * The gradient input i of `node` already has, when its rule may accumulate into it in place (the module comment's
  * conditions): the pending gradient of a Node held by nobody else, or a leaf's `.grad`; else undefined.
  */
-function accTarget(node: Node, i: number, g: Tensor, grads: ReadonlyMap<Node, Tensor>): Tensor | undefined {
+function accTarget(node: Node, i: number, gs: readonly Tensor[], grads: ReadonlyMap<Node, readonly (Tensor | undefined)[]>): Tensor | undefined {
   const n = node.next[i];
   if (!n || node.next.indexOf(n) !== node.next.lastIndexOf(n)) return undefined;
-  const t = n instanceof Node ? grads.get(n) : n.released ? null : n.grad;
+  const t = n instanceof Node ? grads.get(n)?.[node.nextOut[i]!] : n.released ? null : n.grad;
   if (!t || t.released || (n instanceof Node && t.storage.refs !== 1)) return undefined;
-  if (!sameShape(t.shape, node.inputShapes[i]!) || t.storage === g.storage || node.reads(t.storage)) return undefined;
+  if (!sameShape(t.shape, node.inputShapes[i]!) || gs.some((g) => t.storage === g.storage) || node.reads(t.storage)) return undefined;
   return t;
 }
 

@@ -167,6 +167,8 @@ export class Tensor {
   grad: Tensor | null = null;
   /** The autograd node that produced this tensor; null for leaves. */
   gradFn: Node | null = null;
+  /** Which of `gradFn`'s outputs this tensor is (0 unless the op has several: `attachOutputs`). */
+  gradOut = 0;
   private _released = false;
 
   /** Prefer the factories (`Tensor.fromArray`, `zeros`, ...). Takes over one reference of `storage`. */

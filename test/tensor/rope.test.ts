@@ -3,11 +3,13 @@
 // about one float32 ulp, the gradient too; through autograd against the float64 reference of
 // test/reference/rope.ts (rotation by the float64 sin/cos of the same f32 angle; its backward checked here by
 // central differences) for each layout pair, [T] and [B, T] positions given on the host or as an i32 tensor;
-// call-site errors; invFreq overrides; flat memory. The launchers on odd half sizes, dh up to 128, large and
+// call-site errors; invFreq overrides; flat memory. ropePair (q and k in one dispatch each way: an op with two
+// outputs) the same way, with either output unused, both feeding one op, an output reshaped, backward started at
+// the second output, and flat memory. The launchers on odd half sizes, dh up to 128, large and
 // negative positions and a 2-D workgroup grid are rows of test/kernels/rows/rope.ts.
 import { describe, expect, test } from "bun:test";
 import { scope, Tensor } from "../../src/tensor/index.ts";
-import { rope, ropeInvFreq, type RopeLayout } from "../../src/tensor/ops/rope.ts";
+import { rope, ropeInvFreq, ropePair, type RopeLayout } from "../../src/tensor/ops/rope.ts";
 import { loadGoldens } from "./goldens.ts";
 import { expectFlatMemory } from "../helpers.ts";
 import * as ref from "../reference/rope.ts";
@@ -206,4 +208,118 @@ describe("rope", () => {
     expect(() => rope(x, [0, 1, 2, 3, 4], { invFreq: Tensor.fromArray(gpu, [1, 2], [2]) })).toThrow("rope: invFreq has 2 values; Dh = 8 needs 4");
     for (const t of [x, invT, a, b]) t.release();
   });
+});
+
+describe("ropePair: q and k in one dispatch (two outputs of one autograd node)", () => {
+  const shape = (l: RopeLayout, b: number, h: number, t: number, dh: number) => (l === "bhtd" ? [b, h, t, dh] : [b, t, h, dh]);
+
+  /** Both tensors' forward and gradients against float64, with `use` choosing which outputs reach the loss. */
+  async function checkPair(b: number, hq: number, hk: number, t: number, dh: number, layout: RopeLayout, outLayout: RopeLayout, use: "both" | "q" | "k", pos: number[]) {
+    const gpu = await getGpu();
+    const what = `ropePair b ${b} h ${hq}/${hk} t ${t} dh ${dh} ${layout}->${outLayout} uses ${use}`;
+    const r = rng(seedOf(what));
+    const [nq, nk] = [b * hq * t * dh, b * hk * t * dh];
+    const [Q, K, RQ, RK] = [uniform(r, nq), uniform(r, nk), uniform(r, nq), uniform(r, nk)];
+    const io = { pos: Int32Array.from(pos), invFreq: Float64Array.from(ropeInvFreq(dh)) };
+    const o = (h: number): RopeDims => ({ b, h, t, dh, layout, outLayout, batchedPositions: pos.length !== t });
+    const q = upload(gpu, Q, shape(layout, b, hq, t, dh), true);
+    const k = upload(gpu, K, shape(layout, b, hk, t, dh), true);
+    const [yq, yk] = ropePair(q, k, pos, { layout, outLayout });
+    expect(yq.shape).toEqual(shape(outLayout, b, hq, t, dh));
+    expect(yk.shape).toEqual(shape(outLayout, b, hk, t, dh));
+    const fq = ref.ropeForward({ x: Q, ...io }, o(hq));
+    const fk = ref.ropeForward({ x: K, ...io }, o(hk));
+    expectClose(`${what} q`, await yq.toArray(), fq.out, { rtol: 5e-7, atol: 0, mag: fq.outMag });
+    expectClose(`${what} k`, await yk.toArray(), fk.out, { rtol: 5e-7, atol: 0, mag: fk.outMag });
+    const rq = upload(gpu, RQ, yq.shape);
+    const rk = upload(gpu, RK, yk.shape);
+    const loss = scope(() => {
+      const lq = yq.mul(rq).sum();
+      const lk = yk.mul(rk).sum();
+      return use === "both" ? lq.add(lk) : use === "q" ? lq : lk;
+    });
+    loss.backward();
+    const zero = (n: number) => new Float64Array(n);
+    const bq = use === "k" ? { dx: zero(nq), dxMag: zero(nq).fill(1) } : ref.ropeBackward({ gout: RQ, ...io }, o(hq));
+    const bk = use === "q" ? { dx: zero(nk), dxMag: zero(nk).fill(1) } : ref.ropeBackward({ gout: RK, ...io }, o(hk));
+    expectClose(`${what} dq`, await q.grad!.toArray(), bq.dx, { rtol: 5e-7, atol: 0, mag: bq.dxMag });
+    expectClose(`${what} dk`, await k.grad!.toArray(), bk.dx, { rtol: 5e-7, atol: 0, mag: bk.dxMag });
+    for (const x of [q, k, yq, yk, rq, rk, loss]) x.release();
+  }
+
+  test("forward and both gradients against float64, every layout pair, GQA (fewer k heads) and more k heads", async () => {
+    for (const [layout, outLayout] of [["bhtd", "bhtd"], ["bthd", "bthd"], ["bthd", "bhtd"], ["bhtd", "bthd"]] as const) {
+      await checkPair(2, 4, 2, 5, 8, layout, outLayout, "both", [0, 1, 2, 3, 4]);
+      await checkPair(1, 1, 3, 6, 6, layout, outLayout, "both", [7, 0, 3, 100, 2, 9]);
+    }
+    await checkPair(2, 2, 1, 3, 16, "bthd", "bhtd", "both", [5, 6, 7, 0, 1, 4000]); // [B, T] positions
+  }, SLOW);
+
+  test("an output that reaches no loss gets a zero gradient; the other's is exact", async () => {
+    await checkPair(2, 3, 1, 4, 8, "bthd", "bhtd", "q", [0, 1, 2, 3]);
+    await checkPair(2, 3, 1, 4, 8, "bthd", "bhtd", "k", [0, 1, 2, 3]);
+  }, SLOW);
+
+  test("both outputs in one op, an output reshaped, and backward started at the second output", async () => {
+    const gpu = await getGpu();
+    const r = rng(77);
+    const [B, H, T, D] = [1, 2, 3, 4];
+    const n = B * H * T * D;
+    const pos = [0, 5, 9];
+    const io = { pos: Int32Array.from(pos), invFreq: Float64Array.from(ropeInvFreq(D)) };
+    const o: RopeDims = { b: B, h: H, t: T, dh: D, layout: "bhtd", outLayout: "bhtd", batchedPositions: false };
+    const [Q, K, R] = [uniform(r, n), uniform(r, n), uniform(r, n)];
+    const q = upload(gpu, Q, [B, H, T, D], true);
+    const k = upload(gpu, K, [B, H, T, D], true);
+    // loss = sum(rope(q) * rope(k) * R): dq = rope^T(rope(k) * R), dk = rope^T(rope(q) * R).
+    const [yq, yk] = ropePair(q, k, pos);
+    const loss = scope(() => yq.mul(yk).reshape(n).mul(upload(gpu, R, [n])).sum());
+    loss.backward({ retainGraph: true });
+    const fq = ref.ropeForward({ x: Q, ...io }, o).out;
+    const fk = ref.ropeForward({ x: K, ...io }, o).out;
+    const bq = ref.ropeBackward({ gout: fk.map((v, i) => v * R[i]!), ...io }, o);
+    const bk = ref.ropeBackward({ gout: fq.map((v, i) => v * R[i]!), ...io }, o);
+    expectClose("dq (both outputs in one mul)", await q.grad!.toArray(), bq.dx, { rtol: 2e-6, atol: 1e-7 });
+    expectClose("dk (both outputs in one mul)", await k.grad!.toArray(), bk.dx, { rtol: 2e-6, atol: 1e-7 });
+    q.zeroGrad();
+    k.zeroGrad();
+    // Backward from the second output itself, through a reshape of it.
+    const flat = yk.reshape(B, H * T * D);
+    flat.backward(upload(gpu, R, [B, H * T * D]));
+    // q's output got no gradient: as torch does (materialized zeros), the rule runs and q's gradient is zeros.
+    expect(Array.from(await q.grad!.toArray(), Math.abs)).toEqual(new Array(n).fill(0));
+    const bk2 = ref.ropeBackward({ gout: R, ...io }, o);
+    expectClose("dk from the second output", await k.grad!.toArray(), bk2.dx, { rtol: 5e-7, atol: 0, mag: bk2.dxMag });
+    for (const x of [q, k, yq, yk, loss, flat]) x.release();
+  }, SLOW);
+
+  test("bad arguments name ropePair and the shapes", async () => {
+    const gpu = await getGpu();
+    using q = Tensor.zeros(gpu, [2, 3, 4, 8]);
+    using k = Tensor.zeros(gpu, [2, 1, 5, 8]);
+    expect(() => ropePair(q, k, [0, 1, 2, 3])).toThrow("ropePair: q [2, 3, 4, 8] and k [2, 1, 5, 8] must have the same B, T and Dh (bhtd)");
+    using k3 = Tensor.zeros(gpu, [2, 4, 8]);
+    expect(() => ropePair(q, k3, [0, 1, 2, 3])).toThrow("ropePair: x must be [B, H, T, Dh], got [2, 4, 8]");
+    expect(() => ropePair(q, q, [0, 1, 2])).toThrow("ropePair: 3 positions for x [2, 3, 4, 8] (bhtd); expected T = 4 or B*T = 8");
+  }, SLOW);
+
+  test("50 steps of forward + backward keep live buffers and bytes flat", async () => {
+    const gpu = await getGpu();
+    const r = rng(6);
+    const q = upload(gpu, uniform(r, 2 * 5 * 4 * 8), [2, 5, 4, 8], true);
+    const k = upload(gpu, uniform(r, 2 * 5 * 2 * 8), [2, 5, 2, 8], true);
+    const posT = Tensor.fromArray(gpu, [0, 1, 2, 3, 4], [5], { dtype: "i32" });
+    const { end, start } = await expectFlatMemory(gpu, 50, () => {
+      const loss = scope(() => {
+        const [a, b] = ropePair(q, k, posT, { layout: "bthd", outLayout: "bhtd" });
+        return a.sum().add(b.mul(b).sum());
+      });
+      loss.backward();
+      loss.release();
+      q.zeroGrad();
+      k.zeroGrad();
+    });
+    expect(end.liveBuffers).toBe(start.liveBuffers);
+    for (const t of [q, k, posT]) t.release();
+  }, SLOW);
 });

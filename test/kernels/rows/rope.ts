@@ -1,9 +1,11 @@
 // rope rows: ropeForward and ropeBackward (src/kernels/rope.ts) against test/reference/rope.ts in every layout
 // pair (bhtd/bthd in, bhtd/bthd out), with [T] and [B, T] positions, odd half sizes (dh 6, 10), dh up to 128,
 // large and negative positions (the in-kernel sin/cos range reduction, angles up to 2^21), a 2-D workgroup
-// grid (grid.maxX 2), and NaN inputs (NaN in their rotated pairs only). Tolerance: relative to |x1| + |x2|, the kernel's sin/cos within ~1 ulp of the exact ones.
+// grid (grid.maxX 2), and NaN inputs (NaN in their rotated pairs only). ropeForwardPair / ropeBackwardPair (q and
+// k in one dispatch) the same way, each tensor against the reference, with k's heads fewer than q's (GQA) and more
+// (the second tensor the larger grid). Tolerance: relative to |x1| + |x2|, the kernel's sin/cos within ~1 ulp of the exact ones.
 import type { PartialPolicy } from "../../../src/gpu/policy.ts";
-import { ropeBackward, ropeForward, type RopeDims, type RopeLayout } from "../../../src/kernels/rope.ts";
+import { ropeBackward, ropeBackwardPair, ropeForward, ropeForwardPair, type RopeDims, type RopeLayout } from "../../../src/kernels/rope.ts";
 import { ropeInvFreq } from "../../../src/tensor/ops/rope.ts";
 import * as ref from "../../reference/rope.ts";
 import { uniform } from "../../tensor/helpers.ts";
@@ -23,16 +25,18 @@ interface Case {
   label?: string;
   /** A NaN in the input's element 3 and the last one: NaN exactly in their rotated pairs. */
   nan?: boolean;
+  /** With the pair launchers: k's heads (q has h). */
+  pairHeads?: number;
 }
 
 const TOL = { rtol: 5e-7, atol: 0 };
 
-function row(launcher: "ropeForward" | "ropeBackward", c: Case): LauncherRow {
+function row(launcher: "ropeForward" | "ropeBackward" | "ropeForwardPair" | "ropeBackwardPair", c: Case): LauncherRow {
   const posTag = c.pos === undefined ? "" : typeof c.pos === "function" ? " random positions" : ` pos [${c.pos.join(",")}]`;
   const tags = `${c.theta ? ` theta ${c.theta}` : ""}${posTag}${c.nan ? " with NaN" : ""}${c.label ? ` (${c.label})` : ""}`;
   return {
     family: "rope",
-    name: `rope ${launcher} ${c.layout}->${c.outLayout} b ${c.b} h ${c.h} t ${c.t} dh ${c.dh}${tags}`,
+    name: `rope ${launcher} ${c.layout}->${c.outLayout} b ${c.b} h ${c.h}${c.pairHeads ? ` and ${c.pairHeads}` : ""} t ${c.t} dh ${c.dh}${tags}`,
     variant: c.variant,
     async run(gpu, io, r) {
       const posArr = typeof c.pos === "function" ? c.pos(r) : (c.pos ?? Array.from({ length: c.t }, (_, i) => i));
@@ -43,6 +47,26 @@ function row(launcher: "ropeForward" | "ropeBackward", c: Case): LauncherRow {
       const X = uniform(r, n);
       if (c.nan) (X[3] = NaN), (X[n - 1] = NaN);
       const [p, f, out] = [io.input(pos), io.input(invFreq), io.output(n)];
+      if (launcher === "ropeForwardPair" || launcher === "ropeBackwardPair") {
+        const h2 = c.pairHeads!;
+        const o2: RopeDims = { ...o, h: h2 };
+        const n2 = c.b * h2 * c.t * c.dh;
+        const X2 = uniform(r, n2);
+        if (c.nan) X2[0] = NaN;
+        const out2 = io.output(n2);
+        const fwd = launcher === "ropeForwardPair";
+        if (fwd) ropeForwardPair(gpu, { x: io.input(X), x2: io.input(X2), pos: p, invFreq: f, out, out2 }, o, h2);
+        else ropeBackwardPair(gpu, { gout: io.input(X), gout2: io.input(X2), pos: p, invFreq: f, dx: out, dx2: out2 }, o, h2);
+        const want = (x: Float64Array, d: RopeDims) => {
+          const w = fwd ? ref.ropeForward({ x, pos, invFreq }, d) : ref.ropeBackward({ gout: x, pos, invFreq }, d);
+          return "out" in w ? { v: w.out, mag: w.outMag } : { v: w.dx, mag: w.dxMag };
+        };
+        const [w1, w2] = [want(X, o), want(X2, o2)];
+        return [
+          { what: fwd ? "out (q)" : "dx (q)", got: await io.read(out, n), ref: w1.v, opts: { ...TOL, mag: w1.mag } },
+          { what: fwd ? "out2 (k)" : "dx2 (k)", got: await io.read(out2, n2), ref: w2.v, opts: { ...TOL, mag: w2.mag } },
+        ];
+      }
       if (launcher === "ropeForward") {
         ropeForward(gpu, { x: io.input(X), pos: p, invFreq: f, out }, o);
         const want = ref.ropeForward({ x: X, pos, invFreq }, o);
@@ -75,4 +99,18 @@ CASES.push({ b: 2, h: 3, t: 30, dh: 10, layout: "bthd", outLayout: "bhtd", varia
 CASES.push({ b: 2, h: 3, t: 5, dh: 8, layout: "bthd", outLayout: "bhtd", nan: true });
 CASES.push({ b: 1, h: 2, t: 7, dh: 6, layout: "bhtd", outLayout: "bthd", nan: true });
 
-export const rows: LauncherRow[] = CASES.flatMap((c) => [row("ropeForward", c), row("ropeBackward", c)]);
+// q and k in one dispatch: k with fewer heads than q (GQA) and with more, every layout pair; [B, T] positions; a
+// 2-D grid; NaN.
+const PAIRS: Case[] = [];
+for (const [layout, outLayout] of [["bhtd", "bhtd"], ["bthd", "bthd"], ["bthd", "bhtd"], ["bhtd", "bthd"]] as const) {
+  PAIRS.push({ b: 2, h: 4, t: 5, dh: 8, layout, outLayout, pairHeads: 2 });
+  PAIRS.push({ b: 1, h: 1, t: 7, dh: 6, layout, outLayout, pairHeads: 3 });
+}
+PAIRS.push({ b: 2, h: 2, t: 4, dh: 16, layout: "bthd", outLayout: "bhtd", pos: [9, 3, 0, 4000, 5, 6, 7, 8], pairHeads: 1 });
+PAIRS.push({ b: 2, h: 3, t: 30, dh: 10, layout: "bthd", outLayout: "bhtd", variant: { grid: { maxX: 2 } }, label: "grid.maxX 2", pairHeads: 5 });
+PAIRS.push({ b: 2, h: 3, t: 5, dh: 8, layout: "bthd", outLayout: "bhtd", nan: true, pairHeads: 1 });
+
+export const rows: LauncherRow[] = [
+  ...CASES.flatMap((c) => [row("ropeForward", c), row("ropeBackward", c)]),
+  ...PAIRS.flatMap((c) => [row("ropeForwardPair", c), row("ropeBackwardPair", c)]),
+];
