@@ -30,7 +30,10 @@
  *     next-token step (train-<config>), AlignX's stage-1 step of the same config (train-stage1-<config>:
  *     L_NTP + 0.3 L_CTR + 0.4 L_LAM, AdamW over model + classifier) with overhead_pct, its step time over the
  *     NTP step's (−1, in %); a stage-1 row whose loss at init is not finite and above the NTP loss at init is
- *     not reported (skipped, with why). --no-stage1 leaves it out.
+ *     not reported (skipped, with why). --no-stage1 leaves it out. A LLaMA-3-style step (128256-token
+ *     vocabulary, 2 layers) twice, train-llama3-128k-logits (the [B, T, V] logits) and train-llama3-128k (the
+ *     loss in vocabulary chunks, as the trainer runs it): their peak columns show the logits' share (full runs
+ *     on a CPU adapter, every run on a GPU; no stage-1 row or peer for them).
  *  4. Peers (suites/peers.ts; ratio = ours / peer, > 1 means faster): naive WGSL matmul vs the op NN at big³
  *     ((big/2)³ with --quick on a CPU adapter), both by GPU timestamps; tfjs-backend-webgpu matmul 1024³
  *     (host-timed with a readback, ours timed the same way); on a CPU adapter PyTorch's f32 1024³ matmul on the
@@ -226,6 +229,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
         continue;
       }
       let s1: TrainResult | undefined;
+      if (c.memoryOnly) continue; // no stage-1 row, no peer (see trainConfigs)
       if (o.stage1 !== false && late()) skip(`train-stage1-${c.name}`, `past the --deadline of ${deadline} s`);
       else if (o.stage1 !== false) {
         try {

@@ -47,6 +47,14 @@ export interface TrainConfig {
   seq: number;
   /** HF config.json fields (what src/io/hf_config.ts parses). */
   hf: Record<string, unknown>;
+  /**
+   * How the step computes its loss: "logits" (default: the [B, T, V] logits, then cross-entropy, as the PyTorch
+   * peer does) or "chunked" (forwardLoss({ logits: false }): the vocabulary in chunks, no logits; what the
+   * trainer runs).
+   */
+  loss?: "logits" | "chunked";
+  /** Memory rows only: no AlignX stage-1 row and no PyTorch peer for this config. */
+  memoryOnly?: boolean;
 }
 
 const llama = (o: Record<string, unknown>): Record<string, unknown> => ({
@@ -66,6 +74,20 @@ const llama = (o: Record<string, unknown>): Record<string, unknown> => ({
   ...o,
 });
 
+/**
+ * A LLaMA-3-style step with reduced depth: the 128256-token vocabulary, GQA, rope_theta 500000, hidden 256 (its
+ * embedding, 125 MiB, is the largest that fits lavapipe's 128 MiB binding), B·T 256. Twice: with the logits
+ * ([B·T, V] f32 = 125 MiB, and as much again for their gradient) and chunked, as the trainer runs it; their peak
+ * columns are the issue-14 comparison (the logits' share of the peak).
+ */
+function llama3Pair(): TrainConfig[] {
+  const hf = llama({ hidden_size: 256, intermediate_size: 688, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 128256, rope_theta: 500000.0 });
+  return [
+    { name: "llama3-128k-logits", batch: 2, seq: 128, hf, loss: "logits", memoryOnly: true },
+    { name: "llama3-128k", batch: 2, seq: 128, hf, loss: "chunked", memoryOnly: true },
+  ];
+}
+
 export function trainConfigs(gpu: boolean, quick: boolean): TrainConfig[] {
   const tiny: TrainConfig[] = [
     { name: "tiny-64", batch: 2, seq: 64, hf: llama({ hidden_size: 64, intermediate_size: 176, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 1000 }) },
@@ -77,6 +99,7 @@ export function trainConfigs(gpu: boolean, quick: boolean): TrainConfig[] {
       : [
           ...tiny,
           { name: "small-512", batch: 1, seq: 256, hf: llama({ hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 8, vocab_size: 8192 }) },
+          ...llama3Pair(),
         ];
   // GPT-2-small-sized LLaMA (≈124M with tied embeddings) and TinyLlama-1.1B's shape.
   const m124: TrainConfig = {
@@ -91,7 +114,7 @@ export function trainConfigs(gpu: boolean, quick: boolean): TrainConfig[] {
     seq: 512,
     hf: llama({ hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 22, num_attention_heads: 32, num_key_value_heads: 4, vocab_size: 32000 }),
   };
-  return quick ? [tiny[1]!, m124] : [tiny[1]!, m124, b1];
+  return quick ? [tiny[1]!, m124, ...llama3Pair()] : [tiny[1]!, m124, b1, ...llama3Pair()];
 }
 
 export function batchIds(c: TrainConfig, seed: number, rows = c.batch): number[][] {
@@ -158,13 +181,14 @@ export async function trainOurs(gpu: Gpu, c: TrainConfig, steps: number): Promis
   const input = batchIds(c, IDS_SEED);
   const tokens = c.batch * c.seq;
   try {
+    const chunked = c.loss === "chunked";
     const r = await timeSteps(gpu, steps, async () => {
-      const { logits, loss } = model.forwardLoss(input);
+      const { logits, loss } = chunked ? model.forwardLoss(input, { logits: false }) : model.forwardLoss(input);
       loss.backward();
       opt.step();
       opt.zeroGrad();
       const l = await loss.item();
-      logits.release();
+      logits?.release();
       loss.release();
       return l;
     });
