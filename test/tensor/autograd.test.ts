@@ -5,10 +5,11 @@
 // is final); in-place accumulation (a rule adding into the gradient an input already has: a tensor feeding three
 // linears gets float64's gradient with no grad.accumulate dispatch, a pending gradient someone else holds or an
 // input fed twice is not offered and the engine sums, retainGraph twice doubles, a user-held .grad is mutated in
-// place as before).
+// place as before); ops with several outputs (attachOutputs: one rule run per backward, zeros for an unused output,
+// outputs reshaped or combined, the hook once, memory).
 import { describe, expect, test } from "bun:test";
 import type { Gpu } from "../../src/gpu/index.ts";
-import { attach, type BackwardRule } from "../../src/tensor/autograd.ts";
+import { attach, attachOutputs, type BackwardRule } from "../../src/tensor/autograd.ts";
 import { isGradEnabled, linear, noGrad, scope, Tensor } from "../../src/tensor/index.ts";
 import { clone } from "../../src/tensor/tensor.ts";
 import { expectFlatMemory } from "../helpers.ts";
@@ -382,6 +383,81 @@ describe("autograd", () => {
       hOf((h) => probe([h, h], record).add(h.mulScalar(3)))();
       expect(offered[0]).toEqual([undefined, undefined]);
       expectClose("d x", await x.grad!.toArray(), X.map(() => 2 * (1 + 1 + 3)));
+    });
+  });
+
+  describe("an op with several outputs (attachOutputs)", () => {
+    /** y1 = 2x, y2 = 3x recorded as one Node; its rule counts its runs and records the sums of the gradients it got. */
+    function split2(x: Tensor, runs: number[][]): [Tensor, Tensor] {
+      const [y1, y2] = noGrad(() => [x.mulScalar(2), x.mulScalar(3)]);
+      return attachOutputs([y1!, y2!], {
+        op: "split2",
+        inputs: [x],
+        backward: ([g1, g2]) => {
+          runs.push([g1!, g2!].map((g) => g.size));
+          // Rules run untracked (no scope releases their temporaries): release them here.
+          const [a, b] = [g1!.mulScalar(2), g2!.mulScalar(3)];
+          const dx = a.add(b);
+          a.release();
+          b.release();
+          return [dx];
+        },
+      }) as [Tensor, Tensor];
+    }
+
+    test("one rule run gets both outputs' gradients; an unused output's are zeros; reshape and combination work", async () => {
+      const gpu = await getGpu();
+      const r = rng(91);
+      const [X, A, B] = [uniform(r, 6), uniform(r, 6), uniform(r, 6)];
+      const x = upload(gpu, X, [2, 3], true);
+      const a = upload(gpu, A, [2, 3]);
+      const b = upload(gpu, B, [6]);
+      const runs: number[][] = [];
+      // Both outputs, each through its own consumers (one reshaped): d/dx = 2a + 3b.
+      let loss = scope(() => {
+        const [y1, y2] = split2(x, runs);
+        return y1.mul(a).sum().add(y2.reshape(6).mul(b).sum());
+      });
+      const ready: Tensor[] = [];
+      loss.backward({ onGradReady: (t) => ready.push(t) });
+      expect(runs).toEqual([[6, 6]]);
+      expect(ready).toEqual([x]);
+      expectClose("2a + 3b", await x.grad!.toArray(), X.map((_, i) => 2 * A[i]! + 3 * B[i]!));
+      loss.release();
+      x.zeroGrad();
+      // Only the second output reaches the loss: the first's gradient is zeros, d/dx = 3b.
+      loss = scope(() => split2(x, runs)[1].reshape(6).mul(b).sum());
+      loss.backward();
+      expect(runs).toHaveLength(2);
+      expectClose("3b", await x.grad!.toArray(), B.map((v) => 3 * v));
+      loss.release();
+      x.zeroGrad();
+      // Both outputs in one op: sum(y1 * y2) = 6 sum(x²), d/dx = 12x.
+      loss = scope(() => {
+        const [y1, y2] = split2(x, runs);
+        return y1.mul(y2).sum();
+      });
+      loss.backward();
+      expect(runs).toHaveLength(3);
+      expectClose("12x", await x.grad!.toArray(), X.map((v) => 12 * v));
+      for (const t of [loss, x, a, b]) t.release();
+    });
+
+    test("the Node lives while any output does; 100 steps keep live buffers flat", async () => {
+      const gpu = await getGpu();
+      const x = upload(gpu, uniform(rng(92), 8), [8], true);
+      const runs: number[][] = [];
+      const { start, end } = await expectFlatMemory(gpu, 100, () => {
+        const [y1, y2] = split2(x, runs);
+        y1.release(); // the Node is still held by y2
+        const loss = scope(() => y2.sum());
+        loss.backward();
+        for (const t of [loss, y2]) t.release();
+        x.zeroGrad();
+      });
+      expect(runs.length).toBeGreaterThanOrEqual(100);
+      expect(end.liveBuffers).toBe(start.liveBuffers);
+      x.release();
     });
   });
 

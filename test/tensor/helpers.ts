@@ -101,8 +101,8 @@ export function seedOf(name: string): number {
 /**
  * The matrix-product kernels every matmul/linear test runs on (`gpu.withPolicy({ matmul: kc }, ...)`):
  * direct with 4 and 8 rows per invocation, tiled (64 and 128 blocks), and subgroup where the device has
- * 8-lane subgroups
- * (`runs` says which run here; a test of one that cannot run is skipped, by name).
+ * 8-lane subgroups (16 rows per subgroup, 8 for products of at most 8 rows: src/kernels/matmul.ts subgroupRows;
+ * its `tm` here is that label only) (`runs` says which run here; a test of one that cannot run is skipped, by name).
  */
 export type MatmulKernelConfig = { kernel: MatmulKernel; tm: number };
 export const MATMUL_KERNELS: readonly MatmulKernelConfig[] = [
@@ -110,7 +110,7 @@ export const MATMUL_KERNELS: readonly MatmulKernelConfig[] = [
   { kernel: "direct", tm: 8 },
   { kernel: "tiled", tm: 4 },
   { kernel: "tiled128", tm: 8 },
-  { kernel: "subgroup", tm: 8 },
+  { kernel: "subgroup", tm: 16 },
 ];
 export const matmulKernelRuns = (gpu: Gpu, k: MatmulKernelConfig): boolean => k.kernel !== "subgroup" || subgroupKernelFits(gpu);
 
