@@ -24,7 +24,7 @@
  *     compute-bound cases (vs the matmul ceiling), GB/s for memory-bound ones (vs the copy ceiling), from
  *     FLOP and byte counts stated per case (minimum traffic: every input read once, every output written
  *     once); `floor_ms` gives both floors.
- *  3. Training (suites/train.ts): LlamaModel.fromConfig + AdamW, tokens/s and MFU = 6·params·tokens / step
+ *  3. Training (suites/train.ts): LlamaModel.fromConfig + AdamW, tokens/s and MFU = 6·matmul_params·tokens / step
  *     time / the measured matmul ceiling (not a datasheet peak), the pool's peak bytes vs parameter bytes.
  *     Tiny configs on a CPU adapter; ~124M and ~1B (TinyLlama's shape) on a GPU. After each config's
  *     next-token step (train-<config>), AlignX's stage-1 step of the same config (train-stage1-<config>:
@@ -348,7 +348,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   console.log(`ceilings copy ${ceilings.copy_gbps.toFixed(2)} GB/s, matmul ${ceilings.matmul_gflops.toFixed(2)} GFLOP/s: the better of the two, used below`);
 
   const kernels = measured.map((m) => result(m.c, m.t, ceilings));
-  for (const t of train) t.mfu = (6 * t.params * t.tokens_per_step) / (t.step_ms / 1e3) / (ceilings.matmul_gflops * 1e9);
+  for (const t of train) t.mfu = (6 * t.matmul_params * t.tokens_per_step) / (t.step_ms / 1e3) / (ceilings.matmul_gflops * 1e9);
   if (generated) finishGenerate(generated, ceilings);
   printKernels(kernels);
   if (train.length) printTrain(train);

@@ -7,7 +7,7 @@
  *     peers:   [{ name, ours, peer, unit, ratio,                 ratio = ours / peer (> 1: we are faster)
  *                torch?, blas?, blas_lib?, threads?,            PyTorch peers: what torch ran with
  *                peer_runs?, peer_spread? }],                   the peer's runs (peer = their median), [min, max]
- *     train:   [{ name, config, objective, tokens_per_s, mfu, params, tokens_per_step, step_ms, peak_bytes,
+ *     train:   [{ name, config, objective, tokens_per_s, mfu, params, matmul_params, tokens_per_step, step_ms, peak_bytes,
  *                 param_bytes, peak_over_params, estimate_bytes, dispatches_per_step, loss, loss_init,
  *                 terms_init?, stage1?, overhead_pct? }],     stage-1 rows (objective "stage1") follow their NTP row
  *     generate?: { rows: [{ name: generate-<config>-b<B>, prefill_ms, prefill_tokens_per_s, decode_ms_per_step,
@@ -68,9 +68,14 @@ export interface TrainResult {
   /** What the step optimizes: "ntp" (L_NTP) or "stage1" (L_NTP + λ_ctr · L_CTR + λ_lam · L_LAM). */
   objective: "ntp" | "stage1";
   tokens_per_s: number;
-  /** 6 · params · tokens / step time / ceilings.matmul_gflops (the measured matmul ceiling, not a datasheet peak). */
+  /**
+   * 6 · matmul_params · tokens / step time / ceilings.matmul_gflops (the measured matmul ceiling, not a datasheet
+   * peak). Attention's T² products are not counted (the 6N rule), so MFU slightly understates the work.
+   */
   mfu: number;
   params: number;
+  /** The parameters that take part in matrix products: all but an untied input embedding (a row lookup). */
+  matmul_params: number;
   tokens_per_step: number;
   step_ms: number;
   /** Pool peak (class sizes of live buffers) during a training step, parameters and AdamW state included. */

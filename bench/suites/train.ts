@@ -117,6 +117,14 @@ export function trainConfigs(gpu: boolean, quick: boolean): TrainConfig[] {
   return quick ? [tiny[1]!, m124, ...llama3Pair()] : [tiny[1]!, m124, b1, ...llama3Pair()];
 }
 
+/**
+ * Of `params` (the model's, plus any head trained with it), those that take part in matrix products: all but the
+ * input embedding, a row lookup (kept when tied: it is also the output head). MFU counts 6 FLOPs per token for these.
+ */
+export function matmulParams(c: TrainConfig, params: number): number {
+  return c.hf.tie_word_embeddings ? params : params - (c.hf.vocab_size as number) * (c.hf.hidden_size as number);
+}
+
 export function batchIds(c: TrainConfig, seed: number, rows = c.batch): number[][] {
   const v = c.hf.vocab_size as number;
   return Array.from({ length: rows }, (_, b) => Array.from(ids(c.seq, v, seed + b)));
@@ -199,6 +207,7 @@ export async function trainOurs(gpu: Gpu, c: TrainConfig, steps: number): Promis
       tokens_per_s: tokens / (r.ms / 1e3),
       mfu: Number.NaN, // set by the caller once the ceiling is final
       params: model.parameterCount,
+      matmul_params: matmulParams(c, model.parameterCount),
       tokens_per_step: tokens,
       step_ms: r.ms,
       peak_bytes: r.peak,
@@ -263,6 +272,7 @@ export async function trainOursStage1(gpu: Gpu, c: TrainConfig, steps: number, n
       tokens_per_s: tokens / (r.ms / 1e3),
       mfu: Number.NaN,
       params,
+      matmul_params: matmulParams(c, params),
       tokens_per_step: tokens,
       step_ms: r.ms,
       peak_bytes: r.peak,

@@ -2,15 +2,22 @@
 // tiny-64 config, one warm-up and one timed step of each objective; the stage-1 loss at init is finite, the
 // weighted sum of its terms and above the NTP row's loss at init (same model, same ids: its L_NTP term is that
 // loss); the batch has the documented spans and languages; stage1Check refuses a broken row; and the PyTorch
-// peer's `--stage 1` reports the same structure (when a python3 with torch is there).
+// peer's `--stage 1` reports the same structure (when a python3 with torch is there). MFU's parameter count leaves
+// out an untied input embedding (a lookup, not a product).
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { overheadPct, peerScript, stage1Batch, stage1Check, stage1Rows, torchPython, trainConfigs, trainOurs, trainOursStage1 } from "../../bench/suites/train.ts";
+import { matmulParams, overheadPct, peerScript, stage1Batch, stage1Check, stage1Rows, torchPython, trainConfigs, trainOurs, trainOursStage1 } from "../../bench/suites/train.ts";
 import { getGpu } from "../helpers.ts";
 
 const tiny64 = trainConfigs(false, true).find((c) => c.name === "tiny-64")!;
 
 describe("bench train-stage1", () => {
+  test("MFU counts the parameters of matrix products: an untied input embedding is left out, a tied one kept", () => {
+    expect(matmulParams(tiny64, 220480)).toBe(220480 - 1000 * 64);
+    const tied = { ...tiny64, hf: { ...tiny64.hf, tie_word_embeddings: true } };
+    expect(matmulParams(tied, 156480)).toBe(156480);
+  });
+
   test("the synthetic batch: B >= 2 rows, source [4, T/2), target [T/2 + 2, T - 2), mixed languages", () => {
     const b = stage1Batch({ ...tiny64, batch: 1 });
     expect(b.inputIds.length).toBe(2);
