@@ -80,6 +80,7 @@ import {
   type GluAct,
   isGradEnabled,
   linearCrossEntropy,
+  linearCrossEntropyChunk,
   mulScalar,
   narrow,
   noGrad,
@@ -712,6 +713,14 @@ export interface MemoryOptions {
   budgetBytes?: number;
   /** The device's limits (gpu.limits): single tensors must fit maxStorageBufferBindingSize / maxBufferSize. */
   limits?: Pick<GPUSupportedLimits, "maxStorageBufferBindingSize" | "maxBufferSize">;
+  /**
+   * How a training step computes its loss: "logits" (default: forwardLoss with the [B·T, V] logits) or "chunked"
+   * (forwardLoss({ logits: false }), as the trainer runs it: one [B·T, chunk] block of logits at a time,
+   * linearCrossEntropyChunk columns).
+   */
+  loss?: "logits" | "chunked";
+  /** With loss "chunked": the columns per chunk, as forwardLoss's `lossChunk` (default: linearCrossEntropyChunk's). */
+  lossChunk?: number;
 }
 
 export interface MemoryReport {
@@ -758,15 +767,19 @@ export function memoryReport(cfg: LlamaFamilyConfig | Record<string, unknown>, o
   // q, k, v after RoPE and the attention output (attention), the attention output re-laid-out (o_proj), the
   // gate and up outputs (glu) and their gated product (down_proj).
   const perLayer = N * (4 * D + 3 * Q + 2 * KV + 3 * I) + N * c.numAttentionHeads;
-  const head = N * (2 * D + V); // final norm input and output, the logits (kept by the loss)
+  // The logits: all V columns (kept by the loss; their gradient is the transient), or one chunk of C columns at a
+  // time (recomputed in the backward: the chunk and its gradient are transient).
+  const chunked = training && o.loss === "chunked";
+  const C = !chunked ? V : Math.min(V, o.lossChunk ?? linearCrossEntropyChunk(N, V, o.limits ? Math.min(o.limits.maxStorageBufferBindingSize, o.limits.maxBufferSize) : Infinity));
+  const head = N * (2 * D + (chunked ? 0 : V)); // final norm input and output, the logits (kept by the loss)
   const widest = Math.max(D, I, Q);
   const activations = training ? F * (L * perLayer + head) : F * N * (2 * widest + Q + 2 * KV + V);
-  const transient = training ? F * (N * V + 4 * N * widest) : 0;
+  const transient = training ? F * ((chunked ? 2 * N * C : N * V) + 4 * N * widest) : 0;
   const total = parameters + gradients + optimizer + activations + transient;
 
   const tensors: [string, number][] = [
     ["embed_tokens [V, D]", V * D * F],
-    ["logits [B*T, V]", N * V * F],
+    chunked ? [`logits chunk [B*T, ${C}]`, N * C * F] : ["logits [B*T, V]", N * V * F],
     ["MLP activation [B*T, I]", N * I * F],
     ["q / attention output [B*T, Hq*Dh]", N * Q * F],
   ];

@@ -341,6 +341,42 @@ describe("memory", () => {
     expect(memoryReport(raw, { batch: B, seq: T, training: false }).total).toBeLessThan(r.total / 3);
   });
 
+  test("memoryReport with the chunked loss the trainer runs: at or a little above its measured peak; no [B*T, V] logits", async () => {
+    const gpu = await getGpu();
+    // Vocabulary 8000 at B·T 128 in chunks of 1024 columns (the default chunk would cover it whole at this size).
+    const raw = { model_type: "llama", hidden_size: 64, intermediate_size: 176, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 8000 };
+    const [B, T] = [2, 64];
+    const base = gpu.memory().liveBytes;
+    const m = LlamaModel.fromConfig(gpu, raw, { seed: 1 });
+    const opt = new AdamW(m.parameters(), { lr: 1e-3 });
+    const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (b * 31 + t * 7) % 8000));
+    let peak = 0;
+    for (let s = 0; s < 2; s++) {
+      gpu.pool.resetPeak();
+      const { loss } = m.forwardLoss(ids, { logits: false, lossChunk: 1024 });
+      loss.backward();
+      opt.step();
+      await loss.item();
+      peak = gpu.memory().peakBytes - base;
+      loss.release();
+      opt.zeroGrad();
+    }
+    const r = memoryReport(raw, { batch: B, seq: T, loss: "chunked", lossChunk: 1024 });
+    const full = memoryReport(raw, { batch: B, seq: T });
+    console.log(`${r.text}\n  measured peak of step 2: ${(peak / 2 ** 20).toFixed(2)} MiB (estimate / measured = ${(r.total / peak).toFixed(2)}; with the logits the estimate is ${(full.total / 2 ** 20).toFixed(2)} MiB)`);
+    expect(r.total).toBeGreaterThanOrEqual(peak);
+    expect(r.total).toBeLessThan(1.35 * peak);
+    expect(full.total - r.total).toBeGreaterThan(B * T * 8000 * 4); // the logits (and their gradient) are gone
+    opt.release();
+    m.release();
+
+    const limits = { maxStorageBufferBindingSize: 300_000, maxBufferSize: 2 ** 30 };
+    expect(memoryReport(raw, { batch: B, seq: T, limits }).problems.join("\n")).toMatch(/logits \[B\*T, V\] needs 3\.91 MiB, over the device's largest buffer binding/);
+    const chunked = memoryReport(raw, { batch: B, seq: T, limits, loss: "chunked" });
+    expect(chunked.problems.filter((p) => p.includes("logits"))).toEqual([]);
+    expect(chunked.text).not.toContain("logits [B*T, V]");
+  });
+
   test("a tiny model trained from scratch: 30 AdamW steps, the loss falls, live memory stays flat", async () => {
     const gpu = await getGpu();
     const before = gpu.memory().liveBuffers;
