@@ -239,6 +239,7 @@ export class LlamaModel extends Module {
   static fromConfig(gpu: Gpu, cfg: LlamaFamilyConfig | Record<string, unknown>, opts: InitOptions = {}): LlamaModel {
     const config = LlamaModel.config(cfg);
     checkSupported(config);
+    checkFitsDevice(gpu, config);
     const gen = opts.generator ?? new Generator(opts.seed ?? DEFAULT_SEED);
     const params = new Map<string, Tensor>();
     const std = config.initializerRange;
@@ -280,6 +281,7 @@ export class LlamaModel extends Module {
       const own = ckpt.params().filter((p) => !opts.foreign?.(p.name));
       checkConfigScale(config, own, configPath, ckpt.path);
       checkParameters(config, own, ckpt.path);
+      checkFitsDevice(gpu, config, dir);
       const params = await loadParameters(gpu, ckpt, expectedParameters(config), opts);
       const model = new LlamaModel(gpu, config, params, opts.requiresGrad ?? true);
       model.sourceDir = dir;
@@ -625,6 +627,25 @@ export class LlamaModel extends Module {
 
 function isNormalized(c: object): c is LlamaFamilyConfig {
   return "modelType" in c && "hiddenSize" in c && "raw" in c;
+}
+
+/**
+ * Every parameter must fit one buffer binding of the device as f32 (maxStorageBufferBindingSize / maxBufferSize):
+ * those that do not are named, with their shapes and sizes, before anything is allocated (a TensorError, or with
+ * `source`, the checkpoint directory, a CheckpointError naming the first). Without this the first kernel to bind
+ * one failed naming only its own binding.
+ */
+function checkFitsDevice(gpu: Gpu, c: LlamaFamilyConfig, source?: string): void {
+  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  const bytes = (shape: readonly number[]) => 4 * shape.reduce((a, d) => a * d, 1);
+  const over = expectedParameters(c).filter((p) => bytes(p.shape) > limit);
+  if (!over.length) return;
+  const list = over.map((p) => `${p.name} [${p.shape.join(", ")}] ${fmt(bytes(p.shape))}`).join(", ");
+  const why =
+    `${over.length === 1 ? "a parameter is" : `${over.length} parameters are`} larger than one buffer binding of ${gpu.adapter.description} ` +
+    `(${fmt(limit)}: maxStorageBufferBindingSize / maxBufferSize), as f32: ${list}`;
+  if (source !== undefined) throw new CheckpointError(why, source, { tensor: over[0]!.name });
+  throw new TensorError(`LlamaModel: ${why}`);
 }
 
 /** What the GPU ops cannot do: a TensorError naming the field, or with `source` (config.json) a CheckpointError naming it. */

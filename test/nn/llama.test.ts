@@ -305,6 +305,35 @@ describe("forward", () => {
 });
 
 describe("memory", () => {
+  test("a parameter larger than one buffer binding is named before anything is allocated (fromConfig, fromPretrained)", async () => {
+    const gpu = await getGpu();
+    const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+    // An embedding (and untied head) one row past the limit, as f32; nothing is allocated, so any size works.
+    const V = Math.floor(limit / (4 * 64)) + 1;
+    const raw = { model_type: "llama", hidden_size: 64, intermediate_size: 176, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: V };
+    const live = gpu.memory().liveBuffers;
+    expect(() => LlamaModel.fromConfig(gpu, raw)).toThrow(
+      new RegExp(`^LlamaModel: 2 parameters are larger than one buffer binding of .* as f32: model\\.embed_tokens\\.weight \\[${V}, 64\\] [0-9.]+ MiB, lm_head\\.weight \\[${V}, 64\\]`),
+    );
+    expect(gpu.memory().liveBuffers).toBe(live);
+    // A checkpoint on a device whose binding limit is below its embedding: a CheckpointError naming the directory
+    // and the tensor, before any upload.
+    const dir = join(FIXTURES, "llama");
+    const real = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(gpu), "limits")!;
+    const small = { ...gpu.limits, maxStorageBufferBindingSize: 1024, maxBufferSize: gpu.limits.maxBufferSize } as GPUSupportedLimits;
+    Object.defineProperty(gpu, "limits", { get: () => small, configurable: true });
+    try {
+      const e = await LlamaModel.fromPretrained(gpu, dir).then(() => null, (err: unknown) => err);
+      expect(e).toBeInstanceOf(CheckpointError);
+      expect((e as CheckpointError).message).toContain(dir);
+      expect((e as CheckpointError).message).toMatch(/parameters are larger than one buffer binding of .* \(1\.00 KiB: maxStorageBufferBindingSize \/ maxBufferSize\), as f32: model\.embed_tokens\.weight \[/);
+      expect(gpu.memory().liveBuffers).toBe(live);
+    } finally {
+      delete (gpu as unknown as Record<string, unknown>).limits;
+      expect(Object.getOwnPropertyDescriptor(Object.getPrototypeOf(gpu), "limits")).toEqual(real);
+    }
+  });
+
   test("memoryReport: an estimate at or a little above the measured peak of a training step", async () => {
     const gpu = await getGpu();
     const raw = { model_type: "llama", hidden_size: 64, intermediate_size: 176, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 1000 };
