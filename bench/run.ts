@@ -228,8 +228,8 @@ export async function main(argv: string[] = process.argv): Promise<void> {
         await gpu.sync().catch(() => {});
         continue;
       }
-      let s1: TrainResult | undefined;
       if (c.memoryOnly) continue; // no stage-1 row, no peer (see trainConfigs)
+      let s1: TrainResult | undefined;
       if (o.stage1 !== false && late()) skip(`train-stage1-${c.name}`, `past the --deadline of ${deadline} s`);
       else if (o.stage1 !== false) {
         try {

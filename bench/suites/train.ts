@@ -213,7 +213,7 @@ export async function trainOurs(gpu: Gpu, c: TrainConfig, steps: number): Promis
       peak_bytes: r.peak,
       param_bytes: model.parameterBytes,
       peak_over_params: r.peak / model.parameterBytes,
-      estimate_bytes: memoryReport(c.hf, { batch: c.batch, seq: c.seq, loss: chunked ? "chunked" : "logits" }).total,
+      estimate_bytes: memoryReport(c.hf, { batch: c.batch, seq: c.seq, loss: c.loss }).total,
       dispatches_per_step: r.dispatches,
       loss: r.loss,
       loss_init: r.lossInit,

@@ -25,7 +25,7 @@ import { translationInstruction } from "../data/examples.ts";
 import { alpacaPrompt, specialPrefix, type SftTokenizer } from "../data/prompt.ts";
 import type { LlamaFamilyConfig } from "../io/index.ts";
 import { generate } from "../nn/generate.ts";
-import { memoryReport, type LlamaModel } from "../nn/llama.ts";
+import { largestBinding, memoryReport, type LlamaModel } from "../nn/llama.ts";
 import { pyStrip } from "./tokenizers.ts";
 
 /** The Alpaca translation prompt for `text` from `srcLang` to `tgtLang` (canonical codes), as the packer writes it. */
@@ -127,7 +127,7 @@ export function defaultBatchSize(
 ): number {
   const seq = Math.max(1, o.promptTokens + o.maxNewTokens);
   const budget = o.budgetBytes !== undefined && Number.isFinite(o.budgetBytes) ? o.budgetBytes : undefined;
-  const binding = o.limits ? Math.min(o.limits.maxStorageBufferBindingSize, o.limits.maxBufferSize) : Infinity;
+  const binding = largestBinding(o.limits);
   const widest = Math.max(c.hiddenSize, c.intermediateSize, c.numAttentionHeads * c.headDim);
   const fits = (b: number) =>
     b * seq * widest * 4 <= binding &&

@@ -88,7 +88,14 @@ function store(vec: boolean, dtype: MatmulDType, acc: boolean): { C_T: string; C
  * block at 1024³ on lavapipe, bench/NOTES.md), or 8 when the product has at most 8 rows (decode steps: the
  * second 8 would only load clamped rows of A).
  */
-export const subgroupRows = (M: number): number => (M <= 8 ? 8 : 16);
+const subgroupRows = (M: number): number => (M <= 8 ? 8 : 16);
+
+/** The TM define and the [columns, rows] block of an entry other than `direct`, for a product of M rows. */
+function fixedShape(kind: Exclude<MatmulKernel, "direct">, M: number): { tm: number; block: [number, number] } {
+  if (kind !== "subgroup") return FIXED[kind];
+  const tm = subgroupRows(M);
+  return { tm, block: [FIXED.subgroup.block[0], tm] };
+}
 
 /** Whether `matmul_sg` can run here: the subgroups feature, and subgroups of exactly 8 lanes. */
 export function subgroupKernelFits(gpu: Gpu): boolean {
@@ -106,7 +113,7 @@ export const variantName = (v: MatmulVariant): string => (v.kernel === "direct" 
 /**
  * The entries other than `direct` (whose rows per invocation are `policy.matmul.tm` and whose block follows
  * its workgroup shape): their fixed TM define and the [columns, rows] block of C one workgroup covers.
- * `subgroup` covers 16 rows, or 8 for products of at most 8 rows (`subgroupRows`).
+ * `subgroup`'s is for products of more than 8 rows (`fixedShape`: 8 rows for at most 8).
  */
 const FIXED: Record<Exclude<MatmulKernel, "direct">, { tm: number; block: [number, number] }> = {
   tiled: { tm: 4, block: [64, 64] },
@@ -166,8 +173,10 @@ export function matmulProduct(gpu: Gpu, io: { a: Binding; b: Binding; c: Binding
   const cVec = N % 4 === 0;
   const A = access("a", aVec, o.dtypes.a);
   const B = access("b", bVec, o.dtypes.b);
-  const { kernel: kind, tm: tmChosen } = o.variant ?? matmulVariantFor(gpu, o, o.dtypes.a, name);
-  const tm = kind === "subgroup" ? subgroupRows(M) : tmChosen;
+  const variant = o.variant ?? matmulVariantFor(gpu, o, o.dtypes.a, name);
+  const kind = variant.kernel;
+  const { wgx: wx, wgy: wy, maxBatch } = gpu.policy.matmul;
+  const { tm, block } = kind === "direct" ? { tm: variant.tm, block: [4 * wx, wy * variant.tm] } : fixedShape(kind, M);
   const hasBias = io.bias !== undefined;
   const defines = {
     TM: tm,
@@ -185,8 +194,7 @@ export function matmulProduct(gpu: Gpu, io: { a: Binding; b: Binding; c: Binding
     BIAS: hasBias ? (o.dtypes.bias === "f16" ? "f32(bias[n])" : "bias[n]") : "0.0",
     BIAS_T: hasBias && o.dtypes.bias === "f16" ? "f16" : "f32",
   };
-  const { wgx: wx, wgy: wy, maxBatch } = gpu.policy.matmul;
-  const [bn, bm] = kind === "direct" ? [4 * wx, wy * tm] : kind === "subgroup" ? [32, tm] : FIXED[kind].block;
+  const [bn, bm] = block;
   const [gx, gy] = [Math.ceil(N / bn), Math.ceil(M / bm)];
   const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (gx > maxWg || gy > maxWg)

@@ -84,6 +84,7 @@ import {
   mulScalar,
   narrow,
   noGrad,
+  numel,
   randn,
   rmsnorm,
   ropePair,
@@ -636,8 +637,8 @@ function isNormalized(c: object): c is LlamaFamilyConfig {
  * one failed naming only its own binding.
  */
 function checkFitsDevice(gpu: Gpu, c: LlamaFamilyConfig, source?: string): void {
-  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
-  const bytes = (shape: readonly number[]) => 4 * shape.reduce((a, d) => a * d, 1);
+  const limit = largestBinding(gpu.limits);
+  const bytes = (shape: readonly number[]) => 4 * numel(shape);
   const over = expectedParameters(c).filter((p) => bytes(p.shape) > limit);
   if (!over.length) return;
   const list = over.map((p) => `${p.name} [${p.shape.join(", ")}] ${fmt(bytes(p.shape))}`).join(", ");
@@ -744,6 +745,11 @@ export interface MemoryOptions {
   lossChunk?: number;
 }
 
+/** The largest buffer one binding can take under these limits (Infinity without any). */
+export function largestBinding(limits?: Pick<GPUSupportedLimits, "maxStorageBufferBindingSize" | "maxBufferSize">): number {
+  return limits ? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize) : Infinity;
+}
+
 export interface MemoryReport {
   parameters: number;
   gradients: number;
@@ -791,7 +797,7 @@ export function memoryReport(cfg: LlamaFamilyConfig | Record<string, unknown>, o
   // The logits: all V columns (kept by the loss; their gradient is the transient), or one chunk of C columns at a
   // time (recomputed in the backward: the chunk and its gradient are transient).
   const chunked = training && o.loss === "chunked";
-  const C = !chunked ? V : Math.min(V, o.lossChunk ?? linearCrossEntropyChunk(N, V, o.limits ? Math.min(o.limits.maxStorageBufferBindingSize, o.limits.maxBufferSize) : Infinity));
+  const C = !chunked ? V : Math.min(V, o.lossChunk ?? linearCrossEntropyChunk(N, V, largestBinding(o.limits)));
   const head = N * (2 * D + (chunked ? 0 : V)); // final norm input and output, the logits (kept by the loss)
   const widest = Math.max(D, I, Q);
   const activations = training ? F * (L * perLayer + head) : F * N * (2 * widest + Q + 2 * KV + V);
@@ -808,7 +814,7 @@ export function memoryReport(cfg: LlamaFamilyConfig | Record<string, unknown>, o
   const problems: string[] = [];
   if (o.budgetBytes !== undefined && total > o.budgetBytes) problems.push(`estimated peak ${fmt(total)} exceeds the budget ${fmt(o.budgetBytes)}`);
   if (o.limits) {
-    const lim = Math.min(o.limits.maxStorageBufferBindingSize, o.limits.maxBufferSize);
+    const lim = largestBinding(o.limits);
     for (const [what, bytes] of tensors) if (bytes > lim) problems.push(`${what} needs ${fmt(bytes)}, over the device's largest buffer binding ${fmt(lim)}`);
   }
   const rows: [string, number][] = [

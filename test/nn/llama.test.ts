@@ -334,34 +334,46 @@ describe("memory", () => {
     }
   });
 
-  test("memoryReport: an estimate at or a little above the measured peak of a training step", async () => {
+  /**
+   * The pool's peak during the second of two AdamW training steps of a fresh model of `raw` on B×T ids (bytes above
+   * what was live before the model), with the logits or, given `lossChunk`, the chunked loss; and the model's
+   * parameter bytes.
+   */
+  async function measuredPeak(raw: Record<string, unknown>, B: number, T: number, lossChunk?: number): Promise<{ peak: number; parameterBytes: number }> {
     const gpu = await getGpu();
-    const raw = { model_type: "llama", hidden_size: 64, intermediate_size: 176, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 1000 };
-    const [B, T] = [2, 64];
+    const V = raw.vocab_size as number;
     const base = gpu.memory().liveBytes;
     const m = LlamaModel.fromConfig(gpu, raw, { seed: 1 });
     const opt = new AdamW(m.parameters(), { lr: 1e-3 });
-    const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (b * 31 + t * 7) % 1000));
+    const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (b * 31 + t * 7) % V));
     let peak = 0;
     for (let s = 0; s < 2; s++) {
       gpu.pool.resetPeak();
-      const { logits, loss } = m.forwardLoss(ids);
+      const { logits, loss } = lossChunk === undefined ? m.forwardLoss(ids) : m.forwardLoss(ids, { logits: false, lossChunk });
       loss.backward();
       opt.step();
       await loss.item();
       peak = gpu.memory().peakBytes - base;
-      logits.release();
+      logits?.release();
       loss.release();
       opt.zeroGrad();
     }
+    const parameterBytes = m.parameterBytes;
+    opt.release();
+    m.release();
+    return { peak, parameterBytes };
+  }
+
+  test("memoryReport: an estimate at or a little above the measured peak of a training step", async () => {
+    const raw = { model_type: "llama", hidden_size: 64, intermediate_size: 176, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 1000 };
+    const [B, T] = [2, 64];
+    const { peak, parameterBytes } = await measuredPeak(raw, B, T);
     const r = memoryReport(raw, { batch: B, seq: T });
     console.log(`${r.text}\n  measured peak of step 2: ${(peak / 2 ** 20).toFixed(2)} MiB (estimate / measured = ${(r.total / peak).toFixed(2)})`);
-    expect(r.parameters).toBe(m.parameterBytes);
+    expect(r.parameters).toBe(parameterBytes);
     expect(r.total).toBeGreaterThanOrEqual(peak);
     expect(r.total).toBeLessThan(1.35 * peak);
     expect(r.fits).toBe(true);
-    opt.release();
-    m.release();
 
     const tight = memoryReport(raw, { batch: B, seq: T, budgetBytes: 1e6, limits: { maxStorageBufferBindingSize: 300_000, maxBufferSize: 2 ** 30 } });
     expect(tight.fits).toBe(false);
@@ -371,33 +383,16 @@ describe("memory", () => {
   });
 
   test("memoryReport with the chunked loss the trainer runs: at or a little above its measured peak; no [B*T, V] logits", async () => {
-    const gpu = await getGpu();
     // Vocabulary 8000 at B·T 128 in chunks of 1024 columns (the default chunk would cover it whole at this size).
     const raw = { model_type: "llama", hidden_size: 64, intermediate_size: 176, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 8000 };
     const [B, T] = [2, 64];
-    const base = gpu.memory().liveBytes;
-    const m = LlamaModel.fromConfig(gpu, raw, { seed: 1 });
-    const opt = new AdamW(m.parameters(), { lr: 1e-3 });
-    const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (b * 31 + t * 7) % 8000));
-    let peak = 0;
-    for (let s = 0; s < 2; s++) {
-      gpu.pool.resetPeak();
-      const { loss } = m.forwardLoss(ids, { logits: false, lossChunk: 1024 });
-      loss.backward();
-      opt.step();
-      await loss.item();
-      peak = gpu.memory().peakBytes - base;
-      loss.release();
-      opt.zeroGrad();
-    }
+    const { peak } = await measuredPeak(raw, B, T, 1024);
     const r = memoryReport(raw, { batch: B, seq: T, loss: "chunked", lossChunk: 1024 });
     const full = memoryReport(raw, { batch: B, seq: T });
     console.log(`${r.text}\n  measured peak of step 2: ${(peak / 2 ** 20).toFixed(2)} MiB (estimate / measured = ${(r.total / peak).toFixed(2)}; with the logits the estimate is ${(full.total / 2 ** 20).toFixed(2)} MiB)`);
     expect(r.total).toBeGreaterThanOrEqual(peak);
     expect(r.total).toBeLessThan(1.35 * peak);
     expect(full.total - r.total).toBeGreaterThan(B * T * 8000 * 4); // the logits (and their gradient) are gone
-    opt.release();
-    m.release();
 
     const limits = { maxStorageBufferBindingSize: 300_000, maxBufferSize: 2 ** 30 };
     expect(memoryReport(raw, { batch: B, seq: T, limits }).problems.join("\n")).toMatch(/logits \[B\*T, V\] needs 3\.91 MiB, over the device's largest buffer binding/);

@@ -72,11 +72,9 @@ function dimsOf(op: string, x: Tensor, layout: RopeLayout): Dims {
   return dims;
 }
 
-/** The checks and uploads shared by rope and ropePair: layouts, inv_freq and positions as GPU tensors (owned). */
-function prepare(op: string, x: Tensor, dims: Dims, positions: Tensor | ArrayLike<number>, opts: RopeOptions) {
+/** The checks and uploads shared by rope and ropePair: inv_freq and positions as GPU tensors (owned). */
+function prepare(op: string, x: Tensor, dims: Dims, positions: Tensor | ArrayLike<number>, opts: RopeOptions, { layout, outLayout }: Layouts) {
   const gpu = x.gpu;
-  const layout = opts.layout ?? "bhtd";
-  const outLayout = opts.outLayout ?? layout;
   const theta = opts.theta ?? 10000;
   if (!(Number.isFinite(theta) && theta > 0)) throw new TensorError(`${op}: theta must be finite and > 0, got ${theta}`);
   const given = opts.invFreq;
@@ -112,19 +110,28 @@ function prepare(op: string, x: Tensor, dims: Dims, positions: Tensor | ArrayLik
   }
   const invT = given instanceof Tensor ? given.detach() : Tensor.fromArray(gpu, inv!, [inv!.length]);
   const o: RopeDims = { ...dims, layout, outLayout, batchedPositions: pos.rank === 2 };
-  return { gpu, layout, outLayout, pos, invT, o };
+  return { gpu, pos, invT, o };
 }
 
-function checkLayouts(op: string, opts: RopeOptions): RopeLayout {
+interface Layouts {
+  layout: RopeLayout;
+  outLayout: RopeLayout;
+}
+
+/** opts' layouts (defaults: "bhtd", out as in), checked. */
+function checkLayouts(op: string, opts: RopeOptions): Layouts {
   const layout = opts.layout ?? "bhtd";
-  for (const l of [layout, opts.outLayout ?? layout]) if (l !== "bhtd" && l !== "bthd") throw new TensorError(`${op}: layout must be "bhtd" or "bthd", got ${String(l)}`);
-  return layout;
+  const outLayout = opts.outLayout ?? layout;
+  for (const l of [layout, outLayout]) if (l !== "bhtd" && l !== "bthd") throw new TensorError(`${op}: layout must be "bhtd" or "bthd", got ${String(l)}`);
+  return { layout, outLayout };
 }
 
 export function rope(x: Tensor, positions: Tensor | ArrayLike<number>, opts: RopeOptions = {}): Tensor {
   checkOperands("rope", x);
-  const dims = dimsOf("rope", x, checkLayouts("rope", opts));
-  const { gpu, layout, outLayout, pos, invT, o } = prepare("rope", x, dims, positions, opts);
+  const layouts = checkLayouts("rope", opts);
+  const { layout, outLayout } = layouts;
+  const dims = dimsOf("rope", x, layout);
+  const { gpu, pos, invT, o } = prepare("rope", x, dims, positions, opts, layouts);
   const out = Tensor.empty(gpu, shapeOf(outLayout, dims));
   ropeForward(gpu, { x: x.buffer, pos: pos.buffer, invFreq: invT.buffer, out: out.buffer }, o);
   const r = attach(out, {
@@ -149,21 +156,21 @@ export function rope(x: Tensor, positions: Tensor | ArrayLike<number>, opts: Rop
  */
 export function ropePair(q: Tensor, k: Tensor, positions: Tensor | ArrayLike<number>, opts: RopeOptions = {}): [Tensor, Tensor] {
   checkOperands("ropePair", q, k);
-  const layout = checkLayouts("ropePair", opts);
+  const layouts = checkLayouts("ropePair", opts);
+  const { layout, outLayout } = layouts;
   const dq = dimsOf("ropePair", q, layout);
   const dk = dimsOf("ropePair", k, layout);
   if (dq.b !== dk.b || dq.t !== dk.t || dq.dh !== dk.dh)
     throw new TensorError(`ropePair: q ${fmtShape(q.shape)} and k ${fmtShape(k.shape)} must have the same B, T and Dh (${layout})`);
-  const { gpu, outLayout, pos, invT, o } = prepare("ropePair", q, dq, positions, opts);
-  const kDims = { ...dk };
-  const outs = [Tensor.empty(gpu, shapeOf(outLayout, dq)), Tensor.empty(gpu, shapeOf(outLayout, kDims))];
+  const { gpu, pos, invT, o } = prepare("ropePair", q, dq, positions, opts, layouts);
+  const outs = [Tensor.empty(gpu, shapeOf(outLayout, dq)), Tensor.empty(gpu, shapeOf(outLayout, dk))];
   ropeForwardPair(gpu, { x: q.buffer, x2: k.buffer, pos: pos.buffer, invFreq: invT.buffer, out: outs[0]!.buffer, out2: outs[1]!.buffer }, o, dk.h);
   attachOutputs(outs, {
     op: "rope.pair",
     inputs: [q, k],
     save: () => [pos, invT],
     backward: ([gq, gk], [sp, si]) => {
-      const dx = [Tensor.empty(gpu, shapeOf(layout, dq)), Tensor.empty(gpu, shapeOf(layout, kDims))];
+      const dx = [Tensor.empty(gpu, shapeOf(layout, dq)), Tensor.empty(gpu, shapeOf(layout, dk))];
       ropeBackwardPair(gpu, { gout: gq!.buffer, gout2: gk!.buffer, pos: sp!.buffer, invFreq: si!.buffer, dx: dx[0]!.buffer, dx2: dx[1]!.buffer }, o, dk.h);
       return dx;
     },
